@@ -1,0 +1,278 @@
+//! Collector benchmark (not a test). Starts `plumb serve` and a do-nothing HTTP server as
+//! separate processes, drives each with the same keep-alive load on loopback for a bounded time,
+//! and prints requests/s and latency percentiles side by side; then measures how long an event
+//! takes from its `202` to being visible in the Stats API.
+//!
+//! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "bench.test";
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--null-server") {
+        return null_server(args[2].parse().expect("port"));
+    }
+    let seconds = arg("--seconds", 10).min(120);
+    let connections = arg("--connections", 64).clamp(1, 1024) as usize;
+    let plumb = std::env::current_exe().unwrap().with_file_name("plumb");
+    assert!(plumb.exists(), "{} not found: run `cargo build --release --workspace` first", plumb.display());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    // 1. The do-nothing server: same HTTP stack (axum on tokio), answers 202 without reading.
+    let port = free_port();
+    let null = Proc(
+        Command::new(std::env::current_exe().unwrap()).args(["--null-server", &port.to_string()]).spawn().unwrap(),
+    );
+    wait_listening(port);
+    let base = rt.block_on(load(port, seconds, connections));
+    drop(null);
+
+    // 2. Plumb, on a fresh data directory.
+    let dir = std::env::temp_dir().join(format!("plumb-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run(&plumb, &dir, &["site", "add", DOMAIN]);
+    let key = run(&plumb, &dir, &["key", "create", "--name", "bench"]).lines().last().unwrap().trim().to_owned();
+    let port = free_port();
+    let server = Proc(
+        Command::new(&plumb)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("PLUMB_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let plumb_load = rt.block_on(load(port, seconds, connections));
+
+    println!(
+        "collector benchmark: {seconds} s per server, {connections} keep-alive connections, loopback, 2 cores shared with the load generator"
+    );
+    println!("{:<28} {:>12} {:>10} {:>10} {:>10}", "server", "requests/s", "p50 ms", "p99 ms", "errors");
+    for (name, r) in [("do-nothing axum", &base), ("plumb /api/event (durable)", &plumb_load)] {
+        println!(
+            "{name:<28} {:>12.0} {:>10.2} {:>10.2} {:>10}",
+            r.ok as f64 / r.elapsed.as_secs_f64(),
+            r.percentile(0.50),
+            r.percentile(0.99),
+            r.errors
+        );
+    }
+    println!(
+        "plumb / do-nothing: {:.0}%",
+        100.0 * plumb_load.ok as f64 / plumb_load.elapsed.as_secs_f64() / (base.ok as f64 / base.elapsed.as_secs_f64())
+    );
+
+    rt.block_on(async {
+        let drain_start = Instant::now();
+        let accepted = plumb_load.ok as i64;
+        loop {
+            if pageviews(port, &key).await >= accepted {
+                break;
+            }
+            assert!(drain_start.elapsed() < Duration::from_secs(600), "pipeline did not catch up within 10 minutes");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "pipeline drained the {accepted} accepted events {:.2} s after the load stopped",
+            drain_start.elapsed().as_secs_f64()
+        );
+
+        // 202 → visible: one event at a time, polling the Stats API every 5 ms.
+        let mut lat = Vec::new();
+        let mut count = accepted;
+        for i in 0..40 {
+            let status = post_event(port, i).await;
+            assert_eq!(status, 202);
+            let acked = Instant::now();
+            count += 1;
+            while pageviews(port, &key).await < count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            lat.push(acked.elapsed().as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "202 → visible in the Stats API over {} events: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            lat.len(),
+            lat[lat.len() / 2],
+            lat[lat.len() * 95 / 100],
+            lat[lat.len() - 1]
+        );
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(plumb: &Path, dir: &PathBuf, args: &[&str]) -> String {
+    let out = Command::new(plumb).arg("--data-dir").arg(dir).args(args).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "plumb {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server on port {port} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn null_server(port: u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let app = axum::Router::new().route(
+            "/api/event",
+            axum::routing::post(|| async { (axum::http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({}))) }),
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+struct LoadResult {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// Sorted latencies in microseconds.
+    latencies: Vec<u32>,
+}
+
+impl LoadResult {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        self.latencies[((self.latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+    }
+}
+
+fn request(n: u64, conn: usize) -> Vec<u8> {
+    let body = format!(
+        "{{\"n\":\"pageview\",\"u\":\"https://{DOMAIN}/docs/page-{}\",\"d\":\"{DOMAIN}\",\"r\":\"https://www.google.com/\"}}",
+        n % 200
+    );
+    format!(
+        "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Bench/{conn}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a keep-alive stream; returns its
+/// status and body and leaves any bytes of the next response in `buf`.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Ok((status, body));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn load(port: u16, seconds: u64, connections: usize) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for conn in 0..connections {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::new());
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut buf = Vec::new();
+            let mut n = conn as u64 * 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let t = Instant::now();
+                stream.write_all(&request(n, conn)).await.unwrap();
+                match read_response(&mut stream, &mut buf).await {
+                    Ok((202, _)) => {
+                        ok += 1;
+                        lat.push(t.elapsed().as_micros() as u32);
+                    }
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (ok, errors, lat)
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut r = LoadResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for t in tasks {
+        let (ok, errors, lat) = t.await.unwrap();
+        r.ok += ok;
+        r.errors += errors;
+        r.latencies.extend(lat);
+    }
+    r.elapsed = start.elapsed();
+    r.latencies.sort_unstable();
+    r
+}
+
+async fn post_event(port: u16, i: u64) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(&request(i, 9999)).await.unwrap();
+    read_response(&mut s, &mut Vec::new()).await.unwrap().0
+}
+
+async fn pageviews(port: u16, key: &str) -> i64 {
+    let body = format!("{{\"site_id\":\"{DOMAIN}\",\"metrics\":[\"pageviews\"],\"date_range\":\"day\"}}");
+    let req = format!(
+        "POST /api/v2/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (status, body) = read_response(&mut s, &mut Vec::new()).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["results"][0]["metrics"][0].as_i64().unwrap()
+}

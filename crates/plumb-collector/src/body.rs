@@ -1,0 +1,397 @@
+//! Plausible's event body (short and long field names) → validated, signed queue entries.
+
+use crate::{ApiError, Collector, client_ip};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::DateTime;
+use plumb_core::signature::visitor_signature;
+use plumb_core::source::classify;
+use plumb_core::time::local_day;
+use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url, parse_referrer, truncate};
+use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
+use serde::Deserialize;
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
+
+pub const MAX_NAME: usize = 120;
+pub const MAX_PROPS: usize = 30;
+pub const MAX_USER_AGENT: usize = 1024;
+pub const MAX_DOMAINS: usize = 10;
+/// Authenticated senders may date events this far into the future (clock skew).
+const MAX_FUTURE_MS: i64 = 5 * 60_000;
+
+/// What the request itself says about the sender.
+pub struct Context {
+    ip: IpAddr,
+    user_agent: String,
+    /// A valid API key was presented: the sender may set `timestamp`, `ip` and `user_agent`.
+    authenticated: bool,
+    now_ms: i64,
+}
+
+impl Context {
+    pub fn from_request(c: &Collector, peer: SocketAddr, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let authenticated = match headers.get(header::AUTHORIZATION) {
+            None => false,
+            Some(v) => {
+                let secret = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
+                    ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <API key>`")
+                })?;
+                let key = c.meta.verify_key(secret.trim()).map_err(internal)?;
+                if key.is_none() {
+                    return Err(ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"));
+                }
+                true
+            }
+        };
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(Self {
+            ip: client_ip(peer.ip(), headers, &c.config.trusted_proxies),
+            user_agent: truncate(user_agent, MAX_USER_AGENT),
+            authenticated,
+            now_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("collector metadata look-up failed: {e}");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector cannot reach its metadata, retry shortly")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventBody {
+    #[serde(alias = "n")]
+    name: Option<String>,
+    #[serde(alias = "u")]
+    url: Option<String>,
+    #[serde(alias = "d")]
+    domain: Option<String>,
+    #[serde(alias = "r")]
+    referrer: Option<String>,
+    #[serde(alias = "p", alias = "m", alias = "meta")]
+    props: Option<Value>,
+    #[serde(alias = "h")]
+    hash_mode: Option<Value>,
+    #[serde(alias = "i")]
+    interactive: Option<bool>,
+    #[serde(alias = "$")]
+    revenue: Option<Value>,
+    /// Engagement: scroll depth in percent.
+    sd: Option<Value>,
+    /// Engagement: engaged time in milliseconds.
+    e: Option<Value>,
+    timestamp: Option<Value>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl EventBody {
+    pub fn pageview(url: String, domain: Option<String>, referrer: Option<String>) -> Self {
+        Self {
+            name: Some("pageview".into()),
+            url: Some(url),
+            domain,
+            referrer,
+            props: None,
+            hash_mode: None,
+            interactive: None,
+            revenue: None,
+            sd: None,
+            e: None,
+            timestamp: None,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// Validates the event and returns one queue entry per site it is recorded for.
+    pub fn into_queued(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+        let name =
+            self.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+        if name.chars().count() > MAX_NAME {
+            return Err(ApiError::bad_request(format!("`name` is longer than {MAX_NAME} characters")));
+        }
+        let kind = match name.as_str() {
+            "pageview" => EventKind::Pageview,
+            "engagement" => EventKind::Engagement,
+            _ => EventKind::Custom,
+        };
+        let url = self.url.ok_or_else(|| ApiError::bad_request("`url` is required"))?;
+        if url.len() > MAX_PATH {
+            return Err(ApiError::bad_request(format!("`url` is longer than {MAX_PATH} bytes")));
+        }
+        let hash_mode = match &self.hash_mode {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_i64() == Some(1),
+            Some(other) => return Err(ApiError::bad_request(format!("`hash_mode` must be 0 or 1, got {other}"))),
+        };
+        let page = parse_page_url(&url, hash_mode).map_err(ApiError::bad_request)?;
+        let props = parse_props(self.props)?;
+        let revenue = self.revenue.filter(|v| !v.is_null()).map(parse_revenue).transpose()?;
+        let (engaged_ms, scroll_depth) = if kind == EventKind::Engagement {
+            (parse_engaged_ms(self.e)?, parse_scroll_depth(self.sd)?)
+        } else {
+            (0, None)
+        };
+
+        let privileged = [
+            ("timestamp", self.timestamp.as_ref().is_some_and(|v| !v.is_null())),
+            ("ip", self.ip.is_some()),
+            ("user_agent", self.user_agent.is_some()),
+        ];
+        if let Some((field, _)) = privileged.iter().find(|(_, set)| *set).filter(|_| !ctx.authenticated) {
+            return Err(ApiError::bad_request(format!(
+                "`{field}` may only be set by server-side senders with an API key (Authorization: Bearer <key>)"
+            )));
+        }
+        let ts_ms = match self.timestamp.filter(|v| !v.is_null()) {
+            Some(v) => parse_timestamp(&v, ctx.now_ms)?,
+            None => ctx.now_ms,
+        };
+        let ip = match self.ip {
+            Some(ip) => ip
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| ApiError::bad_request(format!("`ip` `{ip}` is not an IP address")))?,
+            None => ctx.ip,
+        };
+        let user_agent = self.user_agent.map(|u| truncate(&u, MAX_USER_AGENT));
+        let user_agent = user_agent.as_deref().unwrap_or(&ctx.user_agent);
+
+        let domains = match self.domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(list) => list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect(),
+            None if !page.hostname.is_empty() => vec![page.hostname.clone()],
+            None => return Err(ApiError::bad_request("`domain` is required when `url` has no host")),
+        };
+        if domains.len() > MAX_DOMAINS {
+            return Err(ApiError::bad_request(format!(
+                "`domain` lists {} sites; at most {MAX_DOMAINS} are allowed",
+                domains.len()
+            )));
+        }
+        let mut sites = Vec::with_capacity(domains.len());
+        for d in &domains {
+            if let Some(site) = c.sites.get(c.meta.as_ref(), d).map_err(internal)? {
+                sites.push(site);
+            }
+        }
+        if sites.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "domain `{}` is not registered with this Plumb",
+                domains.join(",")
+            )));
+        }
+
+        let referrer = self.referrer.as_deref().and_then(parse_referrer);
+        // A referrer from the site itself is navigation, not a source.
+        let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));
+        let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
+        let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium);
+        let visit = VisitInfo {
+            source: source.source,
+            referrer: referrer.map(|(r, _)| r).unwrap_or_default(),
+            channel: source.channel,
+            utm_medium: page.utm_medium,
+            utm_source: page.utm_source,
+            utm_campaign: page.utm_campaign,
+            utm_content: page.utm_content,
+            utm_term: page.utm_term,
+            ..Default::default()
+        };
+        let interactive = self.interactive.unwrap_or(true);
+        sites
+            .into_iter()
+            .map(|site| {
+                let day = local_day(site.timezone, ts_ms);
+                let salt = c.salts.get(c.meta.as_ref(), day, ctx.now_ms).map_err(internal)?;
+                Ok(QueuedEvent {
+                    site_id: site.id,
+                    ts_ms,
+                    day,
+                    signature: visitor_signature(&salt, site.id, day, ip, user_agent),
+                    kind,
+                    name: if kind == EventKind::Custom { name.clone() } else { String::new() },
+                    hostname: page.hostname.clone(),
+                    pathname: page.pathname.clone(),
+                    visit: visit.clone(),
+                    props: props.clone(),
+                    revenue: revenue.clone(),
+                    interactive,
+                    engaged_ms,
+                    scroll_depth,
+                }
+                .encode())
+            })
+            .collect()
+    }
+}
+
+/// Props: an object (or a JSON string holding one) of at most 30 scalar values. Lists, maps and
+/// nulls are dropped as Plausible does; control characters are removed (they delimit props in
+/// storage).
+fn parse_props(v: Option<Value>) -> Result<Vec<(String, String)>, ApiError> {
+    let v = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => serde_json::from_str(&s)
+            .map_err(|e| ApiError::bad_request(format!("`props` string is not a JSON object: {e}")))?,
+        Some(v) => v,
+    };
+    let Value::Object(map) = v else {
+        return Err(ApiError::bad_request("`props` must be an object of string keys to values"));
+    };
+    if map.len() > MAX_PROPS {
+        return Err(ApiError::bad_request(format!("`props` has {} keys; at most {MAX_PROPS} are allowed", map.len())));
+    }
+    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let value = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        let (k, value) = (clean(&k), clean(&value));
+        if k.is_empty() || k.len() > MAX_VALUE {
+            return Err(ApiError::bad_request(format!("prop key `{k}` must be 1 to {MAX_VALUE} bytes")));
+        }
+        if value.len() > MAX_PATH {
+            return Err(ApiError::bad_request(format!("prop `{k}` value is longer than {MAX_PATH} bytes")));
+        }
+        if !value.is_empty() {
+            out.push((k, value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `{"currency": "EUR", "amount": 12.5}`; the amount may also be a decimal string.
+fn parse_revenue(v: Value) -> Result<Revenue, ApiError> {
+    let currency = v.get("currency").and_then(Value::as_str).unwrap_or("");
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ApiError::bad_request("`revenue.currency` must be a three-letter ISO 4217 code"));
+    }
+    let amount = match v.get("amount") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_owned(),
+        _ => return Err(ApiError::bad_request("`revenue.amount` must be a number")),
+    };
+    let amount_micros = decimal_micros(&amount)
+        .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` `{amount}` is not a decimal number")))?;
+    Ok(Revenue { amount_micros, currency: currency.to_ascii_uppercase() })
+}
+
+/// Exact decimal → millionths (no float rounding), up to six decimals and 10^12 units.
+fn decimal_micros(s: &str) -> Option<i64> {
+    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 6
+        || int.len() > 12
+    {
+        return None;
+    }
+    let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let frac: i64 = format!("{frac:0<6}").parse().ok()?;
+    let v = whole * 1_000_000 + frac;
+    Some(if neg { -v } else { v })
+}
+
+fn parse_engaged_ms(v: Option<Value>) -> Result<u32, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| *x >= 0.0)
+            // An engagement ping covers at most a day; longer is a broken clock.
+            .map(|x| x.min(86_400_000.0) as u32)
+            .ok_or_else(|| ApiError::bad_request("`e` (engaged ms) must be a non-negative number")),
+        Some(other) => Err(ApiError::bad_request(format!("`e` (engaged ms) must be a number, got {other}"))),
+    }
+}
+
+fn parse_scroll_depth(v: Option<Value>) -> Result<Option<u8>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => Ok(Some(x.round() as u8)),
+            _ => Err(ApiError::bad_request(format!("`sd` (scroll depth) must be 0 to 100, got {n}"))),
+        },
+        Some(other) => Err(ApiError::bad_request(format!("`sd` (scroll depth) must be a number, got {other}"))),
+    }
+}
+
+/// RFC 3339 text or unix seconds; not more than five minutes ahead of the server's clock.
+fn parse_timestamp(v: &Value, now_ms: i64) -> Result<i64, ApiError> {
+    let ms = match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| ApiError::bad_request(format!("`timestamp` `{s}` is not RFC 3339 ({e})")))?,
+        Value::Number(n) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e11 => (secs * 1000.0).round() as i64,
+            _ => return Err(ApiError::bad_request(format!("`timestamp` {n} is not unix seconds"))),
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`timestamp` must be RFC 3339 text or unix seconds, got {other}"
+            )));
+        }
+    };
+    if ms > now_ms + MAX_FUTURE_MS {
+        return Err(ApiError::bad_request("`timestamp` is in the future"));
+    }
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decimals_convert_exactly() {
+        assert_eq!(decimal_micros("12.5"), Some(12_500_000));
+        assert_eq!(decimal_micros("0.000001"), Some(1));
+        assert_eq!(decimal_micros("-3"), Some(-3_000_000));
+        assert_eq!(decimal_micros(".5"), Some(500_000));
+        assert_eq!(decimal_micros("1.2345678"), None);
+        assert_eq!(decimal_micros("1e3"), None);
+        assert_eq!(decimal_micros(""), None);
+    }
+
+    #[test]
+    fn props_accept_objects_and_json_strings_and_drop_nested_values() {
+        let p = parse_props(Some(json!({"b": 2, "a": "x", "list": [1], "n": null, "t": true}))).unwrap();
+        assert_eq!(p, vec![("a".into(), "x".into()), ("b".into(), "2".into()), ("t".into(), "true".into())]);
+        assert_eq!(parse_props(Some(json!("{\"k\":\"v\"}"))).unwrap(), vec![("k".into(), "v".into())]);
+        let many: serde_json::Map<String, Value> = (0..31).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(parse_props(Some(Value::Object(many))).unwrap_err().message.contains("at most 30"));
+        assert!(parse_props(Some(json!([1]))).is_err());
+    }
+
+    #[test]
+    fn timestamps_and_engagement_are_checked() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_timestamp(&json!("2023-11-14T22:13:20Z"), now).unwrap(), now);
+        assert_eq!(parse_timestamp(&json!(1_699_999_000), now).unwrap(), now - 1_000_000);
+        assert!(parse_timestamp(&json!(1_800_000_000), now).is_err());
+        assert!(parse_timestamp(&json!("yesterday"), now).is_err());
+        assert_eq!(parse_scroll_depth(Some(json!(42.4))).unwrap(), Some(42));
+        assert!(parse_scroll_depth(Some(json!(101))).is_err());
+        assert!(parse_engaged_ms(Some(json!(-1))).is_err());
+    }
+
+    #[test]
+    fn revenue_needs_a_currency_and_a_decimal_amount() {
+        assert_eq!(
+            parse_revenue(json!({"currency": "eur", "amount": "19.99"})).unwrap(),
+            Revenue { amount_micros: 19_990_000, currency: "EUR".into() }
+        );
+        assert!(parse_revenue(json!({"currency": "EURO", "amount": 1})).is_err());
+        assert!(parse_revenue(json!({"currency": "EUR", "amount": "ten"})).is_err());
+    }
+}

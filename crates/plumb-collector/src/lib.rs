@@ -1,0 +1,207 @@
+//! HTTP ingestion. Parses and validates each hit, enriches it, signs it (the IP and User-Agent
+//! stop here), and answers `202` only once the queue has it on disk. No database work beyond
+//! cached metadata look-ups happens on this path.
+
+mod body;
+mod cache;
+mod client_ip;
+mod error;
+mod tracker;
+
+pub use client_ip::client_ip;
+pub use error::ApiError;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use body::{Context, EventBody};
+use cache::{SaltCache, SiteCache};
+use ipnet::IpNet;
+use plumb_meta::MetaStore;
+use plumb_queue::{Producer, QueueError};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest single-event body, and largest batch body.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024;
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct CollectorConfig {
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+pub struct Collector {
+    meta: Arc<dyn MetaStore>,
+    queue: Arc<dyn Producer>,
+    config: CollectorConfig,
+    sites: SiteCache,
+    salts: SaltCache,
+}
+
+impl Collector {
+    pub fn new(meta: Arc<dyn MetaStore>, queue: Arc<dyn Producer>, config: CollectorConfig) -> Arc<Self> {
+        Arc::new(Self { sites: SiteCache::default(), salts: SaltCache::default(), meta, queue, config })
+    }
+
+    /// Deletes salts of days that have ended everywhere, from the store and from memory.
+    pub fn purge_salts(&self, now_ms: i64) -> Result<usize, plumb_meta::MetaError> {
+        self.salts.retain_live(now_ms);
+        self.meta.purge_salts(now_ms)
+    }
+
+    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), ApiError> {
+        self.queue.append(payloads).await.map_err(|e| match e {
+            QueueError::Full => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector is overloaded, retry shortly")
+            }
+            other => {
+                tracing::error!("queue append failed: {other}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "event could not be stored, retry shortly")
+            }
+        })
+    }
+}
+
+pub fn router(collector: Arc<Collector>) -> Router {
+    Router::new()
+        .route("/api/event", post(event).options(preflight))
+        .route("/api/events", post(batch).options(preflight))
+        .route("/collect", get(pixel))
+        .route("/api/health", get(health))
+        .route("/js/script.js", get(tracker::script))
+        .route("/script.js", get(tracker::script))
+        .with_state(collector)
+}
+
+fn cors(mut r: Response) -> Response {
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+async fn preflight() -> Response {
+    let mut r = cors(StatusCode::NO_CONTENT.into_response());
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    r
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes")))
+}
+
+async fn event(
+    State(c): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let bytes = read_body(body, MAX_EVENT_BYTES).await?;
+        let ctx = Context::from_request(&c, peer, &headers)?;
+        let parsed: EventBody = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
+        let payloads = parsed.into_queued(&c, &ctx)?;
+        c.enqueue(payloads).await
+    }
+    .await;
+    cors(match result {
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response(),
+        Err(e) => e.into_response(),
+    })
+}
+
+async fn batch(
+    State(c): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let bytes = read_body(body, MAX_BATCH_BYTES).await?;
+        let ctx = Context::from_request(&c, peer, &headers)?;
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("request body must be a JSON array of events: {e}")))?;
+        if items.len() > MAX_BATCH_EVENTS {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a batch holds at most {MAX_BATCH_EVENTS} events, got {}", items.len()),
+            ));
+        }
+        let mut payloads = Vec::with_capacity(items.len());
+        let mut accepted = 0usize;
+        let mut rejected = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let one = serde_json::from_value::<EventBody>(item)
+                .map_err(|e| ApiError::bad_request(format!("not a valid event: {e}")))
+                .and_then(|ev| ev.into_queued(&c, &ctx));
+            match one {
+                Ok(p) => {
+                    accepted += 1;
+                    payloads.extend(p);
+                }
+                Err(e) => rejected.push(json!({"index": index, "error": e.message})),
+            }
+        }
+        if accepted == 0 && !rejected.is_empty() {
+            let body = json!({"error": "no event in the batch is valid", "accepted": 0, "rejected": rejected});
+            return Ok((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+        }
+        if !payloads.is_empty() {
+            c.enqueue(payloads).await?;
+        }
+        Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": accepted, "rejected": rejected}))).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(serde::Deserialize)]
+struct PixelParams {
+    p: Option<String>,
+    h: Option<String>,
+    r: Option<String>,
+    sid: Option<String>,
+}
+
+/// Fathom Lite's tracking pixel: `p` path, `h` scheme and host, `r` referrer, `sid` site.
+async fn pixel(
+    State(c): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Result<Query<PixelParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
+        let ctx = Context::from_request(&c, peer, &headers)?;
+        let host =
+            q.h.filter(|h| !h.is_empty())
+                .ok_or_else(|| ApiError::bad_request("`h` (page scheme and host) is required"))?;
+        let path = q.p.unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') {
+            return Err(ApiError::bad_request(format!("`p` must be a path starting with `/`, got `{path}`")));
+        }
+        let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), q.sid, q.r);
+        let payloads = body.into_queued(&c, &ctx)?;
+        c.enqueue(payloads).await
+    }
+    .await;
+    match result {
+        Ok(()) => tracker::gif(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response()
+}

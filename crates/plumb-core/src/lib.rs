@@ -1,0 +1,12 @@
+//! Domain types and pure rules shared by every role. No I/O lives here.
+
+pub mod event;
+pub mod live;
+pub mod row;
+pub mod signature;
+pub mod source;
+pub mod time;
+pub mod url;
+
+pub use event::{EventKind, QueuedEvent, Revenue, VisitInfo};
+pub use row::{Row, VisitAttr};

@@ -1,0 +1,57 @@
+//! Local days in a site's timezone. A day number is days since 1970-01-01 of the local date.
+
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+
+pub fn day_number(date: NaiveDate) -> i32 {
+    (date - EPOCH).num_days() as i32
+}
+
+pub fn date_of_day(day: i32) -> NaiveDate {
+    if day >= 0 { EPOCH + Days::new(day as u64) } else { EPOCH - Days::new(day.unsigned_abs() as u64) }
+}
+
+/// The local day of an instant in `tz`.
+pub fn local_day(tz: Tz, ts_ms: i64) -> i32 {
+    let utc = DateTime::<Utc>::from_timestamp_millis(ts_ms).unwrap_or_default();
+    day_number(utc.with_timezone(&tz).date_naive())
+}
+
+/// The instant (unix ms) at which local `day` begins in `tz`. A midnight that a DST jump skips
+/// begins at the first instant that exists.
+pub fn day_start_ms(tz: Tz, day: i32) -> i64 {
+    let date = date_of_day(day);
+    let mut t = date.and_hms_opt(0, 0, 0).unwrap();
+    loop {
+        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
+            return dt.timestamp_millis();
+        }
+        t += chrono::Duration::minutes(15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_days_follow_the_timezone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let la: Tz = "America/Los_Angeles".parse().unwrap();
+        // 2024-03-10T07:30Z: Berlin 08:30 on the 10th, Los Angeles 23:30 on the 9th.
+        let ts = 1_710_055_800_000;
+        let d10 = day_number(NaiveDate::from_ymd_opt(2024, 3, 10).unwrap());
+        assert_eq!(local_day(berlin, ts), d10);
+        assert_eq!(local_day(la, ts), d10 - 1);
+        assert_eq!(date_of_day(d10), NaiveDate::from_ymd_opt(2024, 3, 10).unwrap());
+        assert_eq!(date_of_day(-1), NaiveDate::from_ymd_opt(1969, 12, 31).unwrap());
+        // The DST day in Los Angeles lasts 23 hours.
+        let start = day_start_ms(la, d10);
+        let end = day_start_ms(la, d10 + 1);
+        assert_eq!(end - start, 23 * 3_600_000);
+        assert_eq!(local_day(la, start), d10);
+        assert_eq!(local_day(la, start - 1), d10 - 1);
+    }
+}

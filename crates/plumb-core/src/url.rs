@@ -1,0 +1,128 @@
+//! Page URLs and referrers reduced to what is stored: hostname, path, UTM values and a source.
+//! Limits: hostname ≤ 253 bytes, path ≤ 2000 bytes, UTM values ≤ 300 bytes (longer ones are cut
+//! at a character boundary). The query string and fragment are dropped (hash mode keeps the
+//! fragment as part of the path).
+
+use url::Url;
+
+pub const MAX_PATH: usize = 2000;
+pub const MAX_VALUE: usize = 300;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageUrl {
+    pub hostname: String,
+    pub pathname: String,
+    pub utm_medium: String,
+    pub utm_source: String,
+    pub utm_campaign: String,
+    pub utm_content: String,
+    pub utm_term: String,
+    /// `ref` or `source` query parameter: an explicit source without UTM tags.
+    pub ref_param: String,
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+pub fn normalize_hostname(host: &str) -> String {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    h.strip_prefix("www.").map(str::to_owned).unwrap_or(h)
+}
+
+/// Parses a page URL. `hash_mode` keeps the fragment (single-page apps that route by `#`).
+pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
+    let url = Url::parse(raw).map_err(|e| format!("`url` is not a valid absolute URL ({e})"))?;
+    if url.scheme() == "data" || url.scheme() == "javascript" {
+        return Err(format!("`url` scheme `{}` is not allowed", url.scheme()));
+    }
+    let mut page = PageUrl { hostname: normalize_hostname(url.host_str().unwrap_or("")), ..Default::default() };
+    let mut path = url.path().to_owned();
+    if path.len() > 1 && path.ends_with('/') {
+        path.pop();
+    }
+    if hash_mode && let Some(f) = url.fragment().filter(|f| !f.is_empty()) {
+        path.push('#');
+        path.push_str(f);
+    }
+    page.pathname = truncate(&decode_path(&path), MAX_PATH);
+    for (k, v) in url.query_pairs() {
+        let v = truncate(v.trim(), MAX_VALUE);
+        match k.as_ref() {
+            "utm_medium" => page.utm_medium = v,
+            "utm_source" => page.utm_source = v,
+            "utm_campaign" => page.utm_campaign = v,
+            "utm_content" => page.utm_content = v,
+            "utm_term" => page.utm_term = v,
+            "ref" | "source" if page.ref_param.is_empty() => page.ref_param = v,
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// Percent-decodes a path for display; keeps the raw path if it is not valid UTF-8.
+fn decode_path(path: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// The referrer as stored (host and path, no query) and its host, or `None` when it is empty,
+/// unparsable or not http(s).
+pub fn parse_referrer(raw: &str) -> Option<(String, String)> {
+    let url = Url::parse(raw.trim()).ok()?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return None;
+    }
+    let host = normalize_hostname(url.host_str()?);
+    let path = url.path().trim_end_matches('/');
+    Some((truncate(&format!("{host}{path}"), MAX_PATH), host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_urls_are_reduced_to_host_path_and_utm() {
+        let p = parse_page_url(
+            "https://WWW.Example.com/blog/%C3%A9t%C3%A9/?utm_source=news&utm_medium=email&x=1#top",
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.hostname, "example.com");
+        assert_eq!(p.pathname, "/blog/été");
+        assert_eq!(p.utm_source, "news");
+        assert_eq!(p.utm_medium, "email");
+        let h = parse_page_url("https://example.com/app#/settings", true).unwrap();
+        assert_eq!(h.pathname, "/app#/settings");
+        assert_eq!(parse_page_url("https://example.com", false).unwrap().pathname, "/");
+        assert!(parse_page_url("not a url", false).is_err());
+        assert!(parse_page_url("data:text/plain,hi", false).is_err());
+    }
+
+    #[test]
+    fn referrers_keep_host_and_path_only() {
+        assert_eq!(
+            parse_referrer("https://www.google.com/search?q=secret"),
+            Some(("google.com/search".into(), "google.com".into()))
+        );
+        assert_eq!(parse_referrer("android-app://x"), None);
+        assert_eq!(parse_referrer(""), None);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+}

@@ -1,0 +1,8 @@
+//! The pipeline: reads the queue in order, turns hits into sessions and flags
+//! ([`sessionizer`]), and commits rows together with the queue position ([`worker`]).
+
+pub mod sessionizer;
+pub mod worker;
+
+pub use sessionizer::Sessionizer;
+pub use worker::{Pipeline, PipelineConfig, PipelineHandle};

@@ -1,0 +1,182 @@
+//! The pipeline worker: one thread that reads the queue in order, sessionizes, and commits each
+//! batch's rows together with the batch's last sequence number. After a restart it replays every
+//! entry still in the queue: entries at or below the committed position only rebuild session
+//! state, later ones produce rows. Store failures are retried with backoff, batch by batch, so
+//! nothing is lost or reordered.
+
+use crate::sessionizer::Sessionizer;
+use chrono_tz::Tz;
+use plumb_core::QueuedEvent;
+use plumb_core::live::{LiveVisitors, REALTIME_WINDOW_MS};
+use plumb_core::time::local_day;
+use plumb_meta::MetaStore;
+use plumb_queue::Consumer;
+use plumb_store::EventWriter;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// How long processed entries stay in the queue for replay (and so how much session state a
+    /// restart can rebuild).
+    pub retention: Duration,
+    /// Entries per store commit at most.
+    pub batch: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self { retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64), batch: 10_000 }
+    }
+}
+
+/// Shared view of the running pipeline.
+#[derive(Default)]
+pub struct PipelineStatus {
+    /// Last queue sequence committed to the store.
+    pub committed: AtomicU64,
+    /// Entries skipped because they could not be decoded.
+    pub undecodable: AtomicU64,
+}
+
+pub struct PipelineHandle {
+    pub status: Arc<PipelineStatus>,
+    pub live: Arc<LiveVisitors>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PipelineHandle {
+    /// Finishes the batch in hand, then stops.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct Pipeline<C, W> {
+    consumer: C,
+    writer: W,
+    meta: Arc<dyn MetaStore>,
+    config: PipelineConfig,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
+    pub fn new(consumer: C, writer: W, meta: Arc<dyn MetaStore>, config: PipelineConfig) -> Self {
+        Self { consumer, writer, meta, config }
+    }
+
+    pub fn spawn(self) -> std::io::Result<PipelineHandle> {
+        let status = Arc::new(PipelineStatus::default());
+        let live = Arc::new(LiveVisitors::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, l, st) = (status.clone(), live.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || self.run(&s, &l, &st))?;
+        Ok(PipelineHandle { status, live, stop, thread: Some(thread) })
+    }
+
+    fn run(mut self, status: &PipelineStatus, live: &LiveVisitors, stop: &AtomicBool) {
+        let Some(mut committed_pos) = retry(stop, "read the pipeline position", || self.writer.position()) else {
+            return;
+        };
+        status.committed.store(committed_pos, Ordering::SeqCst);
+        let mut sessions = Sessionizer::default();
+        let mut zones: HashMap<u32, Option<Tz>> = HashMap::new();
+        let mut read_pos = 0u64;
+        let mut rows = Vec::new();
+        let mut replayed = Vec::new();
+        let mut last_housekeeping = Instant::now();
+        let retention_ms = self.config.retention.as_millis() as i64;
+        tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
+
+        while !stop.load(Ordering::SeqCst) {
+            let entries = match self.consumer.read(read_pos, self.config.batch) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("pipeline cannot read the queue: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            if let Some(last) = entries.last() {
+                let now = now_ms();
+                rows.clear();
+                let mut hits = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let ev = match QueuedEvent::decode(&entry.payload) {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            // A bad entry is skipped alone; the rest of the batch goes on.
+                            tracing::error!(seq = entry.seq, "skipping undecodable queue entry: {e}");
+                            status.undecodable.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    if ev.ts_ms > now - REALTIME_WINDOW_MS {
+                        hits.push((ev.site_id, ev.signature, ev.ts_ms));
+                    }
+                    let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };
+                    sessions.apply(&ev, entry.received_ms, out);
+                    replayed.clear();
+                }
+                live.record(hits);
+                read_pos = last.seq;
+                if read_pos > committed_pos {
+                    let (writer, batch) = (&mut self.writer, &rows);
+                    if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
+                        return; // stopping; the uncommitted batch is replayed on the next start
+                    }
+                    committed_pos = read_pos;
+                    status.committed.store(committed_pos, Ordering::SeqCst);
+                }
+            }
+            if last_housekeeping.elapsed() >= Duration::from_millis(500) {
+                last_housekeeping = Instant::now();
+                let now = now_ms();
+                if let Err(e) = self.consumer.release(committed_pos, now - retention_ms) {
+                    tracing::warn!("pipeline cannot release queue entries: {e}");
+                }
+                let meta = &self.meta;
+                let evicted = sessions.evict(now, retention_ms, |site, day| {
+                    let tz =
+                        *zones.entry(site).or_insert_with(|| meta.site_by_id(site).ok().flatten().map(|s| s.timezone));
+                    tz.is_none_or(|tz| local_day(tz, now) > day)
+                });
+                if evicted > 0 {
+                    tracing::debug!(evicted, "visitor-days ended");
+                }
+                live.forget_older_than(now - REALTIME_WINDOW_MS);
+            }
+            if entries.len() < self.config.batch {
+                self.consumer.wait(read_pos, Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, backing off from 50 ms to 5 s; `None` if asked to stop first.
+fn retry<T, E: std::fmt::Display>(stop: &AtomicBool, what: &str, mut op: impl FnMut() -> Result<T, E>) -> Option<T> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match op() {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!("pipeline could not {what}, retrying in {delay:?}: {e}");
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

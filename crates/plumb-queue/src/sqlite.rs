@@ -1,0 +1,227 @@
+//! Embedded spool: one SQLite file in WAL mode. A single writer thread takes every append that
+//! is waiting and commits them in one transaction with `synchronous=FULL` (group commit), so
+//! durability costs one fsync per batch rather than per event.
+
+use crate::{AppendFuture, Consumer, Entry, Producer, QueueError};
+use rusqlite::{Connection, params};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Appends waiting for the writer; beyond this the collector sheds load with `503`.
+const PENDING_LIMIT: usize = 16_384;
+/// Rows per transaction at most.
+const MAX_GROUP: usize = 4_096;
+/// How often the WAL is truncated so deleted entries leave the disk.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+type Job = (Vec<Vec<u8>>, oneshot::Sender<Result<(), QueueError>>);
+
+fn storage(e: rusqlite::Error) -> QueueError {
+    QueueError::Storage(e.to_string())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn open(path: &Path) -> Result<Connection, QueueError> {
+    let conn = Connection::open(path).map_err(storage)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(storage)?;
+    // secure_delete zeroes deleted content in place; it is a per-connection setting.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;
+         CREATE TABLE IF NOT EXISTS spool (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             received_ms INTEGER NOT NULL,
+             payload BLOB NOT NULL);",
+    )
+    .map_err(storage)?;
+    Ok(conn)
+}
+
+/// Highest committed sequence number, shared with waiting consumers.
+#[derive(Default)]
+struct Tail {
+    last: Mutex<u64>,
+    grew: Condvar,
+}
+
+pub struct SqliteSpool {
+    path: PathBuf,
+    tx: SyncSender<Job>,
+    tail: Arc<Tail>,
+}
+
+impl SqliteSpool {
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, QueueError> {
+        let path = path.into();
+        let conn = open(&path)?;
+        let last: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM spool", [], |r| r.get(0)).map_err(storage)?;
+        let tail = Arc::new(Tail { last: Mutex::new(last as u64), grew: Condvar::new() });
+        let (tx, rx) = sync_channel(PENDING_LIMIT);
+        let writer_tail = tail.clone();
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || write_loop(conn, rx, writer_tail))
+            .map_err(|e| QueueError::Storage(e.to_string()))?;
+        Ok(Self { path, tx, tail })
+    }
+
+    pub fn consumer(&self) -> Result<SqliteConsumer, QueueError> {
+        Ok(SqliteConsumer { conn: open(&self.path)?, tail: self.tail.clone(), last_checkpoint: Instant::now() })
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: Receiver<Job>, tail: Arc<Tail>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut rows = jobs[0].0.len();
+        while rows < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.0.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, &jobs);
+        if let Ok(last) = result {
+            *tail.last.lock().unwrap() = last;
+            tail.grew.notify_all();
+        }
+        for (_, done) in jobs {
+            let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| QueueError::Storage(e.to_string())));
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<u64, QueueError> {
+    let tx = conn.transaction().map_err(storage)?;
+    let now = now_ms();
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT INTO spool (received_ms, payload) VALUES (?1, ?2)").map_err(storage)?;
+        for payload in jobs.iter().flat_map(|(p, _)| p) {
+            insert.execute(params![now, payload]).map_err(storage)?;
+        }
+    }
+    let last = tx.last_insert_rowid() as u64;
+    tx.commit().map_err(storage)?;
+    Ok(last)
+}
+
+impl Producer for SqliteSpool {
+    fn append(&self, payloads: Vec<Vec<u8>>) -> AppendFuture<'_> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.try_send((payloads, done));
+        Box::pin(async move {
+            match sent {
+                Ok(()) => wait.await.unwrap_or(Err(QueueError::Closed)),
+                Err(TrySendError::Full(_)) => Err(QueueError::Full),
+                Err(TrySendError::Disconnected(_)) => Err(QueueError::Closed),
+            }
+        })
+    }
+}
+
+pub struct SqliteConsumer {
+    conn: Connection,
+    tail: Arc<Tail>,
+    last_checkpoint: Instant,
+}
+
+impl Consumer for SqliteConsumer {
+    fn read(&mut self, after: u64, max: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, received_ms, payload FROM spool WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![after as i64, max as i64], |r| {
+                Ok(Entry { seq: r.get::<_, i64>(0)? as u64, received_ms: r.get(1)?, payload: r.get(2)? })
+            })
+            .map_err(storage)?;
+        rows.collect::<Result<_, _>>().map_err(storage)
+    }
+
+    fn wait(&mut self, after: u64, timeout: Duration) {
+        let last = self.tail.last.lock().unwrap();
+        if *last <= after {
+            let _ = self.tail.grew.wait_timeout(last, timeout);
+        }
+    }
+
+    fn release(&mut self, processed: u64, cutoff_ms: i64) -> Result<u64, QueueError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM spool WHERE seq <= ?1 AND received_ms < ?2", params![processed as i64, cutoff_ms])
+            .map_err(storage)?;
+        if n > 0 || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            // TRUNCATE empties the WAL file, so frames holding deleted entries are gone too. It
+            // cannot finish while the writer is mid-transaction; the next call tries again.
+            let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            self.last_checkpoint = Instant::now();
+        }
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("plumb-queue-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("spool.db")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_are_durable_ordered_and_survive_reopen() {
+        let path = temp_path("reopen");
+        {
+            let spool = Arc::new(SqliteSpool::open(&path).unwrap());
+            let mut tasks = Vec::new();
+            for i in 0..200u32 {
+                let s = spool.clone();
+                tasks.push(tokio::spawn(async move { s.append(vec![i.to_le_bytes().to_vec()]).await }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+        let spool = SqliteSpool::open(&path).unwrap();
+        let mut c = spool.consumer().unwrap();
+        let all = c.read(0, 1000).unwrap();
+        assert_eq!(all.len(), 200);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        let mut seen: Vec<u32> = all.iter().map(|e| u32::from_le_bytes(e.payload[..4].try_into().unwrap())).collect();
+        seen.sort();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
+        assert_eq!(c.read(all[99].seq, 1000).unwrap().len(), 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn release_deletes_only_processed_old_entries_and_never_reuses_seq() {
+        let path = temp_path("release");
+        let spool = SqliteSpool::open(&path).unwrap();
+        let mut c = spool.consumer().unwrap();
+        spool.append(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await.unwrap();
+        let all = c.read(0, 10).unwrap();
+        // Processed up to the second entry, all received before the cutoff.
+        assert_eq!(c.release(all[1].seq, now_ms() + 1).unwrap(), 2);
+        let rest = c.read(0, 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].payload, b"c");
+        // Nothing newer than the cutoff is deleted.
+        assert_eq!(c.release(all[2].seq, 0).unwrap(), 0);
+        c.release(all[2].seq, now_ms() + 1).unwrap();
+        spool.append(vec![b"d".to_vec()]).await.unwrap();
+        assert!(c.read(0, 10).unwrap()[0].seq > all[2].seq);
+    }
+}

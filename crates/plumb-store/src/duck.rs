@@ -1,0 +1,180 @@
+//! DuckDB backend: one file, opened read-write by this process only. The pipeline writes through
+//! one connection with the Appender; readers share clones of it.
+
+use crate::query::{Query, QueryResult, Totals};
+use crate::{EventReader, EventWriter, Result, StoreError};
+use duckdb::{Connection, params};
+use plumb_core::Row;
+use std::path::Path;
+use std::sync::Mutex;
+
+fn backend(e: duckdb::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Props are stored in one column as `\x1fkey\x1evalue` pairs: plain string functions in every
+/// SQL dialect can find a key, and the collector strips control characters from props.
+pub fn encode_props(props: &[(String, String)]) -> String {
+    props.iter().map(|(k, v)| format!("\u{1f}{k}\u{1e}{v}")).collect()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    site_id UINTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    kind UTINYINT NOT NULL,
+    name VARCHAR NOT NULL,
+    hostname VARCHAR NOT NULL,
+    pathname VARCHAR NOT NULL,
+    entry_page VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    referrer VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    utm_medium VARCHAR NOT NULL,
+    utm_source VARCHAR NOT NULL,
+    utm_campaign VARCHAR NOT NULL,
+    utm_content VARCHAR NOT NULL,
+    utm_term VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    region VARCHAR NOT NULL,
+    city VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    browser VARCHAR NOT NULL,
+    browser_version VARCHAR NOT NULL,
+    os VARCHAR NOT NULL,
+    os_version VARCHAR NOT NULL,
+    props VARCHAR NOT NULL,
+    revenue_micros BIGINT,
+    revenue_currency VARCHAR,
+    pageviews TINYINT NOT NULL,
+    events TINYINT NOT NULL,
+    visitors TINYINT NOT NULL,
+    visits TINYINT NOT NULL,
+    bounces TINYINT NOT NULL,
+    exits TINYINT NOT NULL,
+    page_visitors TINYINT NOT NULL,
+    page_visits TINYINT NOT NULL,
+    hour_visitors TINYINT NOT NULL,
+    name_visitors TINYINT NOT NULL,
+    attr_first USMALLINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    engaged_ms UINTEGER NOT NULL,
+    scroll_depth UTINYINT
+);
+CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
+";
+
+pub struct DuckStore {
+    writer: Connection,
+    reader: ReaderHandle,
+}
+
+impl DuckStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let reader = ReaderHandle { conn: Mutex::new(conn.try_clone().map_err(backend)?) };
+        Ok(Self { writer: conn, reader })
+    }
+
+    /// A handle for readers; it shares the database with the writer.
+    pub fn reader(&self) -> Result<ReaderHandle> {
+        Ok(ReaderHandle { conn: Mutex::new(self.reader.conn.lock().unwrap().try_clone().map_err(backend)?) })
+    }
+}
+
+impl EventWriter for DuckStore {
+    fn position(&mut self) -> Result<u64> {
+        let seq: Option<u64> =
+            self.writer.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
+        let tx = self.writer.transaction().map_err(backend)?;
+        {
+            let mut app = tx.appender("events").map_err(backend)?;
+            for r in rows {
+                let v = &r.visit;
+                app.append_row(params![
+                    r.site_id,
+                    r.day,
+                    r.ts_ms,
+                    r.kind as u8,
+                    r.name,
+                    r.hostname,
+                    r.pathname,
+                    r.entry_page,
+                    v.source,
+                    v.referrer,
+                    v.channel,
+                    v.utm_medium,
+                    v.utm_source,
+                    v.utm_campaign,
+                    v.utm_content,
+                    v.utm_term,
+                    v.country,
+                    v.region,
+                    v.city,
+                    v.device,
+                    v.browser,
+                    v.browser_version,
+                    v.os,
+                    v.os_version,
+                    encode_props(&r.props),
+                    r.revenue.as_ref().map(|x| x.amount_micros),
+                    r.revenue.as_ref().map(|x| x.currency.clone()),
+                    r.pageviews,
+                    r.events,
+                    r.visitors,
+                    r.visits,
+                    r.bounces,
+                    r.exits,
+                    r.page_visitors,
+                    r.page_visits,
+                    r.hour_visitors,
+                    r.name_visitors,
+                    r.attr_first,
+                    r.duration_ms,
+                    r.engaged_ms,
+                    r.scroll_depth,
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
+        tx.execute("INSERT OR REPLACE INTO pipeline_position VALUES (1, ?)", params![position]).map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+}
+
+pub struct ReaderHandle {
+    conn: Mutex<Connection>,
+}
+
+impl EventReader for ReaderHandle {
+    fn query(&self, q: &Query) -> Result<QueryResult> {
+        let conn = self.conn.lock().unwrap();
+        let totals = conn
+            .query_row(
+                "SELECT coalesce(sum(visitors), 0)::BIGINT, coalesce(sum(visits), 0)::BIGINT,
+                        coalesce(sum(pageviews), 0)::BIGINT, coalesce(sum(events), 0)::BIGINT,
+                        coalesce(sum(bounces), 0)::BIGINT, coalesce(sum(duration_ms), 0)::BIGINT
+                 FROM events WHERE site_id = ? AND day BETWEEN ? AND ?",
+                params![q.site_id, q.from_day, q.to_day],
+                |r| {
+                    Ok(Totals {
+                        visitors: r.get(0)?,
+                        visits: r.get(1)?,
+                        pageviews: r.get(2)?,
+                        events: r.get(3)?,
+                        bounces: r.get(4)?,
+                        duration_ms: r.get(5)?,
+                    })
+                },
+            )
+            .map_err(backend)?;
+        Ok(QueryResult { totals })
+    }
+}

@@ -1,0 +1,31 @@
+//! The event store: append-only analytics rows, and the query model that reads them.
+//! The pipeline writes through [`EventWriter`]; the API reads through [`EventReader`]. The
+//! query model ([`query`]) is backend-neutral; each backend compiles it to its own SQL.
+
+pub mod duck;
+pub mod query;
+
+pub use duck::DuckStore;
+
+use plumb_core::Row;
+use query::{Query, QueryResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("event store failed: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub trait EventWriter: Send + 'static {
+    /// The queue sequence number of the last committed batch (0 if none).
+    fn position(&mut self) -> Result<u64>;
+    /// Appends `rows` and moves the position to `position` in one transaction: either both
+    /// happen or neither, which is what makes counting exactly-once across crashes.
+    fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
+}
+
+pub trait EventReader: Send + Sync + 'static {
+    fn query(&self, q: &Query) -> Result<QueryResult>;
+}

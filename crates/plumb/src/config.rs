@@ -1,0 +1,160 @@
+//! Configuration: flags, then `PLUMB_*` variables (clap reads both), then the TOML file, then
+//! defaults.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "PLUMB_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// A proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable.
+    #[arg(long = "trusted-proxy", env = "PLUMB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
+    /// How long processed events stay in the queue for replay, e.g. 30m, 2s [default: 30m].
+    #[arg(long, env = "PLUMB_QUEUE_RETENTION", value_parser = parse_duration)]
+    queue_retention: Option<Duration>,
+}
+
+/// The TOML file's shape; every key is optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    trusted_proxies: Option<Vec<String>>,
+    queue_retention: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub queue_retention: Duration,
+}
+
+pub fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR range (e.g. 10.0.0.0/8)"))
+}
+
+/// `500ms`, `2s`, `30m`, `24h`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 2s, 30m, 24h)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("`{s}`: duration unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let file: FileConfig = match path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_net(s))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("config file: trusted_proxies: {e}"))?;
+        let queue_retention = match file.queue_retention {
+            Some(s) => parse_duration(&s).map_err(|e| anyhow::anyhow!("config file: queue_retention: {e}"))?,
+            None => Duration::from_secs(30 * 60),
+        };
+        Ok(Self {
+            data_dir: file.data_dir.unwrap_or_else(|| PathBuf::from("plumb-data")),
+            listen: file.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            trusted_proxies,
+            queue_retention,
+        })
+    }
+
+    pub fn with_serve_args(mut self, args: ServeArgs) -> Result<Self> {
+        if let Some(l) = args.listen {
+            self.listen = l;
+        }
+        if !args.trusted_proxies.is_empty() {
+            self.trusted_proxies = args.trusted_proxies;
+        }
+        if let Some(r) = args.queue_retention {
+            self.queue_retention = r;
+        }
+        if self.queue_retention.is_zero() {
+            bail!("queue retention must be greater than zero");
+        }
+        Ok(self)
+    }
+
+    pub fn meta_path(&self) -> PathBuf {
+        self.data_dir.join("meta.db")
+    }
+
+    pub fn queue_path(&self) -> PathBuf {
+        self.data_dir.join("queue.db")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("events.duckdb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_networks_parse_with_clear_errors() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("2 days").unwrap_err().contains("unit"));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert!(parse_net("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn file_values_apply_unless_overridden() {
+        let dir = std::env::temp_dir().join(format!("plumb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plumb.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nqueue_retention = \"5m\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.queue_retention, Duration::from_secs(300));
+        let c = c
+            .with_serve_args(ServeArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() })
+            .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.trusted_proxies.len(), 1);
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ncolour = \"blue\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(Some(&path)).unwrap_err()).contains("colour"));
+    }
+}

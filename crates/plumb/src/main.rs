@@ -1,0 +1,132 @@
+//! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
+//! the embedded backends; `site` and `key` manage metadata (also while a server runs).
+
+mod config;
+mod serve;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::{Config, ServeArgs};
+use plumb_meta::{MetaStore, SqliteMeta};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "plumb", version, about = "Privacy-first, cookieless web analytics")]
+struct Cli {
+    /// TOML configuration file (flags and PLUMB_* variables override it).
+    #[arg(long, env = "PLUMB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Where Plumb keeps its data [default: ./plumb-data].
+    #[arg(long, env = "PLUMB_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run collector, pipeline and API in one process.
+    Serve(ServeArgs),
+    /// Manage sites.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Manage API keys (Stats API and server-side ingestion).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Register a site by its domain.
+    Add {
+        domain: String,
+        /// IANA timezone that defines the site's days.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+    List,
+    /// Unregister a site: its events are no longer accepted.
+    Remove {
+        domain: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key; the secret is printed once, on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    Revoke {
+        name: String,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve(args) => serve::run(config.with_serve_args(args)?),
+        Command::Site(cmd) => site(&open_meta(&config)?, cmd),
+        Command::Key(cmd) => key(&open_meta(&config)?, cmd),
+    }
+}
+
+fn open_meta(config: &Config) -> Result<SqliteMeta> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")
+}
+
+fn site(meta: &dyn MetaStore, cmd: SiteCommand) -> Result<()> {
+    match cmd {
+        SiteCommand::Add { domain, timezone } => {
+            let s = meta.add_site(&domain, &timezone)?;
+            println!("added {} ({}), site id {}", s.domain, s.timezone, s.id);
+            println!("snippet: <script defer data-domain=\"{}\" src=\"http://HOST/js/script.js\"></script>", s.domain);
+        }
+        SiteCommand::List => {
+            for s in meta.list_sites()? {
+                println!("{}\t{}\t{}", s.id, s.domain, s.timezone);
+            }
+        }
+        SiteCommand::Remove { domain } => {
+            meta.remove_site(&domain)?;
+            println!("removed {domain}");
+        }
+    }
+    Ok(())
+}
+
+fn key(meta: &dyn MetaStore, cmd: KeyCommand) -> Result<()> {
+    match cmd {
+        KeyCommand::Create { name } => {
+            let (k, secret) = meta.create_key(&name)?;
+            println!("created key `{}`; store it now, it is not shown again:", k.name);
+            println!("{secret}");
+        }
+        KeyCommand::List => {
+            for k in meta.list_keys()? {
+                let created = chrono::DateTime::from_timestamp_millis(k.created_ms).unwrap_or_default();
+                println!("{}\t{}…\t{}", k.name, k.prefix, created.format("%Y-%m-%d %H:%M UTC"));
+            }
+        }
+        KeyCommand::Revoke { name } => {
+            meta.revoke_key(&name)?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}

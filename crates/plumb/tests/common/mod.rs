@@ -1,0 +1,159 @@
+//! Test harness: runs the real `plumb` binary on a fresh data directory and a free port.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_plumb");
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plumb-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a `plumb` CLI command and returns its stdout; panics with stderr if it fails.
+pub fn cli(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("--data-dir").arg(data_dir).args(args).output().unwrap();
+    assert!(out.status.success(), "plumb {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Creates an API key and returns its secret (the last line the CLI prints).
+pub fn create_key(data_dir: &Path, name: &str) -> String {
+    cli(data_dir, &["key", "create", "--name", name]).lines().last().unwrap().trim().to_owned()
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_owned(),
+            port: free_port(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        s.url = format!("http://127.0.0.1:{}", s.port);
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .env("PLUMB_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("plumb serve exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("plumb serve did not start listening within 60 s");
+    }
+
+    /// Same data directory and port, new process.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sigterm(c.id());
+            let status = c.wait().unwrap();
+            assert!(status.success(), "plumb serve exited with {status} after SIGTERM");
+        }
+    }
+}
+
+fn sigterm(pid: u32) {
+    let ok = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap().success();
+    assert!(ok, "could not signal plumb serve");
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// `POST /api/v2/query` with aggregate metrics; returns the metric values.
+pub async fn aggregate(
+    c: &reqwest::Client,
+    url: &str,
+    key: &str,
+    site: &str,
+    metrics: &[&str],
+    range: serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let r = c
+        .post(format!("{url}/api/v2/query"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"site_id": site, "metrics": metrics, "date_range": range}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "query failed: {body}");
+    body["results"][0]["metrics"].as_array().unwrap().clone()
+}
+
+/// Polls until `check` returns true or the timeout passes; returns whether it did.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

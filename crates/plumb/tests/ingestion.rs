@@ -1,0 +1,174 @@
+//! The collector's public inputs: every bad request gets its precise 4xx and JSON error, good
+//! events next to bad ones are unaffected, and the compatibility endpoints work.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct Case {
+    what: &'static str,
+    path: &'static str,
+    body: String,
+    auth: Option<&'static str>,
+    status: u16,
+    error: &'static str,
+}
+
+fn case(what: &'static str, body: impl Into<String>, status: u16, error: &'static str) -> Case {
+    Case { what, path: "/api/event", body: body.into(), auth: None, status, error }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_precise_error_and_good_input_is_counted() {
+    let dir = temp_dir("ingestion");
+    cli(&dir, &["site", "add", "shop.test", "--timezone", "Europe/Berlin"]);
+    cli(&dir, &["site", "add", "blog.test"]);
+    let key = create_key(&dir, "server");
+    let server = Server::start(&dir, &[]);
+    let c = client();
+    let props31: serde_json::Map<String, Value> = (0..31).map(|i| (format!("k{i}"), json!("v"))).collect();
+
+    let cases = vec![
+        case("malformed JSON", "{\"n\": \"pageview\",", 400, "not a valid event"),
+        case("not an object", "[1,2]", 400, "not a valid event"),
+        case("missing name", json!({"u": "https://shop.test/", "d": "shop.test"}).to_string(), 400, "`name` is required"),
+        case("missing url", json!({"n": "pageview", "d": "shop.test"}).to_string(), 400, "`url` is required"),
+        case("bad url", json!({"n": "pageview", "u": "shop.test/x", "d": "shop.test"}).to_string(), 400, "not a valid absolute URL"),
+        case("unknown domain", json!({"n": "pageview", "u": "https://nope.test/", "d": "nope.test"}).to_string(), 400, "`nope.test` is not registered"),
+        case("too many props", json!({"n": "Buy", "u": "https://shop.test/", "d": "shop.test", "p": props31}).to_string(), 400, "at most 30"),
+        case("props not an object", json!({"n": "Buy", "u": "https://shop.test/", "d": "shop.test", "p": [1]}).to_string(), 400, "`props` must be an object"),
+        case("bad revenue", json!({"n": "Buy", "u": "https://shop.test/", "d": "shop.test", "$": {"currency": "EUR", "amount": "lots"}}).to_string(), 400, "`revenue.amount`"),
+        case("long name", json!({"n": "x".repeat(121), "u": "https://shop.test/", "d": "shop.test"}).to_string(), 400, "longer than 120"),
+        case("bad scroll depth", json!({"n": "engagement", "u": "https://shop.test/", "d": "shop.test", "sd": 250}).to_string(), 400, "`sd`"),
+        case("timestamp without key", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "timestamp": 1700000000}).to_string(), 400, "`timestamp` may only be set"),
+        case("ip without key", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "ip": "1.2.3.4"}).to_string(), 400, "`ip` may only be set"),
+        case("user_agent without key", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "user_agent": "x"}).to_string(), 400, "`user_agent` may only be set"),
+        case("oversized body", format!("{{\"n\":\"pageview\",\"u\":\"https://shop.test/\",\"d\":\"shop.test\",\"p\":{{\"k\":\"{}\"}}}}", "x".repeat(9000)), 413, "larger than 8192 bytes"),
+        Case { auth: Some("Bearer plumb_not_a_key"), ..case("wrong key", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test"}).to_string(), 401, "invalid or revoked") },
+        Case { auth: Some("Basic abc"), ..case("wrong scheme", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test"}).to_string(), 401, "Bearer") },
+        Case { auth: Some("KEY"), ..case("future timestamp", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "timestamp": "2999-01-01T00:00:00Z"}).to_string(), 400, "in the future") },
+        Case { auth: Some("KEY"), ..case("bad ip", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "ip": "999.1.1.1"}).to_string(), 400, "not an IP address") },
+        Case { path: "/api/events", ..case("batch not an array", json!({"n": "pageview"}).to_string(), 400, "JSON array") },
+        Case { path: "/api/events", ..case("batch too large", json!(vec![json!({}); 1001]).to_string(), 413, "at most 1000") },
+        Case { path: "/api/events", ..case("batch all invalid", json!([{"n": "pageview"}]).to_string(), 400, "no event in the batch is valid") },
+        Case { path: "/api/events", ..case("batch over 1 MB", format!("[{}]", "\"x\",".repeat(300_000) + "1"), 413, "larger than 1048576 bytes") },
+    ];
+    for case in &cases {
+        let mut req =
+            c.post(format!("{}{}", server.url, case.path)).header("content-type", "text/plain").body(case.body.clone());
+        if let Some(auth) = case.auth {
+            let auth = if auth == "KEY" { format!("Bearer {key}") } else { auth.to_owned() };
+            req = req.header("authorization", auth);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, case.status, "{}: {body}", case.what);
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(case.error), "{}: error `{msg}` should mention `{}`", case.what, case.error);
+    }
+
+    // Good events: long and short names, JSON content type, comma-separated domains, a mixed
+    // batch, and Fathom's pixel.
+    let ok = |r: reqwest::Response| async move {
+        let s = r.status();
+        assert_eq!(s, 202, "{}", r.text().await.unwrap());
+    };
+    ok(c.post(format!("{}/api/event", server.url))
+        .json(&json!({"name": "pageview", "url": "https://shop.test/a", "domain": "shop.test,blog.test"}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    ok(c.post(format!("{}/api/event", server.url)).body(json!({"n": "Buy", "u": "https://shop.test/a", "d": "shop.test", "p": {"plan": "pro"}, "$": {"currency": "EUR", "amount": "9.90"}}).to_string()).send().await.unwrap()).await;
+    let r = c
+        .post(format!("{}/api/events", server.url))
+        .body(json!([{"n": "pageview", "u": "https://shop.test/b", "d": "shop.test"}, {"n": "pageview"}, {"n": "pageview", "u": "https://shop.test/c", "d": "nope.test"}]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(
+        answer["rejected"].as_array().unwrap().iter().map(|e| e["index"].as_i64().unwrap()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let r = c
+        .get(format!("{}/collect?p=%2Fpixel&h=https%3A%2F%2Fshop.test&r=&sid=shop.test", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    let r =
+        c.get(format!("{}/collect?p=pixel&h=https%3A%2F%2Fshop.test&sid=shop.test", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c.get(format!("{}/collect?p=%2F&sid=shop.test", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // shop.test: pageviews /a, /b, /pixel; one custom event. blog.test got /a too.
+    let counted = eventually(Duration::from_secs(10), || async {
+        aggregate(&c, &server.url, &key, "shop.test", &["pageviews", "events"], json!("day")).await
+            == [json!(3), json!(4)]
+            && aggregate(&c, &server.url, &key, "blog.test", &["pageviews"], json!("day")).await == [json!(1)]
+    })
+    .await;
+    assert!(counted, "valid events were not all counted");
+
+    let health: Value = c.get(format!("{}/api/health", server.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_api_requires_a_key_and_names_bad_fields() {
+    let dir = temp_dir("statsapi");
+    cli(&dir, &["site", "add", "stats.test"]);
+    let key = create_key(&dir, "reader");
+    let server = Server::start(&dir, &[]);
+    let c = client();
+    let q = |body: Value, auth: Option<String>| {
+        let mut r = c.post(format!("{}/api/v2/query", server.url)).json(&body);
+        if let Some(a) = auth {
+            r = r.bearer_auth(a);
+        }
+        r.send()
+    };
+    let good = json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day"});
+    assert_eq!(q(good.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(q(good.clone(), Some("plumb_nope".into())).await.unwrap().status(), 401);
+    let r = q(good.clone(), Some(key.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["results"], json!([{"metrics": [0], "dimensions": []}]));
+    assert_eq!(body["query"]["site_id"], "stats.test");
+    for (body, msg) in [
+        (json!({"site_id": "other.test", "metrics": ["visitors"], "date_range": "day"}), "`other.test` is not a site"),
+        (json!({"site_id": "stats.test", "metrics": ["clicks"], "date_range": "day"}), "unknown metric `clicks`"),
+        (json!({"site_id": "stats.test", "metrics": [], "date_range": "day"}), "at least one metric"),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "fortnight"}),
+            "`fortnight` is not a known period",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": ["2024-02-30", "2024-03-01"]}),
+            "is not a date",
+        ),
+        (json!({"site_id": "stats.test", "metrics": ["visitors"]}), "missing field `date_range`"),
+    ] {
+        let r = q(body, Some(key.clone())).await.unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains(msg), "{e} should mention {msg}");
+    }
+    let r = c
+        .get(format!("{}/api/v1/stats/realtime/visitors?site_id=stats.test", server.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!(0));
+}
