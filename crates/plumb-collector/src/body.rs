@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use chrono::DateTime;
 use plumb_core::signature::visitor_signature;
 use plumb_core::source::classify;
-use plumb_core::time::local_day;
+use plumb_core::time::local_day_hour;
 use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use serde::Deserialize;
@@ -203,12 +203,13 @@ impl EventBody {
         sites
             .into_iter()
             .map(|site| {
-                let day = local_day(site.timezone, ts_ms);
+                let (day, hour) = local_day_hour(site.timezone, ts_ms);
                 let salt = c.salts.get(c.meta.as_ref(), day, ctx.now_ms).map_err(internal)?;
                 Ok(QueuedEvent {
                     site_id: site.id,
                     ts_ms,
                     day,
+                    hour,
                     signature: visitor_signature(&salt, site.id, day, ip, user_agent),
                     kind,
                     name: if kind == EventKind::Custom { name.clone() } else { String::new() },

@@ -49,6 +49,8 @@ pub struct QueuedEvent {
     pub ts_ms: i64,
     /// The site's local date of `ts_ms`, as days since 1970-01-01.
     pub day: i32,
+    /// The site's local wall-clock hour of `ts_ms` (0–23).
+    pub hour: u8,
     /// Keyed hash of site + IP + User-Agent under the day's salt.
     pub signature: u64,
     pub kind: EventKind,

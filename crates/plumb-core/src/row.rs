@@ -77,6 +77,7 @@ pub struct Row {
     pub site_id: u32,
     pub ts_ms: i64,
     pub day: i32,
+    pub hour: u8,
     pub kind: RowKind,
     pub name: String,
     pub hostname: String,
@@ -101,7 +102,7 @@ pub struct Row {
     pub page_visitors: i8,
     /// 1 on the first view of this page in this session.
     pub page_visits: i8,
-    /// 1 on the first hit of this visitor-day within this clock hour.
+    /// 1 on the first hit of this visitor-day within this local hour.
     pub hour_visitors: i8,
     /// 1 on the first completion of this event name by this visitor-day.
     pub name_visitors: i8,

@@ -1,6 +1,6 @@
 //! Local days in a site's timezone. A day number is days since 1970-01-01 of the local date.
 
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
@@ -15,8 +15,14 @@ pub fn date_of_day(day: i32) -> NaiveDate {
 
 /// The local day of an instant in `tz`.
 pub fn local_day(tz: Tz, ts_ms: i64) -> i32 {
-    let utc = DateTime::<Utc>::from_timestamp_millis(ts_ms).unwrap_or_default();
-    day_number(utc.with_timezone(&tz).date_naive())
+    local_day_hour(tz, ts_ms).0
+}
+
+/// The local day and wall-clock hour (0–23) of an instant in `tz`. In the hour a DST change
+/// repeats, both occurrences share one hour number.
+pub fn local_day_hour(tz: Tz, ts_ms: i64) -> (i32, u8) {
+    let local = DateTime::<Utc>::from_timestamp_millis(ts_ms).unwrap_or_default().with_timezone(&tz);
+    (day_number(local.date_naive()), local.hour() as u8)
 }
 
 /// The instant (unix ms) at which local `day` begins in `tz`. A midnight that a DST jump skips
@@ -53,5 +59,8 @@ mod tests {
         assert_eq!(end - start, 23 * 3_600_000);
         assert_eq!(local_day(la, start), d10);
         assert_eq!(local_day(la, start - 1), d10 - 1);
+        // India is 5:30 ahead: 2024-03-10T07:30Z is 13:00 there.
+        let india: Tz = "Asia/Kolkata".parse().unwrap();
+        assert_eq!(local_day_hour(india, ts), (d10, 13));
     }
 }

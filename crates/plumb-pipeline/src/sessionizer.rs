@@ -11,7 +11,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60_000;
-const HOUR_MS: i64 = 3_600_000;
 
 /// A stable 64-bit digest of a value, so state holds numbers rather than copies of strings.
 /// `DefaultHasher::new()` has fixed keys, so a replay after restart digests identically.
@@ -36,7 +35,8 @@ struct Session {
 struct VisitorDay {
     /// Queue receive time of the latest hit; drives eviction, so a replay evicts alike.
     last_touch_ms: i64,
-    hours: Vec<i64>,
+    /// Local hours (bit per hour) with a hit.
+    hours: u32,
     pages: HashSet<u64>,
     names: HashSet<u64>,
     attr_values: [HashSet<u64>; VisitAttr::ALL.len()],
@@ -110,9 +110,9 @@ impl Sessionizer {
 
         if ev.kind != EventKind::Engagement {
             f.events = 1;
-            let hour = ev.ts_ms.div_euclid(HOUR_MS);
-            if !vd.hours.contains(&hour) {
-                vd.hours.push(hour);
+            let bit = 1u32 << (ev.hour % 24);
+            if vd.hours & bit == 0 {
+                vd.hours |= bit;
                 f.hour_visitors = 1;
             }
         }
@@ -168,6 +168,7 @@ fn base_row(ev: &QueuedEvent, s: &Session, name: &str) -> Row {
         site_id: ev.site_id,
         ts_ms: ev.ts_ms,
         day: ev.day,
+        hour: ev.hour,
         kind: RowKind::Adjustment,
         name: name.to_owned(),
         hostname: String::new(),
@@ -219,6 +220,7 @@ mod tests {
             site_id: 1,
             ts_ms: ts,
             day,
+            hour: (ts / 3_600_000 % 24) as u8,
             signature: sig,
             kind,
             name: if kind == EventKind::Custom { "Signup".into() } else { String::new() },

@@ -22,6 +22,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     site_id UINTEGER NOT NULL,
     day INTEGER NOT NULL,
+    hour UTINYINT NOT NULL,
     ts_ms BIGINT NOT NULL,
     kind UTINYINT NOT NULL,
     name VARCHAR NOT NULL,
@@ -65,22 +66,20 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
 ";
 
+/// The write side; [`DuckStore::reader`] hands out read connections to the same database.
 pub struct DuckStore {
     writer: Connection,
-    reader: ReaderHandle,
 }
 
 impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        let reader = ReaderHandle { conn: Mutex::new(conn.try_clone().map_err(backend)?) };
-        Ok(Self { writer: conn, reader })
+        let writer = Connection::open(path).map_err(backend)?;
+        writer.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self { writer })
     }
 
-    /// A handle for readers; it shares the database with the writer.
     pub fn reader(&self) -> Result<ReaderHandle> {
-        Ok(ReaderHandle { conn: Mutex::new(self.reader.conn.lock().unwrap().try_clone().map_err(backend)?) })
+        Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?) })
     }
 }
 
@@ -100,6 +99,7 @@ impl EventWriter for DuckStore {
                 app.append_row(params![
                     r.site_id,
                     r.day,
+                    r.hour,
                     r.ts_ms,
                     r.kind as u8,
                     r.name,
