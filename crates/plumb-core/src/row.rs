@@ -112,5 +112,9 @@ pub struct Row {
     /// Time since the session's previous event; summed per session it is last − first.
     pub duration_ms: i64,
     pub engaged_ms: u32,
-    pub scroll_depth: Option<u8>,
+    /// By how much this ping raised the deepest scroll seen for its page in this session. Summed
+    /// and divided by `scroll_pages` it is the average deepest scroll per session and page.
+    pub scroll_gain: u8,
+    /// 1 on the first scroll report for a page in a session.
+    pub scroll_pages: i8,
 }

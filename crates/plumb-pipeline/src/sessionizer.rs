@@ -29,6 +29,8 @@ struct Session {
     /// The page holding the session's exit flag.
     exit_page: Option<(String, String)>,
     pages: HashSet<u64>,
+    /// Deepest scroll reported per page in this session.
+    scroll: HashMap<u64, u8>,
 }
 
 #[derive(Default)]
@@ -63,6 +65,8 @@ struct Flags {
     name_visitors: i8,
     attr_first: u16,
     duration_ms: i64,
+    scroll_gain: u8,
+    scroll_pages: i8,
 }
 
 impl Sessionizer {
@@ -101,6 +105,7 @@ impl Sessionizer {
                 visit,
                 exit_page: None,
                 pages: HashSet::new(),
+                scroll: HashMap::new(),
             });
         }
         let s = vd.session.as_mut().expect("a session is open");
@@ -135,7 +140,21 @@ impl Sessionizer {
                 }
             }
             EventKind::Custom => f.name_visitors = vd.names.insert(digest(&[&ev.name])) as i8,
-            EventKind::Engagement => {}
+            EventKind::Engagement => {
+                if let Some(depth) = ev.scroll_depth {
+                    let page = digest(&[&ev.hostname, &ev.pathname]);
+                    match s.scroll.insert(page, depth) {
+                        None => {
+                            f.scroll_pages = 1;
+                            f.scroll_gain = depth;
+                        }
+                        Some(before) => {
+                            f.scroll_gain = depth.saturating_sub(before);
+                            s.scroll.insert(page, before.max(depth));
+                        }
+                    }
+                }
+            }
         }
         let interacted = s.pageviews >= 2 || (ev.kind == EventKind::Custom && ev.interactive);
         if s.bounce && interacted {
@@ -149,7 +168,6 @@ impl Sessionizer {
         row.props = ev.props.clone();
         row.revenue = ev.revenue.clone();
         row.engaged_ms = ev.engaged_ms;
-        row.scroll_depth = ev.scroll_depth;
         apply_flags(&mut row, f);
         out.push(row);
     }
@@ -190,7 +208,8 @@ fn base_row(ev: &QueuedEvent, s: &Session, name: &str) -> Row {
         attr_first: 0,
         duration_ms: 0,
         engaged_ms: 0,
-        scroll_depth: None,
+        scroll_gain: 0,
+        scroll_pages: 0,
     }
 }
 
@@ -207,6 +226,8 @@ fn apply_flags(row: &mut Row, f: Flags) {
     row.name_visitors = f.name_visitors;
     row.attr_first = f.attr_first;
     row.duration_ms = f.duration_ms;
+    row.scroll_gain = f.scroll_gain;
+    row.scroll_pages = f.scroll_pages;
 }
 
 #[cfg(test)]
@@ -231,7 +252,7 @@ mod tests {
             revenue: None,
             interactive: true,
             engaged_ms: if kind == EventKind::Engagement { 5000 } else { 0 },
-            scroll_depth: None,
+            scroll_depth: if kind == EventKind::Engagement { Some(40) } else { None },
         }
     }
 
@@ -276,6 +297,25 @@ mod tests {
         assert_eq!(b.attr_first & VisitAttr::Source.bit(), VisitAttr::Source.bit());
         assert_eq!(b.attr_first & VisitAttr::EntryPage.bit(), VisitAttr::EntryPage.bit());
         assert_eq!(b.attr_first & VisitAttr::Channel.bit(), 0, "channel unchanged (empty)");
+    }
+
+    #[test]
+    fn scroll_depth_averages_the_deepest_scroll_per_session_page() {
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        for depth in [40, 30, 90] {
+            let mut ping = hit(1, 10, MIN, EventKind::Engagement, "/", "");
+            ping.scroll_depth = Some(depth);
+            s.apply(&ping, 0, &mut rows);
+        }
+        s.apply(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply(&hit(2, 10, MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
+        // Visitor 1 reached 90, visitor 2 reached 40: average 65.
+        let gain = sum(&rows, |r| r.scroll_gain as i64);
+        let pages = sum(&rows, |r| r.scroll_pages as i64);
+        assert_eq!((gain, pages), (130, 2));
+        assert_eq!(sum(&rows, |r| r.engaged_ms as i64), 4 * 5000);
     }
 
     #[test]

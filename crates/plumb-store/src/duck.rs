@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS events (
     attr_first USMALLINT NOT NULL,
     duration_ms BIGINT NOT NULL,
     engaged_ms UINTEGER NOT NULL,
-    scroll_depth UTINYINT
+    scroll_gain UTINYINT NOT NULL,
+    scroll_pages TINYINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
 ";
@@ -138,7 +139,8 @@ impl EventWriter for DuckStore {
                     r.attr_first,
                     r.duration_ms,
                     r.engaged_ms,
-                    r.scroll_depth,
+                    r.scroll_gain,
+                    r.scroll_pages,
                 ])
                 .map_err(backend)?;
             }
