@@ -174,7 +174,7 @@ impl Sessionizer {
 
     /// Forgets visitor-days whose local day is over (per `day_over`) and which saw no hit for
     /// `idle_ms` of queue time. Returns how many were dropped.
-    pub fn evict(&mut self, now_ms: i64, idle_ms: i64, day_over: impl Fn(u32, i32) -> bool) -> usize {
+    pub fn evict(&mut self, now_ms: i64, idle_ms: i64, mut day_over: impl FnMut(u32, i32) -> bool) -> usize {
         let before = self.days.len();
         self.days.retain(|(site, _, day), vd| !(now_ms - vd.last_touch_ms > idle_ms && day_over(*site, *day)));
         before - self.days.len()
