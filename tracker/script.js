@@ -70,8 +70,9 @@
   w.addEventListener('pagehide', engagement);
   w.addEventListener('scroll', scroll, { passive: true });
 
+  // The pageview goes first, so the visit starts on the page, as with Plausible.
   var queued = (w.plausible && w.plausible.q) || [];
   w.plausible = send;
-  for (var i = 0; i < queued.length; i++) send.apply(null, queued[i]);
   page();
+  for (var i = 0; i < queued.length; i++) send.apply(null, queued[i]);
 })(window, document);

@@ -8,6 +8,7 @@ use plumb_core::source::classify;
 use plumb_core::time::local_day_hour;
 use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
+use plumb_meta::validate_domain;
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -116,10 +117,8 @@ impl EventBody {
             "engagement" => EventKind::Engagement,
             _ => EventKind::Custom,
         };
+        // No length check: the body limit bounds the URL, and the stored parts are truncated.
         let url = self.url.ok_or_else(|| ApiError::bad_request("`url` is required"))?;
-        if url.len() > MAX_PATH {
-            return Err(ApiError::bad_request(format!("`url` is longer than {MAX_PATH} bytes")));
-        }
         let hash_mode = match &self.hash_mode {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -169,6 +168,9 @@ impl EventBody {
                 "`domain` lists {} sites; at most {MAX_DOMAINS} are allowed",
                 domains.len()
             )));
+        }
+        for d in &domains {
+            validate_domain(d).map_err(|e| ApiError::bad_request(format!("`domain`: {e}")))?;
         }
         let mut sites = Vec::with_capacity(domains.len());
         for d in &domains {
@@ -274,13 +276,18 @@ fn parse_revenue(v: Value) -> Result<Revenue, ApiError> {
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
         return Err(ApiError::bad_request("`revenue.currency` must be a three-letter ISO 4217 code"));
     }
-    let amount = match v.get("amount") {
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.trim().to_owned(),
+    let amount_micros = match v.get("amount") {
+        // JSON numbers are often float arithmetic (0.1 + 0.2): round to millionths.
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| x.is_finite() && x.abs() < 1e12)
+            .map(|x| (x * 1e6).round() as i64)
+            .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` {n} is out of range")))?,
+        // Decimal strings are taken exactly.
+        Some(Value::String(s)) => decimal_micros(s.trim())
+            .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` `{s}` is not a decimal number")))?,
         _ => return Err(ApiError::bad_request("`revenue.amount` must be a number")),
     };
-    let amount_micros = decimal_micros(&amount)
-        .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` `{amount}` is not a decimal number")))?;
     Ok(Revenue { amount_micros, currency: currency.to_ascii_uppercase() })
 }
 
@@ -394,5 +401,7 @@ mod tests {
         );
         assert!(parse_revenue(json!({"currency": "EURO", "amount": 1})).is_err());
         assert!(parse_revenue(json!({"currency": "EUR", "amount": "ten"})).is_err());
+        assert_eq!(parse_revenue(json!({"currency": "USD", "amount": 0.1 + 0.2})).unwrap().amount_micros, 300_000);
+        assert!(parse_revenue(json!({"currency": "USD", "amount": 1e21})).is_err());
     }
 }

@@ -150,6 +150,8 @@ async fn batch(
                     accepted += 1;
                     payloads.extend(p);
                 }
+                // Our fault, not the event's: the client should retry the whole batch.
+                Err(e) if e.status.is_server_error() => return Err(e),
                 Err(e) => rejected.push(json!({"index": index, "error": e.message})),
             }
         }
@@ -191,7 +193,14 @@ async fn pixel(
         if !path.starts_with('/') {
             return Err(ApiError::bad_request(format!("`p` must be a path starting with `/`, got `{path}`")));
         }
-        let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), q.sid, q.r);
+        // Fathom Lite's `sid` is its own site code; a registered domain is accepted there, and
+        // otherwise the site is found from the page's host.
+        let known = |s: &String| {
+            let d = s.to_ascii_lowercase();
+            plumb_meta::validate_domain(&d).is_ok() && c.sites.get(c.meta.as_ref(), &d).ok().flatten().is_some()
+        };
+        let sid = q.sid.filter(known);
+        let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), sid, q.r);
         let payloads = body.into_queued(&c, &ctx)?;
         c.enqueue(payloads).await
     }

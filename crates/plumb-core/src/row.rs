@@ -75,7 +75,8 @@ impl From<EventKind> for RowKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub site_id: u32,
-    pub ts_ms: i64,
+    /// Local day and hour: the only time a row carries. A precise timestamp next to
+    /// `duration_ms` would let rows be chained back into a visitor's path.
     pub day: i32,
     pub hour: u8,
     pub kind: RowKind,

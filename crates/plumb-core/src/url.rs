@@ -48,7 +48,8 @@ pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
     if path.len() > 1 && path.ends_with('/') {
         path.pop();
     }
-    if hash_mode && let Some(f) = url.fragment().filter(|f| !f.is_empty()) {
+    // Only route-like fragments: `#access_token=…` and the like must never be stored.
+    if hash_mode && let Some(f) = url.fragment().filter(|f| !f.is_empty() && !f.contains(['=', '&'])) {
         path.push('#');
         path.push_str(f);
     }
@@ -105,6 +106,8 @@ mod tests {
         assert_eq!(p.utm_medium, "email");
         let h = parse_page_url("https://example.com/app#/settings", true).unwrap();
         assert_eq!(h.pathname, "/app#/settings");
+        let token = parse_page_url("https://example.com/cb#access_token=secret&state=1", true).unwrap();
+        assert_eq!(token.pathname, "/cb");
         assert_eq!(parse_page_url("https://example.com", false).unwrap().pathname, "/");
         assert!(parse_page_url("not a url", false).is_err());
         assert!(parse_page_url("data:text/plain,hi", false).is_err());

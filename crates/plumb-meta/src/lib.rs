@@ -48,10 +48,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn revoke_key(&self, name: &str) -> Result<()>;
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>>;
 
-    /// The salt for a calendar date (day number), created on first use. Dates whose salt is no
-    /// longer (or not yet) kept get the installation's back-dating salt; the day is part of the
-    /// signature input, so visitors still split by day.
-    fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Salt>;
+    /// The salt for a calendar date (day number) that is current somewhere on Earth, created on
+    /// first use; `None` for any other date (its salt, if it had one, is gone).
+    fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>>;
     /// Deletes salts of dates that have ended in every timezone. Returns how many were deleted.
     fn purge_salts(&self, now_ms: i64) -> Result<usize>;
 }

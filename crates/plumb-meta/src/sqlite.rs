@@ -42,10 +42,7 @@ impl SqliteMeta {
                  created_ms INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
-                 salt BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS secrets (
-                 name TEXT PRIMARY KEY,
-                 value BLOB NOT NULL);",
+                 salt BLOB NOT NULL);",
         )
         .map_err(storage)?;
         Ok(Self { conn: Mutex::new(conn) })
@@ -60,13 +57,6 @@ impl SqliteMeta {
             .optional()
             .map_err(storage)?;
         row.map(|(id, domain, tz)| Ok(Site { id, domain, timezone: parse_timezone(&tz)? })).transpose()
-    }
-
-    /// Reads a salt, first storing a fresh one if there is none (`insert` must ignore conflicts).
-    fn salt(conn: &Connection, insert: &str, select: &str, key: &dyn rusqlite::ToSql) -> Result<Salt> {
-        conn.execute(insert, params![key, random_salt().as_slice()]).map_err(storage)?;
-        let bytes: Vec<u8> = conn.query_row(select, [key], |r| r.get(0)).map_err(storage)?;
-        bytes.try_into().map_err(|_| MetaError::Storage("stored salt is not 16 bytes".into()))
     }
 }
 
@@ -164,23 +154,17 @@ impl MetaStore for SqliteMeta {
         .map_err(storage)
     }
 
-    fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Salt> {
-        let conn = self.conn.lock().unwrap();
-        if day_is_live(day, now_ms) {
-            Self::salt(
-                &conn,
-                "INSERT OR IGNORE INTO salts (day, salt) VALUES (?1, ?2)",
-                "SELECT salt FROM salts WHERE day = ?1",
-                &day,
-            )
-        } else {
-            Self::salt(
-                &conn,
-                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
-                "SELECT value FROM secrets WHERE name = ?1",
-                &"backdating_salt",
-            )
+    fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>> {
+        if !day_is_live(day, now_ms) {
+            return Ok(None);
         }
+        let conn = self.conn.lock().unwrap();
+        conn.execute("INSERT OR IGNORE INTO salts (day, salt) VALUES (?1, ?2)", params![day, random_salt().as_slice()])
+            .map_err(storage)?;
+        let bytes: Vec<u8> =
+            conn.query_row("SELECT salt FROM salts WHERE day = ?1", [day], |r| r.get(0)).map_err(storage)?;
+        let salt = bytes.try_into().map_err(|_| MetaError::Storage("stored salt is not 16 bytes".into()))?;
+        Ok(Some(salt))
     }
 
     fn purge_salts(&self, now_ms: i64) -> Result<usize> {
@@ -245,12 +229,14 @@ mod tests {
         let day = 20_000;
         let noon = day as i64 * 86_400_000 + 43_200_000;
         let a = m.salt_for_day(day, noon).unwrap();
+        assert!(a.is_some());
         assert_eq!(a, m.salt_for_day(day, noon).unwrap());
         assert_ne!(a, m.salt_for_day(day + 1, noon).unwrap());
         assert_eq!(m.purge_salts(noon).unwrap(), 0);
         let later = noon + 2 * 86_400_000;
         assert_eq!(m.purge_salts(later).unwrap(), 2);
-        // A date long gone is hashed with the back-dating salt, which is not the purged one.
-        assert_ne!(m.salt_for_day(day, later).unwrap(), a);
+        // A date that has ended everywhere has no salt any more, and gets none.
+        assert_eq!(m.salt_for_day(day, later).unwrap(), None);
+        assert_eq!(m.purge_salts(later).unwrap(), 0);
     }
 }

@@ -5,4 +5,4 @@ pub mod sessionizer;
 pub mod worker;
 
 pub use sessionizer::Sessionizer;
-pub use worker::{Pipeline, PipelineConfig, PipelineHandle};
+pub use worker::{Pipeline, PipelineConfig, PipelineError, PipelineHandle};

@@ -21,13 +21,18 @@ fn digest(parts: &[&str]) -> u64 {
 }
 
 struct Session {
+    /// Queue position of the session's first hit: the queue keeps entries from here on while
+    /// the session is open, so a restart replays whole sessions.
+    first_seq: u64,
+    /// Queue receive time of the latest hit.
+    last_touch_ms: i64,
     last_ts: i64,
     pageviews: u32,
     bounce: bool,
     entry_page: String,
     visit: Arc<VisitInfo>,
-    /// The page holding the session's exit flag.
-    exit_page: Option<(String, String)>,
+    /// The page holding the session's exit flag: hostname, pathname, local hour.
+    exit_page: Option<(String, String, u8)>,
     pages: HashSet<u64>,
     /// Deepest scroll reported per page in this session.
     scroll: HashMap<u64, u8>,
@@ -76,7 +81,7 @@ impl Sessionizer {
 
     /// Applies one hit and appends the rows it produces to `out` (none for an engagement ping
     /// outside any open session).
-    pub fn apply(&mut self, ev: &QueuedEvent, received_ms: i64, out: &mut Vec<Row>) {
+    pub fn apply(&mut self, ev: &QueuedEvent, seq: u64, received_ms: i64, out: &mut Vec<Row>) {
         let key = (ev.site_id, ev.signature, ev.day);
         let open =
             |vd: &VisitorDay| vd.session.as_ref().filter(|s| ev.ts_ms - s.last_ts <= SESSION_TIMEOUT_MS).is_some();
@@ -98,6 +103,8 @@ impl Sessionizer {
                 }
             }
             vd.session = Some(Session {
+                first_seq: seq,
+                last_touch_ms: received_ms,
                 last_ts: ev.ts_ms,
                 pageviews: 0,
                 bounce: true,
@@ -109,6 +116,7 @@ impl Sessionizer {
             });
         }
         let s = vd.session.as_mut().expect("a session is open");
+        s.last_touch_ms = s.last_touch_ms.max(received_ms);
         // Events from one visitor should arrive in order; a late one adds no negative time.
         f.duration_ms = (ev.ts_ms - s.last_ts).max(0);
         s.last_ts = s.last_ts.max(ev.ts_ms);
@@ -129,11 +137,13 @@ impl Sessionizer {
                 f.page_visitors = vd.pages.insert(page) as i8;
                 f.page_visits = s.pages.insert(page) as i8;
                 f.exits = 1;
-                if let Some((host, path)) = s.exit_page.replace((ev.hostname.clone(), ev.pathname.clone())) {
+                let now_exit = (ev.hostname.clone(), ev.pathname.clone(), ev.hour);
+                if let Some((host, path, hour)) = s.exit_page.replace(now_exit) {
                     out.push(Row {
                         kind: RowKind::Adjustment,
                         hostname: host,
                         pathname: path,
+                        hour,
                         exits: -1,
                         ..base_row(ev, s, "")
                     });
@@ -172,6 +182,18 @@ impl Sessionizer {
         out.push(row);
     }
 
+    /// The queue position where the oldest session with a hit in the last `window_ms` (queue
+    /// time) began: entries from there on stay in the queue, so a restart replays those sessions
+    /// whole.
+    pub fn oldest_recent_session(&self, now_ms: i64, window_ms: i64) -> Option<u64> {
+        self.days
+            .values()
+            .filter_map(|vd| vd.session.as_ref())
+            .filter(|s| now_ms - s.last_touch_ms <= window_ms)
+            .map(|s| s.first_seq)
+            .min()
+    }
+
     /// Forgets visitor-days whose local day is over (per `day_over`) and which saw no hit for
     /// `idle_ms` of queue time. Returns how many were dropped.
     pub fn evict(&mut self, now_ms: i64, idle_ms: i64, mut day_over: impl FnMut(u32, i32) -> bool) -> usize {
@@ -184,7 +206,6 @@ impl Sessionizer {
 fn base_row(ev: &QueuedEvent, s: &Session, name: &str) -> Row {
     Row {
         site_id: ev.site_id,
-        ts_ms: ev.ts_ms,
         day: ev.day,
         hour: ev.hour,
         kind: RowKind::Adjustment,
@@ -256,6 +277,13 @@ mod tests {
         }
     }
 
+    impl Sessionizer {
+        /// `apply` with the queue position taken from the receive time (unique enough here).
+        fn apply_t(&mut self, ev: &QueuedEvent, received_ms: i64, out: &mut Vec<Row>) {
+            self.apply(ev, received_ms as u64, received_ms, out)
+        }
+    }
+
     fn sum(rows: &[Row], f: impl Fn(&Row) -> i64) -> i64 {
         rows.iter().map(f).sum()
     }
@@ -269,14 +297,14 @@ mod tests {
         for (ts, path, src) in
             [(t0, "/", ""), (t0 + MIN, "/a", ""), (t0 + 3 * MIN, "/a", ""), (t0 + 43 * MIN, "/b", "Google")]
         {
-            s.apply(&hit(1, 10, ts, EventKind::Pageview, path, src), ts, &mut rows);
+            s.apply_t(&hit(1, 10, ts, EventKind::Pageview, path, src), ts, &mut rows);
         }
         // Engagement on the open session adds duration, not pageviews.
-        s.apply(&hit(1, 10, t0 + 44 * MIN, EventKind::Engagement, "/b", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 10, t0 + 44 * MIN, EventKind::Engagement, "/b", ""), 0, &mut rows);
         // Visitor 2: one pageview (a bounce), and a stray engagement long after: dropped.
-        s.apply(&hit(2, 10, t0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(2, 10, t0, EventKind::Pageview, "/", ""), 0, &mut rows);
         let before = rows.len();
-        s.apply(&hit(2, 10, t0 + 90 * MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(2, 10, t0 + 90 * MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
         assert_eq!(rows.len(), before);
 
         assert_eq!(sum(&rows, |r| r.visitors as i64), 2);
@@ -303,14 +331,14 @@ mod tests {
     fn scroll_depth_averages_the_deepest_scroll_per_session_page() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
-        s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
         for depth in [40, 30, 90] {
             let mut ping = hit(1, 10, MIN, EventKind::Engagement, "/", "");
             ping.scroll_depth = Some(depth);
-            s.apply(&ping, 0, &mut rows);
+            s.apply_t(&ping, 0, &mut rows);
         }
-        s.apply(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
-        s.apply(&hit(2, 10, MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(2, 10, MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
         // Visitor 1 reached 90, visitor 2 reached 40: average 65.
         let gain = sum(&rows, |r| r.scroll_gain as i64);
         let pages = sum(&rows, |r| r.scroll_pages as i64);
@@ -322,8 +350,8 @@ mod tests {
     fn a_new_local_day_is_a_new_visitor_and_session() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
-        s.apply(&hit(1, 10, 100 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
-        s.apply(&hit(1, 11, 101 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 10, 100 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 11, 101 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
         assert_eq!(sum(&rows, |r| r.visitors as i64), 2);
         assert_eq!(sum(&rows, |r| r.visits as i64), 2);
         assert_eq!(sum(&rows, |r| r.bounces as i64), 2);
@@ -333,12 +361,12 @@ mod tests {
     fn interactive_events_end_a_bounce_and_count_unique_completions() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
-        s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
         let mut quiet = hit(1, 10, MIN, EventKind::Custom, "/", "");
         quiet.interactive = false;
-        s.apply(&quiet, 0, &mut rows);
+        s.apply_t(&quiet, 0, &mut rows);
         assert_eq!(sum(&rows, |r| r.bounces as i64), 1);
-        s.apply(&hit(1, 10, 2 * MIN, EventKind::Custom, "/", ""), 0, &mut rows);
+        s.apply_t(&hit(1, 10, 2 * MIN, EventKind::Custom, "/", ""), 0, &mut rows);
         assert_eq!(sum(&rows, |r| r.bounces as i64), 0);
         assert_eq!(sum(&rows, |r| r.events as i64), 3);
         assert_eq!(sum(&rows, |r| r.name_visitors as i64), 1);
@@ -346,10 +374,37 @@ mod tests {
     }
 
     #[test]
+    fn exit_corrections_land_in_the_hour_of_the_replaced_page() {
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        let mut a = hit(1, 10, 59 * MIN, EventKind::Pageview, "/a", "");
+        a.hour = 0;
+        let mut b = hit(1, 10, 61 * MIN, EventKind::Pageview, "/b", "");
+        b.hour = 1;
+        s.apply_t(&a, 0, &mut rows);
+        s.apply_t(&b, 0, &mut rows);
+        let exits_in = |h: u8| sum(&rows, |r| if r.hour == h { r.exits as i64 } else { 0 });
+        assert_eq!((exits_in(0), exits_in(1)), (0, 1));
+    }
+
+    #[test]
+    fn recent_sessions_pin_their_first_queue_entry() {
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 5, 1_000, &mut rows);
+        s.apply(&hit(1, 10, MIN, EventKind::Pageview, "/", ""), 9, 61_000, &mut rows);
+        s.apply(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 7, 2_000, &mut rows);
+        assert_eq!(s.oldest_recent_session(61_000, SESSION_TIMEOUT_MS), Some(5));
+        // Visitor 2's session has been idle for over 30 minutes of queue time; visitor 1's not.
+        assert_eq!(s.oldest_recent_session(2_000 + 30 * MIN + 1, SESSION_TIMEOUT_MS), Some(5));
+        assert_eq!(s.oldest_recent_session(61_000 + 31 * MIN, SESSION_TIMEOUT_MS), None);
+    }
+
+    #[test]
     fn eviction_waits_for_the_day_to_end_and_the_idle_time() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
-        s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 1_000, &mut rows);
+        s.apply_t(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 1_000, &mut rows);
         assert_eq!(s.evict(1_000 + 10 * MIN, MIN, |_, _| false), 0);
         assert_eq!(s.evict(1_000 + 30, MIN, |_, _| true), 0);
         assert_eq!(s.evict(1_000 + 10 * MIN, MIN, |_, _| true), 1);

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// How long processed entries stay in the queue for replay (and so how much session state a
-    /// restart can rebuild).
+    /// How long processed entries stay in the queue after their session's latest hit, for
+    /// replay. At least the session timeout (the default) lets a restart rebuild every open
+    /// session whole.
     pub retention: Duration,
     /// Entries per store commit at most.
     pub batch: usize,
@@ -31,6 +32,16 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self { retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64), batch: 10_000 }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] plumb_store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] plumb_queue::QueueError),
+    #[error("cannot start the pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// Shared view of the running pipeline.
@@ -75,8 +86,12 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         Self { consumer, writer, meta, config }
     }
 
-    pub fn spawn(self) -> std::io::Result<PipelineHandle> {
-        let status = Arc::new(PipelineStatus::default());
+    /// Reads the committed position, makes sure the queue numbers new entries above it (even if
+    /// the queue file was lost), then starts the worker thread.
+    pub fn spawn(mut self) -> Result<PipelineHandle, PipelineError> {
+        let committed = self.writer.position()?;
+        self.consumer.resume_after(committed)?;
+        let status = Arc::new(PipelineStatus { committed: AtomicU64::new(committed), ..Default::default() });
         let live = Arc::new(LiveVisitors::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (s, l, st) = (status.clone(), live.clone(), stop.clone());
@@ -85,10 +100,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
     }
 
     fn run(mut self, status: &PipelineStatus, live: &LiveVisitors, stop: &AtomicBool) {
-        let Some(mut committed_pos) = retry(stop, "read the pipeline position", || self.writer.position()) else {
-            return;
-        };
-        status.committed.store(committed_pos, Ordering::SeqCst);
+        let mut committed_pos = status.committed.load(Ordering::SeqCst);
         let mut sessions = Sessionizer::default();
         let mut zones: HashMap<u32, Option<Tz>> = HashMap::new();
         let mut read_pos = 0u64;
@@ -125,7 +137,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                         hits.push((ev.site_id, ev.signature, ev.ts_ms));
                     }
                     let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };
-                    sessions.apply(&ev, entry.received_ms, out);
+                    sessions.apply(&ev, entry.seq, entry.received_ms, out);
                     replayed.clear();
                 }
                 live.record(hits);
@@ -142,14 +154,24 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
                 let now = now_ms();
-                if let Err(e) = self.consumer.release(committed_pos, now - retention_ms) {
+                // The window runs from a session's latest hit: sessions active within it are kept
+                // whole for replay. Nothing uncommitted is ever released.
+                let keep_from = sessions.oldest_recent_session(now, retention_ms).unwrap_or(u64::MAX);
+                let releasable = committed_pos.min(keep_from.saturating_sub(1));
+                if let Err(e) = self.consumer.release(releasable, now - retention_ms) {
                     tracing::warn!("pipeline cannot release queue entries: {e}");
                 }
                 let meta = &self.meta;
                 let evicted = sessions.evict(now, retention_ms, |site, day| {
-                    let tz =
-                        *zones.entry(site).or_insert_with(|| meta.site_by_id(site).ok().flatten().map(|s| s.timezone));
-                    tz.is_none_or(|tz| local_day(tz, now) > day)
+                    if !zones.contains_key(&site) {
+                        match meta.site_by_id(site) {
+                            Ok(found) => zones.insert(site, found.map(|s| s.timezone)),
+                            // Unknown for now: keep the state and ask again next time.
+                            Err(_) => return false,
+                        };
+                    }
+                    // A removed site's visitor-days are over.
+                    zones[&site].is_none_or(|tz| local_day(tz, now) > day)
                 });
                 if evicted > 0 {
                     tracing::debug!(evicted, "visitor-days ended");

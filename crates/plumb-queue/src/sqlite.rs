@@ -14,8 +14,10 @@ use tokio::sync::oneshot;
 const PENDING_LIMIT: usize = 16_384;
 /// Rows per transaction at most.
 const MAX_GROUP: usize = 4_096;
-/// How often the WAL is truncated so deleted entries leave the disk.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often, under load, the WAL is truncated so deleted entries leave the disk. A truncating
+/// checkpoint briefly holds up the writer, so under load it runs this seldom; when the queue is
+/// idle it runs right after a deletion.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 type Job = (Vec<Vec<u8>>, oneshot::Sender<Result<(), QueueError>>);
 
@@ -155,14 +157,27 @@ impl Consumer for SqliteConsumer {
         }
     }
 
+    fn resume_after(&mut self, seq: u64) -> Result<(), QueueError> {
+        let tx = self.conn.transaction().map_err(storage)?;
+        let current: i64 = tx
+            .query_row("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'spool'", [], |r| r.get(0))
+            .map_err(storage)?;
+        if (current as u64) < seq {
+            tx.execute("DELETE FROM sqlite_sequence WHERE name = 'spool'", []).map_err(storage)?;
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('spool', ?1)", [seq as i64])
+                .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
     fn release(&mut self, processed: u64, cutoff_ms: i64) -> Result<u64, QueueError> {
         let n = self
             .conn
             .execute("DELETE FROM spool WHERE seq <= ?1 AND received_ms < ?2", params![processed as i64, cutoff_ms])
             .map_err(storage)?;
-        if n > 0 || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            // TRUNCATE empties the WAL file, so frames holding deleted entries are gone too. It
-            // cannot finish while the writer is mid-transaction; the next call tries again.
+        let idle = *self.tail.last.lock().unwrap() <= processed;
+        if (n > 0 && idle) || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            // TRUNCATE empties the WAL file, so frames holding deleted entries are gone too.
             let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             self.last_checkpoint = Instant::now();
         }
@@ -223,5 +238,19 @@ mod tests {
         c.release(all[2].seq, now_ms() + 1).unwrap();
         spool.append(vec![b"d".to_vec()]).await.unwrap();
         assert!(c.read(0, 10).unwrap()[0].seq > all[2].seq);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recreated_queue_numbers_after_the_committed_position() {
+        let path = temp_path("resume");
+        let spool = SqliteSpool::open(&path).unwrap();
+        let mut c = spool.consumer().unwrap();
+        c.resume_after(1_000).unwrap();
+        spool.append(vec![b"x".to_vec()]).await.unwrap();
+        assert_eq!(c.read(0, 10).unwrap()[0].seq, 1_001);
+        // Never moves backwards.
+        c.resume_after(10).unwrap();
+        spool.append(vec![b"y".to_vec()]).await.unwrap();
+        assert_eq!(c.read(1_001, 10).unwrap()[0].seq, 1_002);
     }
 }

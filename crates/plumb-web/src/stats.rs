@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn periods_resolve_to_whole_local_days() {
         let today = day_number(NaiveDate::from_ymd_opt(2024, 3, 15).unwrap());
-        assert_eq!(resolve_range(&json!("day"), today).ok().map(|r| r), Some((today, today)));
+        assert_eq!(resolve_range(&json!("day"), today).ok(), Some((today, today)));
         assert_eq!(resolve_range(&json!("7d"), today).ok(), Some((today - 7, today - 1)));
         let march1 = day_number(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
         assert_eq!(resolve_range(&json!("month"), today).ok(), Some((march1, today)));

@@ -36,6 +36,7 @@ async fn bad_input_gets_a_precise_error_and_good_input_is_counted() {
         case("missing name", json!({"u": "https://shop.test/", "d": "shop.test"}).to_string(), 400, "`name` is required"),
         case("missing url", json!({"n": "pageview", "d": "shop.test"}).to_string(), 400, "`url` is required"),
         case("bad url", json!({"n": "pageview", "u": "shop.test/x", "d": "shop.test"}).to_string(), 400, "not a valid absolute URL"),
+        case("bad domain", json!({"n": "pageview", "u": "https://shop.test/", "d": "shop test"}).to_string(), 400, "not a valid domain"),
         case("unknown domain", json!({"n": "pageview", "u": "https://nope.test/", "d": "nope.test"}).to_string(), 400, "`nope.test` is not registered"),
         case("too many props", json!({"n": "Buy", "u": "https://shop.test/", "d": "shop.test", "p": props31}).to_string(), 400, "at most 30"),
         case("props not an object", json!({"n": "Buy", "u": "https://shop.test/", "d": "shop.test", "p": [1]}).to_string(), 400, "`props` must be an object"),
@@ -103,16 +104,20 @@ async fn bad_input_gets_a_precise_error_and_good_input_is_counted() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/gif");
+    // Fathom's own site code in `sid`: the site comes from the page's host.
+    let r =
+        c.get(format!("{}/collect?p=%2Fpixel2&h=https%3A%2F%2Fshop.test&sid=CDBUGS", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     let r =
         c.get(format!("{}/collect?p=pixel&h=https%3A%2F%2Fshop.test&sid=shop.test", server.url)).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let r = c.get(format!("{}/collect?p=%2F&sid=shop.test", server.url)).send().await.unwrap();
     assert_eq!(r.status(), 400);
 
-    // shop.test: pageviews /a, /b, /pixel; one custom event. blog.test got /a too.
+    // shop.test: pageviews /a, /b, /pixel, /pixel2; one custom event. blog.test got /a too.
     let counted = eventually(Duration::from_secs(10), || async {
         aggregate(&c, &server.url, &key, "shop.test", &["pageviews", "events"], json!("day")).await
-            == [json!(3), json!(4)]
+            == [json!(4), json!(5)]
             && aggregate(&c, &server.url, &key, "blog.test", &["pageviews"], json!("day")).await == [json!(1)]
     })
     .await;
