@@ -13,6 +13,7 @@ use plumb_meta::MetaStore;
 use plumb_queue::Consumer;
 use plumb_store::EventWriter;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -163,15 +164,16 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 }
                 let meta = &self.meta;
                 let evicted = sessions.evict(now, retention_ms, |site, day| {
-                    if !zones.contains_key(&site) {
-                        match meta.site_by_id(site) {
-                            Ok(found) => zones.insert(site, found.map(|s| s.timezone)),
+                    let tz = match zones.entry(site) {
+                        Entry::Occupied(e) => *e.get(),
+                        Entry::Vacant(e) => match meta.site_by_id(site) {
+                            Ok(found) => *e.insert(found.map(|s| s.timezone)),
                             // Unknown for now: keep the state and ask again next time.
                             Err(_) => return false,
-                        };
-                    }
+                        },
+                    };
                     // A removed site's visitor-days are over.
-                    zones[&site].is_none_or(|tz| local_day(tz, now) > day)
+                    tz.is_none_or(|tz| local_day(tz, now) > day)
                 });
                 if evicted > 0 {
                     tracing::debug!(evicted, "visitor-days ended");
