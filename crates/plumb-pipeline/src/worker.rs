@@ -78,6 +78,11 @@ pub struct Pipeline<C, W> {
     config: PipelineConfig,
 }
 
+/// The longest a processed row waits for its store commit.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// How long an idle pipeline sleeps between looks at the queue (it is woken by new entries).
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -108,6 +113,8 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         let mut rows = Vec::new();
         let mut replayed = Vec::new();
         let mut last_housekeeping = Instant::now();
+        // When the first row not yet committed was produced.
+        let mut pending_since: Option<Instant> = None;
         let retention_ms = self.config.retention.as_millis() as i64;
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
@@ -122,7 +129,6 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             };
             if let Some(last) = entries.last() {
                 let now = now_ms();
-                rows.clear();
                 let mut hits = Vec::with_capacity(entries.len());
                 for entry in &entries {
                     let ev = match QueuedEvent::decode(&entry.payload) {
@@ -144,13 +150,21 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 live.record(hits);
                 read_pos = last.seq;
                 if read_pos > committed_pos {
-                    let (writer, batch) = (&mut self.writer, &rows);
-                    if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
-                        return; // stopping; the uncommitted batch is replayed on the next start
-                    }
-                    committed_pos = read_pos;
-                    status.committed.store(committed_pos, Ordering::SeqCst);
+                    pending_since.get_or_insert_with(Instant::now);
                 }
+            }
+            // Commit in batches: a store transaction has a fixed cost (planning, WAL sync), so
+            // under load rows gather for up to COMMIT_EVERY; that is all the delay it adds.
+            let due = pending_since.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) || rows.len() >= self.config.batch;
+            if due {
+                let (writer, batch) = (&mut self.writer, &rows);
+                if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
+                    return; // stopping; the uncommitted rows are replayed on the next start
+                }
+                rows.clear();
+                pending_since = None;
+                committed_pos = read_pos;
+                status.committed.store(committed_pos, Ordering::SeqCst);
             }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
@@ -181,8 +195,12 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 live.forget_older_than(now - REALTIME_WINDOW_MS);
             }
             if entries.len() < self.config.batch {
-                self.consumer.wait(read_pos, Duration::from_millis(250));
+                let timeout = pending_since.map_or(IDLE_WAIT, |t| COMMIT_EVERY.saturating_sub(t.elapsed()));
+                self.consumer.wait(read_pos, timeout);
             }
+        }
+        if pending_since.is_some() && self.writer.commit(&rows, read_pos).is_ok() {
+            status.committed.store(read_pos, Ordering::SeqCst);
         }
     }
 }
