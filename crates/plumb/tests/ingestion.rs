@@ -123,6 +123,16 @@ async fn bad_input_gets_a_precise_error_and_good_input_is_counted() {
     .await;
     assert!(counted, "valid events were not all counted");
 
+    // A site added while the server runs takes events at once.
+    cli(&dir, &["site", "add", "late.test"]);
+    let r = c
+        .post(format!("{}/api/event", server.url))
+        .body(json!({"n": "pageview", "u": "https://late.test/"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+
     let health: Value = c.get(format!("{}/api/health", server.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
 }
