@@ -1,8 +1,9 @@
 //! DuckDB backend: one file, opened read-write by this process only. The pipeline writes through
 //! one connection with the Appender; readers share clones of it.
 
-use crate::query::{Query, QueryResult, Totals};
-use crate::{EventReader, EventWriter, Result, StoreError};
+use crate::query::{GroupSums, SumsBackend, SumsQuery};
+use crate::sql::{DuckDialect, compile};
+use crate::{EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
 use plumb_core::Row;
 use std::path::Path;
@@ -153,28 +154,24 @@ pub struct ReaderHandle {
     conn: Mutex<Connection>,
 }
 
-impl EventReader for ReaderHandle {
-    fn query(&self, q: &Query) -> Result<QueryResult> {
+impl SumsBackend for ReaderHandle {
+    fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
+        let (sql, params) = compile(&DuckDialect, q);
         let conn = self.conn.lock().unwrap();
-        let totals = conn
-            .query_row(
-                "SELECT coalesce(sum(visitors), 0)::BIGINT, coalesce(sum(visits), 0)::BIGINT,
-                        coalesce(sum(pageviews), 0)::BIGINT, coalesce(sum(events), 0)::BIGINT,
-                        coalesce(sum(bounces), 0)::BIGINT, coalesce(sum(duration_ms), 0)::BIGINT
-                 FROM events WHERE site_id = ? AND day BETWEEN ? AND ?",
-                params![q.site_id, q.from_day, q.to_day],
-                |r| {
-                    Ok(Totals {
-                        visitors: r.get(0)?,
-                        visits: r.get(1)?,
-                        pageviews: r.get(2)?,
-                        events: r.get(3)?,
-                        bounces: r.get(4)?,
-                        duration_ms: r.get(5)?,
-                    })
-                },
-            )
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let mut bound: Vec<&dyn duckdb::ToSql> = vec![&q.site_id, &q.range.from, &q.range.to];
+        bound.extend(params.iter().map(|p| p as &dyn duckdb::ToSql));
+        let (keys, sums) = (q.group_by.len(), q.sums.len());
+        let rows = stmt
+            .query_map(bound.as_slice(), |r| {
+                Ok(GroupSums {
+                    keys: (0..keys)
+                        .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
+                        .collect::<std::result::Result<_, _>>()?,
+                    sums: (keys..keys + sums).map(|i| r.get::<_, i64>(i)).collect::<std::result::Result<_, _>>()?,
+                })
+            })
             .map_err(backend)?;
-        Ok(QueryResult { totals })
+        rows.collect::<std::result::Result<_, _>>().map_err(backend)
     }
 }

@@ -4,11 +4,12 @@
 
 pub mod duck;
 pub mod query;
+pub mod sql;
 
 pub use duck::DuckStore;
 
 use plumb_core::Row;
-use query::{Query, QueryResult};
+use query::SumsBackend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +27,7 @@ pub trait EventWriter: Send + 'static {
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
 }
 
-pub trait EventReader: Send + Sync + 'static {
-    fn query(&self, q: &Query) -> Result<QueryResult>;
-}
+/// Read side: sums per group (see [`query::run`] for everything built on them).
+pub trait EventReader: SumsBackend + Send + Sync + 'static {}
+
+impl<T: SumsBackend + Send + Sync + 'static> EventReader for T {}

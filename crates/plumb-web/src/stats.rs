@@ -6,11 +6,12 @@ use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::Months;
 use chrono::{Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use plumb_core::time::{date_of_day, day_number, day_start_ms};
 use plumb_meta::Site;
-use plumb_store::query::{Metric, Query};
+use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -44,6 +45,41 @@ pub struct QueryBody {
     dimensions: Vec<String>,
     #[serde(default)]
     filters: Vec<Value>,
+    #[serde(default)]
+    order_by: Vec<(String, String)>,
+    #[serde(default)]
+    include: Include,
+    #[serde(default)]
+    pagination: Pagination,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Include {
+    #[serde(default)]
+    time_labels: bool,
+    #[serde(default)]
+    total_rows: bool,
+    comparisons: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pagination {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    10_000
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Self { limit: default_limit(), offset: 0 }
+    }
 }
 
 fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
@@ -53,37 +89,129 @@ fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
         .ok_or_else(|| ApiError::bad(format!("site_id `{domain}` is not a site of this Plumb")))
 }
 
+fn parse_date(v: &Value) -> Result<i32, ApiError> {
+    let s = v.as_str().unwrap_or_default();
+    let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
+        .map_err(|_| ApiError::bad(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
+    Ok(day_number(d))
+}
+
 /// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
 /// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
-fn resolve_range(range: &Value, today: i32) -> Result<(i32, i32), ApiError> {
-    let date = |v: &Value| -> Result<i32, ApiError> {
-        let s = v.as_str().unwrap_or_default();
-        let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
-            .map_err(|_| ApiError::bad(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
-        Ok(day_number(d))
-    };
+fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
     let t = date_of_day(today);
-    match range {
-        Value::String(s) => Ok(match s.as_str() {
+    let months_back = |n: u32| day_number(t.with_day(1).unwrap().checked_sub_months(Months::new(n)).unwrap());
+    let (from, to) = match range {
+        Value::String(s) => match s.as_str() {
             "day" => (today, today),
             "7d" => (today - 7, today - 1),
             "28d" => (today - 28, today - 1),
             "30d" => (today - 30, today - 1),
             "91d" => (today - 91, today - 1),
             "month" => (day_number(t.with_day(1).unwrap()), today),
+            // Whole months before the current one.
+            "6mo" => (months_back(6), months_back(0) - 1),
+            "12mo" => (months_back(12), months_back(0) - 1),
             "year" => (day_number(t.with_ordinal(1).unwrap()), today),
-            "all" => (i32::MIN / 2, today),
+            "all" => (ALL_FROM, today),
             other => return Err(ApiError::bad(format!("date_range: `{other}` is not a known period"))),
-        }),
-        Value::Array(pair) if pair.len() == 2 => {
-            let (from, to) = (date(&pair[0])?, date(&pair[1])?);
-            if from > to {
-                return Err(ApiError::bad("date_range: the first date is after the second"));
-            }
-            Ok((from, to))
-        }
-        other => Err(ApiError::bad(format!("date_range must be a period or [from, to], got {other}"))),
+        },
+        Value::Array(pair) if pair.len() == 2 => (parse_date(&pair[0])?, parse_date(&pair[1])?),
+        other => return Err(ApiError::bad(format!("date_range must be a period or [from, to], got {other}"))),
+    };
+    if from > to {
+        return Err(ApiError::bad("date_range: the first date is after the second"));
     }
+    Ok(DayRange { from, to })
+}
+
+/// First day of `all`: before any plausible data, so back-filled history is included.
+const ALL_FROM: i32 = -25_000;
+
+fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, ApiError> {
+    let mode = v.get("mode").and_then(Value::as_str).unwrap_or_default();
+    match mode {
+        "previous_period" => Ok(DayRange { from: range.from - range.days(), to: range.from - 1 }),
+        "year_over_year" => {
+            let back = |d: i32| date_of_day(d).checked_sub_months(Months::new(12)).map(day_number).unwrap_or(d - 365);
+            Ok(DayRange { from: back(range.from), to: back(range.to) })
+        }
+        "custom" => resolve_range(v.get("date_range").unwrap_or(&Value::Null), today),
+        other => Err(ApiError::bad(format!(
+            "include.comparisons.mode: `{other}` is not previous_period, year_over_year or custom"
+        ))),
+    }
+}
+
+fn parse_filter(v: &Value, range: DayRange) -> Result<Filter, ApiError> {
+    let bad = || ApiError::bad(format!("filters: `{v}` is not a filter like [\"is\", \"visit:source\", [\"Google\"]]"));
+    let parts = v.as_array().ok_or_else(bad)?;
+    let op = parts.first().and_then(Value::as_str).ok_or_else(bad)?;
+    match op {
+        "and" | "or" => {
+            let inner = parts.get(1).and_then(Value::as_array).ok_or_else(bad)?;
+            let fs = inner.iter().map(|f| parse_filter(f, range)).collect::<Result<Vec<_>, _>>()?;
+            Ok(if op == "and" { Filter::And(fs) } else { Filter::Or(fs) })
+        }
+        "not" => Ok(Filter::Not(Box::new(parse_filter(parts.get(1).ok_or_else(bad)?, range)?))),
+        _ => {
+            let op = Op::parse(op).ok_or_else(|| ApiError::bad(format!("filters: unknown operator `{op}`")))?;
+            let dim = parts.get(1).and_then(Value::as_str).ok_or_else(bad)?;
+            let column = match Dimension::parse(dim, range) {
+                Some(Dimension::Column(c)) => c,
+                Some(Dimension::Time(_)) => {
+                    return Err(ApiError::bad(format!("filters: cannot filter by `{dim}`; use date_range")));
+                }
+                None => return Err(ApiError::bad(format!("filters: unknown dimension `{dim}`"))),
+            };
+            let values = parts
+                .get(2)
+                .and_then(Value::as_array)
+                .ok_or_else(bad)?
+                .iter()
+                .map(|x| match x {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    other => Err(ApiError::bad(format!("filters: value {other} for `{dim}` must be a string"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let case_sensitive =
+                parts.get(3).and_then(|m| m.get("case_sensitive")).and_then(Value::as_bool).unwrap_or(true);
+            if matches!(op, Op::Matches | Op::MatchesNot) {
+                for p in &values {
+                    regex_syntax_ok(p)
+                        .map_err(|e| ApiError::bad(format!("filters: `{p}` is not a valid regular expression: {e}")))?;
+                }
+            }
+            Ok(Filter::Condition { op, column, values, case_sensitive })
+        }
+    }
+}
+
+/// Rejects patterns the engines' RE2 would reject: unbalanced groups and classes, and
+/// look-around (RE2 has none).
+fn regex_syntax_ok(p: &str) -> Result<(), String> {
+    if p.contains("(?=") || p.contains("(?!") || p.contains("(?<=") || p.contains("(?<!") {
+        return Err("look-around is not supported".into());
+    }
+    let (mut depth, mut class, mut escaped) = (0i32, false, false);
+    for c in p.chars() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '[') if !class => class = true,
+            (false, ']') if class => class = false,
+            (false, '(') if !class => depth += 1,
+            (false, ')') if !class => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced `)`".into());
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 || class || escaped { Err("unbalanced brackets or trailing `\\`".into()) } else { Ok(()) }
 }
 
 fn rfc3339(tz: Tz, ms: i64) -> String {
@@ -107,36 +235,89 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
     if metrics.is_empty() {
         return Err(ApiError::bad("metrics: at least one metric is required"));
     }
-    if let Some(d) = body.dimensions.first() {
-        return Err(ApiError::bad(format!("dimensions: `{d}` is not supported yet")));
-    }
-    if !body.filters.is_empty() {
-        return Err(ApiError::bad("filters are not supported yet"));
-    }
     let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
-    let (from_day, to_day) = resolve_range(&body.date_range, today)?;
-    let q = Query { site_id: site.id, metrics: metrics.clone(), from_day, to_day };
-    let reader = web.reader.clone();
-    let result = tokio::task::spawn_blocking(move || reader.query(&q))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let values: Vec<Value> = metrics.iter().map(|m| m.finish(&result.totals)).collect();
-    let tz = site.timezone;
-    let range = if from_day == i32::MIN / 2 {
-        Value::String("all".into())
-    } else {
-        json!([rfc3339(tz, day_start_ms(tz, from_day)), rfc3339(tz, day_start_ms(tz, to_day + 1) - 1000)])
+    let range = resolve_range(&body.date_range, today)?;
+    let dimensions = body
+        .dimensions
+        .iter()
+        .map(|d| {
+            Dimension::parse(d, range).ok_or_else(|| ApiError::bad(format!("dimensions: unknown dimension `{d}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let filters = body.filters.iter().map(|f| parse_filter(f, range)).collect::<Result<Vec<_>, _>>()?;
+    let filter = match filters.len() {
+        0 => None,
+        1 => filters.into_iter().next(),
+        _ => Some(Filter::And(filters)),
     };
+    let order_by = body
+        .order_by
+        .iter()
+        .map(|(key, dir)| {
+            let desc = match dir.as_str() {
+                "desc" => true,
+                "asc" => false,
+                other => return Err(ApiError::bad(format!("order_by: direction `{other}` must be asc or desc"))),
+            };
+            let k = if let Some(i) = body.metrics.iter().position(|m| m == key) {
+                OrderKey::Metric(i)
+            } else if let Some(i) = body.dimensions.iter().position(|d| d == key) {
+                OrderKey::Dimension(i)
+            } else {
+                return Err(ApiError::bad(format!(
+                    "order_by: `{key}` is not one of the query's metrics or dimensions"
+                )));
+            };
+            Ok((k, desc))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let comparison = body.include.comparisons.as_ref().map(|c| comparison_range(c, range, today)).transpose()?;
+    let q = Query {
+        site_id: site.id,
+        metrics,
+        range,
+        dimensions,
+        filter,
+        order_by,
+        limit: body.pagination.limit,
+        offset: body.pagination.offset,
+        comparison,
+        total_rows: body.include.total_rows,
+    };
+    let reader = web.reader.clone();
+    let time_bucket = q.dimensions.iter().find_map(|d| if let Dimension::Time(t) = d { Some(*t) } else { None });
+    let q2 = q.clone();
+    let out =
+        tokio::task::spawn_blocking(move || query::run(reader.as_ref(), &q2)).await.map_err(ApiError::internal)?;
+    let out = match out {
+        Ok(o) => o,
+        Err(QueryError::Invalid(i)) => return Err(ApiError::bad(i.0)),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let tz = site.timezone;
+    let shown_range =
+        json!([rfc3339(tz, day_start_ms(tz, range.from)), rfc3339(tz, day_start_ms(tz, range.to + 1) - 1000)]);
+    let mut meta = serde_json::Map::new();
+    if body.include.time_labels {
+        let Some(bucket) = time_bucket else {
+            return Err(ApiError::bad("include.time_labels: needs a time dimension"));
+        };
+        meta.insert("time_labels".into(), json!(query::time_labels(bucket, range)));
+    }
+    if q.total_rows {
+        meta.insert("total_rows".into(), json!(out.total_rows));
+    }
     Ok(Json(json!({
-        "results": [{"metrics": values, "dimensions": []}],
-        "meta": {},
+        "results": out.results,
+        "meta": meta,
         "query": {
             "site_id": site.domain,
             "metrics": body.metrics,
-            "date_range": range,
-            "dimensions": [],
-            "filters": [],
+            "date_range": shown_range,
+            "dimensions": body.dimensions,
+            "filters": body.filters,
+            "order_by": body.order_by,
+            "pagination": {"limit": q.limit, "offset": q.offset},
         },
     }))
     .into_response())
@@ -168,13 +349,33 @@ mod tests {
     #[test]
     fn periods_resolve_to_whole_local_days() {
         let today = day_number(NaiveDate::from_ymd_opt(2024, 3, 15).unwrap());
-        assert_eq!(resolve_range(&json!("day"), today).ok(), Some((today, today)));
-        assert_eq!(resolve_range(&json!("7d"), today).ok(), Some((today - 7, today - 1)));
+        let r = |from, to| Some(DayRange { from, to });
+        assert_eq!(resolve_range(&json!("day"), today).ok(), r(today, today));
+        assert_eq!(resolve_range(&json!("7d"), today).ok(), r(today - 7, today - 1));
         let march1 = day_number(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
-        assert_eq!(resolve_range(&json!("month"), today).ok(), Some((march1, today)));
-        assert_eq!(resolve_range(&json!(["2024-03-01", "2024-03-02"]), today).ok(), Some((march1, march1 + 1)));
+        assert_eq!(resolve_range(&json!("month"), today).ok(), r(march1, today));
+        assert_eq!(resolve_range(&json!(["2024-03-01", "2024-03-02"]), today).ok(), r(march1, march1 + 1));
+        let sept1 = day_number(NaiveDate::from_ymd_opt(2023, 9, 1).unwrap());
+        assert_eq!(resolve_range(&json!("6mo"), today).ok(), r(sept1, march1 - 1));
         assert!(resolve_range(&json!(["2024-03-02", "2024-03-01"]), today).is_err());
         assert!(resolve_range(&json!("fortnight"), today).is_err());
         assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
+    }
+
+    #[test]
+    fn comparisons_and_filters_parse() {
+        let range = DayRange { from: 100, to: 106 };
+        let prev = comparison_range(&json!({"mode": "previous_period"}), range, 200).ok();
+        assert_eq!(prev, Some(DayRange { from: 93, to: 99 }));
+        assert!(comparison_range(&json!({"mode": "last_week"}), range, 200).is_err());
+        let f = parse_filter(
+            &json!(["or", [["is", "visit:source", ["Google"]], ["not", ["contains", "event:page", ["/blog"], {"case_sensitive": false}]]]]),
+            range,
+        );
+        assert!(f.is_ok());
+        assert!(parse_filter(&json!(["is", "visit:nope", ["x"]]), range).is_err());
+        assert!(parse_filter(&json!(["resembles", "visit:source", ["x"]]), range).is_err());
+        assert!(parse_filter(&json!(["matches", "event:page", ["(unclosed"]]), range).is_err());
+        assert!(parse_filter(&json!(["is", "time:day", ["2024-01-01"]]), range).is_err());
     }
 }
