@@ -45,7 +45,17 @@ struct Hit {
     ts_ms: i64,
     kind: Kind,
     path: String,
+    /// Index into REFERRERS; the same for every hit of a generated session.
+    referrer: usize,
 }
+
+/// (referrer URL, the source it must be counted under)
+const REFERRERS: [(&str, &str); 4] = [
+    ("", ""),
+    ("https://www.google.com/search?q=plumb", "Google"),
+    ("https://t.co/abc", "Twitter"),
+    ("https://news.example.org/story/1", "news.example.org"),
+];
 
 fn population() -> Vec<Hit> {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
@@ -66,6 +76,7 @@ fn population() -> Vec<Hit> {
             let Some(start) = tz.from_local_datetime(&local).earliest() else { continue };
             let mut ts = start.timestamp_millis();
             for session in 0..rng.range(1, 3) {
+                let referrer = rng.range(0, 3) as usize;
                 if session > 0 {
                     // A new session needs a gap over 30 minutes; exactly 30 stays in the session.
                     ts += if rng.chance(0.15) { 30 * MIN } else { rng.range(31, 240) * MIN };
@@ -75,7 +86,7 @@ fn population() -> Vec<Hit> {
                         ts += rng.range(10, 600) * 1000;
                     }
                     let path = format!("/page/{}", rng.range(1, 12));
-                    hits.push(Hit { site, visitor, ts_ms: ts, kind: Kind::Pageview, path: path.clone() });
+                    hits.push(Hit { site, visitor, ts_ms: ts, kind: Kind::Pageview, path: path.clone(), referrer });
                     if rng.chance(0.2) {
                         ts += 5000;
                         let interactive = rng.chance(0.7);
@@ -85,11 +96,19 @@ fn population() -> Vec<Hit> {
                             ts_ms: ts,
                             kind: Kind::Custom { interactive },
                             path: path.clone(),
+                            referrer,
                         });
                     }
                     if rng.chance(0.3) {
                         ts += 15_000;
-                        hits.push(Hit { site, visitor, ts_ms: ts, kind: Kind::Engagement, path: path.clone() });
+                        hits.push(Hit {
+                            site,
+                            visitor,
+                            ts_ms: ts,
+                            kind: Kind::Engagement,
+                            path: path.clone(),
+                            referrer,
+                        });
                     }
                 }
                 if rng.chance(0.05) {
@@ -100,6 +119,7 @@ fn population() -> Vec<Hit> {
                         ts_ms: ts + 45 * MIN,
                         kind: Kind::Engagement,
                         path: "/page/1".into(),
+                        referrer: 0,
                     });
                 }
             }
@@ -218,6 +238,7 @@ fn event_json(h: &Hit) -> serde_json::Value {
         "url": format!("https://{site}{}", h.path),
         "ip": format!("10.{}.{}.{}", h.visitor / 65536, (h.visitor / 256) % 256, h.visitor % 256),
         "user_agent": format!("Mozilla/5.0 (X11; Linux x86_64) TestVisitor/{}", h.visitor),
+        "referrer": REFERRERS[h.referrer].0,
     });
     // Both timestamp forms are accepted: alternate them.
     e["timestamp"] = if h.ts_ms % 2000 == 0 {
@@ -240,20 +261,17 @@ fn event_json(h: &Hit) -> serde_json::Value {
     e
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn population_counts_match_the_counting_rules() {
-    let dir = temp_dir("counting");
+/// Starts a server, registers the sites, sends the whole population by server-side ingestion
+/// and waits until the pipeline has counted all of it.
+async fn ingest(name: &str, hits: &[Hit]) -> (Server, String) {
+    let dir = temp_dir(name);
     for (domain, tz) in SITES {
         cli(&dir, &["site", "add", domain, "--timezone", tz]);
     }
     let key = create_key(&dir, "ingest");
     let server = Server::start(&dir, &[]);
     let c = client();
-
-    let hits = population();
-    let want = expected(&hits);
-    let total_pageviews: i64 = want.values().map(|e| e.pageviews).sum();
-    assert!(hits.len() > 2000, "population is large enough: {} hits", hits.len());
+    let total_pageviews = hits.iter().filter(|h| h.kind == Kind::Pageview).count() as i64;
 
     for chunk in hits.chunks(500) {
         let body: Vec<_> = chunk.iter().map(event_json).collect();
@@ -272,6 +290,17 @@ async fn population_counts_match_the_counting_rules() {
     })
     .await;
     assert!(caught_up, "pipeline did not reach {total_pageviews} pageviews");
+    (server, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn population_counts_match_the_counting_rules() {
+    let hits = population();
+    let want = expected(&hits);
+    let total_pageviews: i64 = want.values().map(|e| e.pageviews).sum();
+    assert!(hits.len() > 2000, "population is large enough: {} hits", hits.len());
+    let (server, key) = ingest("counting", &hits).await;
+    let c = client();
 
     let metrics = ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"];
     let first = NaiveDate::from_ymd_opt(2024, 3, 7).unwrap();
@@ -297,4 +326,331 @@ async fn population_counts_match_the_counting_rules() {
         "checked {checked} ranges over {} hits: {visitor_days} visitor-days, {sessions} sessions, {total_pageviews} pageviews",
         hits.len()
     );
+}
+
+/// One model session with what the breakdowns need.
+struct ModelSession {
+    visitor: usize,
+    day: NaiveDate,
+    source: &'static str,
+    entry: String,
+    pages: Vec<String>,
+    /// Local hours with a pageview or custom event.
+    hours: Vec<u32>,
+    first: i64,
+    last: i64,
+    custom: Vec<bool>,
+}
+
+impl ModelSession {
+    fn bounced(&self) -> bool {
+        self.pages.len() <= 1 && !self.custom.iter().any(|i| *i)
+    }
+}
+
+/// Sessions per site, by the same rules as `expected`, keeping sources, pages and hours.
+fn sessions(hits: &[Hit], site: usize) -> Vec<ModelSession> {
+    use chrono::Timelike;
+    let tz: Tz = SITES[site].1.parse().unwrap();
+    let mut by_visitor: BTreeMap<usize, Vec<&Hit>> = BTreeMap::new();
+    for h in hits.iter().filter(|h| h.site == site) {
+        by_visitor.entry(h.visitor).or_default().push(h);
+    }
+    let mut out = Vec::new();
+    for (visitor, hs) in by_visitor {
+        let mut mine: Vec<ModelSession> = Vec::new();
+        for h in hs {
+            let local = tz.timestamp_millis_opt(h.ts_ms).unwrap();
+            let day = local.date_naive();
+            let open = mine.last().filter(|s| s.day == day && h.ts_ms - s.last <= 30 * MIN).is_some();
+            if h.kind == Kind::Engagement {
+                if open {
+                    mine.last_mut().unwrap().last = h.ts_ms;
+                }
+                continue;
+            }
+            if !open {
+                mine.push(ModelSession {
+                    visitor,
+                    day,
+                    source: REFERRERS[h.referrer].1,
+                    entry: h.path.clone(),
+                    pages: vec![],
+                    hours: vec![],
+                    first: h.ts_ms,
+                    last: h.ts_ms,
+                    custom: vec![],
+                });
+            }
+            let s = mine.last_mut().unwrap();
+            s.last = h.ts_ms;
+            s.hours.push(local.hour());
+            match h.kind {
+                Kind::Pageview => s.pages.push(h.path.clone()),
+                Kind::Custom { interactive } => s.custom.push(interactive),
+                Kind::Engagement => unreachable!(),
+            }
+        }
+        out.extend(mine);
+    }
+    out
+}
+
+fn rate(num: usize, den: usize) -> serde_json::Value {
+    json!(if den == 0 { 0 } else { (num as f64 * 100.0 / den as f64).round() as i64 })
+}
+
+fn secs(ms: i64, visits: usize) -> serde_json::Value {
+    json!(if visits == 0 { 0 } else { (ms as f64 / (visits as f64 * 1000.0)).round() as i64 })
+}
+
+/// Expected rows keyed by dimension value, from a grouping of sessions (a session may belong to
+/// several groups) and a metric function over the sessions of a group.
+fn grouped<'a>(
+    ss: &'a [ModelSession],
+    groups: impl Fn(&ModelSession) -> Vec<String>,
+    metrics: impl Fn(&str, &[&'a ModelSession]) -> Vec<serde_json::Value>,
+) -> BTreeMap<Vec<String>, Vec<serde_json::Value>> {
+    let mut by: BTreeMap<String, Vec<&ModelSession>> = BTreeMap::new();
+    for s in ss {
+        let mut gs = groups(s);
+        gs.sort();
+        gs.dedup();
+        for g in gs {
+            by.entry(g).or_default().push(s);
+        }
+    }
+    by.into_iter().map(|(g, v)| (vec![g.clone()], metrics(&g, &v))).collect()
+}
+
+fn visitor_days(ss: &[&ModelSession]) -> usize {
+    ss.iter().map(|s| (s.visitor, s.day)).collect::<HashSet<_>>().len()
+}
+
+async fn query(c: &reqwest::Client, server: &Server, key: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(key).json(&body).send().await.unwrap();
+    let status = r.status();
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body} -> {answer}");
+    answer
+}
+
+fn as_map(answer: &serde_json::Value) -> BTreeMap<Vec<String>, Vec<serde_json::Value>> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect();
+            (dims, r["metrics"].as_array().unwrap().clone())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
+    let hits = population();
+    let (server, key) = ingest("breakdowns", &hits).await;
+    let c = client();
+    let range = json!(["2024-03-07", "2024-03-13"]);
+    let mut checked = 0;
+    for (site, (domain, _)) in SITES.iter().enumerate() {
+        let ss = sessions(&hits, site);
+        let q = |dims: serde_json::Value, metrics: serde_json::Value, filters: serde_json::Value| json!({"site_id": domain, "date_range": range, "dimensions": dims, "metrics": metrics, "filters": filters});
+
+        // By source: visitors are visitor-days with at least one session from that source.
+        let want = grouped(
+            &ss,
+            |s| vec![s.source.to_owned()],
+            |_, g| {
+                let pv: usize = g.iter().map(|s| s.pages.len()).sum();
+                let dur: i64 = g.iter().map(|s| s.last - s.first).sum();
+                let bounces = g.iter().filter(|s| s.bounced()).count();
+                vec![json!(visitor_days(g)), json!(g.len()), json!(pv), rate(bounces, g.len()), secs(dur, g.len())]
+            },
+        );
+        let metrics = json!(["visitors", "visits", "pageviews", "bounce_rate", "visit_duration"]);
+        let got = query(&c, &server, &key, q(json!(["visit:source"]), metrics.clone(), json!([]))).await;
+        assert_eq!(as_map(&got), want, "{domain} by source");
+        assert!(want.len() == 4, "all four sources occur: {want:?}");
+        if site == 0 {
+            println!("{domain} by source: {}", got["results"]);
+        }
+
+        // By page: visitor-days that viewed it, sessions that include it, views.
+        let want = grouped(
+            &ss,
+            |s| s.pages.clone(),
+            |page, g| {
+                let views: usize = g.iter().map(|s| s.pages.iter().filter(|p| *p == page).count()).sum();
+                vec![json!(visitor_days(g)), json!(g.len()), json!(views)]
+            },
+        );
+        let got =
+            query(&c, &server, &key, q(json!(["event:page"]), json!(["visitors", "visits", "pageviews"]), json!([])))
+                .await;
+        assert_eq!(as_map(&got), want, "{domain} by page");
+
+        // By entry page, with bounce rate.
+        let want = grouped(
+            &ss,
+            |s| vec![s.entry.clone()],
+            |_, g| {
+                vec![json!(visitor_days(g)), json!(g.len()), rate(g.iter().filter(|s| s.bounced()).count(), g.len())]
+            },
+        );
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(json!(["visit:entry_page"]), json!(["visitors", "visits", "bounce_rate"]), json!([])),
+        )
+        .await;
+        assert_eq!(as_map(&got), want, "{domain} by entry page");
+
+        // Filtered by a source, no dimension.
+        let google: Vec<&ModelSession> = ss.iter().filter(|s| s.source == "Google").collect();
+        let want = vec![
+            json!(visitor_days(&google)),
+            json!(google.len()),
+            json!(google.iter().map(|s| s.pages.len()).sum::<usize>()),
+        ];
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(json!([]), json!(["visitors", "visits", "pageviews"]), json!([["is", "visit:source", ["Google"]]])),
+        )
+        .await;
+        assert_eq!(got["results"][0]["metrics"].as_array().unwrap(), &want, "{domain} source is Google");
+
+        // Filtered by one page: its visitors and visits; bounce rate of sessions entering there.
+        let with: Vec<&ModelSession> = ss.iter().filter(|s| s.pages.iter().any(|p| p == "/page/3")).collect();
+        let entered: Vec<&ModelSession> = ss.iter().filter(|s| s.entry == "/page/3").collect();
+        let views: usize = with.iter().map(|s| s.pages.iter().filter(|p| *p == "/page/3").count()).sum();
+        let want = vec![
+            json!(visitor_days(&with)),
+            json!(with.len()),
+            json!(views),
+            rate(entered.iter().filter(|s| s.bounced()).count(), entered.len()),
+        ];
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(
+                json!([]),
+                json!(["visitors", "visits", "pageviews", "bounce_rate"]),
+                json!([["is", "event:page", ["/page/3"]]]),
+            ),
+        )
+        .await;
+        assert_eq!(got["results"][0]["metrics"].as_array().unwrap(), &want, "{domain} page is /page/3");
+
+        // Combined: Twitter sessions, case-insensitive contains on the source, grouped by page.
+        let want = grouped(
+            &ss.iter()
+                .filter(|s| s.source == "Twitter")
+                .map(|s| ModelSession {
+                    pages: s.pages.clone(),
+                    hours: vec![],
+                    custom: vec![],
+                    entry: String::new(),
+                    ..*s
+                })
+                .collect::<Vec<_>>(),
+            |s| s.pages.clone(),
+            |page, g| vec![json!(g.iter().map(|s| s.pages.iter().filter(|p| *p == page).count()).sum::<usize>())],
+        );
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(
+                json!(["event:page"]),
+                json!(["pageviews"]),
+                json!([["contains", "visit:source", ["TWIT"], {"case_sensitive": false}]]),
+            ),
+        )
+        .await;
+        assert_eq!(as_map(&got), want, "{domain} Twitter pages");
+
+        // By event name: unique completions and counts.
+        let mut want = BTreeMap::new();
+        let all: Vec<&ModelSession> = ss.iter().collect();
+        want.insert(
+            vec!["pageview".to_owned()],
+            vec![json!(visitor_days(&all)), json!(ss.iter().map(|s| s.pages.len()).sum::<usize>())],
+        );
+        let signups: Vec<&ModelSession> = ss.iter().filter(|s| !s.custom.is_empty()).collect();
+        if !signups.is_empty() {
+            want.insert(
+                vec!["Signup".to_owned()],
+                vec![json!(visitor_days(&signups)), json!(ss.iter().map(|s| s.custom.len()).sum::<usize>())],
+            );
+        }
+        let got = query(&c, &server, &key, q(json!(["event:name"]), json!(["visitors", "events"]), json!([]))).await;
+        assert_eq!(as_map(&got), want, "{domain} by event name");
+
+        // By day and, for one day, by hour (visitor-days active in the hour).
+        let want = grouped(&ss, |s| vec![s.day.to_string()], |_, g| vec![json!(visitor_days(g)), json!(g.len())]);
+        let got = query(&c, &server, &key, q(json!(["time:day"]), json!(["visitors", "visits"]), json!([]))).await;
+        assert_eq!(as_map(&got), want, "{domain} by day");
+        let day = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
+        let on_day: Vec<ModelSession> = ss
+            .iter()
+            .filter(|s| s.day == day)
+            .map(|s| ModelSession { pages: vec![], custom: vec![], entry: String::new(), hours: s.hours.clone(), ..*s })
+            .collect();
+        let want = grouped(
+            &on_day,
+            |s| s.hours.iter().map(|h| format!("{day} {h:02}:00:00")).collect(),
+            |_, g| vec![json!(visitor_days(g))],
+        );
+        let body = json!({"site_id": domain, "date_range": [day.to_string(), day.to_string()], "dimensions": ["time:hour"], "metrics": ["visitors"]});
+        assert_eq!(as_map(&query(&c, &server, &key, body).await), want, "{domain} by hour on {day}");
+
+        // Ordering, ties and pagination: sources by visits ascending, second page of two.
+        let mut by_visits: Vec<(String, usize)> =
+            grouped(&ss, |s| vec![s.source.to_owned()], |_, g| vec![json!(g.len())])
+                .into_iter()
+                .map(|(k, v)| (k[0].clone(), v[0].as_u64().unwrap() as usize))
+                .collect();
+        by_visits.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        let body = json!({"site_id": domain, "date_range": range, "dimensions": ["visit:source"], "metrics": ["visits"],
+            "order_by": [["visits", "asc"]], "pagination": {"limit": 2, "offset": 1}, "include": {"total_rows": true}});
+        let got = query(&c, &server, &key, body).await;
+        let page: Vec<(String, usize)> = got["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["dimensions"][0].as_str().unwrap().to_owned(), r["metrics"][0].as_u64().unwrap() as usize))
+            .collect();
+        assert_eq!(page, by_visits[1..3.min(by_visits.len())].to_vec(), "{domain} ordered page");
+        assert_eq!(got["meta"]["total_rows"], json!(by_visits.len()));
+
+        // Comparison with the previous period, per source.
+        let (d1, d2) = (NaiveDate::from_ymd_opt(2024, 3, 11).unwrap(), NaiveDate::from_ymd_opt(2024, 3, 12).unwrap());
+        let visits_in = |from: NaiveDate, to: NaiveDate, src: &str| {
+            ss.iter().filter(|s| s.day >= from && s.day <= to && s.source == src).count()
+        };
+        let body = json!({"site_id": domain, "date_range": [d1.to_string(), d2.to_string()], "dimensions": ["visit:source"], "metrics": ["visits"],
+            "include": {"comparisons": {"mode": "previous_period"}}});
+        let got = query(&c, &server, &key, body).await;
+        for r in got["results"].as_array().unwrap() {
+            let src = r["dimensions"][0].as_str().unwrap();
+            let (now, before) =
+                (visits_in(d1, d2, src), visits_in(d1 - chrono::Days::new(2), d1 - chrono::Days::new(1), src));
+            assert_eq!(r["metrics"][0], json!(now), "{domain} {src} now");
+            assert_eq!(r["comparison"]["metrics"][0], json!(before), "{domain} {src} before");
+            let change = if before == 0 {
+                if now == 0 { 0.0 } else { 100.0 }
+            } else {
+                ((now as f64 - before as f64) / before as f64 * 1000.0).round() / 10.0
+            };
+            assert_eq!(r["comparison"]["change"][0].as_f64().unwrap(), change, "{domain} {src} change");
+        }
+        checked += 11;
+    }
+    println!("checked {checked} breakdown, filter, ordering and comparison queries");
 }
