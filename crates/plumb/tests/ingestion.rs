@@ -172,6 +172,74 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
             "is not a date",
         ),
         (json!({"site_id": "stats.test", "metrics": ["visitors"]}), "missing field `date_range`"),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visit_duration"], "date_range": "day", "dimensions": ["event:page"]}),
+            "`visit_duration` is not valid here",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visits"], "date_range": "day", "dimensions": ["event:name"]}),
+            "`visits` is not valid here",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["time_on_page"], "date_range": "day"}),
+            "needs an `event:page` dimension or filter",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["percentage"], "date_range": "day"}),
+            "`percentage` is not valid here",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["visit:shoe_size"]}),
+            "unknown dimension `visit:shoe_size`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["time:day", "time:hour"]}),
+            "at most one time dimension",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["visit:source", "visit:source"]}),
+            "is repeated",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "order_by": [["pageviews", "desc"]]}),
+            "`pageviews` is not one of the query's",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "order_by": [["visitors", "up"]]}),
+            "direction `up`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "pagination": {"limit": 0}}),
+            "limit must be 1 to 10000",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["is", "visit:source"]]}),
+            "is not a filter like",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["resembles", "visit:source", ["x"]]]}),
+            "unknown operator `resembles`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["matches", "event:page", ["(?!x)"]]]}),
+            "not a valid regular expression",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["is", "visit:source", [true]]]}),
+            "must be a string",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"comparisons": {"mode": "yesterday"}}}),
+            "`yesterday` is not previous_period",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"time_labels": true}}),
+            "needs a time dimension",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"imports": true}}),
+            "unknown field `imports`",
+        ),
     ] {
         let r = q(body, Some(key.clone())).await.unwrap();
         assert_eq!(r.status(), 400);
