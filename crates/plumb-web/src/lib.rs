@@ -3,6 +3,7 @@
 
 mod auth;
 mod stats;
+mod v1;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -21,5 +22,8 @@ pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/api/v2/query", post(stats::query_v2))
         .route("/api/v1/stats/realtime/visitors", get(stats::realtime_visitors))
+        .route("/api/v1/stats/aggregate", get(v1::aggregate))
+        .route("/api/v1/stats/timeseries", get(v1::timeseries))
+        .route("/api/v1/stats/breakdown", get(v1::breakdown))
         .with_state(web)
 }

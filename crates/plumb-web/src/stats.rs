@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+#[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
-    fn bad(msg: impl Into<String>) -> Self {
+    pub fn bad(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, msg.into())
     }
 
@@ -82,7 +83,7 @@ impl Default for Pagination {
     }
 }
 
-fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
+pub fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
     web.meta
         .site_by_domain(&domain.trim().to_ascii_lowercase())
         .map_err(ApiError::internal)?
@@ -98,7 +99,7 @@ fn parse_date(v: &Value) -> Result<i32, ApiError> {
 
 /// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
 /// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
-fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
+pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
     let t = date_of_day(today);
     let months_back = |n: u32| day_number(t.with_day(1).unwrap().checked_sub_months(Months::new(n)).unwrap());
     let (from, to) = match range {
@@ -128,7 +129,7 @@ fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
 /// First day of `all`: before any plausible data, so back-filled history is included.
 const ALL_FROM: i32 = -25_000;
 
-fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, ApiError> {
+pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, ApiError> {
     let mode = v.get("mode").and_then(Value::as_str).unwrap_or_default();
     match mode {
         "previous_period" => Ok(DayRange { from: range.from - range.days(), to: range.from - 1 }),

@@ -472,6 +472,7 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         let metrics = json!(["visitors", "visits", "pageviews", "bounce_rate", "visit_duration"]);
         let got = query(&c, &server, &key, q(json!(["visit:source"]), metrics.clone(), json!([]))).await;
         assert_eq!(as_map(&got), want, "{domain} by source");
+        let want_sources = want.clone();
         assert!(want.len() == 4, "all four sources occur: {want:?}");
         if site == 0 {
             println!("{domain} by source: {}", got["results"]);
@@ -508,13 +509,43 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         .await;
         assert_eq!(as_map(&got), want, "{domain} by entry page");
 
-        // Filtered by a source, no dimension.
+        // The same through Stats API v1, which clients written for v1 call.
+        let v1 = |path: &str, params: &str| {
+            let url = format!(
+                "{}/api/v1/stats/{path}?site_id={domain}&period=custom&date=2024-03-07,2024-03-13&{params}",
+                server.url
+            );
+            let (c, key) = (c.clone(), key.clone());
+            async move {
+                let r = c.get(url).bearer_auth(key).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<serde_json::Value>().await.unwrap()["results"].clone()
+            }
+        };
+        let rows_of = |v: serde_json::Value, key: &str| -> BTreeMap<Vec<String>, Vec<serde_json::Value>> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (vec![r[key].as_str().unwrap().to_owned()], vec![r["visitors"].clone(), r["visits"].clone()]))
+                .collect()
+        };
+        let got = rows_of(v1("breakdown", "property=visit:source&metrics=visitors,visits&limit=10").await, "source");
+        let want_v1: BTreeMap<_, _> = want_sources.iter().map(|(k, v)| (k.clone(), v[..2].to_vec())).collect();
+        assert_eq!(got, want_v1, "{domain} v1 breakdown by source");
+
+        // Filtered by a source, no dimension (v2, and v1's filter syntax).
         let google: Vec<&ModelSession> = ss.iter().filter(|s| s.source == "Google").collect();
         let want = vec![
             json!(visitor_days(&google)),
             json!(google.len()),
             json!(google.iter().map(|s| s.pages.len()).sum::<usize>()),
         ];
+        let v1_google = v1("aggregate", "metrics=visitors,visits&filters=visit:source%3D%3DGoogle").await;
+        assert_eq!(
+            (&v1_google["visitors"]["value"], &v1_google["visits"]["value"]),
+            (&want[0], &want[1]),
+            "{domain} v1 aggregate"
+        );
         let got = query(
             &c,
             &server,
@@ -596,6 +627,11 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         let want = grouped(&ss, |s| vec![s.day.to_string()], |_, g| vec![json!(visitor_days(g)), json!(g.len())]);
         let got = query(&c, &server, &key, q(json!(["time:day"]), json!(["visitors", "visits"]), json!([]))).await;
         assert_eq!(as_map(&got), want, "{domain} by day");
+        assert_eq!(
+            rows_of(v1("timeseries", "metrics=visitors,visits&interval=date").await, "date"),
+            want,
+            "{domain} v1 timeseries"
+        );
         let day = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
         let on_day: Vec<ModelSession> = ss
             .iter()

@@ -1,0 +1,255 @@
+//! Stats API v1 (`/api/v1/stats/aggregate|timeseries|breakdown`): Plausible's query-string
+//! parameters translated into the one query model, answers shaped as v1 clients expect.
+
+use crate::Web;
+use crate::auth::require_key;
+use crate::stats::{ApiError, comparison_range, resolve_range, site};
+use axum::Json;
+use axum::extract::{Query as QueryParams, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, Query, QueryError, TimeBucket};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct Params {
+    site_id: Option<String>,
+    period: Option<String>,
+    date: Option<String>,
+    metrics: Option<String>,
+    filters: Option<String>,
+    compare: Option<String>,
+    interval: Option<String>,
+    property: Option<String>,
+    limit: Option<usize>,
+    page: Option<usize>,
+}
+
+enum Kind {
+    Aggregate,
+    Timeseries,
+    Breakdown,
+}
+
+pub async fn aggregate(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
+    answer(s, h, p, Kind::Aggregate).await
+}
+
+pub async fn timeseries(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
+    answer(s, h, p, Kind::Timeseries).await
+}
+
+pub async fn breakdown(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
+    answer(s, h, p, Kind::Breakdown).await
+}
+
+/// `visit:source==Google|Twitter;event:page!=/blog*` — `;` joins conditions, `|` joins values,
+/// `==` / `!=` compare (`*` is a wildcard), `~` / `!~` search.
+fn parse_filters(s: &str, range: DayRange) -> Result<Option<Filter>, ApiError> {
+    let mut all = Vec::new();
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (dim, op, rest) = ["!=", "==", "!~", "~"]
+            .iter()
+            .find_map(|op| part.split_once(op).map(|(d, r)| (d.trim(), *op, r)))
+            .ok_or_else(|| ApiError::bad(format!("filters: `{part}` needs ==, !=, ~ or !~")))?;
+        let column = match Dimension::parse(dim, range) {
+            Some(Dimension::Column(c)) => c,
+            _ => return Err(ApiError::bad(format!("filters: unknown property `{dim}`"))),
+        };
+        let values: Vec<String> = rest.split('|').map(|v| v.trim().to_owned()).collect();
+        let wildcard = values.iter().any(|v| v.contains('*'));
+        let (op, values) = match op {
+            "~" => (Op::Contains, values),
+            "!~" => (Op::ContainsNot, values),
+            _ if wildcard => {
+                let pattern = |v: &String| {
+                    let parts: Vec<String> = v.split('*').map(escape_regex).collect();
+                    format!("^{}$", parts.join(".*"))
+                };
+                (if op == "==" { Op::Matches } else { Op::MatchesNot }, values.iter().map(pattern).collect())
+            }
+            "==" => (Op::Is, values),
+            _ => (Op::IsNot, values),
+        };
+        all.push(Filter::Condition { op, column, values, case_sensitive: true });
+    }
+    Ok(match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Filter::And(all)),
+    })
+}
+
+fn escape_regex(s: &str) -> String {
+    s.chars().fold(String::new(), |mut out, c| {
+        if "\\.+?()[]{}|^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+/// The v1 name of a property's values in breakdown rows (`visit:source` → `source`).
+fn property_key(property: &str) -> &str {
+    property.rsplit(':').next().unwrap_or(property)
+}
+
+async fn answer(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+    kind: Kind,
+) -> Response {
+    run(web, headers, p, kind).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result<Response, ApiError> {
+    require_key(web.meta.as_ref(), &headers)?;
+    let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
+    let site = site(&web, &domain)?;
+    let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
+    let period = p.period.as_deref().unwrap_or("30d");
+    let range_value = match (period, p.date.as_deref()) {
+        ("custom", Some(d)) => {
+            let (a, b) = d.split_once(',').ok_or_else(|| ApiError::bad("date: custom period needs `from,to`"))?;
+            json!([a.trim(), b.trim()])
+        }
+        ("custom", None) => return Err(ApiError::bad("date: custom period needs `from,to`")),
+        (other, _) => json!(other),
+    };
+    // `date` moves "today" for the relative periods.
+    let today = match (period, p.date.as_deref()) {
+        ("custom", _) | (_, None) => today,
+        (_, Some(d)) => resolve_range(&json!([d, d]), today)?.from,
+    };
+    let range = resolve_range(&range_value, today)?;
+    let metric_names: Vec<String> =
+        p.metrics.as_deref().unwrap_or("visitors").split(',').map(|m| m.trim().to_owned()).collect();
+    let metrics = metric_names
+        .iter()
+        .map(|m| Metric::parse(m).ok_or_else(|| ApiError::bad(format!("metrics: unknown metric `{m}`"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = parse_filters(p.filters.as_deref().unwrap_or(""), range)?;
+    let (dimensions, limit, offset) = match kind {
+        Kind::Aggregate => (vec![], 1, 0),
+        Kind::Timeseries => {
+            let bucket = match p.interval.as_deref().unwrap_or(if range.days() == 1 { "hour" } else { "date" }) {
+                "hour" => TimeBucket::Hour,
+                "date" | "day" => TimeBucket::Day,
+                "week" => TimeBucket::Week,
+                "month" => TimeBucket::Month,
+                other => return Err(ApiError::bad(format!("interval: `{other}` must be hour, date, week or month"))),
+            };
+            (vec![Dimension::Time(bucket)], 10_000, 0)
+        }
+        Kind::Breakdown => {
+            let prop = p.property.as_deref().ok_or_else(|| ApiError::bad("property is required"))?;
+            let dim = Dimension::parse(prop, range)
+                .filter(|d| matches!(d, Dimension::Column(_)))
+                .ok_or_else(|| ApiError::bad(format!("property: unknown property `{prop}`")))?;
+            let limit = p.limit.unwrap_or(100);
+            let page = p.page.unwrap_or(1).max(1);
+            (vec![dim], limit, (page - 1) * limit)
+        }
+    };
+    let comparison = match p.compare.as_deref() {
+        None => None,
+        Some(mode) => Some(comparison_range(&json!({"mode": mode}), range, today)?),
+    };
+    let q = Query {
+        site_id: site.id,
+        metrics: metrics.clone(),
+        range,
+        dimensions,
+        filter,
+        order_by: vec![],
+        limit,
+        offset,
+        comparison,
+        total_rows: false,
+    };
+    let reader = web.reader.clone();
+    let q2 = q.clone();
+    let out = match tokio::task::spawn_blocking(move || query::run(reader.as_ref(), &q2))
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(o) => o,
+        Err(QueryError::Invalid(i)) => return Err(ApiError::bad(i.0)),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let results = match kind {
+        Kind::Aggregate => {
+            let row = out.results.first();
+            let mut m = Map::new();
+            for (i, name) in metric_names.iter().enumerate() {
+                let mut v = json!({"value": row.map_or(Value::Null, |r| r.metrics[i].clone())});
+                if let Some(c) = row.and_then(|r| r.comparison.as_ref()) {
+                    v["comparison_value"] = c.metrics[i].clone();
+                    v["change"] = c.change[i].clone();
+                }
+                m.insert(name.clone(), v);
+            }
+            Value::Object(m)
+        }
+        Kind::Timeseries | Kind::Breakdown => {
+            let key = match (&kind, p.property.as_deref()) {
+                (Kind::Breakdown, Some(prop)) => property_key(prop).to_owned(),
+                _ => "date".to_owned(),
+            };
+            Value::Array(
+                out.results
+                    .iter()
+                    .map(|r| {
+                        let mut m = Map::new();
+                        m.insert(key.clone(), json!(r.dimensions[0]));
+                        for (i, name) in metric_names.iter().enumerate() {
+                            m.insert(name.clone(), r.metrics[i].clone());
+                        }
+                        Value::Object(m)
+                    })
+                    .collect(),
+            )
+        }
+    };
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_store::query::Column;
+
+    #[test]
+    fn v1_filters_translate_to_the_query_model() {
+        let r = DayRange { from: 0, to: 0 };
+        let f = parse_filters("visit:source==Google|Twitter;event:page!=/blog*", r).unwrap().unwrap();
+        let Filter::And(parts) = f else { panic!("two conditions are joined with and") };
+        assert_eq!(
+            parts[0],
+            Filter::Condition {
+                op: Op::Is,
+                column: Column::Source,
+                values: vec!["Google".into(), "Twitter".into()],
+                case_sensitive: true
+            }
+        );
+        assert_eq!(
+            parts[1],
+            Filter::Condition {
+                op: Op::MatchesNot,
+                column: Column::Pathname,
+                values: vec!["^/blog.*$".into()],
+                case_sensitive: true
+            }
+        );
+        assert!(parse_filters("visit:source=Google", r).is_err());
+        assert!(parse_filters("visit:nope==x", r).is_err());
+        assert_eq!(escape_regex("a.b(c)"), "a\\.b\\(c\\)");
+        assert_eq!(property_key("visit:utm_source"), "utm_source");
+    }
+}
