@@ -4,6 +4,9 @@
 //! takes from its `202` to being visible in the Stats API.
 //!
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
+//!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
+
+mod queries;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--null-server") {
         return null_server(args[2].parse().expect("port"));
+    }
+    if args.iter().any(|a| a == "--query-rows") {
+        return queries::run(arg("--query-rows", 1_000_000) as usize);
     }
     let seconds = arg("--seconds", 10).min(120);
     let connections = arg("--connections", 64).clamp(1, 1024) as usize;
