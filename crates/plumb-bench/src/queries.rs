@@ -70,7 +70,7 @@ fn fill(store: &mut DuckStore, rows: usize) {
         }
         left_today = left_today.saturating_sub(1);
         let page = format!("/docs/{}", rng.skewed(2_000));
-        let new_session = session.as_ref().is_none_or(|(_, _, n)| *n >= 1 + rng.skewed(6) as u32);
+        let new_session = session.as_ref().is_none_or(|(_, _, n)| *n > rng.skewed(6) as u32);
         if new_session {
             session = Some((visit(&mut rng), page.clone(), 0));
         }
