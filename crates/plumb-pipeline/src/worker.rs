@@ -15,7 +15,7 @@ use plumb_store::EventWriter;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,17 +45,7 @@ pub enum PipelineError {
     Thread(#[from] std::io::Error),
 }
 
-/// Shared view of the running pipeline.
-#[derive(Default)]
-pub struct PipelineStatus {
-    /// Last queue sequence committed to the store.
-    pub committed: AtomicU64,
-    /// Entries skipped because they could not be decoded.
-    pub undecodable: AtomicU64,
-}
-
 pub struct PipelineHandle {
-    pub status: Arc<PipelineStatus>,
     pub live: Arc<LiveVisitors>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -97,16 +87,14 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
     pub fn spawn(mut self) -> Result<PipelineHandle, PipelineError> {
         let committed = self.writer.position()?;
         self.consumer.resume_after(committed)?;
-        let status = Arc::new(PipelineStatus { committed: AtomicU64::new(committed), ..Default::default() });
         let live = Arc::new(LiveVisitors::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, l, st) = (status.clone(), live.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || self.run(&s, &l, &st))?;
-        Ok(PipelineHandle { status, live, stop, thread: Some(thread) })
+        let (l, st) = (live.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || self.run(committed, &l, &st))?;
+        Ok(PipelineHandle { live, stop, thread: Some(thread) })
     }
 
-    fn run(mut self, status: &PipelineStatus, live: &LiveVisitors, stop: &AtomicBool) {
-        let mut committed_pos = status.committed.load(Ordering::SeqCst);
+    fn run(mut self, mut committed_pos: u64, live: &LiveVisitors, stop: &AtomicBool) {
         let mut sessions = Sessionizer::default();
         let mut zones: HashMap<u32, Option<Tz>> = HashMap::new();
         let mut read_pos = 0u64;
@@ -136,7 +124,6 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                         Err(e) => {
                             // A bad entry is skipped alone; the rest of the batch goes on.
                             tracing::error!(seq = entry.seq, "skipping undecodable queue entry: {e}");
-                            status.undecodable.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
                     };
@@ -164,7 +151,6 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 rows.clear();
                 pending_since = None;
                 committed_pos = read_pos;
-                status.committed.store(committed_pos, Ordering::SeqCst);
             }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
@@ -199,8 +185,10 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 self.consumer.wait(read_pos, timeout);
             }
         }
-        if pending_since.is_some() && self.writer.commit(&rows, read_pos).is_ok() {
-            status.committed.store(read_pos, Ordering::SeqCst);
+        if pending_since.is_some()
+            && let Err(e) = self.writer.commit(&rows, read_pos)
+        {
+            tracing::warn!("last commit before stopping failed; the queue replays it on start: {e}");
         }
     }
 }

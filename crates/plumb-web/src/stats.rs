@@ -1,4 +1,4 @@
-//! Stats API: `POST /api/v2/query` (aggregates for now) and the realtime visitor count.
+//! Stats API v2: `POST /api/v2/query` over the query model, and the realtime visitor count.
 
 use crate::Web;
 use crate::auth::require_key;
