@@ -8,7 +8,7 @@ use plumb_core::source::classify;
 use plumb_core::time::local_day_hour;
 use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
-use plumb_meta::validate_domain;
+use plumb_meta::{ApiKey, Scope, validate_domain};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -24,31 +24,29 @@ const MAX_FUTURE_MS: i64 = 5 * 60_000;
 pub struct Context {
     ip: IpAddr,
     user_agent: String,
-    /// A valid API key was presented: the sender may set `timestamp`, `ip` and `user_agent`.
-    authenticated: bool,
+    /// The API key presented, if any: with `events:write` the sender may set `timestamp`, `ip`
+    /// and `user_agent`.
+    key: Option<ApiKey>,
     now_ms: i64,
 }
 
 impl Context {
     pub fn from_request(c: &Collector, peer: SocketAddr, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let authenticated = match headers.get(header::AUTHORIZATION) {
-            None => false,
+        let key = match headers.get(header::AUTHORIZATION) {
+            None => None,
             Some(v) => {
                 let secret = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
                     ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <API key>`")
                 })?;
                 let key = c.meta.verify_key(secret.trim()).map_err(internal)?;
-                if key.is_none() {
-                    return Err(ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"));
-                }
-                true
+                Some(key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"))?)
             }
         };
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         Ok(Self {
             ip: client_ip(peer.ip(), headers, &c.config.trusted_proxies),
             user_agent: truncate(user_agent, MAX_USER_AGENT),
-            authenticated,
+            key,
             now_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
@@ -139,7 +137,8 @@ impl EventBody {
             ("ip", self.ip.is_some()),
             ("user_agent", self.user_agent.is_some()),
         ];
-        if let Some((field, _)) = privileged.iter().find(|(_, set)| *set).filter(|_| !ctx.authenticated) {
+        let privileged = privileged.iter().find(|(_, set)| *set).map(|(field, _)| *field);
+        if let Some(field) = privileged.filter(|_| ctx.key.is_none()) {
             return Err(ApiError::bad_request(format!(
                 "`{field}` may only be set by server-side senders with an API key (Authorization: Bearer <key>)"
             )));
@@ -183,6 +182,17 @@ impl EventBody {
                 "domain `{}` is not registered with this Plumb",
                 domains.join(",")
             )));
+        }
+        if let (Some(field), Some(key)) = (privileged, &ctx.key)
+            && let Some(site) = sites.iter().find(|s| !key.allows(Scope::EventsWrite, s.id))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "API key `{}` may not send `{field}` for `{}` (needs events:write on that site)",
+                    key.name, site.domain
+                ),
+            ));
         }
 
         let referrer = self.referrer.as_deref().and_then(parse_referrer);

@@ -26,6 +26,32 @@ pub struct Site {
     pub timezone: Tz,
 }
 
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Stats API reads.
+    StatsRead,
+    /// Server-side ingestion with `timestamp`, `ip` and `user_agent`.
+    EventsWrite,
+    /// Managing sites and goals through the API.
+    SitesAdmin,
+}
+
+impl Scope {
+    pub const ALL: [(&str, Scope); 3] =
+        [("stats:read", Scope::StatsRead), ("events:write", Scope::EventsWrite), ("sites:admin", Scope::SitesAdmin)];
+
+    pub fn parse(s: &str) -> Result<Scope> {
+        Self::ALL.iter().find(|(n, _)| *n == s.trim()).map(|(_, sc)| *sc).ok_or_else(|| {
+            MetaError::Invalid(format!("`{s}` is not a scope (stats:read, events:write or sites:admin)"))
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, sc)| *sc == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
     pub id: u32,
@@ -33,6 +59,15 @@ pub struct ApiKey {
     /// The first characters of the secret, enough to recognise it in a list.
     pub prefix: String,
     pub created_ms: i64,
+    pub scopes: Vec<Scope>,
+    /// The sites the key is limited to; `None` is every site.
+    pub sites: Option<Vec<u32>>,
+}
+
+impl ApiKey {
+    pub fn allows(&self, scope: Scope, site_id: u32) -> bool {
+        self.scopes.contains(&scope) && self.sites.as_ref().is_none_or(|s| s.contains(&site_id))
+    }
 }
 
 pub trait MetaStore: Send + Sync + 'static {
@@ -43,7 +78,8 @@ pub trait MetaStore: Send + Sync + 'static {
     fn site_by_id(&self, id: u32) -> Result<Option<Site>>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.
-    fn create_key(&self, name: &str) -> Result<(ApiKey, String)>;
+    /// `sites` limits it to those sites (`None`: every site).
+    fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)>;
     fn list_keys(&self) -> Result<Vec<ApiKey>>;
     fn revoke_key(&self, name: &str) -> Result<()>;
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>>;

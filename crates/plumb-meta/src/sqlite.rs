@@ -1,4 +1,4 @@
-use crate::{ApiKey, MetaError, MetaStore, Result, Site, day_is_live, parse_timezone, validate_domain};
+use crate::{ApiKey, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_domain};
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -12,6 +12,28 @@ fn storage(e: rusqlite::Error) -> MetaError {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+const KEY_COLUMNS: &str = "SELECT id, name, prefix, created_ms, scopes, sites FROM api_keys";
+
+/// A key row; scopes and sites are comma-separated lists.
+fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
+    let (scopes, sites): (String, Option<String>) = (r.get(4)?, r.get(5)?);
+    let key = || -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: r.get(0).map_err(storage)?,
+            name: r.get(1).map_err(storage)?,
+            prefix: r.get(2).map_err(storage)?,
+            created_ms: r.get(3).map_err(storage)?,
+            scopes: scopes.split(',').filter(|s| !s.is_empty()).map(Scope::parse).collect::<Result<_>>()?,
+            sites: sites
+                .map(|s| {
+                    s.split(',').map(|id| id.parse().map_err(|_| MetaError::Storage("bad site list".into()))).collect()
+                })
+                .transpose()?,
+        })
+    };
+    Ok(key())
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -39,7 +61,9 @@ impl SqliteMeta {
                  name TEXT NOT NULL UNIQUE,
                  prefix TEXT NOT NULL,
                  secret_sha256 TEXT NOT NULL UNIQUE,
-                 created_ms INTEGER NOT NULL);
+                 created_ms INTEGER NOT NULL,
+                 scopes TEXT NOT NULL,
+                 sites TEXT);
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
                  salt BLOB NOT NULL);",
@@ -104,38 +128,48 @@ impl MetaStore for SqliteMeta {
         self.site_where("id = ?1", &id)
     }
 
-    fn create_key(&self, name: &str) -> Result<(ApiKey, String)> {
+    fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
             return Err(MetaError::Invalid("key name must be 1 to 100 characters".into()));
+        }
+        if scopes.is_empty() {
+            return Err(MetaError::Invalid("a key needs at least one scope".into()));
         }
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| MetaError::Storage(e.to_string()))?;
         let secret: String = format!("plumb_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let prefix = secret[..12].to_owned();
         let created_ms = now_ms();
+        let scope_text = scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
+        let site_text = sites.map(|s| s.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
         let conn = self.conn.lock().unwrap();
         let inserted = conn
             .execute(
-                "INSERT OR IGNORE INTO api_keys (name, prefix, secret_sha256, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![name, prefix, hash_secret(&secret), created_ms],
+                "INSERT OR IGNORE INTO api_keys (name, prefix, secret_sha256, created_ms, scopes, sites)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name, prefix, hash_secret(&secret), created_ms, scope_text, site_text],
             )
             .map_err(storage)?;
         if inserted == 0 {
             return Err(MetaError::Invalid(format!("a key named `{name}` already exists")));
         }
-        let key = ApiKey { id: conn.last_insert_rowid() as u32, name: name.to_owned(), prefix, created_ms };
+        let key = ApiKey {
+            id: conn.last_insert_rowid() as u32,
+            name: name.to_owned(),
+            prefix,
+            created_ms,
+            scopes: scopes.to_vec(),
+            sites: sites.map(<[u32]>::to_vec),
+        };
         Ok((key, secret))
     }
 
     fn list_keys(&self) -> Result<Vec<ApiKey>> {
         let conn = self.conn.lock().unwrap();
-        let mut stmt =
-            conn.prepare("SELECT id, name, prefix, created_ms FROM api_keys ORDER BY name").map_err(storage)?;
-        let rows = stmt
-            .query_map([], |r| Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, prefix: r.get(2)?, created_ms: r.get(3)? }))
-            .map_err(storage)?;
-        rows.collect::<std::result::Result<_, _>>().map_err(storage)
+        let mut stmt = conn.prepare(&format!("{KEY_COLUMNS} ORDER BY name")).map_err(storage)?;
+        let rows = stmt.query_map([], key_row).map_err(storage)?;
+        rows.map(|r| r.map_err(storage)?).collect()
     }
 
     fn revoke_key(&self, name: &str) -> Result<()> {
@@ -145,13 +179,10 @@ impl MetaStore for SqliteMeta {
 
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let conn = self.conn.lock().unwrap();
-        conn.query_row(
-            "SELECT id, name, prefix, created_ms FROM api_keys WHERE secret_sha256 = ?1",
-            [hash_secret(secret)],
-            |r| Ok(ApiKey { id: r.get(0)?, name: r.get(1)?, prefix: r.get(2)?, created_ms: r.get(3)? }),
-        )
-        .optional()
-        .map_err(storage)
+        conn.query_row(&format!("{KEY_COLUMNS} WHERE secret_sha256 = ?1"), [hash_secret(secret)], key_row)
+            .optional()
+            .map_err(storage)?
+            .transpose()
     }
 
     fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>> {
@@ -215,9 +246,14 @@ mod tests {
     #[test]
     fn keys_verify_only_their_secret_until_revoked() {
         let m = meta("keys");
-        let (key, secret) = m.create_key("ci").unwrap();
+        let (key, secret) = m.create_key("ci", &[Scope::StatsRead], Some(&[7])).unwrap();
         assert!(secret.starts_with(&key.prefix));
-        assert_eq!(m.verify_key(&secret).unwrap(), Some(key));
+        assert_eq!(m.verify_key(&secret).unwrap(), Some(key.clone()));
+        assert!(key.allows(Scope::StatsRead, 7));
+        assert!(!key.allows(Scope::StatsRead, 8), "limited to site 7");
+        assert!(!key.allows(Scope::EventsWrite, 7), "no events:write scope");
+        assert!(m.create_key("none", &[], None).is_err());
+        assert!(Scope::parse("stats:write").is_err());
         assert_eq!(m.verify_key("plumb_wrong").unwrap(), None);
         m.revoke_key("ci").unwrap();
         assert_eq!(m.verify_key(&secret).unwrap(), None);

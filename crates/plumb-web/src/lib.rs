@@ -12,10 +12,13 @@ use plumb_meta::MetaStore;
 use plumb_store::EventReader;
 use std::sync::Arc;
 
+pub use auth::KeyLimiter;
+
 pub struct Web {
     pub meta: Arc<dyn MetaStore>,
     pub reader: Arc<dyn EventReader>,
     pub live: Arc<LiveVisitors>,
+    pub limiter: KeyLimiter,
 }
 
 pub fn router(web: Arc<Web>) -> Router {

@@ -1,7 +1,7 @@
 //! Stats API v2: `POST /api/v2/query` over the query model, and the realtime visitor count.
 
 use crate::Web;
-use crate::auth::require_key;
+use crate::auth::{authorize, require_key};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,29 +10,43 @@ use chrono::Months;
 use chrono::{Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use plumb_core::time::{date_of_day, day_number, day_start_ms};
+use plumb_meta::Scope;
 use plumb_meta::Site;
 use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// An error answer: status, a message naming what is wrong, and for `429` when to retry.
 #[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
 
 impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), retry_after_secs: None }
+    }
+
     pub fn bad(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, msg.into())
+        Self::new(StatusCode::BAD_REQUEST, msg)
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("stats API failed: {e}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error while answering the query".into())
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error while answering the query")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -224,10 +238,11 @@ pub async fn query_v2(State(web): State<Arc<Web>>, headers: HeaderMap, body: axu
 }
 
 async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    require_key(web.meta.as_ref(), &headers)?;
+    let key = require_key(&web, &headers)?;
     let body: QueryBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
     let site = site(&web, &body.site_id)?;
+    authorize(&key, Scope::StatsRead, &site)?;
     let metrics = body
         .metrics
         .iter()
@@ -335,9 +350,10 @@ pub async fn realtime_visitors(
     QueryParams(p): QueryParams<RealtimeParams>,
 ) -> Response {
     let answer = || -> Result<Response, ApiError> {
-        require_key(web.meta.as_ref(), &headers)?;
+        let key = require_key(&web, &headers)?;
         let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
         let site = site(&web, &domain)?;
+        authorize(&key, Scope::StatsRead, &site)?;
         Ok(Json(web.live.current(site.id, Utc::now().timestamp_millis())).into_response())
     };
     answer().unwrap_or_else(IntoResponse::into_response)

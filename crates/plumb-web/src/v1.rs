@@ -2,13 +2,14 @@
 //! parameters translated into the one query model, answers shaped as v1 clients expect.
 
 use crate::Web;
-use crate::auth::require_key;
+use crate::auth::{authorize, require_key};
 use crate::stats::{ApiError, comparison_range, resolve_range, site};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use plumb_meta::Scope;
 use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, Query, QueryError, TimeBucket};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -108,9 +109,10 @@ async fn answer(
 }
 
 async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result<Response, ApiError> {
-    require_key(web.meta.as_ref(), &headers)?;
+    let key = require_key(&web, &headers)?;
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(&web, &domain)?;
+    authorize(&key, Scope::StatsRead, &site)?;
     let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
     let period = p.period.as_deref().unwrap_or("30d");
     let range_value = match (period, p.date.as_deref()) {

@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// How long processed events stay in the queue for replay, e.g. 30m, 2s [default: 30m].
     #[arg(long, env = "PLUMB_QUEUE_RETENTION", value_parser = parse_duration)]
     queue_retention: Option<Duration>,
+    /// Stats API requests per minute allowed to each API key [default: 600].
+    #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    key_rate_limit: Option<u32>,
 }
 
 /// The TOML file's shape; every key is optional.
@@ -30,6 +33,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     trusted_proxies: Option<Vec<String>>,
     queue_retention: Option<String>,
+    key_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +42,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub trusted_proxies: Vec<IpNet>,
     pub queue_retention: Duration,
+    pub key_rate_limit: u32,
 }
 
 pub fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
@@ -89,6 +94,7 @@ impl Config {
             listen: file.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
             trusted_proxies,
             queue_retention,
+            key_rate_limit: file.key_rate_limit.unwrap_or(600),
         })
     }
 
@@ -101,6 +107,12 @@ impl Config {
         }
         if let Some(r) = args.queue_retention {
             self.queue_retention = r;
+        }
+        if let Some(n) = args.key_rate_limit {
+            self.key_rate_limit = n;
+        }
+        if self.key_rate_limit == 0 {
+            bail!("key rate limit must be at least 1 request per minute");
         }
         if self.queue_retention.is_zero() {
             bail!("queue retention must be greater than zero");

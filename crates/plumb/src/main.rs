@@ -7,7 +7,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{MetaStore, SqliteMeta};
+use plumb_meta::{MetaError, MetaStore, Scope, SqliteMeta};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -57,6 +57,12 @@ enum KeyCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// stats:read, events:write or sites:admin; repeatable [default: stats:read and events:write].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Limit the key to this site (domain); repeatable [default: every site].
+        #[arg(long = "site")]
+        sites: Vec<String>,
     },
     List,
     Revoke {
@@ -112,15 +118,41 @@ fn site(meta: &dyn MetaStore, cmd: SiteCommand) -> Result<()> {
 
 fn key(meta: &dyn MetaStore, cmd: KeyCommand) -> Result<()> {
     match cmd {
-        KeyCommand::Create { name } => {
-            let (k, secret) = meta.create_key(&name)?;
-            println!("created key `{}`; store it now, it is not shown again:", k.name);
+        KeyCommand::Create { name, scopes, sites } => {
+            let scopes = if scopes.is_empty() {
+                vec![Scope::StatsRead, Scope::EventsWrite]
+            } else {
+                scopes.iter().map(|s| Scope::parse(s)).collect::<Result<_, _>>()?
+            };
+            let site_ids = sites
+                .iter()
+                .map(|d| {
+                    meta.site_by_domain(d)?.map(|s| s.id).ok_or_else(|| MetaError::NotFound(format!("site `{d}`")))
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            let limit = (!site_ids.is_empty()).then_some(site_ids.as_slice());
+            let (k, secret) = meta.create_key(&name, &scopes, limit)?;
+            let scope_names: Vec<&str> = k.scopes.iter().map(|s| s.name()).collect();
+            let on = if sites.is_empty() { "every site".to_owned() } else { sites.join(", ") };
+            println!(
+                "created key `{}` ({} on {on}); store it now, it is not shown again:",
+                k.name,
+                scope_names.join(", ")
+            );
             println!("{secret}");
         }
         KeyCommand::List => {
             for k in meta.list_keys()? {
                 let created = chrono::DateTime::from_timestamp_millis(k.created_ms).unwrap_or_default();
-                println!("{}\t{}…\t{}", k.name, k.prefix, created.format("%Y-%m-%d %H:%M UTC"));
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.name()).collect();
+                let sites = k.sites.as_ref().map_or("all sites".to_owned(), |s| format!("site ids {s:?}"));
+                println!(
+                    "{}\t{}…\t{}\t{sites}\t{}",
+                    k.name,
+                    k.prefix,
+                    scopes.join(","),
+                    created.format("%Y-%m-%d %H:%M UTC")
+                );
             }
         }
         KeyCommand::Revoke { name } => {

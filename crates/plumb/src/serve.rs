@@ -7,7 +7,7 @@ use plumb_meta::{MetaStore, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig};
 use plumb_queue::SqliteSpool;
 use plumb_store::DuckStore;
-use plumb_web::Web;
+use plumb_web::{KeyLimiter, Web};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,8 @@ pub fn run(config: Config) -> Result<()> {
         Arc::new(spool),
         CollectorConfig { trusted_proxies: config.trusted_proxies.clone() },
     );
-    let web = Arc::new(Web { meta, reader, live: pipeline.live.clone() });
+    let web =
+        Arc::new(Web { meta, reader, live: pipeline.live.clone(), limiter: KeyLimiter::new(config.key_rate_limit) });
     let app = plumb_collector::router(collector.clone()).merge(plumb_web::router(web));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

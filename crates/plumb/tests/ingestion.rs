@@ -255,3 +255,60 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_scoped_and_rate_limited() {
+    let dir = temp_dir("keyscopes");
+    cli(&dir, &["site", "add", "one.test"]);
+    cli(&dir, &["site", "add", "two.test"]);
+    let reader = cli(&dir, &["key", "create", "--name", "reader", "--scope", "stats:read", "--site", "one.test"]);
+    let reader = reader.lines().last().unwrap().to_owned();
+    let writer = cli(&dir, &["key", "create", "--name", "writer", "--scope", "events:write"]);
+    let writer = writer.lines().last().unwrap().to_owned();
+    let listed = cli(&dir, &["key", "list"]);
+    assert!(listed.contains("reader") && listed.contains("stats:read"), "{listed}");
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["key", "create", "--name", "x", "--scope", "stats:write"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a scope"));
+
+    let server = Server::start(&dir, &["--key-rate-limit", "4"]);
+    let c = client();
+    let query = |key: &str, site: &str| {
+        c.post(format!("{}/api/v2/query", server.url))
+            .bearer_auth(key)
+            .json(&json!({"site_id": site, "metrics": ["visitors"], "date_range": "day"}))
+            .send()
+    };
+    let error = |r: reqwest::Response| async move {
+        (r.status().as_u16(), r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(query(&reader, "one.test").await.unwrap().status(), 200);
+    let (status, msg) = error(query(&reader, "two.test").await.unwrap()).await;
+    assert_eq!((status, msg.contains("lacks stats:read on `two.test`")), (403, true), "{msg}");
+    let (status, msg) = error(query(&writer, "one.test").await.unwrap()).await;
+    assert_eq!((status, msg.contains("lacks stats:read")), (403, true), "{msg}");
+
+    // Server-side fields need events:write on the site.
+    let send = |key: &str| {
+        c.post(format!("{}/api/event", server.url))
+            .bearer_auth(key)
+            .json(&json!({"n": "pageview", "u": "https://one.test/", "d": "one.test", "ip": "192.0.2.1"}))
+            .send()
+    };
+    assert_eq!(send(&writer).await.unwrap().status(), 202);
+    let (status, msg) = error(send(&reader).await.unwrap()).await;
+    assert_eq!((status, msg.contains("needs events:write")), (403, true), "{msg}");
+
+    // Four requests a minute per key: the reader has used two; two more pass, then 429.
+    assert_eq!(query(&reader, "one.test").await.unwrap().status(), 200);
+    assert_eq!(query(&reader, "one.test").await.unwrap().status(), 200);
+    let r = query(&reader, "one.test").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=15).contains(&retry), "Retry-After {retry}");
+    assert!(error(r).await.1.contains("over its limit of 4 requests per minute"));
+}
