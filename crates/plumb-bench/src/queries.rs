@@ -101,6 +101,7 @@ fn fill(store: &mut DuckStore, rows: usize) {
                 0
             },
             exits: 1,
+            exit_visitors: 1,
             page_visitors: (rng.unit() < 0.9) as i8,
             page_visits: 1,
             hour_visitors: first as i8,
@@ -132,6 +133,7 @@ fn dashboard(last_days: i32, filter: Option<Filter>) -> Vec<(&'static str, Query
         offset: 0,
         comparison: None,
         total_rows: false,
+        goals: vec![],
     };
     let top = Query {
         comparison: Some(DayRange { from: range.from - last_days, to: range.from - 1 }),

@@ -1,5 +1,6 @@
 //! Domain types and pure rules shared by every role. No I/O lives here.
 
+pub mod country;
 pub mod event;
 pub mod live;
 pub mod row;

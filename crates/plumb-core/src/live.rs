@@ -1,37 +1,88 @@
-//! Who is on each site right now, kept only in memory: signature → time of last event, for the
-//! last few minutes. Serves the realtime count; nothing here is ever written down.
+//! Who is on each site right now, kept only in memory: per signature, the time of the last event,
+//! the page it was on and the source it came from, for the last few minutes. Serves the realtime
+//! view; nothing here is ever written down.
 
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub const REALTIME_WINDOW_MS: i64 = 5 * 60_000;
 
+/// One hit as the realtime view needs it.
+pub struct LiveHit {
+    pub site_id: u32,
+    pub signature: u64,
+    pub ts_ms: i64,
+    pub page: String,
+    pub source: String,
+}
+
+struct Visitor {
+    last_ms: i64,
+    page: String,
+    source: String,
+}
+
+/// Current visitors of a site, with the pages they are on and where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LiveSnapshot {
+    pub visitors: usize,
+    pub pages: Vec<LiveCount>,
+    pub sources: Vec<LiveCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveCount {
+    pub name: String,
+    pub visitors: usize,
+}
+
 #[derive(Default)]
 pub struct LiveVisitors {
-    sites: Mutex<HashMap<u32, HashMap<u64, i64>>>,
+    sites: Mutex<HashMap<u32, HashMap<u64, Visitor>>>,
 }
 
 impl LiveVisitors {
-    pub fn record(&self, hits: impl IntoIterator<Item = (u32, u64, i64)>) {
+    /// Hits must come in time order per visitor (the queue's order); a visitor's page is that of
+    /// their latest hit, their source that of the first hit seen in the window.
+    pub fn record(&self, hits: impl IntoIterator<Item = LiveHit>) {
         let mut sites = self.sites.lock().unwrap();
-        for (site, sig, ts) in hits {
-            let last = sites.entry(site).or_default().entry(sig).or_insert(ts);
-            *last = (*last).max(ts);
+        for h in hits {
+            let v = sites.entry(h.site_id).or_default().entry(h.signature).or_insert_with(|| Visitor {
+                last_ms: h.ts_ms,
+                page: String::new(),
+                source: h.source,
+            });
+            if h.ts_ms >= v.last_ms || v.page.is_empty() {
+                v.last_ms = v.last_ms.max(h.ts_ms);
+                v.page = h.page;
+            }
         }
     }
 
-    /// Visitors with an event in the last five minutes before `now_ms`; older entries are
-    /// forgotten on the way.
-    pub fn current(&self, site: u32, now_ms: i64) -> usize {
+    /// Visitors with an event in the five minutes before `now_ms`, by page and by source (most
+    /// visitors first, ties by name); older entries are forgotten on the way.
+    pub fn snapshot(&self, site: u32, now_ms: i64) -> LiveSnapshot {
         let mut sites = self.sites.lock().unwrap();
-        let Some(visitors) = sites.get_mut(&site) else { return 0 };
-        visitors.retain(|_, ts| *ts > now_ms - REALTIME_WINDOW_MS);
-        visitors.values().filter(|ts| **ts <= now_ms).count()
+        let Some(visitors) = sites.get_mut(&site) else { return LiveSnapshot::default() };
+        visitors.retain(|_, v| v.last_ms > now_ms - REALTIME_WINDOW_MS);
+        let current: Vec<&Visitor> = visitors.values().filter(|v| v.last_ms <= now_ms).collect();
+        let tally = |key: fn(&Visitor) -> &str| {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for v in &current {
+                *counts.entry(key(v)).or_default() += 1;
+            }
+            let mut out: Vec<LiveCount> =
+                counts.into_iter().map(|(name, visitors)| LiveCount { name: name.to_owned(), visitors }).collect();
+            out.sort_by(|a, b| b.visitors.cmp(&a.visitors).then_with(|| a.name.cmp(&b.name)));
+            out
+        };
+        LiveSnapshot { visitors: current.len(), pages: tally(|v| &v.page), sources: tally(|v| &v.source) }
     }
 
     pub fn forget_older_than(&self, cutoff_ms: i64) {
         let mut sites = self.sites.lock().unwrap();
-        sites.values_mut().for_each(|v| v.retain(|_, ts| *ts > cutoff_ms));
+        sites.values_mut().for_each(|v| v.retain(|_, v| v.last_ms > cutoff_ms));
         sites.retain(|_, v| !v.is_empty());
     }
 }
@@ -40,15 +91,29 @@ impl LiveVisitors {
 mod tests {
     use super::*;
 
+    fn hit(site_id: u32, signature: u64, ts_ms: i64, page: &str, source: &str) -> LiveHit {
+        LiveHit { site_id, signature, ts_ms, page: page.into(), source: source.into() }
+    }
+
     #[test]
-    fn counts_distinct_visitors_in_the_window() {
+    fn counts_distinct_visitors_in_the_window_by_page_and_source() {
         let live = LiveVisitors::default();
         let now = 10_000_000;
-        live.record([(1, 11, now - 1000), (1, 11, now - 500), (1, 12, now - 6 * 60_000), (2, 13, now)]);
-        assert_eq!(live.current(1, now), 1);
-        assert_eq!(live.current(2, now), 1);
-        assert_eq!(live.current(3, now), 0);
+        live.record([
+            hit(1, 11, now - 1000, "/", "Google"),
+            hit(1, 11, now - 500, "/pricing", ""),
+            hit(1, 12, now - 6 * 60_000, "/old", "Twitter"),
+            hit(1, 14, now - 200, "/pricing", ""),
+            hit(2, 13, now, "/", ""),
+        ]);
+        let s = live.snapshot(1, now);
+        assert_eq!(s.visitors, 2);
+        assert_eq!(s.pages, vec![LiveCount { name: "/pricing".into(), visitors: 2 }]);
+        let sources: Vec<(&str, usize)> = s.sources.iter().map(|c| (c.name.as_str(), c.visitors)).collect();
+        assert_eq!(sources, vec![("", 1), ("Google", 1)]);
+        assert_eq!(live.snapshot(2, now).visitors, 1);
+        assert_eq!(live.snapshot(3, now), LiveSnapshot::default());
         live.forget_older_than(now);
-        assert_eq!(live.current(1, now), 0);
+        assert_eq!(live.snapshot(1, now).visitors, 0);
     }
 }

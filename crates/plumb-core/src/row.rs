@@ -52,6 +52,15 @@ impl VisitAttr {
     }
 }
 
+/// A custom property of a hit, with whether this visitor-day sends this key and value for the
+/// first time (what visitor counts by property sum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowProp {
+    pub key: String,
+    pub value: String,
+    pub first_of_day: bool,
+}
+
 /// Row kinds as stored. `Adjustment` rows only correct counters of an earlier row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -85,7 +94,7 @@ pub struct Row {
     pub pathname: String,
     pub entry_page: String,
     pub visit: std::sync::Arc<VisitInfo>,
-    pub props: Vec<(String, String)>,
+    pub props: Vec<RowProp>,
     pub revenue: Option<Revenue>,
     /// 1 on a pageview row.
     pub pageviews: i8,
@@ -99,6 +108,9 @@ pub struct Row {
     pub bounces: i8,
     /// +1 on the session's latest pageview, -1 (adjustment row) when a later one replaces it.
     pub exits: i8,
+    /// Like `exits`, for the visitor-day: +1 when one of its sessions starts exiting on the page
+    /// and none did, -1 when the last such session moves on.
+    pub exit_visitors: i8,
     /// 1 on the first view of this page by this visitor-day.
     pub page_visitors: i8,
     /// 1 on the first view of this page in this session.

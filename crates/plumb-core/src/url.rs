@@ -69,6 +69,29 @@ pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
     Ok(page)
 }
 
+/// A page pattern as goals and v1 filters write it — `*` within one path segment, `**` across
+/// segments — as an anchored RE2 regular expression.
+pub fn wildcard_regex(pattern: &str) -> String {
+    let mut out = String::from("^");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str("[^/]*"),
+            c if "\\.+?()[]{}|^$".contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('$');
+    out
+}
+
 /// Percent-decodes a path for display; keeps the raw path if it is not valid UTF-8.
 fn decode_path(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
@@ -121,6 +144,13 @@ mod tests {
         );
         assert_eq!(parse_referrer("android-app://x"), None);
         assert_eq!(parse_referrer(""), None);
+    }
+
+    #[test]
+    fn wildcards_become_anchored_patterns() {
+        assert_eq!(wildcard_regex("/blog/**"), "^/blog/.*$");
+        assert_eq!(wildcard_regex("/docs/*/intro"), "^/docs/[^/]*/intro$");
+        assert_eq!(wildcard_regex("/a.b(c)"), "^/a\\.b\\(c\\)$");
     }
 
     #[test]

@@ -70,12 +70,72 @@ impl ApiKey {
     }
 }
 
+/// What completes a goal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoalKind {
+    /// A pageview whose path matches this pattern (`*` within a segment, `**` across segments).
+    Page(String),
+    /// A custom event with this name.
+    Event(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    pub id: u32,
+    pub site_id: u32,
+    /// The name reports show: the event name, or `Visit <path>` (Plausible's convention).
+    pub display_name: String,
+    pub kind: GoalKind,
+}
+
+impl GoalKind {
+    /// Checks the definition and trims it.
+    pub fn validated(self) -> Result<GoalKind> {
+        match self {
+            GoalKind::Page(p) => {
+                let p = p.trim().to_owned();
+                if !p.starts_with('/') || p.len() > 2000 {
+                    return Err(MetaError::Invalid(format!(
+                        "page_path `{p}` must start with `/` (at most 2000 bytes)"
+                    )));
+                }
+                Ok(GoalKind::Page(p))
+            }
+            GoalKind::Event(n) => {
+                let n = n.trim().to_owned();
+                if n.is_empty() || n.len() > 120 || n == "pageview" || n == "engagement" {
+                    return Err(MetaError::Invalid(format!(
+                        "event_name `{n}` must be 1 to 120 bytes and not `pageview` or `engagement`"
+                    )));
+                }
+                Ok(GoalKind::Event(n))
+            }
+        }
+    }
+
+    pub fn default_name(&self) -> String {
+        match self {
+            GoalKind::Page(p) => format!("Visit {p}"),
+            GoalKind::Event(n) => n.clone(),
+        }
+    }
+}
+
 pub trait MetaStore: Send + Sync + 'static {
     fn add_site(&self, domain: &str, timezone: &str) -> Result<Site>;
     fn list_sites(&self) -> Result<Vec<Site>>;
+    /// Changes a site's domain and/or timezone. A new timezone applies to events from then on;
+    /// stored rows keep the local days they were counted in.
+    fn update_site(&self, id: u32, domain: Option<&str>, timezone: Option<&str>) -> Result<Site>;
+    /// Removes the site and its goals. Site ids are never reused, so keys limited to it lose it.
     fn remove_site(&self, domain: &str) -> Result<()>;
     fn site_by_domain(&self, domain: &str) -> Result<Option<Site>>;
     fn site_by_id(&self, id: u32) -> Result<Option<Site>>;
+
+    /// Adds a goal, or returns the site's existing goal with the same definition.
+    fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;
+    fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
+    fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.
     /// `sites` limits it to those sites (`None`: every site).

@@ -1,4 +1,6 @@
-use crate::{ApiKey, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_domain};
+use crate::{
+    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_domain,
+};
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -64,6 +66,14 @@ impl SqliteMeta {
                  created_ms INTEGER NOT NULL,
                  scopes TEXT NOT NULL,
                  sites TEXT);
+             CREATE TABLE IF NOT EXISTS goals (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                 display_name TEXT NOT NULL,
+                 kind TEXT NOT NULL CHECK (kind IN ('page', 'event')),
+                 value TEXT NOT NULL,
+                 UNIQUE (site_id, kind, value),
+                 UNIQUE (site_id, display_name));
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
                  salt BLOB NOT NULL);",
@@ -114,6 +124,24 @@ impl MetaStore for SqliteMeta {
         .collect()
     }
 
+    fn update_site(&self, id: u32, domain: Option<&str>, timezone: Option<&str>) -> Result<Site> {
+        let old = self.site_by_id(id)?.ok_or_else(|| MetaError::NotFound(format!("site {id}")))?;
+        let domain = domain.map(validate_domain).transpose()?.unwrap_or(old.domain);
+        let tz = timezone.map(parse_timezone).transpose()?.unwrap_or(old.timezone);
+        let conn = self.conn.lock().unwrap();
+        let taken: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM sites WHERE domain = ?1 AND id != ?2)", params![domain, id], |r| {
+                r.get(0)
+            })
+            .map_err(storage)?;
+        if taken {
+            return Err(MetaError::Invalid(format!("site `{domain}` already exists")));
+        }
+        conn.execute("UPDATE sites SET domain = ?1, timezone = ?2 WHERE id = ?3", params![domain, tz.name(), id])
+            .map_err(storage)?;
+        Ok(Site { id, domain, timezone: tz })
+    }
+
     fn remove_site(&self, domain: &str) -> Result<()> {
         let domain = validate_domain(domain)?;
         let n = self.conn.lock().unwrap().execute("DELETE FROM sites WHERE domain = ?1", [&domain]).map_err(storage)?;
@@ -126,6 +154,71 @@ impl MetaStore for SqliteMeta {
 
     fn site_by_id(&self, id: u32) -> Result<Option<Site>> {
         self.site_where("id = ?1", &id)
+    }
+
+    fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {
+        let kind = kind.validated()?;
+        let display_name = display_name.map(str::trim).map_or_else(|| kind.default_name(), str::to_owned);
+        if display_name.is_empty() || display_name.len() > 200 {
+            return Err(MetaError::Invalid("display_name must be 1 to 200 bytes".into()));
+        }
+        let (kind_text, value) = match &kind {
+            GoalKind::Page(p) => ("page", p),
+            GoalKind::Event(n) => ("event", n),
+        };
+        let conn = self.conn.lock().unwrap();
+        let existing: Option<(u32, String)> = conn
+            .query_row(
+                "SELECT id, display_name FROM goals WHERE site_id = ?1 AND kind = ?2 AND value = ?3",
+                params![site_id, kind_text, value],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(storage)?;
+        if let Some((id, display_name)) = existing {
+            return Ok(Goal { id, site_id, display_name, kind });
+        }
+        let inserted = conn
+            .execute(
+                "INSERT OR IGNORE INTO goals (site_id, display_name, kind, value) VALUES (?1, ?2, ?3, ?4)",
+                params![site_id, display_name, kind_text, value],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    MetaError::NotFound(format!("site {site_id}"))
+                }
+                e => storage(e),
+            })?;
+        if inserted == 0 {
+            return Err(MetaError::Invalid(format!("this site already has a goal named `{display_name}`")));
+        }
+        Ok(Goal { id: conn.last_insert_rowid() as u32, site_id, display_name, kind })
+    }
+
+    fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, display_name, kind, value FROM goals WHERE site_id = ?1 ORDER BY display_name")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map([site_id], |r| {
+                let (id, display_name, kind, value): (u32, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let kind = if kind == "page" { GoalKind::Page(value) } else { GoalKind::Event(value) };
+                Ok(Goal { id, site_id, display_name, kind })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()> {
+        let n = self
+            .conn
+            .lock()
+            .unwrap()
+            .execute("DELETE FROM goals WHERE site_id = ?1 AND id = ?2", params![site_id, goal_id])
+            .map_err(storage)?;
+        if n == 0 { Err(MetaError::NotFound(format!("goal {goal_id} of site {site_id}"))) } else { Ok(()) }
     }
 
     fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)> {
@@ -241,6 +334,41 @@ mod tests {
         m.remove_site("example.com").unwrap();
         assert!(m.list_sites().unwrap().is_empty());
         assert!(matches!(m.remove_site("example.com"), Err(MetaError::NotFound(_))));
+    }
+
+    #[test]
+    fn goals_are_validated_idempotent_and_go_with_their_site() {
+        let m = meta("goals");
+        let s = m.add_site("goals.example", "UTC").unwrap();
+        let signup = m.add_goal(s.id, GoalKind::Event(" Signup ".into()), None).unwrap();
+        assert_eq!(signup.display_name, "Signup");
+        let blog = m.add_goal(s.id, GoalKind::Page("/blog/**".into()), None).unwrap();
+        assert_eq!(blog.display_name, "Visit /blog/**");
+        // The same definition again is the same goal; another definition under a taken name is not.
+        assert_eq!(m.add_goal(s.id, GoalKind::Event("Signup".into()), Some("Other")).unwrap(), signup);
+        assert!(matches!(m.add_goal(s.id, GoalKind::Event("Buy".into()), Some("Signup")), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.add_goal(s.id, GoalKind::Page("blog".into()), None), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.add_goal(s.id, GoalKind::Event("pageview".into()), None), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.add_goal(999, GoalKind::Event("x".into()), None), Err(MetaError::NotFound(_))));
+        assert_eq!(m.list_goals(s.id).unwrap(), vec![signup.clone(), blog.clone()]);
+        m.remove_goal(s.id, blog.id).unwrap();
+        assert!(matches!(m.remove_goal(s.id, blog.id), Err(MetaError::NotFound(_))));
+        m.remove_site("goals.example").unwrap();
+        let again = m.add_site("goals.example", "UTC").unwrap();
+        assert!(m.list_goals(again.id).unwrap().is_empty(), "goals went with the old site");
+    }
+
+    #[test]
+    fn sites_can_be_renamed_and_moved_to_another_timezone() {
+        let m = meta("update");
+        let a = m.add_site("a.example", "UTC").unwrap();
+        m.add_site("b.example", "UTC").unwrap();
+        let moved = m.update_site(a.id, Some("c.example"), Some("Asia/Tokyo")).unwrap();
+        assert_eq!((moved.domain.as_str(), moved.timezone.name()), ("c.example", "Asia/Tokyo"));
+        assert_eq!(m.site_by_domain("c.example").unwrap(), Some(moved));
+        assert!(matches!(m.update_site(a.id, Some("b.example"), None), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.update_site(a.id, None, Some("Mars/Base")), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.update_site(77, None, None), Err(MetaError::NotFound(_))));
     }
 
     #[test]

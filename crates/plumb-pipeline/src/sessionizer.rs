@@ -3,7 +3,7 @@
 //! `plumb_core::row`). A visitor-day's sessions split after 30 idle minutes, and at local
 //! midnight because the day is part of the key.
 
-use plumb_core::row::RowKind;
+use plumb_core::row::{RowKind, RowProp};
 use plumb_core::{EventKind, QueuedEvent, Row, VisitAttr, VisitInfo};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -46,6 +46,9 @@ struct VisitorDay {
     hours: u32,
     pages: HashSet<u64>,
     names: HashSet<u64>,
+    props: HashSet<u64>,
+    /// Sessions of this visitor-day whose exit is on each page (hostname + pathname digest).
+    exits: HashMap<u64, u32>,
     attr_values: [HashSet<u64>; VisitAttr::ALL.len()],
     session: Option<Session>,
 }
@@ -64,6 +67,7 @@ struct Flags {
     visits: i8,
     bounces: i8,
     exits: i8,
+    exit_visitors: i8,
     page_visitors: i8,
     page_visits: i8,
     hour_visitors: i8,
@@ -139,15 +143,23 @@ impl Sessionizer {
                 f.exits = 1;
                 let now_exit = (ev.hostname.clone(), ev.pathname.clone(), ev.hour);
                 if let Some((host, path, hour)) = s.exit_page.replace(now_exit) {
+                    // The visitor-day stops exiting on the old page if no other session does.
+                    let old = vd.exits.entry(digest(&[&host, &path])).or_default();
+                    *old = old.saturating_sub(1);
+                    let exit_visitors = -((*old == 0) as i8);
                     out.push(Row {
                         kind: RowKind::Adjustment,
                         hostname: host,
                         pathname: path,
                         hour,
                         exits: -1,
+                        exit_visitors,
                         ..base_row(ev, s, "")
                     });
                 }
+                let now = vd.exits.entry(page).or_default();
+                *now += 1;
+                f.exit_visitors = (*now == 1) as i8;
             }
             EventKind::Custom => f.name_visitors = vd.names.insert(digest(&[&ev.name])) as i8,
             EventKind::Engagement => {
@@ -175,7 +187,17 @@ impl Sessionizer {
         row.kind = ev.kind.into();
         row.hostname = ev.hostname.clone();
         row.pathname = ev.pathname.clone();
-        row.props = ev.props.clone();
+        if ev.kind != EventKind::Engagement {
+            row.props = ev
+                .props
+                .iter()
+                .map(|(k, v)| RowProp {
+                    key: k.clone(),
+                    value: v.clone(),
+                    first_of_day: vd.props.insert(digest(&[k.as_str(), v.as_str()])),
+                })
+                .collect();
+        }
         row.revenue = ev.revenue.clone();
         row.engaged_ms = ev.engaged_ms;
         apply_flags(&mut row, f);
@@ -222,6 +244,7 @@ fn base_row(ev: &QueuedEvent, s: &Session, name: &str) -> Row {
         visits: 0,
         bounces: 0,
         exits: 0,
+        exit_visitors: 0,
         page_visitors: 0,
         page_visits: 0,
         hour_visitors: 0,
@@ -241,6 +264,7 @@ fn apply_flags(row: &mut Row, f: Flags) {
     row.visits = f.visits;
     row.bounces = f.bounces;
     row.exits = f.exits;
+    row.exit_visitors = f.exit_visitors;
     row.page_visitors = f.page_visitors;
     row.page_visits = f.page_visits;
     row.hour_visitors = f.hour_visitors;
@@ -289,6 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn exit_visitors_count_a_visitor_day_once_per_exit_page() {
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        let t0 = 1_000 * MIN;
+        // Two sessions that both end on /x, then a third that ends on /x and moves on to /y.
+        for (ts, path) in [(t0, "/x"), (t0 + 40 * MIN, "/x"), (t0 + 80 * MIN, "/x"), (t0 + 81 * MIN, "/y")] {
+            s.apply_t(&hit(1, 10, ts, EventKind::Pageview, path, ""), ts, &mut rows);
+        }
+        let on = |p: &str, f: fn(&Row) -> i8| sum(&rows, |r| if r.pathname == p { f(r) as i64 } else { 0 });
+        assert_eq!((on("/x", |r| r.exits), on("/x", |r| r.exit_visitors)), (2, 1));
+        assert_eq!((on("/y", |r| r.exits), on("/y", |r| r.exit_visitors)), (1, 1));
+    }
+
+    #[test]
     fn sessions_bounces_exits_and_duration_add_up() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
@@ -316,6 +354,8 @@ mod tests {
         let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.exits as i64 } else { 0 });
         assert_eq!((exits("/"), exits("/a"), exits("/b")), (1, 1, 1));
         assert_eq!(sum(&rows, |r| r.exits as i64), 3);
+        let exit_visitors = |p: &str| sum(&rows, |r| if r.pathname == p { r.exit_visitors as i64 } else { 0 });
+        assert_eq!((exit_visitors("/"), exit_visitors("/a"), exit_visitors("/b")), (1, 1, 1));
         // /a viewed twice in one session: one page visitor, one page visit.
         let pv = |p: &str| sum(&rows, |r| if r.pathname == p { r.page_visitors as i64 } else { 0 });
         assert_eq!(pv("/a"), 1);

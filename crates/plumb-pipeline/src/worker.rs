@@ -7,7 +7,7 @@
 use crate::sessionizer::Sessionizer;
 use chrono_tz::Tz;
 use plumb_core::QueuedEvent;
-use plumb_core::live::{LiveVisitors, REALTIME_WINDOW_MS};
+use plumb_core::live::{LiveHit, LiveVisitors, REALTIME_WINDOW_MS};
 use plumb_core::time::local_day;
 use plumb_meta::MetaStore;
 use plumb_queue::Consumer;
@@ -128,7 +128,13 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                         }
                     };
                     if ev.ts_ms > now - REALTIME_WINDOW_MS {
-                        hits.push((ev.site_id, ev.signature, ev.ts_ms));
+                        hits.push(LiveHit {
+                            site_id: ev.site_id,
+                            signature: ev.signature,
+                            ts_ms: ev.ts_ms,
+                            page: ev.pathname.clone(),
+                            source: ev.visit.source.clone(),
+                        });
                     }
                     let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };
                     sessions.apply(&ev, entry.seq, entry.received_ms, out);

@@ -2,10 +2,11 @@
 //! one connection with the Appender; readers share clones of it.
 
 use crate::query::{GroupSums, SumsBackend, SumsQuery};
-use crate::sql::{DuckDialect, compile};
+use crate::sql::{DuckDialect, Param, compile};
 use crate::{EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
 use plumb_core::Row;
+use plumb_core::row::RowProp;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -13,10 +14,15 @@ fn backend(e: duckdb::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Props are stored in one column as `\x1fkey\x1evalue` pairs: plain string functions in every
-/// SQL dialect can find a key, and the collector strips control characters from props.
-pub fn encode_props(props: &[(String, String)]) -> String {
-    props.iter().map(|(k, v)| format!("\u{1f}{k}\u{1e}{v}")).collect()
+/// Props are stored in one column as `<mark>key\x1evalue` pairs, where the mark is `\x1d` when
+/// the visitor-day sends that key and value for the first time and `\x1f` otherwise: plain
+/// string functions in every SQL dialect find a key and its first-of-day mark, and the collector
+/// strips control characters from props.
+pub fn encode_props(props: &[RowProp]) -> String {
+    props
+        .iter()
+        .map(|p| format!("{}{}\u{1e}{}", if p.first_of_day { '\u{1d}' } else { '\u{1f}' }, p.key, p.value))
+        .collect()
 }
 
 const SCHEMA: &str = "
@@ -62,8 +68,12 @@ CREATE TABLE IF NOT EXISTS events (
     duration_ms BIGINT NOT NULL,
     engaged_ms UINTEGER NOT NULL,
     scroll_gain UTINYINT NOT NULL,
-    scroll_pages TINYINT NOT NULL
+    scroll_pages TINYINT NOT NULL,
+    exit_visitors TINYINT DEFAULT 0
 );
+-- Stores created before `exit_visitors` existed get it (as the last column, like new ones;
+-- DuckDB cannot add a NOT NULL column this way, and every writer sets it).
+ALTER TABLE events ADD COLUMN IF NOT EXISTS exit_visitors TINYINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
 ";
 
@@ -140,6 +150,7 @@ impl EventWriter for DuckStore {
                     r.engaged_ms,
                     r.scroll_gain,
                     r.scroll_pages,
+                    r.exit_visitors,
                 ])
                 .map_err(backend)?;
             }
@@ -159,8 +170,13 @@ impl SumsBackend for ReaderHandle {
         let (sql, params) = compile(&DuckDialect, q);
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let mut bound: Vec<&dyn duckdb::ToSql> = vec![&q.site_id, &q.range.from, &q.range.to];
-        bound.extend(params.iter().map(|p| p as &dyn duckdb::ToSql));
+        let bound: Vec<&dyn duckdb::ToSql> = params
+            .iter()
+            .map(|p| match p {
+                Param::Int(i) => i as &dyn duckdb::ToSql,
+                Param::Text(t) => t as &dyn duckdb::ToSql,
+            })
+            .collect();
         let (keys, sums) = (q.group_by.len(), q.sums.len());
         let rows = stmt
             .query_map(bound.as_slice(), |r| {

@@ -32,10 +32,11 @@ pub enum Metric {
     Percentage,
     TimeOnPage,
     ScrollDepth,
+    ConversionRate,
 }
 
 impl Metric {
-    pub const ALL: [(&str, Metric); 10] = [
+    pub const ALL: [(&str, Metric); 11] = [
         ("visitors", Metric::Visitors),
         ("visits", Metric::Visits),
         ("pageviews", Metric::Pageviews),
@@ -46,6 +47,7 @@ impl Metric {
         ("percentage", Metric::Percentage),
         ("time_on_page", Metric::TimeOnPage),
         ("scroll_depth", Metric::ScrollDepth),
+        ("conversion_rate", Metric::ConversionRate),
     ];
 
     pub fn parse(s: &str) -> Option<Metric> {
@@ -58,13 +60,15 @@ impl Metric {
 }
 
 /// A stored column a query can group or filter by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Column {
     Pathname,
     Hostname,
     /// `pageview` for pageviews, the event name for custom events.
     EventName,
     EntryPage,
+    /// The page a session ended on: pathname, on rows that move a session's exit.
+    ExitPage,
     Source,
     Referrer,
     Channel,
@@ -74,6 +78,8 @@ pub enum Column {
     UtmContent,
     UtmTerm,
     Country,
+    /// The country's English name: the `country` column, named on the way out.
+    CountryName,
     Region,
     City,
     Device,
@@ -83,18 +89,20 @@ pub enum Column {
     OsVersion,
     Day,
     Hour,
+    /// A custom property (`event:props:<key>`); `(none)` where the hit does not have it.
+    Prop(String),
 }
 
 impl Column {
     /// Event-level columns describe one hit; the others describe the visit (copied onto every
     /// row of the session).
-    pub fn is_event_level(self) -> bool {
-        matches!(self, Column::Pathname | Column::Hostname | Column::EventName)
+    pub fn is_event_level(&self) -> bool {
+        matches!(self, Column::Pathname | Column::Hostname | Column::EventName | Column::Prop(_) | Column::ExitPage)
     }
 
     /// The per-visitor-day "first session with this value" bit (see `plumb_core::VisitAttr`),
     /// for visit attributes that can differ between a visitor's sessions of one day.
-    pub fn first_session_bit(self) -> Option<u16> {
+    pub fn first_session_bit(&self) -> Option<u16> {
         use plumb_core::VisitAttr as A;
         let attr = match self {
             Column::EntryPage => A::EntryPage,
@@ -124,36 +132,87 @@ pub enum TimeBucket {
 pub enum Dimension {
     Column(Column),
     Time(TimeBucket),
+    /// One group per goal of the site (`Query::goals`).
+    Goal,
 }
 
+/// What completes a goal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoalCondition {
+    /// A pageview whose path matches this anchored RE2 pattern.
+    Page(String),
+    /// A custom event with this name.
+    Event(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoalDef {
+    pub name: String,
+    pub condition: GoalCondition,
+}
+
+/// Dimensions that are stored columns, by their API name.
+pub const COLUMNS: [(&str, Column); 24] = [
+    ("event:page", Column::Pathname),
+    ("event:hostname", Column::Hostname),
+    ("event:name", Column::EventName),
+    ("visit:entry_page", Column::EntryPage),
+    ("visit:exit_page", Column::ExitPage),
+    ("visit:source", Column::Source),
+    ("visit:referrer", Column::Referrer),
+    ("visit:channel", Column::Channel),
+    ("visit:utm_medium", Column::UtmMedium),
+    ("visit:utm_source", Column::UtmSource),
+    ("visit:utm_campaign", Column::UtmCampaign),
+    ("visit:utm_content", Column::UtmContent),
+    ("visit:utm_term", Column::UtmTerm),
+    ("visit:country", Column::Country),
+    ("visit:region", Column::Region),
+    ("visit:city", Column::City),
+    ("visit:country_name", Column::CountryName),
+    // Regions and cities are stored by name, so both spellings serve the same column.
+    ("visit:region_name", Column::Region),
+    ("visit:city_name", Column::City),
+    ("visit:device", Column::Device),
+    ("visit:browser", Column::Browser),
+    ("visit:browser_version", Column::BrowserVersion),
+    ("visit:os", Column::Os),
+    ("visit:os_version", Column::OsVersion),
+];
+
+const TIMES: [(&str, TimeBucket); 4] = [
+    ("time:hour", TimeBucket::Hour),
+    ("time:day", TimeBucket::Day),
+    ("time:week", TimeBucket::Week),
+    ("time:month", TimeBucket::Month),
+];
+
+pub const PROPS_PREFIX: &str = "event:props:";
+
+/// The value a property dimension shows for hits without that property.
+pub const NO_PROP: &str = "(none)";
+
 impl Dimension {
+    /// Every dimension name a query can use, for documentation.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        let fixed = COLUMNS.iter().map(|(n, _)| *n).chain(TIMES.iter().map(|(n, _)| *n));
+        fixed.chain(["time", "event:goal", "event:props:<key>"])
+    }
+
     pub fn parse(s: &str, range: DayRange) -> Option<Dimension> {
-        let col = |c| Some(Dimension::Column(c));
+        if let Some((_, c)) = COLUMNS.iter().find(|(n, _)| *n == s) {
+            return Some(Dimension::Column(c.clone()));
+        }
+        if let Some((_, t)) = TIMES.iter().find(|(n, _)| *n == s) {
+            return Some(Dimension::Time(*t));
+        }
         match s {
-            "event:page" => col(Column::Pathname),
-            "event:hostname" => col(Column::Hostname),
-            "event:name" => col(Column::EventName),
-            "visit:entry_page" => col(Column::EntryPage),
-            "visit:source" => col(Column::Source),
-            "visit:referrer" => col(Column::Referrer),
-            "visit:channel" => col(Column::Channel),
-            "visit:utm_medium" => col(Column::UtmMedium),
-            "visit:utm_source" => col(Column::UtmSource),
-            "visit:utm_campaign" => col(Column::UtmCampaign),
-            "visit:utm_content" => col(Column::UtmContent),
-            "visit:utm_term" => col(Column::UtmTerm),
-            "visit:country" => col(Column::Country),
-            "visit:region" => col(Column::Region),
-            "visit:city" => col(Column::City),
-            "visit:device" => col(Column::Device),
-            "visit:browser" => col(Column::Browser),
-            "visit:browser_version" => col(Column::BrowserVersion),
-            "visit:os" => col(Column::Os),
-            "visit:os_version" => col(Column::OsVersion),
-            "time:hour" => Some(Dimension::Time(TimeBucket::Hour)),
-            "time:day" => Some(Dimension::Time(TimeBucket::Day)),
-            "time:week" => Some(Dimension::Time(TimeBucket::Week)),
-            "time:month" => Some(Dimension::Time(TimeBucket::Month)),
+            "event:goal" => Some(Dimension::Goal),
+            _ if s.starts_with(PROPS_PREFIX) => {
+                let key = &s[PROPS_PREFIX.len()..];
+                (!key.is_empty() && key.len() <= 300 && !key.chars().any(char::is_control))
+                    .then(|| Dimension::Column(Column::Prop(key.to_owned())))
+            }
             // `time` picks a bucket that suits the range, like the dashboard does.
             "time" => Some(Dimension::Time(match range.days() {
                 1 => TimeBucket::Hour,
@@ -176,16 +235,17 @@ pub enum Op {
 }
 
 impl Op {
+    pub const ALL: [(&str, Op); 6] = [
+        ("is", Op::Is),
+        ("is_not", Op::IsNot),
+        ("contains", Op::Contains),
+        ("contains_not", Op::ContainsNot),
+        ("matches", Op::Matches),
+        ("matches_not", Op::MatchesNot),
+    ];
+
     pub fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "is" => Op::Is,
-            "is_not" => Op::IsNot,
-            "contains" => Op::Contains,
-            "contains_not" => Op::ContainsNot,
-            "matches" => Op::Matches,
-            "matches_not" => Op::MatchesNot,
-            _ => return None,
-        })
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, op)| *op)
     }
 
     pub fn negated(self) -> bool {
@@ -202,6 +262,8 @@ pub enum Filter {
         values: Vec<String>,
         case_sensitive: bool,
     },
+    /// Rows that complete a goal.
+    Goal(GoalCondition),
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
@@ -210,24 +272,110 @@ pub enum Filter {
 impl Filter {
     pub fn columns(&self, out: &mut Vec<Column>) {
         match self {
-            Filter::Condition { column, .. } => out.push(*column),
+            Filter::Condition { column, .. } => out.push(column.clone()),
+            Filter::Goal(GoalCondition::Page(_)) => out.push(Column::Pathname),
+            Filter::Goal(GoalCondition::Event(_)) => out.push(Column::EventName),
             Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.columns(out)),
             Filter::Not(f) => f.columns(out),
         }
     }
 
     /// The same filter with `from` replaced by `to` (bounce rate by page looks at entry pages).
-    pub fn map_column(&self, from: Column, to: Column) -> Filter {
+    pub fn map_column(&self, from: &Column, to: &Column) -> Filter {
         match self {
             Filter::Condition { op, column, values, case_sensitive } => Filter::Condition {
                 op: *op,
-                column: if *column == from { to } else { *column },
+                column: if column == from { to.clone() } else { column.clone() },
                 values: values.clone(),
                 case_sensitive: *case_sensitive,
             },
+            Filter::Goal(g) => Filter::Goal(g.clone()),
             Filter::And(fs) => Filter::And(fs.iter().map(|f| f.map_column(from, to)).collect()),
             Filter::Or(fs) => Filter::Or(fs.iter().map(|f| f.map_column(from, to)).collect()),
             Filter::Not(f) => Filter::Not(Box::new(f.map_column(from, to))),
+        }
+    }
+}
+
+impl Filter {
+    pub fn has_goal(&self) -> bool {
+        match self {
+            Filter::Goal(_) => true,
+            Filter::Condition { .. } => false,
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::has_goal),
+            Filter::Not(f) => f.has_goal(),
+        }
+    }
+
+    /// The filter with goal conditions left out (the base a conversion rate divides by); `None`
+    /// when nothing is left.
+    pub fn without_goals(&self) -> Option<Filter> {
+        match self {
+            Filter::Goal(_) => None,
+            Filter::Condition { .. } => Some(self.clone()),
+            Filter::And(fs) | Filter::Or(fs) => {
+                let rest: Vec<Filter> = fs.iter().filter_map(Filter::without_goals).collect();
+                match (rest.len(), self) {
+                    (0, _) => None,
+                    (_, Filter::And(_)) => Some(Filter::And(rest)),
+                    _ => Some(Filter::Or(rest)),
+                }
+            }
+            Filter::Not(f) => f.without_goals().map(|f| Filter::Not(Box::new(f))),
+        }
+    }
+
+    fn matches_country_names(&self) -> bool {
+        match self {
+            Filter::Condition { column: Column::CountryName, op, .. } => matches!(op, Op::Matches | Op::MatchesNot),
+            Filter::Condition { .. } | Filter::Goal(_) => false,
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::matches_country_names),
+            Filter::Not(f) => f.matches_country_names(),
+        }
+    }
+
+    /// Conditions on country names as conditions on the stored codes.
+    fn with_country_codes(&self) -> Filter {
+        match self {
+            Filter::Condition { column: Column::CountryName, op, values, case_sensitive } => {
+                let fold = |s: &str| if *case_sensitive { s.to_owned() } else { s.to_lowercase() };
+                let wanted: Vec<String> = values.iter().map(|v| fold(v)).collect();
+                let is = matches!(op, Op::Is | Op::IsNot);
+                let mut codes: Vec<String> = plumb_core::country::country_codes_where(|name| {
+                    let name = fold(name);
+                    wanted.iter().any(|w| if is { name == *w } else { name.contains(w.as_str()) })
+                })
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+                // No country known (stored as ""): named by the empty value.
+                if wanted.iter().any(String::is_empty) {
+                    codes.push(String::new());
+                }
+                let op = if op.negated() { Op::IsNot } else { Op::Is };
+                Filter::Condition { op, column: Column::Country, values: codes, case_sensitive: true }
+            }
+            Filter::Condition { .. } | Filter::Goal(_) => self.clone(),
+            Filter::And(fs) => Filter::And(fs.iter().map(Filter::with_country_codes).collect()),
+            Filter::Or(fs) => Filter::Or(fs.iter().map(Filter::with_country_codes).collect()),
+            Filter::Not(f) => Filter::Not(Box::new(f.with_country_codes())),
+        }
+    }
+
+    /// Whether a condition on a property names `(none)`, which visitor counts cannot serve.
+    fn asks_for_no_prop(&self) -> bool {
+        match self {
+            Filter::Condition { column: Column::Prop(_), values, .. } => values.iter().any(|v| v == NO_PROP),
+            Filter::Condition { .. } | Filter::Goal(_) => false,
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::asks_for_no_prop),
+            Filter::Not(f) => f.asks_for_no_prop(),
+        }
+    }
+
+    fn and(a: Option<Filter>, b: Filter) -> Filter {
+        match a {
+            Some(a) => Filter::And(vec![a, b]),
+            None => b,
         }
     }
 }
@@ -245,6 +393,11 @@ pub enum Sum {
     PageVisits,
     HourVisitors,
     NameVisitors,
+    GoalVisitors,
+    /// Rows that carry `SumsQuery::prop_key` for the first time in their visitor-day.
+    PropVisitors,
+    Exits,
+    ExitVisitors,
     EngagedMs,
     ScrollGain,
     ScrollPages,
@@ -266,6 +419,8 @@ pub struct SumsQuery {
     pub filter: Option<Filter>,
     /// Only rows of these kinds (`plumb_core::row::RowKind` values); empty = all.
     pub kinds: Vec<u8>,
+    /// The property whose first-of-day marks [`Sum::PropVisitors`] counts.
+    pub prop_key: Option<String>,
     pub sums: Vec<Sum>,
 }
 
@@ -294,6 +449,8 @@ pub struct Query {
     pub offset: usize,
     pub comparison: Option<DayRange>,
     pub total_rows: bool,
+    /// The site's goals, for the `event:goal` dimension.
+    pub goals: Vec<GoalDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -330,12 +487,25 @@ enum Grain {
     Page,
     /// Event names are involved: per-name flags.
     Name,
+    /// A custom property is involved: per-(key, value) first-of-day marks.
+    Prop,
+    /// Exit pages: exit counters, which move with each session's latest page.
+    Exit,
+    /// Goals are involved: per-page flags on pageviews, per-name flags on custom events.
+    Goal,
 }
 
 impl Query {
+    fn has_goal(&self) -> bool {
+        self.dimensions.contains(&Dimension::Goal) || self.filter.as_ref().is_some_and(Filter::has_goal)
+    }
+
     fn columns(&self) -> Vec<Column> {
-        let mut cols: Vec<Column> =
-            self.dimensions.iter().filter_map(|d| if let Dimension::Column(c) = d { Some(*c) } else { None }).collect();
+        let mut cols: Vec<Column> = self
+            .dimensions
+            .iter()
+            .filter_map(|d| if let Dimension::Column(c) = d { Some(c.clone()) } else { None })
+            .collect();
         if let Some(f) = &self.filter {
             f.columns(&mut cols);
         }
@@ -344,7 +514,13 @@ impl Query {
 
     fn grain(&self) -> Grain {
         let cols = self.columns();
-        if cols.contains(&Column::EventName) {
+        if self.has_goal() {
+            Grain::Goal
+        } else if cols.contains(&Column::ExitPage) {
+            Grain::Exit
+        } else if cols.iter().any(|c| matches!(c, Column::Prop(_))) {
+            Grain::Prop
+        } else if cols.contains(&Column::EventName) {
             Grain::Name
         } else if cols.iter().any(|c| c.is_event_level()) {
             Grain::Page
@@ -370,15 +546,44 @@ impl Query {
                 {
                     Some("session metrics cannot be combined with `event:name`")
                 }
+                Metric::Visits | Metric::BounceRate | Metric::VisitDuration | Metric::ViewsPerVisit
+                    if grain == Grain::Prop =>
+                {
+                    Some("session metrics cannot be combined with `event:props`")
+                }
                 Metric::TimeOnPage | Metric::ScrollDepth if !has_page => {
                     Some("it needs an `event:page` dimension or filter")
                 }
                 Metric::Percentage if self.dimensions.is_empty() => Some("it needs a dimension"),
+                Metric::ConversionRate if !self.has_goal() => Some("it needs an `event:goal` dimension or filter"),
+                Metric::Visitors | Metric::Visits | Metric::Percentage if grain == Grain::Exit => None,
+                _ if grain == Grain::Exit => {
+                    Some("by `visit:exit_page` only visitors, visits and percentage are counted")
+                }
+                Metric::Visits
+                | Metric::BounceRate
+                | Metric::VisitDuration
+                | Metric::ViewsPerVisit
+                | Metric::TimeOnPage
+                | Metric::ScrollDepth
+                    if self.has_goal() =>
+                {
+                    Some("goals are counted by visitors, events and conversion rate")
+                }
                 _ => None,
             };
             if let Some(why) = bad {
                 return Err(Invalid(format!("metrics: `{}` is not valid here: {why}", m.name())));
             }
+        }
+        if self.filter.as_ref().is_some_and(Filter::matches_country_names) {
+            return Err(Invalid("filters: `visit:country_name` takes is, is_not, contains or contains_not".into()));
+        }
+        if self.filter.as_ref().is_some_and(Filter::asks_for_no_prop) {
+            return Err(Invalid(format!("filters: `{NO_PROP}` cannot be filtered for; use is_not with the values")));
+        }
+        if self.dimensions.contains(&Dimension::Goal) && self.goals.is_empty() {
+            return Err(Invalid("dimensions: `event:goal` needs goals; this site has none".into()));
         }
         let times = self.dimensions.iter().filter(|d| matches!(d, Dimension::Time(_))).count();
         if times > 1 {
@@ -429,12 +634,13 @@ fn plan(q: &Query) -> Plan {
     let mut group_by = Vec::new();
     for d in &q.dimensions {
         match d {
-            Dimension::Column(c) => group_by.push(*c),
+            Dimension::Column(c) => group_by.push(c.clone()),
             Dimension::Time(TimeBucket::Hour) => {
                 group_by.push(Column::Day);
                 group_by.push(Column::Hour);
             }
             Dimension::Time(_) => group_by.push(Column::Day),
+            Dimension::Goal => unreachable!("goal dimensions are answered goal by goal"),
         }
     }
     let visit_cols: Vec<Column> = q.columns().into_iter().filter(|c| !c.is_event_level()).collect();
@@ -447,6 +653,9 @@ fn plan(q: &Query) -> Plan {
     let visitors_sum = match grain {
         Grain::Page => Sum::PageVisitors,
         Grain::Name => Sum::NameVisitors,
+        Grain::Goal => Sum::GoalVisitors,
+        Grain::Prop => Sum::PropVisitors,
+        Grain::Exit => Sum::ExitVisitors,
         // One varying visit attribute: the visitor-day's first session with each value. Several:
         // the visitor-day's first session must match them all (documented approximation).
         Grain::Visit if varying.len() == 1 => Sum::FirstSessionVisitors(varying[0]),
@@ -456,8 +665,12 @@ fn plan(q: &Query) -> Plan {
     let mut sums = vec![visitors_sum];
     for m in &q.metrics {
         let extra: &[Sum] = match m {
-            Metric::Visitors | Metric::Percentage => &[],
-            Metric::Visits => &[if grain == Grain::Page { Sum::PageVisits } else { Sum::Visits }],
+            Metric::Visitors | Metric::Percentage | Metric::ConversionRate => &[],
+            Metric::Visits => &[match grain {
+                Grain::Page => Sum::PageVisits,
+                Grain::Exit => Sum::Exits,
+                _ => Sum::Visits,
+            }],
             Metric::Pageviews => &[Sum::Pageviews],
             Metric::Events => &[Sum::Events],
             Metric::ViewsPerVisit => &[Sum::Pageviews, Sum::Visits],
@@ -506,12 +719,22 @@ pub fn time_labels(bucket: TimeBucket, range: DayRange) -> Vec<String> {
 
 /// Runs the sums query of a plan over a range and folds day/hour keys into time buckets.
 fn fetch(backend: &dyn SumsBackend, q: &Query, p: &Plan, range: DayRange) -> Result<Table, QueryError> {
+    let cols = q.columns();
+    let prop_key = cols.iter().find_map(|c| if let Column::Prop(k) = c { Some(k.clone()) } else { None });
+    // A breakdown by property covers the hits that have it.
+    let mut filter = q.filter.as_ref().map(Filter::with_country_codes);
+    for c in p.group_by.iter().filter(|c| matches!(c, Column::Prop(_))) {
+        let has =
+            Filter::Condition { op: Op::IsNot, column: c.clone(), values: vec![NO_PROP.into()], case_sensitive: true };
+        filter = Some(Filter::and(filter, has));
+    }
     let sq = SumsQuery {
         site_id: q.site_id,
         range,
         group_by: p.group_by.clone(),
-        filter: q.filter.clone(),
-        kinds: if p.grain == Grain::Name { vec![1, 2] } else { vec![] },
+        filter,
+        kinds: if matches!(p.grain, Grain::Name | Grain::Goal | Grain::Prop) { vec![1, 2] } else { vec![] },
+        prop_key,
         sums: p.sums.clone(),
     };
     let mut table: Table = HashMap::new();
@@ -525,10 +748,10 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &Plan, range: DayRange) -> Res
     // Bounce rate with pages involved: sessions entering on the page (or matching the page
     // filter) — the same query over entry pages instead of pages.
     if p.grain == Grain::Page && q.metrics.contains(&Metric::BounceRate) {
-        let to_entry = |c: &Column| if *c == Column::Pathname { Column::EntryPage } else { *c };
+        let to_entry = |c: &Column| if *c == Column::Pathname { Column::EntryPage } else { c.clone() };
         let bq = SumsQuery {
             group_by: p.group_by.iter().map(to_entry).collect(),
-            filter: q.filter.as_ref().map(|f| f.map_column(Column::Pathname, Column::EntryPage)),
+            filter: sq.filter.as_ref().map(|f| f.map_column(&Column::Pathname, &Column::EntryPage)),
             sums: vec![Sum::Bounces, Sum::Visits],
             ..sq
         };
@@ -548,10 +771,15 @@ fn bucket_keys(q: &Query, group_by: &[Column], raw: &[String]) -> Vec<String> {
     let mut i = 0;
     for d in &q.dimensions {
         match d {
+            Dimension::Column(Column::CountryName) => {
+                keys.push(plumb_core::country::country_name(&raw[i]).map_or_else(|| raw[i].clone(), str::to_owned));
+                i += 1;
+            }
             Dimension::Column(_) => {
                 keys.push(raw[i].clone());
                 i += 1;
             }
+            Dimension::Goal => unreachable!("goal dimensions are answered goal by goal"),
             Dimension::Time(b) => {
                 let day: i32 = raw[i].parse().unwrap_or_default();
                 i += 1;
@@ -571,7 +799,11 @@ fn bucket_keys(q: &Query, group_by: &[Column], raw: &[String]) -> Vec<String> {
 
 fn metric_value(m: Metric, p: &Plan, s: &HashMap<Sum, i64>, total_visitors: i64) -> serde_json::Value {
     let get = |k: Sum| s.get(&k).copied().unwrap_or(0);
-    let visits = if p.grain == Grain::Page { get(Sum::PageVisits) } else { get(Sum::Visits) };
+    let visits = match p.grain {
+        Grain::Page => get(Sum::PageVisits),
+        Grain::Exit => get(Sum::Exits),
+        _ => get(Sum::Visits),
+    };
     match m {
         Metric::Visitors => get(p.visitors_sum).into(),
         Metric::Visits => visits.into(),
@@ -586,6 +818,8 @@ fn metric_value(m: Metric, p: &Plan, s: &HashMap<Sum, i64>, total_visitors: i64)
         Metric::Percentage => ((ratio(get(p.visitors_sum) * 1000, total_visitors)).round() / 10.0).into(),
         Metric::TimeOnPage => (ratio(get(Sum::EngagedMs), get(Sum::Pageviews) * 1000).round() as i64).into(),
         Metric::ScrollDepth => (ratio(get(Sum::ScrollGain), get(Sum::ScrollPages)).round() as i64).into(),
+        // The goal's visitors for now; `fill_conversion_rates` divides by the base.
+        Metric::ConversionRate => get(p.visitors_sum).into(),
     }
 }
 
@@ -593,19 +827,32 @@ fn change(m: Metric, now: &serde_json::Value, before: &serde_json::Value) -> ser
     let (a, b) = (now.as_f64().unwrap_or(0.0), before.as_f64().unwrap_or(0.0));
     match m {
         // Rates change in points, like Plausible.
-        Metric::BounceRate | Metric::Percentage => ((a - b) * 10.0).round() / 10.0,
+        Metric::BounceRate | Metric::Percentage | Metric::ConversionRate => ((a - b) * 10.0).round() / 10.0,
         _ if b == 0.0 => return if a == 0.0 { 0.into() } else { 100.into() },
         _ => ((a - b) / b * 1000.0).round() / 10.0,
     }
     .into()
 }
 
-/// A group's dimension values, its metric values, and the sums they came from.
-type Computed<'a> = (Vec<String>, Vec<serde_json::Value>, &'a HashMap<Sum, i64>);
-
 /// Answers a query: validates it, asks the backend for sums, derives metrics, orders and pages.
 pub fn run(backend: &dyn SumsBackend, q: &Query) -> Result<QueryOutput, QueryError> {
     q.validate().map_err(QueryError::Invalid)?;
+    let mut rows = match q.dimensions.iter().position(|d| *d == Dimension::Goal) {
+        Some(at) => goal_rows(backend, q, at)?,
+        None => group_rows(backend, q, q.dimensions.is_empty())?,
+    };
+    if q.metrics.contains(&Metric::ConversionRate) {
+        fill_conversion_rates(backend, q, &mut rows)?;
+    }
+    sort_rows(q, &mut rows);
+    let total_rows = rows.len();
+    let results = rows.into_iter().skip(q.offset).take(q.limit).collect();
+    Ok(QueryOutput { results, total_rows })
+}
+
+/// One row per group of the query's column and time dimensions (with its comparison).
+/// `keep_empty`: answer a row even over no data (queries without dimensions do).
+fn group_rows(backend: &dyn SumsBackend, q: &Query, keep_empty: bool) -> Result<Vec<ResultRow>, QueryError> {
     let p = plan(q);
     let table = fetch(backend, q, &p, q.range)?;
     let total_visitors = if q.metrics.contains(&Metric::Percentage) {
@@ -619,20 +866,105 @@ pub fn run(backend: &dyn SumsBackend, q: &Query) -> Result<QueryOutput, QueryErr
         Some(range) => Some(fetch(backend, q, &p, range)?),
         None => None,
     };
-
-    let mut rows: Vec<Computed> = table
-        .iter()
-        .map(|(k, s)| (k.clone(), q.metrics.iter().map(|m| metric_value(*m, &p, s, total_visitors)).collect(), s))
-        .collect();
-    // A query without dimensions always answers one row, even over no data.
     let empty = HashMap::new();
-    if q.dimensions.is_empty() && rows.is_empty() {
-        rows.push((vec![], q.metrics.iter().map(|m| metric_value(*m, &p, &empty, total_visitors)).collect(), &empty));
+    let mut groups: Vec<(&Vec<String>, &HashMap<Sum, i64>)> =
+        table.iter().filter(|(_, s)| s.values().any(|v| *v != 0)).collect();
+    let no_key = Vec::new();
+    if keep_empty && groups.is_empty() {
+        groups.push((&no_key, &empty));
     }
-    // Groups whose sums are all zero (e.g. only correction rows) are not results.
-    if !q.dimensions.is_empty() {
-        rows.retain(|(_, _, s)| s.values().any(|v| *v != 0));
+    let values = |s: &HashMap<Sum, i64>| -> Vec<serde_json::Value> {
+        q.metrics.iter().map(|m| metric_value(*m, &p, s, total_visitors)).collect()
+    };
+    let time_index = q.dimensions.iter().position(|d| matches!(d, Dimension::Time(_)));
+    Ok(groups
+        .into_iter()
+        .map(|(dims, sums)| {
+            let metrics = values(sums);
+            let comparison = compared.as_ref().map(|before| {
+                let mut key = dims.clone();
+                // A time bucket compares with the bucket at the same position in the other range.
+                if let (Some(i), Some(range), Some(bucket)) = (time_index, q.comparison, q.time_bucket()) {
+                    let labels = time_labels(bucket, q.range);
+                    let other = time_labels(bucket, range);
+                    if let Some(pos) = labels.iter().position(|l| *l == dims[i]) {
+                        key[i] = other.get(pos).cloned().unwrap_or_default();
+                    }
+                }
+                let before = values(before.get(&key).unwrap_or(&empty));
+                let change =
+                    q.metrics.iter().zip(metrics.iter().zip(&before)).map(|(m, (a, b))| change(*m, a, b)).collect();
+                Comparison { dimensions: key, metrics: before, change }
+            });
+            ResultRow { dimensions: dims.clone(), metrics, comparison }
+        })
+        .collect())
+}
+
+/// `event:goal`: the query answered once per goal, restricted to the goal's completions, with
+/// the goal's name as the dimension value.
+fn goal_rows(backend: &dyn SumsBackend, q: &Query, at: usize) -> Result<Vec<ResultRow>, QueryError> {
+    let mut dimensions = q.dimensions.clone();
+    dimensions.remove(at);
+    let mut rows = Vec::new();
+    for goal in &q.goals {
+        let per_goal = Query {
+            dimensions: dimensions.clone(),
+            filter: Some(Filter::and(q.filter.clone(), Filter::Goal(goal.condition.clone()))),
+            ..q.clone()
+        };
+        for mut r in group_rows(backend, &per_goal, false)? {
+            r.dimensions.insert(at, goal.name.clone());
+            if let Some(c) = &mut r.comparison {
+                c.dimensions.insert(at, goal.name.clone());
+            }
+            rows.push(r);
+        }
     }
+    Ok(rows)
+}
+
+/// Conversion rate: a goal's visitors over all visitors of the same group without the goal
+/// condition, in percent with two decimals.
+fn fill_conversion_rates(backend: &dyn SumsBackend, q: &Query, rows: &mut [ResultRow]) -> Result<(), QueryError> {
+    let goal_at = q.dimensions.iter().position(|d| *d == Dimension::Goal);
+    let base_query = Query {
+        metrics: vec![Metric::Visitors],
+        dimensions: q.dimensions.iter().filter(|d| **d != Dimension::Goal).cloned().collect(),
+        filter: q.filter.as_ref().and_then(Filter::without_goals),
+        order_by: vec![],
+        offset: 0,
+        ..q.clone()
+    };
+    let base: HashMap<Vec<String>, (i64, i64)> = group_rows(backend, &base_query, true)?
+        .into_iter()
+        .map(|r| {
+            let before = r.comparison.as_ref().and_then(|c| c.metrics[0].as_i64()).unwrap_or(0);
+            (r.dimensions, (r.metrics[0].as_i64().unwrap_or(0), before))
+        })
+        .collect();
+    let i = q.metrics.iter().position(|m| *m == Metric::ConversionRate).expect("conversion_rate requested");
+    let rate = |v: &serde_json::Value, base: i64| {
+        serde_json::Value::from((ratio(v.as_i64().unwrap_or(0) * 10_000, base)).round() / 100.0)
+    };
+    for r in rows.iter_mut() {
+        let mut key = r.dimensions.clone();
+        if let Some(at) = goal_at {
+            key.remove(at);
+        }
+        let (now, before) = base.get(&key).copied().unwrap_or((0, 0));
+        r.metrics[i] = rate(&r.metrics[i], now);
+        if let Some(c) = &mut r.comparison {
+            c.metrics[i] = rate(&c.metrics[i], before);
+            c.change[i] = change(Metric::ConversionRate, &r.metrics[i], &c.metrics[i]);
+        }
+    }
+    Ok(())
+}
+
+/// The query's order (default: the time dimension ascending, else the first metric
+/// descending); ties always break by dimension values, so pages are stable.
+fn sort_rows(q: &Query, rows: &mut [ResultRow]) {
     let order: Vec<(OrderKey, bool)> = if q.order_by.is_empty() {
         match q.dimensions.iter().position(|d| matches!(d, Dimension::Time(_))) {
             Some(i) => vec![(OrderKey::Dimension(i), false)],
@@ -644,44 +976,16 @@ pub fn run(backend: &dyn SumsBackend, q: &Query) -> Result<QueryOutput, QueryErr
     rows.sort_by(|a, b| {
         for (key, desc) in &order {
             let o = match key {
-                OrderKey::Metric(i) => a.1[*i].as_f64().unwrap_or(0.0).total_cmp(&b.1[*i].as_f64().unwrap_or(0.0)),
-                OrderKey::Dimension(i) => a.0[*i].cmp(&b.0[*i]),
+                OrderKey::Metric(i) => {
+                    a.metrics[*i].as_f64().unwrap_or(0.0).total_cmp(&b.metrics[*i].as_f64().unwrap_or(0.0))
+                }
+                OrderKey::Dimension(i) => a.dimensions[*i].cmp(&b.dimensions[*i]),
             };
             let o = if *desc { o.reverse() } else { o };
             if o.is_ne() {
                 return o;
             }
         }
-        // Stable ties: by dimension values.
-        a.0.cmp(&b.0)
+        a.dimensions.cmp(&b.dimensions)
     });
-    let total_rows = rows.len();
-    let time_index = q.dimensions.iter().position(|d| matches!(d, Dimension::Time(_)));
-    let results = rows
-        .into_iter()
-        .skip(q.offset)
-        .take(q.limit)
-        .map(|(dims, metrics, _)| {
-            let comparison = compared.as_ref().map(|before| {
-                let mut key = dims.clone();
-                // A time bucket compares with the bucket at the same position in the other range.
-                if let (Some(i), Some(range)) = (time_index, q.comparison) {
-                    let bucket = q.time_bucket().expect("time dimension present");
-                    let labels = time_labels(bucket, q.range);
-                    let other = time_labels(bucket, range);
-                    if let Some(pos) = labels.iter().position(|l| *l == dims[i]) {
-                        key[i] = other.get(pos).cloned().unwrap_or_default();
-                    }
-                }
-                let s = before.get(&key).unwrap_or(&empty);
-                let values: Vec<serde_json::Value> =
-                    q.metrics.iter().map(|m| metric_value(*m, &p, s, total_visitors)).collect();
-                let change =
-                    q.metrics.iter().zip(metrics.iter().zip(&values)).map(|(m, (a, b))| change(*m, a, b)).collect();
-                Comparison { dimensions: key, metrics: values, change }
-            });
-            ResultRow { dimensions: dims, metrics, comparison }
-        })
-        .collect();
-    Ok(QueryOutput { results, total_rows })
 }

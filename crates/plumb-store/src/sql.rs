@@ -1,7 +1,7 @@
 //! Compiles a [`SumsQuery`] to SQL. Dialect details (string search, regular expressions, casts)
 //! sit behind [`Dialect`], so the same compiler serves DuckDB now and ClickHouse later.
 
-use crate::query::{Column, Filter, Op, Sum, SumsQuery};
+use crate::query::{Column, Filter, GoalCondition, Op, Sum, SumsQuery};
 
 pub trait Dialect {
     /// `haystack` contains `needle` (a bound parameter).
@@ -10,6 +10,16 @@ pub trait Dialect {
     fn matches(&self, haystack: &str, pattern: &str) -> String;
     fn to_text(&self, expr: &str) -> String;
     fn to_int(&self, expr: &str) -> String;
+    /// The value of a property in the props column (see `duck::encode_props`), `(none)` where
+    /// it is missing; `marker` (a bound parameter) is `\x1fkey\x1e`.
+    fn prop_value(&self, props: &str, marker: &str) -> String;
+}
+
+/// A bound parameter, in the order the `?` placeholders appear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Int(i64),
+    Text(String),
 }
 
 pub struct DuckDialect;
@@ -27,14 +37,23 @@ impl Dialect for DuckDialect {
     fn to_int(&self, expr: &str) -> String {
         format!("CAST({expr} AS BIGINT)")
     }
+    fn prop_value(&self, props: &str, marker: &str) -> String {
+        // First-of-day marks (\x1d) read as plain separators (\x1f) here.
+        format!(
+            "coalesce(nullif(split_part(split_part(replace({props}, chr(29), chr(31)), {marker}, 2), chr(31), 1), ''), '{}')",
+            crate::query::NO_PROP
+        )
+    }
 }
 
-fn column_sql(c: Column) -> &'static str {
-    match c {
+/// A column's SQL; a property's key goes in as a parameter.
+fn column_sql(d: &dyn Dialect, c: &Column, params: &mut Vec<Param>) -> String {
+    let name = match c {
         Column::Pathname => "pathname",
         Column::Hostname => "hostname",
         Column::EventName => "(CASE WHEN kind = 1 THEN 'pageview' ELSE name END)",
         Column::EntryPage => "entry_page",
+        Column::ExitPage => "pathname",
         Column::Source => "source",
         Column::Referrer => "referrer",
         Column::Channel => "channel",
@@ -43,7 +62,7 @@ fn column_sql(c: Column) -> &'static str {
         Column::UtmCampaign => "utm_campaign",
         Column::UtmContent => "utm_content",
         Column::UtmTerm => "utm_term",
-        Column::Country => "country",
+        Column::Country | Column::CountryName => "country",
         Column::Region => "region",
         Column::City => "city",
         Column::Device => "device",
@@ -53,10 +72,15 @@ fn column_sql(c: Column) -> &'static str {
         Column::OsVersion => "os_version",
         Column::Day => "day",
         Column::Hour => "hour",
-    }
+        Column::Prop(key) => {
+            params.push(Param::Text(format!("\u{1f}{key}\u{1e}")));
+            return d.prop_value("props", "?");
+        }
+    };
+    name.to_owned()
 }
 
-fn sum_sql(s: Sum) -> String {
+fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Param>) -> String {
     match s {
         Sum::Visitors => "sum(visitors)".into(),
         Sum::Visits => "sum(visits)".into(),
@@ -69,6 +93,14 @@ fn sum_sql(s: Sum) -> String {
         Sum::HourVisitors => "sum(hour_visitors)".into(),
         // `pageview` as an event name: the visitor-day's first hit, when it is a pageview.
         Sum::NameVisitors => "sum(CASE WHEN kind = 1 THEN visitors ELSE name_visitors END)".into(),
+        // A goal completion: the first view of that page, or first such event, of the visitor-day.
+        Sum::GoalVisitors => "sum(CASE WHEN kind = 1 THEN page_visitors ELSE name_visitors END)".into(),
+        Sum::PropVisitors => {
+            params.push(Param::Text(format!("\u{1d}{}\u{1e}", prop_key.unwrap_or_default())));
+            format!("sum(CASE WHEN {} THEN 1 ELSE 0 END)", d.contains("props", "?"))
+        }
+        Sum::Exits => "sum(exits)".into(),
+        Sum::ExitVisitors => "sum(exit_visitors)".into(),
         Sum::EngagedMs => "sum(engaged_ms)".into(),
         Sum::ScrollGain => "sum(scroll_gain)".into(),
         Sum::ScrollPages => "sum(scroll_pages)".into(),
@@ -79,29 +111,30 @@ fn sum_sql(s: Sum) -> String {
     }
 }
 
-fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<String>) -> String {
+fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
     match f {
         Filter::Condition { op, column, values, case_sensitive } => {
-            let col = column_sql(*column);
-            let (col, fold) = if *case_sensitive { (col.to_owned(), false) } else { (format!("lower({col})"), true) };
+            let fold = !*case_sensitive;
             let any: Vec<String> = values
                 .iter()
                 .map(|v| {
+                    let col = column_sql(d, column, params);
+                    let folded = if fold { format!("lower({col})") } else { col.clone() };
                     let v =
                         if fold && !matches!(op, Op::Matches | Op::MatchesNot) { v.to_lowercase() } else { v.clone() };
                     match op {
                         Op::Is | Op::IsNot => {
-                            params.push(v);
-                            format!("{col} = ?")
+                            params.push(Param::Text(v));
+                            format!("{folded} = ?")
                         }
                         Op::Contains | Op::ContainsNot => {
-                            params.push(v);
-                            d.contains(&col, "?")
+                            params.push(Param::Text(v));
+                            d.contains(&folded, "?")
                         }
                         Op::Matches | Op::MatchesNot => {
                             // Case-insensitive patterns use RE2's flag, not lowered text.
-                            params.push(if fold { format!("(?i){v}") } else { v });
-                            d.matches(column_sql(*column), "?")
+                            params.push(Param::Text(if fold { format!("(?i){v}") } else { v }));
+                            d.matches(&col, "?")
                         }
                     }
                 })
@@ -109,29 +142,41 @@ fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<String>) -> String {
             let any = format!("({})", if any.is_empty() { "FALSE".to_owned() } else { any.join(" OR ") });
             if op.negated() { format!("NOT {any}") } else { any }
         }
+        Filter::Goal(GoalCondition::Page(pattern)) => {
+            params.push(Param::Text(pattern.clone()));
+            format!("(kind = 1 AND {})", d.matches("pathname", "?"))
+        }
+        Filter::Goal(GoalCondition::Event(name)) => {
+            params.push(Param::Text(name.clone()));
+            "(kind = 2 AND name = ?)".to_owned()
+        }
         Filter::And(fs) => join(d, fs, " AND ", "TRUE", params),
         Filter::Or(fs) => join(d, fs, " OR ", "FALSE", params),
         Filter::Not(f) => format!("NOT ({})", filter_sql(d, f, params)),
     }
 }
 
-fn join(d: &dyn Dialect, fs: &[Filter], sep: &str, empty: &str, params: &mut Vec<String>) -> String {
+fn join(d: &dyn Dialect, fs: &[Filter], sep: &str, empty: &str, params: &mut Vec<Param>) -> String {
     if fs.is_empty() {
         return empty.to_owned();
     }
     format!("({})", fs.iter().map(|f| filter_sql(d, f, params)).collect::<Vec<_>>().join(sep))
 }
 
-/// SQL and its string parameters (after the three leading ones: site, first and last day).
-pub fn compile(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<String>) {
-    let mut select: Vec<String> = q.group_by.iter().map(|c| d.to_text(column_sql(*c))).collect();
-    select.extend(q.sums.iter().map(|s| d.to_int(&format!("coalesce({}, 0)", sum_sql(*s)))));
+/// SQL and its parameters, in placeholder order.
+pub fn compile(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let mut select: Vec<String> = q.group_by.iter().map(|c| d.to_text(&column_sql(d, c, &mut params))).collect();
+    for s in &q.sums {
+        let sum = sum_sql(d, *s, q.prop_key.as_deref(), &mut params);
+        select.push(d.to_int(&format!("coalesce({sum}, 0)")));
+    }
     let mut sql = format!("SELECT {} FROM events WHERE site_id = ? AND day BETWEEN ? AND ?", select.join(", "));
+    params.extend([Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())]);
     if !q.kinds.is_empty() {
         let kinds: Vec<String> = q.kinds.iter().map(u8::to_string).collect();
         sql.push_str(&format!(" AND kind IN ({})", kinds.join(", ")));
     }
-    let mut params = Vec::new();
     if let Some(f) = &q.filter {
         sql.push_str(&format!(" AND {}", filter_sql(d, f, &mut params)));
     }
@@ -174,10 +219,14 @@ mod tests {
                 },
             ])),
             kinds: vec![],
+            prop_key: None,
             sums: vec![Sum::Visitors, Sum::FirstSessionVisitors(2)],
         };
         let (sql, params) = compile(&DuckDialect, &q);
-        assert_eq!(params, vec!["/a'b", "goo", "(?i)^/x"]);
+        let text = |s: &str| Param::Text(s.into());
+        let leading = [Param::Int(1), Param::Int(1), Param::Int(2)];
+        assert_eq!(params[..3], leading);
+        assert_eq!(params[3..], [text("/a'b"), text("goo"), text("(?i)^/x")]);
         assert!(sql.contains("NOT (pathname = ?)"), "{sql}");
         assert!(sql.contains("contains(lower(source), ?)"), "{sql}");
         assert!(sql.contains("regexp_matches(pathname, ?)"), "{sql}");

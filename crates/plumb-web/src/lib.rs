@@ -1,14 +1,19 @@
-//! The read side over HTTP: the Stats API (Plausible-compatible), authenticated by API key.
-//! Every reader goes through the one query model in `plumb_store::query`.
+//! The read side over HTTP: the Stats API and the Sites API (Plausible-compatible),
+//! authenticated by API key. Every reader goes through the one query model in
+//! `plumb_store::query`. One table of endpoints builds both the router and the OpenAPI document,
+//! so the document cannot drift from what is served.
 
 mod auth;
+mod openapi;
+mod realtime;
+mod sites;
 mod stats;
 mod v1;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use plumb_core::live::LiveVisitors;
-use plumb_meta::MetaStore;
+use plumb_meta::{MetaStore, Scope};
 use plumb_store::EventReader;
 use std::sync::Arc;
 
@@ -21,12 +26,176 @@ pub struct Web {
     pub limiter: KeyLimiter,
 }
 
+/// One served endpoint and what the OpenAPI document says about it.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// The key scope it needs; `None`: open.
+    pub scope: Option<Scope>,
+    /// Query-string parameters (name, required, description).
+    pub query: &'static [(&'static str, bool, &'static str)],
+    /// Body fields (name, required, description); the v2 query has its own schema.
+    pub body: &'static [(&'static str, bool, &'static str)],
+    handler: MethodRouter<Arc<Web>>,
+}
+
+const SITE_ID: (&str, bool, &str) = ("site_id", true, "the site's domain");
+const V1_PARAMS: &[(&str, bool, &str)] = &[
+    SITE_ID,
+    ("period", false, "day, 7d, 30d, month, 6mo, 12mo, year, all or custom [default 30d]"),
+    ("date", false, "YYYY-MM-DD that `period` ends on, or `from,to` for custom"),
+    ("metrics", false, "comma-separated metrics [default visitors]"),
+    ("filters", false, "`dimension==a|b;dimension!=c`, `~` contains, `*` wildcards"),
+    ("compare", false, "previous_period or year_over_year"),
+];
+
+pub fn endpoints() -> Vec<Endpoint> {
+    use Scope::{SitesAdmin, StatsRead};
+    let e = |method, path, summary, scope, query, body, handler| Endpoint {
+        method,
+        path,
+        summary,
+        scope: Some(scope),
+        query,
+        body,
+        handler,
+    };
+    vec![
+        e("post", "/api/v2/query", "Stats API v2 query", StatsRead, &[], &[], post(stats::query_v2)),
+        e("get", "/api/v1/stats/aggregate", "Totals for a period (v1)", StatsRead, V1_PARAMS, &[], get(v1::aggregate)),
+        e(
+            "get",
+            "/api/v1/stats/timeseries",
+            "Metrics per time bucket (v1)",
+            StatsRead,
+            &[SITE_ID, ("period", false, "as for aggregate"), ("interval", false, "hour, date, week or month")],
+            &[],
+            get(v1::timeseries),
+        ),
+        e(
+            "get",
+            "/api/v1/stats/breakdown",
+            "Metrics per value of a property (v1)",
+            StatsRead,
+            &[
+                SITE_ID,
+                ("property", true, "a dimension, e.g. visit:source"),
+                ("limit", false, "rows per page"),
+                ("page", false, "1-based page"),
+            ],
+            &[],
+            get(v1::breakdown),
+        ),
+        e(
+            "get",
+            "/api/v1/stats/realtime/visitors",
+            "Visitors in the last 5 minutes",
+            StatsRead,
+            &[SITE_ID],
+            &[],
+            get(realtime::visitors),
+        ),
+        e(
+            "get",
+            "/api/v1/stats/realtime",
+            "Current visitors by page and source",
+            StatsRead,
+            &[SITE_ID],
+            &[],
+            get(realtime::breakdown),
+        ),
+        e(
+            "get",
+            "/api/v1/stats/realtime/stream",
+            "Server-sent events: `realtime` with the current visitors whenever they change",
+            StatsRead,
+            &[SITE_ID],
+            &[],
+            get(realtime::stream),
+        ),
+        e(
+            "get",
+            "/api/v1/sites",
+            "Sites the key can see",
+            StatsRead,
+            &[("limit", false, "1 to 1000 [100]"), ("after", false, "cursor from meta.after")],
+            &[],
+            get(sites::list),
+        ),
+        e(
+            "post",
+            "/api/v1/sites",
+            "Add a site (key with sites:admin on every site)",
+            SitesAdmin,
+            &[],
+            &[("domain", true, "the site's domain"), ("timezone", false, "IANA timezone [UTC]")],
+            post(sites::create),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/goals",
+            "A site's goals",
+            StatsRead,
+            &[SITE_ID, ("limit", false, "1 to 1000 [100]"), ("after", false, "cursor from meta.after")],
+            &[],
+            get(sites::list_goals),
+        ),
+        e(
+            "put",
+            "/api/v1/sites/goals",
+            "Add a goal (idempotent)",
+            SitesAdmin,
+            &[],
+            &[
+                SITE_ID,
+                ("goal_type", true, "event or page"),
+                ("event_name", false, "for event goals"),
+                ("page_path", false, "for page goals; `*` within a segment, `**` across"),
+                ("display_name", false, "the name reports show"),
+            ],
+            put(sites::put_goal),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/goals/{goal_id}",
+            "Remove a goal",
+            SitesAdmin,
+            &[],
+            &[SITE_ID],
+            delete(sites::delete_goal),
+        ),
+        e("get", "/api/v1/sites/{site_id}", "A site", StatsRead, &[], &[], get(sites::show)),
+        e(
+            "put",
+            "/api/v1/sites/{site_id}",
+            "Change a site's domain or timezone",
+            SitesAdmin,
+            &[],
+            &[("domain", false, "new domain"), ("timezone", false, "new IANA timezone, for events from now on")],
+            put(sites::update),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}",
+            "Remove a site and its goals",
+            SitesAdmin,
+            &[],
+            &[],
+            delete(sites::delete),
+        ),
+        Endpoint {
+            method: "get",
+            path: "/api/openapi.json",
+            summary: "This document",
+            scope: None,
+            query: &[],
+            body: &[],
+            handler: get(openapi::serve),
+        },
+    ]
+}
+
 pub fn router(web: Arc<Web>) -> Router {
-    Router::new()
-        .route("/api/v2/query", post(stats::query_v2))
-        .route("/api/v1/stats/realtime/visitors", get(stats::realtime_visitors))
-        .route("/api/v1/stats/aggregate", get(v1::aggregate))
-        .route("/api/v1/stats/timeseries", get(v1::timeseries))
-        .route("/api/v1/stats/breakdown", get(v1::breakdown))
-        .with_state(web)
+    endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler)).with_state(web)
 }

@@ -1,18 +1,22 @@
-//! Stats API v2: `POST /api/v2/query` over the query model, and the realtime visitor count.
+//! Stats API v2: `POST /api/v2/query` over the query model.
 
 use crate::Web;
 use crate::auth::{authorize, require_key};
 use axum::Json;
-use axum::extract::{Query as QueryParams, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Months;
 use chrono::{Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use plumb_core::time::{date_of_day, day_number, day_start_ms};
+use plumb_core::url::wildcard_regex;
+use plumb_meta::GoalKind;
 use plumb_meta::Scope;
 use plumb_meta::Site;
-use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError};
+use plumb_store::query::{
+    self, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -111,6 +115,9 @@ fn parse_date(v: &Value) -> Result<i32, ApiError> {
     Ok(day_number(d))
 }
 
+/// The named periods `resolve_range` knows (besides `[from, to]`).
+pub const PERIODS: [&str; 10] = ["day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all"];
+
 /// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
 /// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
 pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
@@ -158,28 +165,59 @@ pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRan
     }
 }
 
-fn parse_filter(v: &Value, range: DayRange) -> Result<Filter, ApiError> {
+/// The site's goals as the query model takes them.
+pub fn site_goals(web: &Web, site_id: u32) -> Result<Vec<GoalDef>, ApiError> {
+    Ok(web
+        .meta
+        .list_goals(site_id)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|g| GoalDef {
+            name: g.display_name,
+            condition: match g.kind {
+                GoalKind::Page(p) => GoalCondition::Page(wildcard_regex(&p)),
+                GoalKind::Event(e) => GoalCondition::Event(e),
+            },
+        })
+        .collect())
+}
+
+/// `["is", "event:goal", names]` (or `contains`): completions of any of those goals.
+pub fn goal_filter(op: Op, values: &[String], case_sensitive: bool, goals: &[GoalDef]) -> Result<Filter, ApiError> {
+    let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_lowercase() };
+    let mut picked = Vec::new();
+    for v in values {
+        let hits: Vec<&GoalDef> = goals
+            .iter()
+            .filter(|g| match op {
+                Op::Is => fold(&g.name) == fold(v),
+                _ => fold(&g.name).contains(&fold(v)),
+            })
+            .collect();
+        if op == Op::Is && hits.is_empty() {
+            return Err(ApiError::bad(format!("filters: `{v}` is not a goal of this site")));
+        }
+        picked.extend(hits.into_iter().map(|g| Filter::Goal(g.condition.clone())));
+    }
+    Ok(Filter::Or(picked))
+}
+
+fn parse_filter(v: &Value, range: DayRange, goals: &[GoalDef]) -> Result<Filter, ApiError> {
     let bad = || ApiError::bad(format!("filters: `{v}` is not a filter like [\"is\", \"visit:source\", [\"Google\"]]"));
     let parts = v.as_array().ok_or_else(bad)?;
     let op = parts.first().and_then(Value::as_str).ok_or_else(bad)?;
     match op {
         "and" | "or" => {
             let inner = parts.get(1).and_then(Value::as_array).ok_or_else(bad)?;
-            let fs = inner.iter().map(|f| parse_filter(f, range)).collect::<Result<Vec<_>, _>>()?;
+            let fs = inner.iter().map(|f| parse_filter(f, range, goals)).collect::<Result<Vec<_>, _>>()?;
             Ok(if op == "and" { Filter::And(fs) } else { Filter::Or(fs) })
         }
-        "not" => Ok(Filter::Not(Box::new(parse_filter(parts.get(1).ok_or_else(bad)?, range)?))),
+        "not" => Ok(Filter::Not(Box::new(parse_filter(parts.get(1).ok_or_else(bad)?, range, goals)?))),
         _ => {
             let op = Op::parse(op).ok_or_else(|| ApiError::bad(format!("filters: unknown operator `{op}`")))?;
             let dim = parts.get(1).and_then(Value::as_str).ok_or_else(bad)?;
-            let column = match Dimension::parse(dim, range) {
-                Some(Dimension::Column(c)) => c,
-                Some(Dimension::Time(_)) => {
-                    return Err(ApiError::bad(format!("filters: cannot filter by `{dim}`; use date_range")));
-                }
-                None => return Err(ApiError::bad(format!("filters: unknown dimension `{dim}`"))),
-            };
-            let values = parts
+            let dimension = Dimension::parse(dim, range);
+            let values: Vec<String> = parts
                 .get(2)
                 .and_then(Value::as_array)
                 .ok_or_else(bad)?
@@ -192,6 +230,19 @@ fn parse_filter(v: &Value, range: DayRange) -> Result<Filter, ApiError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let case_sensitive =
                 parts.get(3).and_then(|m| m.get("case_sensitive")).and_then(Value::as_bool).unwrap_or(true);
+            let column = match dimension {
+                Some(Dimension::Column(c)) => c,
+                Some(Dimension::Goal) if matches!(op, Op::Is | Op::Contains) => {
+                    return goal_filter(op, &values, case_sensitive, goals);
+                }
+                Some(Dimension::Goal) => {
+                    return Err(ApiError::bad("filters: `event:goal` can only be filtered with is or contains"));
+                }
+                Some(Dimension::Time(_)) => {
+                    return Err(ApiError::bad(format!("filters: cannot filter by `{dim}`; use date_range")));
+                }
+                None => return Err(ApiError::bad(format!("filters: unknown dimension `{dim}`"))),
+            };
             if matches!(op, Op::Matches | Op::MatchesNot) {
                 for p in &values {
                     regex_syntax_ok(p)
@@ -260,7 +311,8 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
             Dimension::parse(d, range).ok_or_else(|| ApiError::bad(format!("dimensions: unknown dimension `{d}`")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let filters = body.filters.iter().map(|f| parse_filter(f, range)).collect::<Result<Vec<_>, _>>()?;
+    let goals = site_goals(&web, site.id)?;
+    let filters = body.filters.iter().map(|f| parse_filter(f, range, &goals)).collect::<Result<Vec<_>, _>>()?;
     let filter = match filters.len() {
         0 => None,
         1 => filters.into_iter().next(),
@@ -299,6 +351,7 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
         offset: body.pagination.offset,
         comparison,
         total_rows: body.include.total_rows,
+        goals,
     };
     let reader = web.reader.clone();
     let time_bucket = q.dimensions.iter().find_map(|d| if let Dimension::Time(t) = d { Some(*t) } else { None });
@@ -323,6 +376,15 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
     if q.total_rows {
         meta.insert("total_rows".into(), json!(out.total_rows));
     }
+    // The order applied: the one asked for, else the engine's default (time ascending, else the
+    // first metric descending), as Plausible echoes it.
+    let effective_order = if !body.order_by.is_empty() {
+        body.order_by.clone()
+    } else if let Some(i) = q.dimensions.iter().position(|d| matches!(d, Dimension::Time(_))) {
+        vec![(body.dimensions[i].clone(), "asc".to_owned())]
+    } else {
+        vec![(body.metrics[0].clone(), "desc".to_owned())]
+    };
     Ok(Json(json!({
         "results": out.results,
         "meta": meta,
@@ -332,31 +394,11 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
             "date_range": shown_range,
             "dimensions": body.dimensions,
             "filters": body.filters,
-            "order_by": body.order_by,
+            "order_by": effective_order,
             "pagination": {"limit": q.limit, "offset": q.offset},
         },
     }))
     .into_response())
-}
-
-#[derive(Deserialize)]
-pub struct RealtimeParams {
-    site_id: Option<String>,
-}
-
-pub async fn realtime_visitors(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<RealtimeParams>,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let key = require_key(&web, &headers)?;
-        let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
-        let site = site(&web, &domain)?;
-        authorize(&key, Scope::StatsRead, &site)?;
-        Ok(Json(web.live.current(site.id, Utc::now().timestamp_millis())).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 #[cfg(test)]
@@ -376,6 +418,9 @@ mod tests {
         assert_eq!(resolve_range(&json!("6mo"), today).ok(), r(sept1, march1 - 1));
         assert!(resolve_range(&json!(["2024-03-02", "2024-03-01"]), today).is_err());
         assert!(resolve_range(&json!("fortnight"), today).is_err());
+        for p in PERIODS {
+            assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
+        }
         assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
     }
 
@@ -388,11 +433,29 @@ mod tests {
         let f = parse_filter(
             &json!(["or", [["is", "visit:source", ["Google"]], ["not", ["contains", "event:page", ["/blog"], {"case_sensitive": false}]]]]),
             range,
+            &[],
         );
         assert!(f.is_ok());
-        assert!(parse_filter(&json!(["is", "visit:nope", ["x"]]), range).is_err());
-        assert!(parse_filter(&json!(["resembles", "visit:source", ["x"]]), range).is_err());
-        assert!(parse_filter(&json!(["matches", "event:page", ["(unclosed"]]), range).is_err());
-        assert!(parse_filter(&json!(["is", "time:day", ["2024-01-01"]]), range).is_err());
+        let bad = |v: Value| parse_filter(&v, range, &[]).is_err();
+        assert!(bad(json!(["is", "visit:nope", ["x"]])));
+        assert!(bad(json!(["resembles", "visit:source", ["x"]])));
+        assert!(bad(json!(["matches", "event:page", ["(unclosed"]])));
+        assert!(bad(json!(["is", "time:day", ["2024-01-01"]])));
+    }
+
+    #[test]
+    fn goal_filters_name_existing_goals() {
+        let range = DayRange { from: 0, to: 0 };
+        let goals = vec![
+            GoalDef { name: "Signup".into(), condition: GoalCondition::Event("Signup".into()) },
+            GoalDef { name: "Visit /blog/**".into(), condition: GoalCondition::Page("^/blog/.*$".into()) },
+        ];
+        let f = parse_filter(&json!(["is", "event:goal", ["Signup"]]), range, &goals).unwrap();
+        assert_eq!(f, Filter::Or(vec![Filter::Goal(GoalCondition::Event("Signup".into()))]));
+        let f = parse_filter(&json!(["contains", "event:goal", ["visit"], {"case_sensitive": false}]), range, &goals);
+        assert_eq!(f.unwrap(), Filter::Or(vec![Filter::Goal(GoalCondition::Page("^/blog/.*$".into()))]));
+        let e = parse_filter(&json!(["is", "event:goal", ["Nope"]]), range, &goals).unwrap_err();
+        assert_eq!(e.message, "filters: `Nope` is not a goal of this site");
+        assert!(parse_filter(&json!(["is_not", "event:goal", ["Signup"]]), range, &goals).is_err());
     }
 }

@@ -3,14 +3,15 @@
 
 use crate::Web;
 use crate::auth::{authorize, require_key};
-use crate::stats::{ApiError, comparison_range, resolve_range, site};
+use crate::stats::{ApiError, comparison_range, goal_filter, resolve_range, site, site_goals};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use plumb_core::url::wildcard_regex;
 use plumb_meta::Scope;
-use plumb_store::query::{self, DayRange, Dimension, Filter, Metric, Op, Query, QueryError, TimeBucket};
+use plumb_store::query::{self, DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, QueryError, TimeBucket};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -49,28 +50,30 @@ pub async fn breakdown(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>)
 
 /// `visit:source==Google|Twitter;event:page!=/blog*` — `;` joins conditions, `|` joins values,
 /// `==` / `!=` compare (`*` is a wildcard), `~` / `!~` search.
-fn parse_filters(s: &str, range: DayRange) -> Result<Option<Filter>, ApiError> {
+fn parse_filters(s: &str, range: DayRange, goals: &[GoalDef]) -> Result<Option<Filter>, ApiError> {
     let mut all = Vec::new();
     for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (dim, op, rest) = ["!=", "==", "!~", "~"]
             .iter()
             .find_map(|op| part.split_once(op).map(|(d, r)| (d.trim(), *op, r)))
             .ok_or_else(|| ApiError::bad(format!("filters: `{part}` needs ==, !=, ~ or !~")))?;
+        let values: Vec<String> = rest.split('|').map(|v| v.trim().to_owned()).collect();
         let column = match Dimension::parse(dim, range) {
             Some(Dimension::Column(c)) => c,
+            Some(Dimension::Goal) if op == "==" => {
+                all.push(goal_filter(Op::Is, &values, true, goals)?);
+                continue;
+            }
+            Some(Dimension::Goal) => return Err(ApiError::bad("filters: `event:goal` can only be filtered with ==")),
             _ => return Err(ApiError::bad(format!("filters: unknown property `{dim}`"))),
         };
-        let values: Vec<String> = rest.split('|').map(|v| v.trim().to_owned()).collect();
         let wildcard = values.iter().any(|v| v.contains('*'));
         let (op, values) = match op {
             "~" => (Op::Contains, values),
             "!~" => (Op::ContainsNot, values),
             _ if wildcard => {
-                let pattern = |v: &String| {
-                    let parts: Vec<String> = v.split('*').map(escape_regex).collect();
-                    format!("^{}$", parts.join(".*"))
-                };
-                (if op == "==" { Op::Matches } else { Op::MatchesNot }, values.iter().map(pattern).collect())
+                let patterns = values.iter().map(|v| wildcard_regex(v)).collect();
+                (if op == "==" { Op::Matches } else { Op::MatchesNot }, patterns)
             }
             "==" => (Op::Is, values),
             _ => (Op::IsNot, values),
@@ -81,16 +84,6 @@ fn parse_filters(s: &str, range: DayRange) -> Result<Option<Filter>, ApiError> {
         0 => None,
         1 => all.pop(),
         _ => Some(Filter::And(all)),
-    })
-}
-
-fn escape_regex(s: &str) -> String {
-    s.chars().fold(String::new(), |mut out, c| {
-        if "\\.+?()[]{}|^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-        out
     })
 }
 
@@ -135,7 +128,8 @@ async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result
         .iter()
         .map(|m| Metric::parse(m).ok_or_else(|| ApiError::bad(format!("metrics: unknown metric `{m}`"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let filter = parse_filters(p.filters.as_deref().unwrap_or(""), range)?;
+    let goals = site_goals(&web, site.id)?;
+    let filter = parse_filters(p.filters.as_deref().unwrap_or(""), range, &goals)?;
     let (dimensions, limit, offset) = match kind {
         Kind::Aggregate => (vec![], 1, 0),
         Kind::Timeseries => {
@@ -151,7 +145,7 @@ async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result
         Kind::Breakdown => {
             let prop = p.property.as_deref().ok_or_else(|| ApiError::bad("property is required"))?;
             let dim = Dimension::parse(prop, range)
-                .filter(|d| matches!(d, Dimension::Column(_)))
+                .filter(|d| !matches!(d, Dimension::Time(_)))
                 .ok_or_else(|| ApiError::bad(format!("property: unknown property `{prop}`")))?;
             let limit = p.limit.unwrap_or(100);
             let page = p.page.unwrap_or(1).max(1);
@@ -173,6 +167,7 @@ async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result
         offset,
         comparison,
         total_rows: false,
+        goals,
     };
     let reader = web.reader.clone();
     let q2 = q.clone();
@@ -199,23 +194,31 @@ async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result
             Value::Object(m)
         }
         Kind::Timeseries | Kind::Breakdown => {
-            let key = match (&kind, p.property.as_deref()) {
-                (Kind::Breakdown, Some(prop)) => property_key(prop).to_owned(),
-                _ => "date".to_owned(),
+            let row = |key: &str, label: &str, metrics: &[Value]| {
+                let mut m = Map::new();
+                m.insert(key.to_owned(), json!(label));
+                for (name, v) in metric_names.iter().zip(metrics) {
+                    m.insert(name.clone(), v.clone());
+                }
+                Value::Object(m)
             };
-            Value::Array(
-                out.results
-                    .iter()
-                    .map(|r| {
-                        let mut m = Map::new();
-                        m.insert(key.clone(), json!(r.dimensions[0]));
-                        for (i, name) in metric_names.iter().enumerate() {
-                            m.insert(name.clone(), r.metrics[i].clone());
-                        }
-                        Value::Object(m)
-                    })
-                    .collect(),
-            )
+            match (&kind, q.dimensions.first(), p.property.as_deref()) {
+                // v1 timeseries list every bucket of the period, with zeros where nothing happened.
+                (Kind::Timeseries, Some(Dimension::Time(bucket)), _) => {
+                    let zeros = vec![json!(0); metric_names.len()];
+                    query::time_labels(*bucket, range)
+                        .iter()
+                        .map(|label| {
+                            let found = out.results.iter().find(|r| r.dimensions[0] == *label);
+                            row("date", label, found.map_or(&zeros, |r| &r.metrics))
+                        })
+                        .collect()
+                }
+                (_, _, prop) => {
+                    let key = property_key(prop.unwrap_or("date"));
+                    out.results.iter().map(|r| row(key, &r.dimensions[0], &r.metrics)).collect()
+                }
+            }
         }
     };
     Ok(Json(json!({ "results": results })).into_response())
@@ -229,7 +232,7 @@ mod tests {
     #[test]
     fn v1_filters_translate_to_the_query_model() {
         let r = DayRange { from: 0, to: 0 };
-        let f = parse_filters("visit:source==Google|Twitter;event:page!=/blog*", r).unwrap().unwrap();
+        let f = parse_filters("visit:source==Google|Twitter;event:page!=/blog*", r, &[]).unwrap().unwrap();
         let Filter::And(parts) = f else { panic!("two conditions are joined with and") };
         assert_eq!(
             parts[0],
@@ -245,13 +248,13 @@ mod tests {
             Filter::Condition {
                 op: Op::MatchesNot,
                 column: Column::Pathname,
-                values: vec!["^/blog.*$".into()],
+                values: vec!["^/blog[^/]*$".into()],
                 case_sensitive: true
             }
         );
-        assert!(parse_filters("visit:source=Google", r).is_err());
-        assert!(parse_filters("visit:nope==x", r).is_err());
-        assert_eq!(escape_regex("a.b(c)"), "a\\.b\\(c\\)");
+        assert!(parse_filters("visit:source=Google", r, &[]).is_err());
+        assert!(parse_filters("visit:nope==x", r, &[]).is_err());
+        assert!(parse_filters("event:goal==Signup", r, &[]).is_err(), "no such goal");
         assert_eq!(property_key("visit:utm_source"), "utm_source");
     }
 }

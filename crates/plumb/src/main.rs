@@ -1,5 +1,5 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
-//! the embedded backends; `site` and `key` manage metadata (also while a server runs).
+//! the embedded backends; `site`, `goal` and `key` manage metadata (also while a server runs).
 
 mod config;
 mod serve;
@@ -7,7 +7,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{MetaError, MetaStore, Scope, SqliteMeta};
+use plumb_meta::{GoalKind, MetaError, MetaStore, Scope, Site, SqliteMeta, validate_domain};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -33,6 +33,32 @@ enum Command {
     /// Manage API keys (Stats API and server-side ingestion).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage a site's goals (conversions by page or custom event).
+    #[command(subcommand)]
+    Goal(GoalCommand),
+}
+
+#[derive(Subcommand)]
+enum GoalCommand {
+    /// Add a goal: a page path pattern (`*` within a segment, `**` across) or a custom event name.
+    Add {
+        domain: String,
+        #[arg(long, conflicts_with = "event", required_unless_present = "event")]
+        page: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+        /// Name shown in reports [default: the event name, or `Visit <page>`].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        /// The goal's id, as `goal list` shows it.
+        id: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +113,7 @@ fn run() -> Result<()> {
         Command::Serve(args) => serve::run(config.with_serve_args(args)?),
         Command::Site(cmd) => site(&open_meta(&config)?, cmd),
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
+        Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
     }
 }
 
@@ -116,6 +143,41 @@ fn site(meta: &dyn MetaStore, cmd: SiteCommand) -> Result<()> {
     Ok(())
 }
 
+fn site_named(meta: &dyn MetaStore, domain: &str) -> Result<Site> {
+    Ok(meta
+        .site_by_domain(&validate_domain(domain)?)?
+        .ok_or_else(|| MetaError::NotFound(format!("site `{domain}`")))?)
+}
+
+fn goal(meta: &dyn MetaStore, cmd: GoalCommand) -> Result<()> {
+    match cmd {
+        GoalCommand::Add { domain, page, event, name } => {
+            let site = site_named(meta, &domain)?;
+            let kind = match (page, event) {
+                (Some(p), _) => GoalKind::Page(p),
+                (None, Some(e)) => GoalKind::Event(e),
+                (None, None) => unreachable!("clap requires --page or --event"),
+            };
+            let g = meta.add_goal(site.id, kind, name.as_deref())?;
+            println!("goal {} `{}` on {}", g.id, g.display_name, site.domain);
+        }
+        GoalCommand::List { domain } => {
+            for g in meta.list_goals(site_named(meta, &domain)?.id)? {
+                let (kind, value) = match &g.kind {
+                    GoalKind::Page(p) => ("page", p),
+                    GoalKind::Event(e) => ("event", e),
+                };
+                println!("{}\t{}\t{kind}\t{value}", g.id, g.display_name);
+            }
+        }
+        GoalCommand::Remove { domain, id } => {
+            meta.remove_goal(site_named(meta, &domain)?.id, id)?;
+            println!("removed goal {id}");
+        }
+    }
+    Ok(())
+}
+
 fn key(meta: &dyn MetaStore, cmd: KeyCommand) -> Result<()> {
     match cmd {
         KeyCommand::Create { name, scopes, sites } => {
@@ -124,12 +186,7 @@ fn key(meta: &dyn MetaStore, cmd: KeyCommand) -> Result<()> {
             } else {
                 scopes.iter().map(|s| Scope::parse(s)).collect::<Result<_, _>>()?
             };
-            let site_ids = sites
-                .iter()
-                .map(|d| {
-                    meta.site_by_domain(d)?.map(|s| s.id).ok_or_else(|| MetaError::NotFound(format!("site `{d}`")))
-                })
-                .collect::<Result<Vec<u32>, _>>()?;
+            let site_ids = sites.iter().map(|d| site_named(meta, d).map(|s| s.id)).collect::<Result<Vec<u32>>>()?;
             let limit = (!site_ids.is_empty()).then_some(site_ids.as_slice());
             let (k, secret) = meta.create_key(&name, &scopes, limit)?;
             let scope_names: Vec<&str> = k.scopes.iter().map(|s| s.name()).collect();

@@ -231,6 +231,11 @@ fn sum(parts: impl Iterator<Item = Expected>) -> Expected {
     })
 }
 
+/// The `plan` prop a custom event carries, fixed by the hit so the population stays as it is.
+fn plan_of(h: &Hit) -> &'static str {
+    ["free", "pro", "team"][(h.ts_ms / 1000 % 3) as usize]
+}
+
 fn event_json(h: &Hit) -> serde_json::Value {
     let site = SITES[h.site].0;
     let mut e = json!({
@@ -251,6 +256,7 @@ fn event_json(h: &Hit) -> serde_json::Value {
         Kind::Custom { interactive } => {
             e["name"] = json!("Signup");
             e["interactive"] = json!(interactive);
+            e["props"] = json!({"plan": plan_of(h)});
         }
         Kind::Engagement => {
             e["name"] = json!("engagement");
@@ -340,6 +346,8 @@ struct ModelSession {
     first: i64,
     last: i64,
     custom: Vec<bool>,
+    /// The `plan` prop of each custom event.
+    plans: Vec<&'static str>,
 }
 
 impl ModelSession {
@@ -380,6 +388,7 @@ fn sessions(hits: &[Hit], site: usize) -> Vec<ModelSession> {
                     first: h.ts_ms,
                     last: h.ts_ms,
                     custom: vec![],
+                    plans: vec![],
                 });
             }
             let s = mine.last_mut().unwrap();
@@ -387,7 +396,10 @@ fn sessions(hits: &[Hit], site: usize) -> Vec<ModelSession> {
             s.hours.push(local.hour());
             match h.kind {
                 Kind::Pageview => s.pages.push(h.path.clone()),
-                Kind::Custom { interactive } => s.custom.push(interactive),
+                Kind::Custom { interactive } => {
+                    s.custom.push(interactive);
+                    s.plans.push(plan_of(h));
+                }
                 Kind::Engagement => unreachable!(),
             }
         }
@@ -509,6 +521,16 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         .await;
         assert_eq!(as_map(&got), want, "{domain} by entry page");
 
+        // By exit page: sessions that ended there, and visitor-days with such a session.
+        let want = grouped(
+            &ss,
+            |s| s.pages.last().cloned().into_iter().collect(),
+            |_, g| vec![json!(visitor_days(g)), json!(g.len())],
+        );
+        let got =
+            query(&c, &server, &key, q(json!(["visit:exit_page"]), json!(["visitors", "visits"]), json!([]))).await;
+        assert_eq!(as_map(&got), want, "{domain} by exit page");
+
         // The same through Stats API v1, which clients written for v1 call.
         let v1 = |path: &str, params: &str| {
             let url = format!(
@@ -586,6 +608,7 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
                     pages: s.pages.clone(),
                     hours: vec![],
                     custom: vec![],
+                    plans: vec![],
                     entry: String::new(),
                     ..*s
                 })
@@ -627,16 +650,28 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         let want = grouped(&ss, |s| vec![s.day.to_string()], |_, g| vec![json!(visitor_days(g)), json!(g.len())]);
         let got = query(&c, &server, &key, q(json!(["time:day"]), json!(["visitors", "visits"]), json!([]))).await;
         assert_eq!(as_map(&got), want, "{domain} by day");
+        // v1 lists every day of the period, with zeros on days without visits.
+        let mut every_day = want.clone();
+        for d in NaiveDate::from_ymd_opt(2024, 3, 7).unwrap().iter_days().take(7) {
+            every_day.entry(vec![d.to_string()]).or_insert_with(|| vec![json!(0), json!(0)]);
+        }
         assert_eq!(
             rows_of(v1("timeseries", "metrics=visitors,visits&interval=date").await, "date"),
-            want,
+            every_day,
             "{domain} v1 timeseries"
         );
         let day = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
         let on_day: Vec<ModelSession> = ss
             .iter()
             .filter(|s| s.day == day)
-            .map(|s| ModelSession { pages: vec![], custom: vec![], entry: String::new(), hours: s.hours.clone(), ..*s })
+            .map(|s| ModelSession {
+                pages: vec![],
+                custom: vec![],
+                plans: vec![],
+                entry: String::new(),
+                hours: s.hours.clone(),
+                ..*s
+            })
             .collect();
         let want = grouped(
             &on_day,
@@ -686,7 +721,90 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
             };
             assert_eq!(r["comparison"]["change"][0].as_f64().unwrap(), change, "{domain} {src} change");
         }
-        checked += 11;
+        // Goals, defined after the data arrived (goals apply at query time): an event, one page,
+        // and a wildcard over several pages.
+        let wildcard_pages = ["/page/1", "/page/10", "/page/11", "/page/12"];
+        let total = visitor_days(&ss.iter().collect::<Vec<_>>());
+        let conversion = |v: usize, base: usize| json!((v as f64 * 10_000.0 / base as f64).round() / 100.0);
+        let page_goal = |pages: &[&str]| {
+            // Visitor-days per matching page, summed (the documented rule for several pages).
+            let visitors: usize = pages
+                .iter()
+                .map(|p| visitor_days(&ss.iter().filter(|s| s.pages.iter().any(|x| x == p)).collect::<Vec<_>>()))
+                .sum();
+            let views: usize = ss.iter().map(|s| s.pages.iter().filter(|x| pages.contains(&x.as_str())).count()).sum();
+            vec![json!(visitors), json!(views), conversion(visitors, total)]
+        };
+        let signup_days = visitor_days(&signups);
+        let mut want = BTreeMap::new();
+        want.insert(vec!["Visit /page/3".to_owned()], page_goal(&["/page/3"]));
+        want.insert(vec!["Visit /page/1*".to_owned()], page_goal(&wildcard_pages));
+        if !signups.is_empty() {
+            let signup_events = ss.iter().map(|s| s.custom.len()).sum::<usize>();
+            want.insert(
+                vec!["Signup".to_owned()],
+                vec![json!(signup_days), json!(signup_events), conversion(signup_days, total)],
+            );
+        }
+        cli(&server.data_dir, &["goal", "add", domain, "--event", "Signup"]);
+        cli(&server.data_dir, &["goal", "add", domain, "--page", "/page/3"]);
+        cli(&server.data_dir, &["goal", "add", domain, "--page", "/page/1*"]);
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(json!(["event:goal"]), json!(["visitors", "events", "conversion_rate"]), json!([])),
+        )
+        .await;
+        assert_eq!(as_map(&got), want, "{domain} by goal");
+
+        // One goal by source: a visitor-day's first Signup counts under its session's source;
+        // the rate divides by the source's visitors.
+        let mut first_signup: BTreeMap<(usize, NaiveDate), &str> = BTreeMap::new();
+        for s in ss.iter().filter(|s| !s.custom.is_empty()) {
+            first_signup.entry((s.visitor, s.day)).or_insert(s.source);
+        }
+        let mut want = BTreeMap::new();
+        for (source, base) in &want_sources {
+            let n = first_signup.values().filter(|s| **s == source[0]).count();
+            if n > 0 {
+                let base = base[0].as_u64().unwrap() as usize;
+                want.insert(source.clone(), vec![json!(n), conversion(n, base)]);
+            }
+        }
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(
+                json!(["visit:source"]),
+                json!(["visitors", "conversion_rate"]),
+                json!([["is", "event:goal", ["Signup"]]]),
+            ),
+        )
+        .await;
+        assert_eq!(as_map(&got), want, "{domain} Signup by source");
+        // By a custom property: visitor-days that sent each value, and the events carrying it.
+        let want = grouped(
+            &ss,
+            |s| s.plans.iter().map(|p| p.to_string()).collect(),
+            |plan, g| {
+                vec![json!(visitor_days(g)), json!(g.iter().flat_map(|s| &s.plans).filter(|p| **p == plan).count())]
+            },
+        );
+        let got =
+            query(&c, &server, &key, q(json!(["event:props:plan"]), json!(["visitors", "events"]), json!([]))).await;
+        assert_eq!(as_map(&got), want, "{domain} by plan");
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(json!([]), json!(["visitors", "events"]), json!([["is", "event:props:plan", ["pro"]]])),
+        )
+        .await;
+        let pro = want.get(&vec!["pro".to_owned()]).cloned().unwrap_or_else(|| vec![json!(0), json!(0)]);
+        assert_eq!(got["results"][0]["metrics"].as_array().unwrap(), &pro, "{domain} plan is pro");
+        checked += 16;
     }
     println!("checked {checked} breakdown, filter, ordering and comparison queries");
 }

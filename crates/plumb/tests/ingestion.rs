@@ -141,6 +141,8 @@ async fn bad_input_gets_a_precise_error_and_good_input_is_counted() {
 async fn stats_api_requires_a_key_and_names_bad_fields() {
     let dir = temp_dir("statsapi");
     cli(&dir, &["site", "add", "stats.test"]);
+    cli(&dir, &["site", "add", "nogoals.test"]);
+    cli(&dir, &["goal", "add", "stats.test", "--event", "Signup"]);
     let key = create_key(&dir, "reader");
     let server = Server::start(&dir, &[]);
     let c = client();
@@ -239,6 +241,38 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (
             json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"imports": true}}),
             "unknown field `imports`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visits"], "date_range": "day", "dimensions": ["event:props:plan"]}),
+            "cannot be combined with `event:props`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["event:props:"]}),
+            "unknown dimension `event:props:`",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["is", "event:props:plan", ["(none)"]]]}),
+            "`(none)` cannot be filtered for",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["conversion_rate"], "date_range": "day"}),
+            "needs an `event:goal` dimension or filter",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visits"], "date_range": "day", "dimensions": ["event:goal"]}),
+            "goals are counted by visitors, events and conversion rate",
+        ),
+        (
+            json!({"site_id": "nogoals.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["event:goal"]}),
+            "`event:goal` needs goals; this site has none",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["is", "event:goal", ["Nope"]]]}),
+            "`Nope` is not a goal of this site",
+        ),
+        (
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "filters": [["is_not", "event:goal", ["Signup"]]]}),
+            "can only be filtered with is or contains",
         ),
     ] {
         let r = q(body, Some(key.clone())).await.unwrap();

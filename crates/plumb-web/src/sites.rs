@@ -1,0 +1,236 @@
+//! Sites API (`/api/v1/sites`) and goals API (`/api/v1/sites/goals`), with Plausible's paths,
+//! parameters and answer shapes. Writes need the `sites:admin` scope; creating a site needs a
+//! key that is not limited to some sites.
+
+use crate::Web;
+use crate::auth::{authorize, require_key};
+use crate::stats::{ApiError, site};
+use axum::Json;
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plumb_meta::{Goal, GoalKind, MetaError, Scope, Site};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Params = HashMap<String, String>;
+
+fn meta_error(e: MetaError) -> ApiError {
+    match e {
+        MetaError::Invalid(m) => ApiError::bad(m),
+        MetaError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
+        e @ MetaError::Storage(_) => ApiError::internal(e),
+    }
+}
+
+/// Request fields from a JSON object or a form body (Plausible's examples send forms).
+fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return Ok(url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::from(v.into_owned())))
+            .collect());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad("the request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ApiError::bad(format!("`{name}` must be a string, got {other}"))),
+    }
+}
+
+fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    text(fields, name)?.ok_or_else(|| ApiError::bad(format!("`{name}` is required")))
+}
+
+fn site_json(s: &Site) -> Value {
+    json!({"domain": s.domain, "timezone": s.timezone.name()})
+}
+
+fn goal_json(g: &Goal) -> Value {
+    let (goal_type, event_name, page_path) = match &g.kind {
+        GoalKind::Event(e) => ("event", Some(e), None),
+        GoalKind::Page(p) => ("page", None, Some(p)),
+    };
+    json!({
+        "id": g.id,
+        "display_name": g.display_name,
+        "goal_type": goal_type,
+        "event_name": event_name,
+        "page_path": page_path,
+    })
+}
+
+/// The site named by `site_id`, after checking the key may do `scope` on it.
+fn authorized_site(web: &Web, headers: &HeaderMap, domain: &str, scope: Scope) -> Result<Site, ApiError> {
+    let key = require_key(web, headers)?;
+    // An unknown site in the path is a missing resource, not a malformed request.
+    let site = site(web, domain).map_err(|e| match e.status {
+        StatusCode::BAD_REQUEST => ApiError { status: StatusCode::NOT_FOUND, ..e },
+        _ => e,
+    })?;
+    authorize(&key, scope, &site)?;
+    Ok(site)
+}
+
+fn page_limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None => Ok(100),
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to 1000, got `{l}`"))),
+    }
+}
+
+/// `GET /api/v1/sites`: the sites the key can read, by domain, paged with `after`.
+pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap, QueryParams(p): QueryParams<Params>) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let key = require_key(&web, &headers)?;
+        let limit = page_limit(&p)?;
+        let after = p.get("after").map(String::as_str).unwrap_or_default();
+        let visible: Vec<Site> = web
+            .meta
+            .list_sites()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|s| key.allows(Scope::StatsRead, s.id) || key.allows(Scope::SitesAdmin, s.id))
+            .filter(|s| s.domain.as_str() > after)
+            .collect();
+        let page = &visible[..limit.min(visible.len())];
+        let next = (visible.len() > limit).then(|| page.last().map(|s| s.domain.clone())).flatten();
+        Ok(Json(json!({
+            "sites": page.iter().map(site_json).collect::<Vec<_>>(),
+            "meta": {"after": next, "before": null, "limit": limit},
+        }))
+        .into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /api/v1/sites` with `domain` and optional `timezone` (default UTC).
+pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let key = require_key(&web, &headers)?;
+        if !key.scopes.contains(&Scope::SitesAdmin) || key.sites.is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("API key `{}` cannot create sites: it needs sites:admin on every site", key.name),
+            ));
+        }
+        let f = fields(&headers, &body)?;
+        let timezone = text(&f, "timezone")?.unwrap_or("UTC");
+        let s = web.meta.add_site(required(&f, "domain")?, timezone).map_err(meta_error)?;
+        Ok(Json(site_json(&s)).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/v1/sites/{site_id}`.
+pub async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Response {
+    authorized_site(&web, &headers, &domain, Scope::StatsRead)
+        .map(|s| Json(site_json(&s)).into_response())
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PUT /api/v1/sites/{site_id}` with a new `domain` and/or `timezone`.
+pub async fn update(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &headers, &domain, Scope::SitesAdmin)?;
+        let f = fields(&headers, &body)?;
+        let (new_domain, timezone) = (text(&f, "domain")?, text(&f, "timezone")?);
+        if new_domain.is_none() && timezone.is_none() {
+            return Err(ApiError::bad("nothing to change: send `domain` and/or `timezone`"));
+        }
+        let s = web.meta.update_site(site.id, new_domain, timezone).map_err(meta_error)?;
+        Ok(Json(site_json(&s)).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /api/v1/sites/{site_id}`: the site stops accepting events; its goals go with it.
+pub async fn delete(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &headers, &domain, Scope::SitesAdmin)?;
+        web.meta.remove_site(&site.domain).map_err(meta_error)?;
+        Ok(Json(json!({"deleted": true})).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/v1/sites/goals?site_id=…`.
+pub async fn list_goals(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
+        let site = authorized_site(&web, &headers, domain, Scope::StatsRead)?;
+        let limit = page_limit(&p)?;
+        let after: u32 = p.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let mut goals = web.meta.list_goals(site.id).map_err(ApiError::internal)?;
+        goals.sort_by_key(|g| g.id);
+        goals.retain(|g| g.id > after);
+        let next = (goals.len() > limit).then(|| goals[limit - 1].id);
+        goals.truncate(limit);
+        Ok(Json(json!({
+            "goals": goals.iter().map(goal_json).collect::<Vec<_>>(),
+            "meta": {"after": next, "before": null, "limit": limit},
+        }))
+        .into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PUT /api/v1/sites/goals` with `site_id`, `goal_type` (`event` or `page`) and `event_name` or
+/// `page_path`, optionally `display_name`. Idempotent: the same goal again is the same goal.
+pub async fn put_goal(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let f = fields(&headers, &body)?;
+        let site = authorized_site(&web, &headers, required(&f, "site_id")?, Scope::SitesAdmin)?;
+        let kind = match required(&f, "goal_type")? {
+            "event" => GoalKind::Event(required(&f, "event_name")?.to_owned()),
+            "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
+            other => return Err(ApiError::bad(format!("goal_type `{other}` must be event or page"))),
+        };
+        let g = web.meta.add_goal(site.id, kind, text(&f, "display_name")?).map_err(meta_error)?;
+        Ok(Json(goal_json(&g)).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /api/v1/sites/goals/{goal_id}` with `site_id` in the body.
+pub async fn delete_goal(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(goal_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let goal_id: u32 =
+            goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
+        let f = fields(&headers, &body)?;
+        let site = authorized_site(&web, &headers, required(&f, "site_id")?, Scope::SitesAdmin)?;
+        web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
+        Ok(Json(json!({"deleted": true})).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
