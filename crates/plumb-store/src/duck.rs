@@ -2,6 +2,7 @@
 //! one connection with the Appender; readers share clones of it.
 
 use crate::query::{GroupSums, SumsBackend, SumsQuery};
+use crate::rollup;
 use crate::sql::{DuckDialect, Param, compile};
 use crate::{EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
@@ -75,22 +76,83 @@ CREATE TABLE IF NOT EXISTS events (
 -- DuckDB cannot add a NOT NULL column this way, and every writer sets it).
 ALTER TABLE events ADD COLUMN IF NOT EXISTS exit_visitors TINYINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_days (
+    site_id UINTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    dim UTINYINT NOT NULL,
+    value VARCHAR NOT NULL,
+    visitors BIGINT NOT NULL,
+    visits BIGINT NOT NULL,
+    pageviews BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    bounces BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    page_visitors BIGINT NOT NULL,
+    page_visits BIGINT NOT NULL,
+    first_visitors BIGINT NOT NULL,
+    engaged_ms BIGINT NOT NULL,
+    scroll_gain BIGINT NOT NULL,
+    scroll_pages BIGINT NOT NULL
+);
 ";
+
+/// Rollup rows appended since the last compaction, before the touched days are compacted: each
+/// commit adds a row per dimension value it saw, so without compaction small batches would
+/// make the rollup larger than the rows it sums.
+const COMPACT_AFTER: usize = 200_000;
 
 /// The write side; [`DuckStore::reader`] hands out read connections to the same database.
 pub struct DuckStore {
     writer: Connection,
+    /// Rollup rows appended since the last compaction, and the days they cover.
+    uncompacted: usize,
+    touched: Option<(i32, i32)>,
 }
 
 impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path).map_err(backend)?;
+        let had_rollups: bool = writer
+            .query_row("SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'rollup_days'", [], |r| {
+                r.get(0)
+            })
+            .map_err(backend)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(Self { writer })
+        let mut store = Self { writer, uncompacted: 0, touched: None };
+        if !had_rollups {
+            // Rows stored before rollups existed: sum them once.
+            let tx = store.writer.transaction().map_err(backend)?;
+            for sql in rollup::backfill_sql() {
+                tx.execute_batch(&sql).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+        }
+        store.compact(None)?;
+        Ok(store)
     }
 
     pub fn reader(&self) -> Result<ReaderHandle> {
-        Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?) })
+        Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true })
+    }
+
+    /// Merges rollup rows with the same key, for the days given (all days if `None`).
+    fn compact(&mut self, days: Option<(i32, i32)>) -> Result<()> {
+        let (from, to) = days.unwrap_or((i32::MIN, i32::MAX));
+        let sums: Vec<String> = rollup::MEASURES.iter().map(|m| format!("sum({m})")).collect();
+        let tx = self.writer.transaction().map_err(backend)?;
+        tx.execute_batch(&format!(
+            "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, dim, value, {} FROM rollup_days
+                 WHERE day BETWEEN {from} AND {to} GROUP BY site_id, day, dim, value;
+             DELETE FROM rollup_days WHERE day BETWEEN {from} AND {to};
+             INSERT INTO rollup_days SELECT * FROM rollup_merged;
+             DROP TABLE rollup_merged;",
+            sums.join(", ")
+        ))
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        self.uncompacted = 0;
+        self.touched = None;
+        Ok(())
     }
 }
 
@@ -156,18 +218,46 @@ impl EventWriter for DuckStore {
             }
             app.flush().map_err(backend)?;
         }
+        // The batch's rollup rows go in the same transaction, so rollups never disagree with rows.
+        let groups = rollup::aggregate(rows);
+        {
+            let mut app = tx.appender("rollup_days").map_err(backend)?;
+            for ((site, day, dim, value), m) in &groups {
+                app.append_row(params![
+                    site, day, dim, value, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11]
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
         tx.execute("INSERT OR REPLACE INTO pipeline_position VALUES (1, ?)", params![position]).map_err(backend)?;
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        for (_, day, _, _) in groups.keys() {
+            self.touched = Some(self.touched.map_or((*day, *day), |(a, b)| (a.min(*day), b.max(*day))));
+        }
+        self.uncompacted += groups.len();
+        if self.uncompacted >= COMPACT_AFTER {
+            self.compact(self.touched)?;
+        }
+        Ok(())
     }
 }
 
 pub struct ReaderHandle {
     conn: Mutex<Connection>,
+    /// Answer what the rollups can serve from them (off only to compare with raw rows in tests).
+    rollups: bool,
 }
 
 impl SumsBackend for ReaderHandle {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
-        let (sql, params) = compile(&DuckDialect, q);
+        let (sql, params) = match rollup::plan(q).filter(|_| self.rollups) {
+            Some(plan) => (
+                plan.sql(),
+                vec![Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())],
+            ),
+            None => compile(&DuckDialect, q),
+        };
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
         let bound: Vec<&dyn duckdb::ToSql> = params
@@ -189,5 +279,122 @@ impl SumsBackend for ReaderHandle {
             })
             .map_err(backend)?;
         rows.collect::<std::result::Result<_, _>>().map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{Column, DayRange, Sum};
+    use plumb_core::VisitInfo;
+    use plumb_core::row::RowKind;
+    use std::sync::Arc;
+
+    fn row(day: i32, page: &str, source: &str, n: i8) -> Row {
+        Row {
+            site_id: 1,
+            day,
+            hour: 3,
+            kind: RowKind::Pageview,
+            name: String::new(),
+            hostname: "r.test".into(),
+            pathname: page.into(),
+            entry_page: "/".into(),
+            visit: Arc::new(VisitInfo { source: source.into(), device: "Mobile".into(), ..Default::default() }),
+            props: vec![],
+            revenue: None,
+            pageviews: 1,
+            events: 1,
+            visitors: n,
+            visits: n,
+            bounces: n,
+            exits: 1,
+            exit_visitors: 1,
+            page_visitors: 1,
+            page_visits: 1,
+            hour_visitors: n,
+            name_visitors: 0,
+            attr_first: if n == 1 { 0x1ff } else { 0 },
+            duration_ms: 1000 * day as i64,
+            engaged_ms: 7,
+            scroll_gain: 3,
+            scroll_pages: 1,
+        }
+    }
+
+    fn sorted(mut g: Vec<GroupSums>) -> Vec<GroupSums> {
+        g.sort_by(|a, b| a.keys.cmp(&b.keys));
+        g
+    }
+
+    #[test]
+    fn rollups_answer_what_raw_rows_answer_before_and_after_compaction() {
+        let dir = std::env::temp_dir().join(format!("plumb-rollup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let sources = ["", "Google", "Twitter"];
+        for batch in 0..6 {
+            let rows: Vec<Row> = (0..50)
+                .map(|i| row(100 + i % 4, &format!("/p{}", i % 7), sources[(i + batch) as usize % 3], (i % 2) as i8))
+                .collect();
+            store.commit(&rows, batch as u64 + 1).unwrap();
+        }
+        let rolled = store.reader().unwrap();
+        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
+        let source_bit = Column::Source.first_session_bit().unwrap();
+        let all = vec![
+            Sum::Visitors,
+            Sum::Visits,
+            Sum::Pageviews,
+            Sum::Bounces,
+            Sum::DurationMs,
+            Sum::EngagedMs,
+            Sum::ScrollGain,
+        ];
+        let queries = [
+            (vec![], all.clone()),
+            (vec![Column::Day], all.clone()),
+            (vec![Column::Source], vec![Sum::FirstSessionVisitors(source_bit), Sum::Visits, Sum::DurationMs]),
+            (vec![Column::Pathname, Column::Day], vec![Sum::PageVisitors, Sum::PageVisits, Sum::Pageviews]),
+            (vec![Column::Device], vec![Sum::Visitors]),
+        ];
+        let check = |rolled: &ReaderHandle, raw: &ReaderHandle| {
+            for (group_by, sums) in &queries {
+                let q = SumsQuery {
+                    site_id: 1,
+                    range: DayRange { from: 101, to: 103 },
+                    group_by: group_by.clone(),
+                    filter: None,
+                    kinds: vec![],
+                    prop_key: None,
+                    sums: sums.clone(),
+                };
+                assert!(rollup::plan(&q).is_some(), "{group_by:?} is served by the rollup");
+                let want = sorted(raw.sums(&q).unwrap());
+                assert!(!want.is_empty());
+                assert_eq!(sorted(rolled.sums(&q).unwrap()), want, "{group_by:?}");
+            }
+        };
+        check(&rolled, &raw);
+        let before: i64 =
+            raw.conn.lock().unwrap().query_row("SELECT count(*) FROM rollup_days", [], |r| r.get(0)).unwrap();
+        store.compact(None).unwrap();
+        let after: i64 =
+            raw.conn.lock().unwrap().query_row("SELECT count(*) FROM rollup_days", [], |r| r.get(0)).unwrap();
+        assert!(after < before, "compaction merged {before} rollup rows into {after}");
+        check(&rolled, &raw);
+        // A store opened again keeps its rollups (and compacts them).
+        drop((rolled, raw, store));
+        let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
+        check(&store.reader().unwrap(), &raw);
+        // A store from before rollups: they are built from its rows on open.
+        store.writer.execute_batch("DROP TABLE rollup_days").unwrap();
+        drop((raw, store));
+        let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
+        check(&store.reader().unwrap(), &raw);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

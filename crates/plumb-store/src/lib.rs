@@ -4,6 +4,7 @@
 
 pub mod duck;
 pub mod query;
+mod rollup;
 pub mod sql;
 
 pub use duck::DuckStore;

@@ -80,6 +80,14 @@ fn column_sql(d: &dyn Dialect, c: &Column, params: &mut Vec<Param>) -> String {
     name.to_owned()
 }
 
+/// A stored column's SQL, for columns that need no parameter.
+pub(crate) fn plain_column(c: &Column) -> String {
+    let mut params = Vec::new();
+    let sql = column_sql(&DuckDialect, c, &mut params);
+    debug_assert!(params.is_empty(), "{c:?} needs parameters");
+    sql
+}
+
 fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Param>) -> String {
     match s {
         Sum::Visitors => "sum(visitors)".into(),
