@@ -3,7 +3,7 @@
 
 use crate::query::{GroupSums, SumsBackend, SumsQuery};
 use crate::rollup;
-use crate::sql::{DuckDialect, Param, compile};
+use crate::sql::{DuckDialect, Param, compile, compile_on};
 use crate::{EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
 use plumb_core::Row;
@@ -94,7 +94,34 @@ CREATE TABLE IF NOT EXISTS rollup_days (
     scroll_gain BIGINT NOT NULL,
     scroll_pages BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollup_visits (
+    site_id UINTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    source VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    browser VARCHAR NOT NULL,
+    os VARCHAR NOT NULL,
+    visitors BIGINT NOT NULL,
+    visits BIGINT NOT NULL,
+    pageviews BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    bounces BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    engaged_ms BIGINT NOT NULL,
+    scroll_gain BIGINT NOT NULL,
+    scroll_pages BIGINT NOT NULL,
+    first_source BIGINT NOT NULL,
+    first_channel BIGINT NOT NULL
+);
 ";
+
+/// The rollup tables: name, key columns after site and day, measures.
+const ROLLUPS: [(&str, &str, &[&str]); 2] = [
+    ("rollup_days", "dim, value", &rollup::MEASURES),
+    ("rollup_visits", "source, channel, device, country, browser, os", &rollup::CUBE_MEASURES),
+];
 
 /// Rollup rows appended since the last compaction, before the touched days are compacted: each
 /// commit adds a row per dimension value it saw, so without compaction small batches would
@@ -113,7 +140,7 @@ impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path).map_err(backend)?;
         let had_rollups: bool = writer
-            .query_row("SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'rollup_days'", [], |r| {
+            .query_row("SELECT count(*) = 2 FROM information_schema.tables WHERE table_name LIKE 'rollup_%'", [], |r| {
                 r.get(0)
             })
             .map_err(backend)?;
@@ -122,7 +149,8 @@ impl DuckStore {
         if !had_rollups {
             // Rows stored before rollups existed: sum them once.
             let tx = store.writer.transaction().map_err(backend)?;
-            for sql in rollup::backfill_sql() {
+            tx.execute_batch("DELETE FROM rollup_days; DELETE FROM rollup_visits;").map_err(backend)?;
+            for sql in rollup::backfill_sql().into_iter().chain([rollup::cube_backfill_sql()]) {
                 tx.execute_batch(&sql).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
@@ -138,17 +166,19 @@ impl DuckStore {
     /// Merges rollup rows with the same key, for the days given (all days if `None`).
     fn compact(&mut self, days: Option<(i32, i32)>) -> Result<()> {
         let (from, to) = days.unwrap_or((i32::MIN, i32::MAX));
-        let sums: Vec<String> = rollup::MEASURES.iter().map(|m| format!("sum({m})")).collect();
         let tx = self.writer.transaction().map_err(backend)?;
-        tx.execute_batch(&format!(
-            "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, dim, value, {} FROM rollup_days
-                 WHERE day BETWEEN {from} AND {to} GROUP BY site_id, day, dim, value;
-             DELETE FROM rollup_days WHERE day BETWEEN {from} AND {to};
-             INSERT INTO rollup_days SELECT * FROM rollup_merged;
-             DROP TABLE rollup_merged;",
-            sums.join(", ")
-        ))
-        .map_err(backend)?;
+        for (table, keys, measures) in ROLLUPS {
+            let sums: Vec<String> = measures.iter().map(|m| format!("sum({m})")).collect();
+            tx.execute_batch(&format!(
+                "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, {keys}, {sums} FROM {table}
+                     WHERE day BETWEEN {from} AND {to} GROUP BY site_id, day, {keys};
+                 DELETE FROM {table} WHERE day BETWEEN {from} AND {to};
+                 INSERT INTO {table} SELECT * FROM rollup_merged;
+                 DROP TABLE rollup_merged;",
+                sums = sums.join(", ")
+            ))
+            .map_err(backend)?;
+        }
         tx.commit().map_err(backend)?;
         self.uncompacted = 0;
         self.touched = None;
@@ -230,12 +260,24 @@ impl EventWriter for DuckStore {
             }
             app.flush().map_err(backend)?;
         }
+        let cube = rollup::cube_aggregate(rows);
+        {
+            let mut app = tx.appender("rollup_visits").map_err(backend)?;
+            for ((site, day, k), m) in &cube {
+                app.append_row(params![
+                    site, day, k[0], k[1], k[2], k[3], k[4], k[5], m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7],
+                    m[8], m[9], m[10]
+                ])
+                .map_err(backend)?;
+            }
+            app.flush().map_err(backend)?;
+        }
         tx.execute("INSERT OR REPLACE INTO pipeline_position VALUES (1, ?)", params![position]).map_err(backend)?;
         tx.commit().map_err(backend)?;
         for (_, day, _, _) in groups.keys() {
             self.touched = Some(self.touched.map_or((*day, *day), |(a, b)| (a.min(*day), b.max(*day))));
         }
-        self.uncompacted += groups.len();
+        self.uncompacted += groups.len() + cube.len();
         if self.uncompacted >= COMPACT_AFTER {
             self.compact(self.touched)?;
         }
@@ -251,12 +293,16 @@ pub struct ReaderHandle {
 
 impl SumsBackend for ReaderHandle {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
-        let (sql, params) = match rollup::plan(q).filter(|_| self.rollups) {
-            Some(plan) => (
-                plan.sql(),
-                vec![Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())],
-            ),
-            None => compile(&DuckDialect, q),
+        let (sql, params) = if !self.rollups {
+            compile(&DuckDialect, q)
+        } else if let Some(plan) = rollup::plan(q) {
+            let params =
+                vec![Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())];
+            (plan.sql(), params)
+        } else if let Some(measures) = rollup::cube_plan(q) {
+            compile_on(&DuckDialect, q, "rollup_visits", Some(&measures))
+        } else {
+            compile(&DuckDialect, q)
         };
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
@@ -285,7 +331,7 @@ impl SumsBackend for ReaderHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{Column, DayRange, Sum};
+    use crate::query::{Column, DayRange, Filter, Op, Sum};
     use plumb_core::VisitInfo;
     use plumb_core::row::RowKind;
     use std::sync::Arc;
@@ -358,8 +404,24 @@ mod tests {
             (vec![Column::Source], vec![Sum::FirstSessionVisitors(source_bit), Sum::Visits, Sum::DurationMs]),
             (vec![Column::Pathname, Column::Day], vec![Sum::PageVisitors, Sum::PageVisits, Sum::Pageviews]),
             (vec![Column::Device], vec![Sum::Visitors]),
+            (vec![Column::Day], vec![Sum::FirstSessionVisitors(source_bit), Sum::Bounces]),
         ];
+        let mobile_google = Filter::And(vec![
+            Filter::Condition {
+                op: Op::Is,
+                column: Column::Device,
+                values: vec!["Mobile".into()],
+                case_sensitive: true,
+            },
+            Filter::Condition {
+                op: Op::Contains,
+                column: Column::Source,
+                values: vec!["oog".into()],
+                case_sensitive: true,
+            },
+        ]);
         let check = |rolled: &ReaderHandle, raw: &ReaderHandle| {
+            let mut cube_checked = 0;
             for (group_by, sums) in &queries {
                 let q = SumsQuery {
                     site_id: 1,
@@ -370,11 +432,23 @@ mod tests {
                     prop_key: None,
                     sums: sums.clone(),
                 };
-                assert!(rollup::plan(&q).is_some(), "{group_by:?} is served by the rollup");
+                assert!(
+                    rollup::plan(&q).is_some() || rollup::cube_plan(&q).is_some(),
+                    "{group_by:?} is served by a rollup"
+                );
                 let want = sorted(raw.sums(&q).unwrap());
                 assert!(!want.is_empty());
                 assert_eq!(sorted(rolled.sums(&q).unwrap()), want, "{group_by:?}");
+                // Filtered by visit attributes, the visit cube serves what it can.
+                let q = SumsQuery { filter: Some(mobile_google.clone()), ..q };
+                if rollup::cube_plan(&q).is_some() {
+                    let want = sorted(raw.sums(&q).unwrap());
+                    assert!(!want.is_empty());
+                    assert_eq!(sorted(rolled.sums(&q).unwrap()), want, "{group_by:?} filtered");
+                    cube_checked += 1;
+                }
             }
+            assert_eq!(cube_checked, 5, "the cube serves every query here but the one by page");
         };
         check(&rolled, &raw);
         let before: i64 =
@@ -390,7 +464,7 @@ mod tests {
         let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
         check(&store.reader().unwrap(), &raw);
         // A store from before rollups: they are built from its rows on open.
-        store.writer.execute_batch("DROP TABLE rollup_days").unwrap();
+        store.writer.execute_batch("DROP TABLE rollup_days; DROP TABLE rollup_visits").unwrap();
         drop((raw, store));
         let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
         let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };

@@ -1,7 +1,12 @@
-//! Daily rollups: per site, day and one dimension value, the sums of the row counters. Every
-//! counter is additive, so a rollup answers exactly what the raw rows answer, for the queries it
-//! can serve: no filter, at most one rolled-up column plus days. The dashboard's unfiltered
-//! panels are such queries; over 100M rows they read thousands of rollup rows instead.
+//! Daily rollups. Every row counter is additive, so sums over a rollup are exactly the sums over
+//! the rows it summarises, for the queries it can serve:
+//! - `rollup_days`: per site, day and one dimension's value. Serves unfiltered queries by at most
+//!   one column (plus days): the dashboard's panels without filters.
+//! - `rollup_visits`: per site, day and combination of the low-cardinality visit attributes
+//!   (source, channel, device, country, browser, OS). Serves queries that only group and filter
+//!   by those: top stats, timeseries and those panels under filters.
+//!
+//! Over 100M rows they read thousands of rollup rows instead of millions of rows.
 
 use crate::query::{Column, Sum, SumsQuery};
 use plumb_core::Row;
@@ -204,6 +209,107 @@ impl Plan {
     }
 }
 
+/// The visit attributes of `rollup_visits`, in table order (the same names as in `events`).
+const CUBE: [Column; 6] =
+    [Column::Source, Column::Channel, Column::Device, Column::Country, Column::Browser, Column::Os];
+
+/// Its measures, in table order: the plain sums, then first-session visitors by source and by
+/// channel (the two attributes here that can differ between a visitor-day's sessions).
+pub const CUBE_MEASURES: [&str; 11] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounces",
+    "duration_ms",
+    "engaged_ms",
+    "scroll_gain",
+    "scroll_pages",
+    "first_source",
+    "first_channel",
+];
+
+pub type CubeKey<'a> = (u32, i32, [&'a str; 6]);
+
+fn first_bit(c: Column) -> u16 {
+    c.first_session_bit().expect("source and channel vary between sessions")
+}
+
+pub fn cube_aggregate(rows: &[Row]) -> HashMap<CubeKey<'_>, [i64; 11]> {
+    let (source_bit, channel_bit) = (first_bit(Column::Source), first_bit(Column::Channel));
+    let mut out: HashMap<CubeKey<'_>, [i64; 11]> = HashMap::new();
+    for r in rows {
+        let v = &r.visit;
+        let first = |bit: u16| (r.visits == 1 && r.attr_first & bit != 0) as i64;
+        let m = [
+            r.visitors as i64,
+            r.visits as i64,
+            r.pageviews as i64,
+            r.events as i64,
+            r.bounces as i64,
+            r.duration_ms,
+            r.engaged_ms as i64,
+            r.scroll_gain as i64,
+            r.scroll_pages as i64,
+            first(source_bit),
+            first(channel_bit),
+        ];
+        let key = (r.site_id, r.day, [&*v.source, &v.channel, &v.device, &v.country, &v.browser, &v.os]);
+        let acc = out.entry(key).or_insert([0; 11]);
+        acc.iter_mut().zip(m).for_each(|(a, b)| *a += b);
+    }
+    out
+}
+
+pub fn cube_backfill_sql() -> String {
+    let cols: Vec<String> = CUBE.iter().map(crate::sql::plain_column).collect();
+    let first =
+        |c: Column| format!("sum(CASE WHEN visits = 1 AND (attr_first & {}) <> 0 THEN 1 ELSE 0 END)", first_bit(c));
+    let mut sums: Vec<String> = CUBE_MEASURES[..9].iter().map(|m| format!("sum({m})")).collect();
+    sums.extend([first(Column::Source), first(Column::Channel)]);
+    format!(
+        "INSERT INTO rollup_visits SELECT site_id, day, {cols}, {} FROM events GROUP BY site_id, day, {cols}",
+        sums.join(", "),
+        cols = cols.join(", ")
+    )
+}
+
+/// The `rollup_visits` measure behind each sum of `q`, when it only groups and filters by the
+/// cube's attributes; `None` when it needs raw rows.
+pub fn cube_plan(q: &SumsQuery) -> Option<Vec<&'static str>> {
+    if !q.kinds.is_empty() || q.prop_key.is_some() || q.filter.as_ref().is_some_and(crate::query::Filter::has_goal) {
+        return None;
+    }
+    let mut cols: Vec<Column> = q.group_by.clone();
+    if let Some(f) = &q.filter {
+        f.columns(&mut cols);
+    }
+    let in_cube = |c: &Column| matches!(c, Column::Day | Column::CountryName) || CUBE.contains(c);
+    if !cols.iter().all(in_cube) {
+        return None;
+    }
+    let (source_bit, channel_bit) = (first_bit(Column::Source), first_bit(Column::Channel));
+    q.sums
+        .iter()
+        .map(|s| {
+            Some(match s {
+                Sum::Visitors => "visitors",
+                Sum::Visits => "visits",
+                Sum::Pageviews => "pageviews",
+                Sum::Events => "events",
+                Sum::Bounces => "bounces",
+                Sum::DurationMs => "duration_ms",
+                Sum::EngagedMs => "engaged_ms",
+                Sum::ScrollGain => "scroll_gain",
+                Sum::ScrollPages => "scroll_pages",
+                Sum::FirstSessionVisitors(b) if *b == source_bit => "first_source",
+                Sum::FirstSessionVisitors(b) if *b == channel_bit => "first_channel",
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +347,16 @@ mod tests {
             case_sensitive: true,
         });
         assert_eq!(plan(&filtered), None);
+        // ...which the visit cube serves, unlike a filter on pages.
+        assert_eq!(cube_plan(&filtered), Some(vec!["visits"]));
+        let mut by_page = q(vec![Column::Source], vec![Sum::Visits]);
+        by_page.filter = Some(Filter::Condition {
+            op: Op::Is,
+            column: Column::Pathname,
+            values: vec!["/".into()],
+            case_sensitive: true,
+        });
+        assert_eq!(cube_plan(&by_page), None);
+        assert_eq!(cube_plan(&q(vec![Column::Source], vec![Sum::PageVisitors])), None);
     }
 }

@@ -173,13 +173,22 @@ fn join(d: &dyn Dialect, fs: &[Filter], sep: &str, empty: &str, params: &mut Vec
 
 /// SQL and its parameters, in placeholder order.
 pub fn compile(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<Param>) {
+    compile_on(d, q, "events", None)
+}
+
+/// The same over another table with the stored columns the query uses, where `measures[i]` is
+/// a column whose sum is the query's `i`-th sum (a rollup).
+pub fn compile_on(d: &dyn Dialect, q: &SumsQuery, table: &str, measures: Option<&[&str]>) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let mut select: Vec<String> = q.group_by.iter().map(|c| d.to_text(&column_sql(d, c, &mut params))).collect();
-    for s in &q.sums {
-        let sum = sum_sql(d, *s, q.prop_key.as_deref(), &mut params);
+    for (i, s) in q.sums.iter().enumerate() {
+        let sum = match measures {
+            Some(m) => format!("sum({})", m[i]),
+            None => sum_sql(d, *s, q.prop_key.as_deref(), &mut params),
+        };
         select.push(d.to_int(&format!("coalesce({sum}, 0)")));
     }
-    let mut sql = format!("SELECT {} FROM events WHERE site_id = ? AND day BETWEEN ? AND ?", select.join(", "));
+    let mut sql = format!("SELECT {} FROM {table} WHERE site_id = ? AND day BETWEEN ? AND ?", select.join(", "));
     params.extend([Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())]);
     if !q.kinds.is_empty() {
         let kinds: Vec<String> = q.kinds.iter().map(u8::to_string).collect();
