@@ -240,7 +240,8 @@ fn event_json(h: &Hit) -> serde_json::Value {
     let site = SITES[h.site].0;
     let mut e = json!({
         "domain": site,
-        "url": format!("https://{site}{}", h.path),
+        // Twitter visits come from a tagged campaign link.
+        "url": format!("https://{site}{}{}", h.path, if h.referrer == 2 { "?utm_medium=social&utm_campaign=launch" } else { "" }),
         "ip": format!("10.{}.{}.{}", h.visitor / 65536, (h.visitor / 256) % 256, h.visitor % 256),
         "user_agent": format!("Mozilla/5.0 (X11; Linux x86_64) TestVisitor/{}", h.visitor),
         "referrer": REFERRERS[h.referrer].0,
@@ -520,6 +521,21 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         )
         .await;
         assert_eq!(as_map(&got), want, "{domain} by entry page");
+
+        // By UTM campaign: visitor-days with a session from that campaign (or none).
+        let want = grouped(
+            &ss,
+            |s| vec![if s.source == "Twitter" { "launch".to_owned() } else { String::new() }],
+            |_, g| vec![json!(visitor_days(g)), json!(g.len()), json!(g.iter().map(|s| s.pages.len()).sum::<usize>())],
+        );
+        let got = query(
+            &c,
+            &server,
+            &key,
+            q(json!(["visit:utm_campaign"]), json!(["visitors", "visits", "pageviews"]), json!([])),
+        )
+        .await;
+        assert_eq!(as_map(&got), want, "{domain} by campaign");
 
         // By exit page: sessions that ended there, and visitor-days with such a session.
         let want = grouped(
@@ -804,7 +820,7 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
         .await;
         let pro = want.get(&vec!["pro".to_owned()]).cloned().unwrap_or_else(|| vec![json!(0), json!(0)]);
         assert_eq!(got["results"][0]["metrics"].as_array().unwrap(), &pro, "{domain} plan is pro");
-        checked += 16;
+        checked += 17;
     }
     println!("checked {checked} breakdown, filter, ordering and comparison queries");
 }
