@@ -52,6 +52,34 @@ impl Scope {
     }
 }
 
+/// A person who signs in to the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: u32,
+    pub email: String,
+    pub created_ms: i64,
+}
+
+/// Lower-cased, trimmed e-mail address, or a message saying what is wrong with it.
+pub fn validate_email(email: &str) -> Result<String> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && !e.chars().any(char::is_whitespace)
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.')
+        });
+    if ok { Ok(e) } else { Err(MetaError::Invalid(format!("`{email}` is not an e-mail address"))) }
+}
+
+/// Passwords are at least 10 characters (NIST SP 800-63B asks for 8 at least) and at most 1024,
+/// so hashing cost stays bounded.
+pub fn validate_password(password: &str) -> Result<()> {
+    match password.chars().count() {
+        10..=1024 => Ok(()),
+        n => Err(MetaError::Invalid(format!("a password must be 10 to 1024 characters, this one has {n}"))),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
     pub id: u32,
@@ -136,6 +164,12 @@ pub trait MetaStore: Send + Sync + 'static {
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()>;
+
+    /// Adds a user; the password is stored only as an Argon2id hash.
+    fn add_user(&self, email: &str, password: &str) -> Result<User>;
+    fn list_users(&self) -> Result<Vec<User>>;
+    /// The user, if the e-mail is known and the password is theirs.
+    fn check_password(&self, email: &str, password: &str) -> Result<Option<User>>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.
     /// `sites` limits it to those sites (`None`: every site).

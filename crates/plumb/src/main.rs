@@ -1,5 +1,5 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
-//! the embedded backends; `site`, `goal` and `key` manage metadata (also while a server runs).
+//! the embedded backends; `site`, `goal`, `key` and `user` manage metadata (also while a server runs).
 
 mod config;
 mod serve;
@@ -36,6 +36,22 @@ enum Command {
     /// Manage a site's goals (conversions by page or custom event).
     #[command(subcommand)]
     Goal(GoalCommand),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input (first line), never from arguments.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: arguments show up in `ps`).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +130,7 @@ fn run() -> Result<()> {
         Command::Site(cmd) => site(&open_meta(&config)?, cmd),
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
+        Command::User(cmd) => user(&open_meta(&config)?, cmd),
     }
 }
 
@@ -147,6 +164,25 @@ fn site_named(meta: &dyn MetaStore, domain: &str) -> Result<Site> {
     Ok(meta
         .site_by_domain(&validate_domain(domain)?)?
         .ok_or_else(|| MetaError::NotFound(format!("site `{domain}`")))?)
+}
+
+fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
+    match cmd {
+        UserCommand::Add { email, password_stdin: _ } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            let u = meta.add_user(&email, password)?;
+            println!("added user {} (id {})", u.email, u.id);
+        }
+        UserCommand::List => {
+            for u in meta.list_users()? {
+                let created = chrono::DateTime::from_timestamp_millis(u.created_ms).unwrap_or_default();
+                println!("{}\t{}\t{}", u.id, u.email, created.format("%Y-%m-%d %H:%M UTC"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn goal(meta: &dyn MetaStore, cmd: GoalCommand) -> Result<()> {
