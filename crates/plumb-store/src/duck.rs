@@ -76,52 +76,9 @@ CREATE TABLE IF NOT EXISTS events (
 -- DuckDB cannot add a NOT NULL column this way, and every writer sets it).
 ALTER TABLE events ADD COLUMN IF NOT EXISTS exit_visitors TINYINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS rollup_days (
-    site_id UINTEGER NOT NULL,
-    day INTEGER NOT NULL,
-    dim UTINYINT NOT NULL,
-    value VARCHAR NOT NULL,
-    visitors BIGINT NOT NULL,
-    visits BIGINT NOT NULL,
-    pageviews BIGINT NOT NULL,
-    events BIGINT NOT NULL,
-    bounces BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    page_visitors BIGINT NOT NULL,
-    page_visits BIGINT NOT NULL,
-    first_visitors BIGINT NOT NULL,
-    engaged_ms BIGINT NOT NULL,
-    scroll_gain BIGINT NOT NULL,
-    scroll_pages BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rollup_visits (
-    site_id UINTEGER NOT NULL,
-    day INTEGER NOT NULL,
-    source VARCHAR NOT NULL,
-    channel VARCHAR NOT NULL,
-    device VARCHAR NOT NULL,
-    country VARCHAR NOT NULL,
-    browser VARCHAR NOT NULL,
-    os VARCHAR NOT NULL,
-    visitors BIGINT NOT NULL,
-    visits BIGINT NOT NULL,
-    pageviews BIGINT NOT NULL,
-    events BIGINT NOT NULL,
-    bounces BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    engaged_ms BIGINT NOT NULL,
-    scroll_gain BIGINT NOT NULL,
-    scroll_pages BIGINT NOT NULL,
-    first_source BIGINT NOT NULL,
-    first_channel BIGINT NOT NULL
-);
 ";
 
-/// The rollup tables: name, key columns after site and day, measures.
-const ROLLUPS: [(&str, &str, &[&str]); 2] = [
-    ("rollup_days", "dim, value", &rollup::MEASURES),
-    ("rollup_visits", "source, channel, device, country, browser, os", &rollup::CUBE_MEASURES),
-];
+const ROLLUPS: [&rollup::Table; 2] = [&rollup::DAYS, &rollup::VISITS];
 
 /// Rollup rows appended since the last compaction, before the touched days are compacted: each
 /// commit adds a row per dimension value it saw, so without compaction small batches would
@@ -139,18 +96,30 @@ pub struct DuckStore {
 impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path).map_err(backend)?;
+        let tables: Vec<String> = ROLLUPS.iter().map(|t| format!("'{}'", t.name)).collect();
         let had_rollups: bool = writer
-            .query_row("SELECT count(*) = 2 FROM information_schema.tables WHERE table_name LIKE 'rollup_%'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!(
+                    "SELECT count(*) = {} FROM information_schema.tables WHERE table_name IN ({})",
+                    ROLLUPS.len(),
+                    tables.join(", ")
+                ),
+                [],
+                |r| r.get(0),
+            )
             .map_err(backend)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
+        for table in ROLLUPS {
+            writer.execute_batch(&table.ddl()).map_err(backend)?;
+        }
         let mut store = Self { writer, uncompacted: 0, touched: None };
         if !had_rollups {
             // Rows stored before rollups existed: sum them once.
             let tx = store.writer.transaction().map_err(backend)?;
-            tx.execute_batch("DELETE FROM rollup_days; DELETE FROM rollup_visits;").map_err(backend)?;
-            for sql in rollup::backfill_sql().into_iter().chain([rollup::cube_backfill_sql()]) {
+            for table in ROLLUPS {
+                tx.execute_batch(&format!("DELETE FROM {}", table.name)).map_err(backend)?;
+            }
+            for sql in rollup::backfill_sql() {
                 tx.execute_batch(&sql).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
@@ -167,13 +136,14 @@ impl DuckStore {
     fn compact(&mut self, days: Option<(i32, i32)>) -> Result<()> {
         let (from, to) = days.unwrap_or((i32::MIN, i32::MAX));
         let tx = self.writer.transaction().map_err(backend)?;
-        for (table, keys, measures) in ROLLUPS {
-            let sums: Vec<String> = measures.iter().map(|m| format!("sum({m})")).collect();
+        for table in ROLLUPS {
+            let (name, keys) = (table.name, table.key_names());
+            let sums: Vec<String> = table.measures().map(|m| format!("sum({m})")).collect();
             tx.execute_batch(&format!(
-                "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, {keys}, {sums} FROM {table}
+                "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, {keys}, {sums} FROM {name}
                      WHERE day BETWEEN {from} AND {to} GROUP BY site_id, day, {keys};
-                 DELETE FROM {table} WHERE day BETWEEN {from} AND {to};
-                 INSERT INTO {table} SELECT * FROM rollup_merged;
+                 DELETE FROM {name} WHERE day BETWEEN {from} AND {to};
+                 INSERT INTO {name} SELECT * FROM rollup_merged;
                  DROP TABLE rollup_merged;",
                 sums = sums.join(", ")
             ))
@@ -251,7 +221,7 @@ impl EventWriter for DuckStore {
         // The batch's rollup rows go in the same transaction, so rollups never disagree with rows.
         let groups = rollup::aggregate(rows);
         {
-            let mut app = tx.appender("rollup_days").map_err(backend)?;
+            let mut app = tx.appender(rollup::DAYS.name).map_err(backend)?;
             for ((site, day, dim, value), m) in &groups {
                 app.append_row(params![
                     site, day, dim, value, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11]
@@ -262,7 +232,7 @@ impl EventWriter for DuckStore {
         }
         let cube = rollup::cube_aggregate(rows);
         {
-            let mut app = tx.appender("rollup_visits").map_err(backend)?;
+            let mut app = tx.appender(rollup::VISITS.name).map_err(backend)?;
             for ((site, day, k), m) in &cube {
                 app.append_row(params![
                     site, day, k[0], k[1], k[2], k[3], k[4], k[5], m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7],
@@ -300,7 +270,7 @@ impl SumsBackend for ReaderHandle {
                 vec![Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())];
             (plan.sql(), params)
         } else if let Some(measures) = rollup::cube_plan(q) {
-            compile_on(&DuckDialect, q, "rollup_visits", Some(&measures))
+            compile_on(&DuckDialect, q, rollup::VISITS.name, Some(&measures))
         } else {
             compile(&DuckDialect, q)
         };

@@ -12,21 +12,91 @@ use crate::query::{Column, Sum, SumsQuery};
 use plumb_core::Row;
 use std::collections::HashMap;
 
-/// Rolled-up measures, in table order.
-pub const MEASURES: [&str; 12] = [
-    "visitors",
-    "visits",
-    "pageviews",
-    "events",
-    "bounces",
-    "duration_ms",
-    "page_visitors",
-    "page_visits",
-    "first_visitors",
-    "engaged_ms",
-    "scroll_gain",
-    "scroll_pages",
+/// The plain sums both rollups keep, by the measure column holding each (named as in `events`).
+const PLAIN: [(&str, Sum); 9] = [
+    ("visitors", Sum::Visitors),
+    ("visits", Sum::Visits),
+    ("pageviews", Sum::Pageviews),
+    ("events", Sum::Events),
+    ("bounces", Sum::Bounces),
+    ("duration_ms", Sum::DurationMs),
+    ("engaged_ms", Sum::EngagedMs),
+    ("scroll_gain", Sum::ScrollGain),
+    ("scroll_pages", Sum::ScrollPages),
 ];
+
+/// A row's plain sums, in `PLAIN` order.
+fn plain_sums(r: &Row) -> [i64; 9] {
+    [
+        r.visitors.into(),
+        r.visits.into(),
+        r.pageviews.into(),
+        r.events.into(),
+        r.bounces.into(),
+        r.duration_ms,
+        r.engaged_ms.into(),
+        r.scroll_gain.into(),
+        r.scroll_pages.into(),
+    ]
+}
+
+/// 1 on a session's first row when the visitor-day had not had its value of the attribute.
+fn first_session(r: &Row, bit: u16) -> i64 {
+    (r.visits == 1 && r.attr_first & bit != 0).into()
+}
+
+/// The PLAIN measure holding `s`, if it is one.
+fn plain_measure(s: &Sum) -> Option<&'static str> {
+    PLAIN.iter().find(|(_, p)| p == s).map(|(n, _)| *n)
+}
+
+/// A rollup table: its key columns after site and day (with types), and its measures in table
+/// order (PLAIN's, then its own).
+pub struct Table {
+    pub name: &'static str,
+    pub keys: &'static [(&'static str, &'static str)],
+    pub extra: &'static [&'static str],
+}
+
+impl Table {
+    pub fn measures(&self) -> impl Iterator<Item = &'static str> {
+        PLAIN.iter().map(|(n, _)| *n).chain(self.extra.iter().copied())
+    }
+
+    pub fn key_names(&self) -> String {
+        self.keys.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn ddl(&self) -> String {
+        let keys = self.keys.iter().map(|(n, t)| format!("{n} {t} NOT NULL"));
+        let measures = self.measures().map(|m| format!("{m} BIGINT NOT NULL"));
+        let columns: Vec<String> = keys.chain(measures).collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (site_id UINTEGER NOT NULL, day INTEGER NOT NULL, {});",
+            self.name,
+            columns.join(", ")
+        )
+    }
+}
+
+pub const DAYS: Table = Table {
+    name: "rollup_days",
+    keys: &[("dim", "UTINYINT"), ("value", "VARCHAR")],
+    extra: &["page_visitors", "page_visits", "first_visitors"],
+};
+
+pub const VISITS: Table = Table {
+    name: "rollup_visits",
+    keys: &[
+        ("source", "VARCHAR"),
+        ("channel", "VARCHAR"),
+        ("device", "VARCHAR"),
+        ("country", "VARCHAR"),
+        ("browser", "VARCHAR"),
+        ("os", "VARCHAR"),
+    ],
+    extra: &["first_source", "first_channel"],
+};
 
 /// Dimension 0 is the site total (value `""`); the others are these columns.
 const DIMS: [Column; 19] = [
@@ -93,52 +163,47 @@ pub type Key<'a> = (u32, i32, u8, &'a str);
 pub fn aggregate(rows: &[Row]) -> HashMap<Key<'_>, [i64; 12]> {
     let mut out: HashMap<Key<'_>, [i64; 12]> = HashMap::new();
     for r in rows {
-        let base = [
-            r.visitors as i64,
-            r.visits as i64,
-            r.pageviews as i64,
-            r.events as i64,
-            r.bounces as i64,
-            r.duration_ms,
-            r.page_visitors as i64,
-            r.page_visits as i64,
-            0,
-            r.engaged_ms as i64,
-            r.scroll_gain as i64,
-            r.scroll_pages as i64,
-        ];
+        let plain = plain_sums(r);
         for code in 0..=DIMS.len() as u8 {
-            let mut m = base;
-            if let Some(bit) = first_session_bit(code) {
-                m[8] = (r.visits == 1 && r.attr_first & bit != 0) as i64;
-            }
+            let first = first_session_bit(code).map_or(0, |bit| first_session(r, bit));
             let v = if code == 0 { "" } else { value(r, code) };
             let acc = out.entry((r.site_id, r.day, code, v)).or_insert([0; 12]);
-            acc.iter_mut().zip(m).for_each(|(a, b)| *a += b);
+            let extra = [r.page_visitors.into(), r.page_visits.into(), first];
+            acc.iter_mut().zip(plain.into_iter().chain(extra)).for_each(|(a, b)| *a += b);
         }
     }
     out
 }
 
-/// SQL that fills the rollup from raw rows (for stores that had rows before rollups existed).
+/// `INSERT … SELECT` that fills `table` from raw rows grouped by `keys` (SQL expressions), with
+/// `extra` the sums behind the table's own measures (`None`: always 0).
+fn backfill(table: &Table, keys: &[String], extra: &[Option<Sum>]) -> String {
+    let sums: Vec<String> = PLAIN
+        .iter()
+        .map(|(_, s)| Some(*s))
+        .chain(extra.iter().copied())
+        .map(|s| s.map_or_else(|| "0".to_owned(), crate::sql::plain_sum))
+        .collect();
+    let keys = keys.join(", ");
+    format!(
+        "INSERT INTO {} SELECT site_id, day, {keys}, {} FROM events GROUP BY site_id, day, {keys}",
+        table.name,
+        sums.join(", ")
+    )
+}
+
+/// SQL that fills the rollups from raw rows (for stores that had rows before rollups existed).
 pub fn backfill_sql() -> Vec<String> {
-    (0..=DIMS.len() as u8)
-        .map(|code| {
-            let col = if code == 0 { "''".to_owned() } else { crate::sql::plain_column(&DIMS[code as usize - 1]) };
-            let first = match first_session_bit(code) {
-                Some(bit) => format!("sum(CASE WHEN visits = 1 AND (attr_first & {bit}) <> 0 THEN 1 ELSE 0 END)"),
-                None => "0".to_owned(),
-            };
-            let sums: Vec<String> = MEASURES
-                .iter()
-                .map(|m| if *m == "first_visitors" { first.clone() } else { format!("sum({m})") })
-                .collect();
-            format!(
-                "INSERT INTO rollup_days SELECT site_id, day, {code}, {col}, {} FROM events GROUP BY site_id, day, {col}",
-                sums.join(", ")
-            )
-        })
-        .collect()
+    let days = (0..=DIMS.len() as u8).map(|code| {
+        let col = if code == 0 { "''".to_owned() } else { crate::sql::plain_column(&DIMS[code as usize - 1]) };
+        let first = first_session_bit(code).map(Sum::FirstSessionVisitors);
+        // A cast, not a bare number: `GROUP BY 4` would mean the fourth column.
+        let code = format!("CAST({code} AS UTINYINT)");
+        backfill(&DAYS, &[code, col], &[Some(Sum::PageVisitors), Some(Sum::PageVisits), first])
+    });
+    let cube_keys: Vec<String> = CUBE.iter().map(crate::sql::plain_column).collect();
+    let firsts = [Column::Source, Column::Channel].map(|c| Some(Sum::FirstSessionVisitors(first_bit(c))));
+    days.chain([backfill(&VISITS, &cube_keys, &firsts)]).collect()
 }
 
 /// How a sums query reads the rollup: the dimension, where the day goes among the group
@@ -163,27 +228,12 @@ pub fn plan(q: &SumsQuery) -> Option<Plan> {
         Some(c) => dim_code(c)?,
         None => 0,
     };
-    let measures = q
-        .sums
-        .iter()
-        .map(|s| {
-            Some(match s {
-                Sum::Visitors => "visitors",
-                Sum::Visits => "visits",
-                Sum::Pageviews => "pageviews",
-                Sum::Events => "events",
-                Sum::Bounces => "bounces",
-                Sum::DurationMs => "duration_ms",
-                Sum::PageVisitors => "page_visitors",
-                Sum::PageVisits => "page_visits",
-                Sum::FirstSessionVisitors(bit) if first_session_bit(dim) == Some(*bit) => "first_visitors",
-                Sum::EngagedMs => "engaged_ms",
-                Sum::ScrollGain => "scroll_gain",
-                Sum::ScrollPages => "scroll_pages",
-                _ => return None,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
+    let measures = measures(q, |s| match s {
+        Sum::PageVisitors => Some("page_visitors"),
+        Sum::PageVisits => Some("page_visits"),
+        Sum::FirstSessionVisitors(bit) if first_session_bit(dim) == Some(*bit) => Some("first_visitors"),
+        _ => None,
+    })?;
     Some(Plan { dim, group: q.group_by.iter().map(|c| *c == Column::Day).collect(), measures })
 }
 
@@ -197,8 +247,9 @@ impl Plan {
             .collect();
         select.extend(self.measures.iter().map(|m| format!("CAST(coalesce(sum({m}), 0) AS BIGINT)")));
         let mut sql = format!(
-            "SELECT {} FROM rollup_days WHERE site_id = ? AND day BETWEEN ? AND ? AND dim = {}",
+            "SELECT {} FROM {} WHERE site_id = ? AND day BETWEEN ? AND ? AND dim = {}",
             select.join(", "),
+            DAYS.name,
             self.dim
         );
         if !self.group.is_empty() {
@@ -209,25 +260,10 @@ impl Plan {
     }
 }
 
-/// The visit attributes of `rollup_visits`, in table order (the same names as in `events`).
+/// The visit attributes of `rollup_visits`, in table order (the same names as in `events`, see
+/// `VISITS.keys`).
 const CUBE: [Column; 6] =
     [Column::Source, Column::Channel, Column::Device, Column::Country, Column::Browser, Column::Os];
-
-/// Its measures, in table order: the plain sums, then first-session visitors by source and by
-/// channel (the two attributes here that can differ between a visitor-day's sessions).
-pub const CUBE_MEASURES: [&str; 11] = [
-    "visitors",
-    "visits",
-    "pageviews",
-    "events",
-    "bounces",
-    "duration_ms",
-    "engaged_ms",
-    "scroll_gain",
-    "scroll_pages",
-    "first_source",
-    "first_channel",
-];
 
 pub type CubeKey<'a> = (u32, i32, [&'a str; 6]);
 
@@ -240,38 +276,12 @@ pub fn cube_aggregate(rows: &[Row]) -> HashMap<CubeKey<'_>, [i64; 11]> {
     let mut out: HashMap<CubeKey<'_>, [i64; 11]> = HashMap::new();
     for r in rows {
         let v = &r.visit;
-        let first = |bit: u16| (r.visits == 1 && r.attr_first & bit != 0) as i64;
-        let m = [
-            r.visitors as i64,
-            r.visits as i64,
-            r.pageviews as i64,
-            r.events as i64,
-            r.bounces as i64,
-            r.duration_ms,
-            r.engaged_ms as i64,
-            r.scroll_gain as i64,
-            r.scroll_pages as i64,
-            first(source_bit),
-            first(channel_bit),
-        ];
         let key = (r.site_id, r.day, [&*v.source, &v.channel, &v.device, &v.country, &v.browser, &v.os]);
         let acc = out.entry(key).or_insert([0; 11]);
-        acc.iter_mut().zip(m).for_each(|(a, b)| *a += b);
+        let extra = [first_session(r, source_bit), first_session(r, channel_bit)];
+        acc.iter_mut().zip(plain_sums(r).into_iter().chain(extra)).for_each(|(a, b)| *a += b);
     }
     out
-}
-
-pub fn cube_backfill_sql() -> String {
-    let cols: Vec<String> = CUBE.iter().map(crate::sql::plain_column).collect();
-    let first =
-        |c: Column| format!("sum(CASE WHEN visits = 1 AND (attr_first & {}) <> 0 THEN 1 ELSE 0 END)", first_bit(c));
-    let mut sums: Vec<String> = CUBE_MEASURES[..9].iter().map(|m| format!("sum({m})")).collect();
-    sums.extend([first(Column::Source), first(Column::Channel)]);
-    format!(
-        "INSERT INTO rollup_visits SELECT site_id, day, {cols}, {} FROM events GROUP BY site_id, day, {cols}",
-        sums.join(", "),
-        cols = cols.join(", ")
-    )
 }
 
 /// The `rollup_visits` measure behind each sum of `q`, when it only groups and filters by the
@@ -289,25 +299,16 @@ pub fn cube_plan(q: &SumsQuery) -> Option<Vec<&'static str>> {
         return None;
     }
     let (source_bit, channel_bit) = (first_bit(Column::Source), first_bit(Column::Channel));
-    q.sums
-        .iter()
-        .map(|s| {
-            Some(match s {
-                Sum::Visitors => "visitors",
-                Sum::Visits => "visits",
-                Sum::Pageviews => "pageviews",
-                Sum::Events => "events",
-                Sum::Bounces => "bounces",
-                Sum::DurationMs => "duration_ms",
-                Sum::EngagedMs => "engaged_ms",
-                Sum::ScrollGain => "scroll_gain",
-                Sum::ScrollPages => "scroll_pages",
-                Sum::FirstSessionVisitors(b) if *b == source_bit => "first_source",
-                Sum::FirstSessionVisitors(b) if *b == channel_bit => "first_channel",
-                _ => return None,
-            })
-        })
-        .collect()
+    measures(q, |s| match s {
+        Sum::FirstSessionVisitors(b) if *b == source_bit => Some("first_source"),
+        Sum::FirstSessionVisitors(b) if *b == channel_bit => Some("first_channel"),
+        _ => None,
+    })
+}
+
+/// The measure behind each sum of `q`: a plain one, or what `extra` names; `None` if any has none.
+fn measures(q: &SumsQuery, extra: impl Fn(&Sum) -> Option<&'static str>) -> Option<Vec<&'static str>> {
+    q.sums.iter().map(|s| plain_measure(s).or_else(|| extra(s))).collect()
 }
 
 #[cfg(test)]

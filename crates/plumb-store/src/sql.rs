@@ -80,6 +80,14 @@ fn column_sql(d: &dyn Dialect, c: &Column, params: &mut Vec<Param>) -> String {
     name.to_owned()
 }
 
+/// A sum's SQL, for sums that need no parameter.
+pub(crate) fn plain_sum(s: Sum) -> String {
+    let mut params = Vec::new();
+    let sql = sum_sql(&DuckDialect, s, None, &mut params);
+    debug_assert!(params.is_empty(), "{s:?} needs parameters");
+    sql
+}
+
 /// A stored column's SQL, for columns that need no parameter.
 pub(crate) fn plain_column(c: &Column) -> String {
     let mut params = Vec::new();
