@@ -282,29 +282,38 @@ impl Filter {
 
     /// The same filter with `from` replaced by `to` (bounce rate by page looks at entry pages).
     pub fn map_column(&self, from: &Column, to: &Column) -> Filter {
-        match self {
-            Filter::Condition { op, column, values, case_sensitive } => Filter::Condition {
+        self.map_leaves(&|leaf| match leaf {
+            Filter::Condition { op, column, values, case_sensitive } if column == from => Filter::Condition {
                 op: *op,
-                column: if column == from { to.clone() } else { column.clone() },
+                column: to.clone(),
                 values: values.clone(),
                 case_sensitive: *case_sensitive,
             },
-            Filter::Goal(g) => Filter::Goal(g.clone()),
-            Filter::And(fs) => Filter::And(fs.iter().map(|f| f.map_column(from, to)).collect()),
-            Filter::Or(fs) => Filter::Or(fs.iter().map(|f| f.map_column(from, to)).collect()),
-            Filter::Not(f) => Filter::Not(Box::new(f.map_column(from, to))),
+            other => other.clone(),
+        })
+    }
+
+    /// Whether some condition or goal of the tree satisfies `pred`.
+    fn any_leaf(&self, pred: &dyn Fn(&Filter) -> bool) -> bool {
+        match self {
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(|f| f.any_leaf(pred)),
+            Filter::Not(f) => f.any_leaf(pred),
+            leaf => pred(leaf),
         }
     }
-}
 
-impl Filter {
-    pub fn has_goal(&self) -> bool {
+    /// The same tree with each condition and goal replaced by `f` of it.
+    fn map_leaves(&self, f: &dyn Fn(&Filter) -> Filter) -> Filter {
         match self {
-            Filter::Goal(_) => true,
-            Filter::Condition { .. } => false,
-            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::has_goal),
-            Filter::Not(f) => f.has_goal(),
+            Filter::And(fs) => Filter::And(fs.iter().map(|x| x.map_leaves(f)).collect()),
+            Filter::Or(fs) => Filter::Or(fs.iter().map(|x| x.map_leaves(f)).collect()),
+            Filter::Not(x) => Filter::Not(Box::new(x.map_leaves(f))),
+            leaf => f(leaf),
         }
+    }
+
+    pub fn has_goal(&self) -> bool {
+        self.any_leaf(&|leaf| matches!(leaf, Filter::Goal(_)))
     }
 
     /// The filter with goal conditions left out (the base a conversion rate divides by); `None`
@@ -326,17 +335,14 @@ impl Filter {
     }
 
     fn matches_country_names(&self) -> bool {
-        match self {
-            Filter::Condition { column: Column::CountryName, op, .. } => matches!(op, Op::Matches | Op::MatchesNot),
-            Filter::Condition { .. } | Filter::Goal(_) => false,
-            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::matches_country_names),
-            Filter::Not(f) => f.matches_country_names(),
-        }
+        self.any_leaf(&|leaf| {
+            matches!(leaf, Filter::Condition { column: Column::CountryName, op: Op::Matches | Op::MatchesNot, .. })
+        })
     }
 
     /// Conditions on country names as conditions on the stored codes.
     fn with_country_codes(&self) -> Filter {
-        match self {
+        self.map_leaves(&|leaf| match leaf {
             Filter::Condition { column: Column::CountryName, op, values, case_sensitive } => {
                 let fold = |s: &str| if *case_sensitive { s.to_owned() } else { s.to_lowercase() };
                 let wanted: Vec<String> = values.iter().map(|v| fold(v)).collect();
@@ -355,21 +361,15 @@ impl Filter {
                 let op = if op.negated() { Op::IsNot } else { Op::Is };
                 Filter::Condition { op, column: Column::Country, values: codes, case_sensitive: true }
             }
-            Filter::Condition { .. } | Filter::Goal(_) => self.clone(),
-            Filter::And(fs) => Filter::And(fs.iter().map(Filter::with_country_codes).collect()),
-            Filter::Or(fs) => Filter::Or(fs.iter().map(Filter::with_country_codes).collect()),
-            Filter::Not(f) => Filter::Not(Box::new(f.with_country_codes())),
-        }
+            other => other.clone(),
+        })
     }
 
     /// Whether a condition on a property names `(none)`, which visitor counts cannot serve.
     fn asks_for_no_prop(&self) -> bool {
-        match self {
-            Filter::Condition { column: Column::Prop(_), values, .. } => values.iter().any(|v| v == NO_PROP),
-            Filter::Condition { .. } | Filter::Goal(_) => false,
-            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::asks_for_no_prop),
-            Filter::Not(f) => f.asks_for_no_prop(),
-        }
+        self.any_leaf(&|leaf| {
+            matches!(leaf, Filter::Condition { column: Column::Prop(_), values, .. } if values.iter().any(|v| v == NO_PROP))
+        })
     }
 
     fn and(a: Option<Filter>, b: Filter) -> Filter {
@@ -877,19 +877,21 @@ fn group_rows(backend: &dyn SumsBackend, q: &Query, keep_empty: bool) -> Result<
         q.metrics.iter().map(|m| metric_value(*m, &p, s, total_visitors)).collect()
     };
     let time_index = q.dimensions.iter().position(|d| matches!(d, Dimension::Time(_)));
+    // A time bucket compares with the bucket at the same position in the other range.
+    let compared_bucket: HashMap<String, String> = match (time_index, q.comparison, q.time_bucket()) {
+        (Some(_), Some(range), Some(bucket)) => {
+            time_labels(bucket, q.range).into_iter().zip(time_labels(bucket, range)).collect()
+        }
+        _ => HashMap::new(),
+    };
     Ok(groups
         .into_iter()
         .map(|(dims, sums)| {
             let metrics = values(sums);
             let comparison = compared.as_ref().map(|before| {
                 let mut key = dims.clone();
-                // A time bucket compares with the bucket at the same position in the other range.
-                if let (Some(i), Some(range), Some(bucket)) = (time_index, q.comparison, q.time_bucket()) {
-                    let labels = time_labels(bucket, q.range);
-                    let other = time_labels(bucket, range);
-                    if let Some(pos) = labels.iter().position(|l| *l == dims[i]) {
-                        key[i] = other.get(pos).cloned().unwrap_or_default();
-                    }
+                if let Some(i) = time_index {
+                    key[i] = compared_bucket.get(&dims[i]).cloned().unwrap_or_default();
                 }
                 let before = values(before.get(&key).unwrap_or(&empty));
                 let change =
