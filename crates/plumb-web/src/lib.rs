@@ -41,6 +41,8 @@ pub struct Endpoint {
 }
 
 const SITE_ID: (&str, bool, &str) = ("site_id", true, "the site's domain");
+const LIMIT: (&str, bool, &str) = ("limit", false, "1 to 1000 [100]");
+const AFTER: (&str, bool, &str) = ("after", false, "cursor from meta.after");
 const V1_PARAMS: &[(&str, bool, &str)] = &[
     SITE_ID,
     ("period", false, "day, 7d, 30d, month, 6mo, 12mo, year, all or custom [default 30d]"),
@@ -114,15 +116,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             &[],
             get(realtime::stream),
         ),
-        e(
-            "get",
-            "/api/v1/sites",
-            "Sites the key can see",
-            StatsRead,
-            &[("limit", false, "1 to 1000 [100]"), ("after", false, "cursor from meta.after")],
-            &[],
-            get(sites::list),
-        ),
+        e("get", "/api/v1/sites", "Sites the key can see", StatsRead, &[LIMIT, AFTER], &[], get(sites::list)),
         e(
             "post",
             "/api/v1/sites",
@@ -137,7 +131,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/sites/goals",
             "A site's goals",
             StatsRead,
-            &[SITE_ID, ("limit", false, "1 to 1000 [100]"), ("after", false, "cursor from meta.after")],
+            &[SITE_ID, LIMIT, AFTER],
             &[],
             get(sites::list_goals),
         ),

@@ -84,22 +84,34 @@ fn authorized_site(web: &Web, headers: &HeaderMap, domain: &str, scope: Scope) -
     Ok(site)
 }
 
-fn page_limit(p: &Params) -> Result<usize, ApiError> {
-    match p.get("limit") {
-        None => Ok(100),
+/// One page of `items` (already in cursor order and past `after`), as Plausible's list answers
+/// it: `{field: [...], meta: {after, before, limit}}`, where `after` is the cursor of the page's
+/// last item when more follow.
+fn page<T>(
+    field: &str,
+    items: &[T],
+    p: &Params,
+    cursor: impl Fn(&T) -> Value,
+    show: impl Fn(&T) -> Value,
+) -> Result<Response, ApiError> {
+    let limit = match p.get("limit") {
+        None => 100,
         Some(l) => l
             .parse()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to 1000, got `{l}`"))),
-    }
+            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to 1000, got `{l}`")))?,
+    };
+    let shown = &items[..limit.min(items.len())];
+    let next = if items.len() > limit { shown.last().map(&cursor) } else { None };
+    let list: Vec<Value> = shown.iter().map(show).collect();
+    Ok(Json(json!({field: list, "meta": {"after": next, "before": null, "limit": limit}})).into_response())
 }
 
 /// `GET /api/v1/sites`: the sites the key can read, by domain, paged with `after`.
 pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap, QueryParams(p): QueryParams<Params>) -> Response {
     let answer = || -> Result<Response, ApiError> {
         let key = require_key(&web, &headers)?;
-        let limit = page_limit(&p)?;
         let after = p.get("after").map(String::as_str).unwrap_or_default();
         let visible: Vec<Site> = web
             .meta
@@ -109,13 +121,7 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap, QueryParams(p
             .filter(|s| key.allows(Scope::StatsRead, s.id) || key.allows(Scope::SitesAdmin, s.id))
             .filter(|s| s.domain.as_str() > after)
             .collect();
-        let page = &visible[..limit.min(visible.len())];
-        let next = (visible.len() > limit).then(|| page.last().map(|s| s.domain.clone())).flatten();
-        Ok(Json(json!({
-            "sites": page.iter().map(site_json).collect::<Vec<_>>(),
-            "meta": {"after": next, "before": null, "limit": limit},
-        }))
-        .into_response())
+        page("sites", &visible, &p, |s| json!(s.domain), site_json)
     };
     answer().unwrap_or_else(IntoResponse::into_response)
 }
@@ -184,18 +190,14 @@ pub async fn list_goals(
     let answer = || -> Result<Response, ApiError> {
         let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
         let site = authorized_site(&web, &headers, domain, Scope::StatsRead)?;
-        let limit = page_limit(&p)?;
-        let after: u32 = p.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let after: u32 = match p.get("after") {
+            None => 0,
+            Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
+        };
         let mut goals = web.meta.list_goals(site.id).map_err(ApiError::internal)?;
         goals.sort_by_key(|g| g.id);
         goals.retain(|g| g.id > after);
-        let next = (goals.len() > limit).then(|| goals[limit - 1].id);
-        goals.truncate(limit);
-        Ok(Json(json!({
-            "goals": goals.iter().map(goal_json).collect::<Vec<_>>(),
-            "meta": {"after": next, "before": null, "limit": limit},
-        }))
-        .into_response())
+        page("goals", &goals, &p, |g| json!(g.id), goal_json)
     };
     answer().unwrap_or_else(IntoResponse::into_response)
 }

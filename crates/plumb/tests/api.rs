@@ -129,6 +129,19 @@ async fn sites_and_goals_are_managed_through_the_api() {
     let (_, v) = call(&c, Method::GET, url("/api/v1/sites/goals?site_id=a.test"), &reader, None).await;
     let names: Vec<&Value> = v["goals"].as_array().unwrap().iter().map(|g| &g["display_name"]).collect();
     assert_eq!(names, vec![&json!("Signup"), &json!("Visit /thanks/**")]);
+    let (_, v) = call(&c, Method::GET, url("/api/v1/sites/goals?site_id=a.test&limit=1"), &reader, None).await;
+    assert_eq!((v["goals"].as_array().unwrap().len(), &v["meta"]["after"]), (1, &signup["id"]));
+    let (_, v) = call(
+        &c,
+        Method::GET,
+        url(&format!("/api/v1/sites/goals?site_id=a.test&after={}", signup["id"])),
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!((v["goals"][0]["display_name"].as_str(), &v["meta"]["after"]), (Some("Visit /thanks/**"), &Value::Null));
+    let (s, v) = call(&c, Method::GET, url("/api/v1/sites/goals?site_id=a.test&after=x"), &reader, None).await;
+    assert_eq!((s, error_of(&v).contains("after must be a goal id")), (400, true), "{v}");
     let q = json!({"site_id": "a.test", "metrics": ["visitors", "conversion_rate"], "date_range": "day", "dimensions": ["event:goal"]});
     let (s, v) = call(&c, Method::POST, url("/api/v2/query"), &reader, Some(q)).await;
     assert_eq!((s, &v["results"]), (200, &json!([])), "goals are known, nothing completed them yet: {v}");
@@ -205,6 +218,8 @@ async fn realtime_streams_current_visitors_and_the_openapi_document_matches_the_
     assert_eq!(last["pages"], json!([{"name": "/a", "visitors": 2}]), "each visitor's latest page");
     assert_eq!(last["sources"], json!([{"name": "", "visitors": 1}, {"name": "Google", "visitors": 1}]));
 
+    let (s, v) = call(&c, Method::GET, format!("{}/api/v1/stats/realtime", server.url), &key, None).await;
+    assert_eq!((s, error_of(&v)), (400, "site_id is required"));
     let (s, v) =
         call(&c, Method::GET, format!("{}/api/v1/stats/realtime?site_id=rt.test", server.url), &key, None).await;
     assert_eq!((s, v), (200, last.clone()));

@@ -143,6 +143,17 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
     cli(&dir, &["site", "add", "stats.test"]);
     cli(&dir, &["site", "add", "nogoals.test"]);
     cli(&dir, &["goal", "add", "stats.test", "--event", "Signup"]);
+    for (args, msg) in [
+        (&["goal", "add", "stats.test", "--page", "blog"][..], "must start with `/`"),
+        (&["goal", "add", "nope.test", "--event", "Signup"][..], "site `nope.test` not found"),
+        (&["goal", "add", "stats.test", "--event", "pageview"][..], "not `pageview`"),
+        (&["goal", "add", "stats.test"][..], "--page"),
+        (&["goal", "remove", "stats.test", "99"][..], "goal 99"),
+    ] {
+        let out = std::process::Command::new(BIN).arg("--data-dir").arg(&dir).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(msg), "plumb {args:?}: {err}");
+    }
     let key = create_key(&dir, "reader");
     let server = Server::start(&dir, &[]);
     let c = client();
