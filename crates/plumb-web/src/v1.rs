@@ -14,6 +14,7 @@ use plumb_meta::Scope;
 use plumb_store::query::{self, DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, QueryError, TimeBucket};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
@@ -206,12 +207,11 @@ async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result
                 // v1 timeseries list every bucket of the period, with zeros where nothing happened.
                 (Kind::Timeseries, Some(Dimension::Time(bucket)), _) => {
                     let zeros = vec![json!(0); metric_names.len()];
+                    let found: HashMap<&str, &[Value]> =
+                        out.results.iter().map(|r| (r.dimensions[0].as_str(), r.metrics.as_slice())).collect();
                     query::time_labels(*bucket, range)
                         .iter()
-                        .map(|label| {
-                            let found = out.results.iter().find(|r| r.dimensions[0] == *label);
-                            row("date", label, found.map_or(&zeros, |r| &r.metrics))
-                        })
+                        .map(|label| row("date", label, found.get(label.as_str()).copied().unwrap_or(&zeros)))
                         .collect()
                 }
                 (_, _, prop) => {

@@ -73,6 +73,10 @@ async fn sites_and_goals_are_managed_through_the_api() {
         assert!(error_of(&v).contains(msg), "{v} should say {msg}");
     }
 
+    let r = c.post(url("/api/v1/sites")).bearer_auth(&admin).body("{domain").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(error_of(&r.json().await.unwrap()).contains("not valid JSON"));
+
     // List with a cursor; a limited key sees only its site.
     let (_, v) = call(&c, Method::GET, url("/api/v1/sites?limit=2"), &admin, None).await;
     let domains = |v: &Value| v["sites"].as_array().unwrap().iter().map(|s| s["domain"].clone()).collect::<Vec<_>>();
