@@ -5,6 +5,7 @@
 //!
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
 //!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
+//!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
 
 mod queries;
 
@@ -32,6 +33,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--null-server") {
         return null_server(args[2].parse().expect("port"));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--dashboard-data") {
+        let dir = std::path::PathBuf::from(args.get(i + 1).expect("--dashboard-data DIR"));
+        return queries::dashboard_data(&dir, arg("--rows", 10_000_000) as usize);
     }
     if args.iter().any(|a| a == "--query-rows") {
         return queries::run(arg("--query-rows", 1_000_000) as usize);

@@ -7,6 +7,7 @@ use plumb_core::row::RowKind;
 use plumb_core::{Row, VisitInfo};
 use plumb_store::query::{self, Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
 use plumb_store::{DuckStore, EventWriter};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +39,13 @@ fn visit(rng: &mut Rng) -> Arc<VisitInfo> {
     let s = rng.skewed(SOURCES.len() + 200);
     let source = SOURCES.get(s).map(|s| s.to_string()).unwrap_or_else(|| format!("site{s}.example"));
     Arc::new(VisitInfo {
-        channel: if source.is_empty() { "Direct".into() } else { "Referral".into() },
+        channel: match source.as_str() {
+            "" => "Direct",
+            "Google" | "Bing" | "DuckDuckGo" => "Organic Search",
+            "Twitter" | "Reddit" => "Organic Social",
+            _ => "Referral",
+        }
+        .into(),
         referrer: source.clone(),
         source,
         utm_campaign: if rng.unit() < 0.1 { format!("campaign-{}", rng.skewed(30)) } else { String::new() },
@@ -53,7 +60,7 @@ fn visit(rng: &mut Rng) -> Arc<VisitInfo> {
     })
 }
 
-fn fill(store: &mut DuckStore, rows: usize) {
+fn fill(store: &mut DuckStore, rows: usize, first_day: i32) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut batch = Vec::with_capacity(100_000);
     let mut written = 0;
@@ -79,7 +86,7 @@ fn fill(store: &mut DuckStore, rows: usize) {
         let first = *n == 1;
         batch.push(Row {
             site_id: 1,
-            day: FIRST_DAY + day,
+            day: first_day + day,
             hour: (rng.skewed(24) as u8 + 8) % 24,
             kind: RowKind::Pageview,
             name: String::new(),
@@ -114,7 +121,8 @@ fn fill(store: &mut DuckStore, rows: usize) {
         });
         written += 1;
         if batch.len() == 100_000 || written == rows {
-            store.commit(&batch, written as u64).expect("commit");
+            // Position 0: a server opening this store later replays its (empty) queue from the start.
+            store.commit(&batch, 0).expect("commit");
             batch.clear();
         }
     }
@@ -172,7 +180,7 @@ pub fn run(rows: usize) {
     let path = dir.join("events.duckdb");
     let mut store = DuckStore::open(&path).expect("open store");
     let t = Instant::now();
-    fill(&mut store, rows);
+    fill(&mut store, rows, FIRST_DAY);
     let reader = store.reader().expect("reader");
     drop(store);
     let fill_secs = t.elapsed().as_secs_f64();
@@ -225,4 +233,25 @@ pub fn run(rows: usize) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data directory `plumb serve` can open: site `bench.test` (site 1, UTC) with `rows` pageviews
+/// over the 90 days up to today, and a user to sign in with. For measuring the dashboard in a
+/// browser (`tests/browser/dashboard-perf.mjs`).
+pub fn dashboard_data(dir: &Path, rows: usize) {
+    use plumb_meta::{Accounts, MetaStore};
+    std::fs::create_dir_all(dir).expect("create the data directory");
+    let meta = plumb_meta::SqliteMeta::open(&dir.join("meta.db")).expect("open metadata");
+    let site = meta.add_site("bench.test", "UTC").expect("add site bench.test (is the directory fresh?)");
+    assert_eq!(site.id, 1, "the generated rows belong to site 1");
+    meta.add_user("bench@example.com", "bench password").expect("add user");
+    let today = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400) as i32;
+    let mut store = DuckStore::open(&dir.join("events.duckdb")).expect("open store");
+    let t = Instant::now();
+    fill(&mut store, rows, today - DAYS + 1);
+    println!(
+        "{rows} pageviews for bench.test in {} ({:.0} s); sign in as bench@example.com / bench password",
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -15,6 +15,10 @@ pub struct LiveHit {
     pub ts_ms: i64,
     pub page: String,
     pub source: String,
+    /// Engagement pings keep a visitor current but never make one (as they never open a
+    /// session), so a ping alone — a page left long ago, a beacon sent with another User-Agent —
+    /// counts nobody.
+    pub engagement: bool,
 }
 
 struct Visitor {
@@ -48,7 +52,11 @@ impl LiveVisitors {
     pub fn record(&self, hits: impl IntoIterator<Item = LiveHit>) {
         let mut sites = self.sites.lock().unwrap();
         for h in hits {
-            let v = sites.entry(h.site_id).or_default().entry(h.signature).or_insert_with(|| Visitor {
+            let site = sites.entry(h.site_id).or_default();
+            if h.engagement && !site.contains_key(&h.signature) {
+                continue;
+            }
+            let v = site.entry(h.signature).or_insert_with(|| Visitor {
                 last_ms: h.ts_ms,
                 page: String::new(),
                 source: h.source,
@@ -92,7 +100,7 @@ mod tests {
     use super::*;
 
     fn hit(site_id: u32, signature: u64, ts_ms: i64, page: &str, source: &str) -> LiveHit {
-        LiveHit { site_id, signature, ts_ms, page: page.into(), source: source.into() }
+        LiveHit { site_id, signature, ts_ms, page: page.into(), source: source.into(), engagement: false }
     }
 
     #[test]
@@ -105,6 +113,11 @@ mod tests {
             hit(1, 12, now - 6 * 60_000, "/old", "Twitter"),
             hit(1, 14, now - 200, "/pricing", ""),
             hit(2, 13, now, "/", ""),
+        ]);
+        // A ping alone is nobody; a ping of a known visitor keeps them current.
+        live.record([
+            LiveHit { engagement: true, ..hit(1, 15, now - 100, "/left", "") },
+            LiveHit { engagement: true, ..hit(1, 14, now - 100, "/pricing", "") },
         ]);
         let s = live.snapshot(1, now);
         assert_eq!(s.visitors, 2);

@@ -1,7 +1,10 @@
-//! Metadata: sites, API keys and the daily salts. Small, transactional, read mostly.
+//! Metadata: sites, goals, API keys, accounts and the daily salts. Small, transactional, read
+//! mostly.
 
+pub mod accounts;
 mod sqlite;
 
+pub use accounts::{Accounts, Role, Session, SharedLink, User};
 pub use sqlite::SqliteMeta;
 
 use chrono_tz::Tz;
@@ -50,14 +53,6 @@ impl Scope {
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(_, sc)| *sc == self).map(|(n, _)| *n).unwrap_or("?")
     }
-}
-
-/// A person who signs in to the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: u32,
-    pub email: String,
-    pub created_ms: i64,
 }
 
 /// Lower-cased, trimmed e-mail address, or a message saying what is wrong with it.
@@ -149,7 +144,7 @@ impl GoalKind {
     }
 }
 
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn add_site(&self, domain: &str, timezone: &str) -> Result<Site>;
     fn list_sites(&self) -> Result<Vec<Site>>;
     /// Changes a site's domain and/or timezone. A new timezone applies to events from then on;
@@ -164,12 +159,6 @@ pub trait MetaStore: Send + Sync + 'static {
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()>;
-
-    /// Adds a user; the password is stored only as an Argon2id hash.
-    fn add_user(&self, email: &str, password: &str) -> Result<User>;
-    fn list_users(&self) -> Result<Vec<User>>;
-    /// The user, if the e-mail is known and the password is theirs.
-    fn check_password(&self, email: &str, password: &str) -> Result<Option<User>>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.
     /// `sites` limits it to those sites (`None`: every site).

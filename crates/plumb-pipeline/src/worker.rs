@@ -7,6 +7,7 @@
 use crate::sessionizer::Sessionizer;
 use chrono_tz::Tz;
 use plumb_core::QueuedEvent;
+use plumb_core::event::EventKind;
 use plumb_core::live::{LiveHit, LiveVisitors, REALTIME_WINDOW_MS};
 use plumb_core::time::local_day;
 use plumb_meta::MetaStore;
@@ -134,6 +135,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                             ts_ms: ev.ts_ms,
                             page: ev.pathname.clone(),
                             source: ev.visit.source.clone(),
+                            engagement: ev.kind == EventKind::Engagement,
                         });
                     }
                     let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };

@@ -4,7 +4,7 @@
 use crate::query::{GroupSums, SumsBackend, SumsQuery};
 use crate::rollup;
 use crate::sql::{DuckDialect, Param, compile, compile_on};
-use crate::{EventWriter, Result, StoreError};
+use crate::{EventReader, EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
 use plumb_core::Row;
 use plumb_core::row::RowProp;
@@ -255,6 +255,34 @@ impl EventWriter for DuckStore {
     }
 }
 
+impl EventReader for ReaderHandle {
+    fn delete_site(&self, site_id: u32) -> Result<u64> {
+        let conn = self.conn.lock().unwrap();
+        // The writer may be compacting the same rollup rows; DuckDB then aborts one of the two
+        // transactions, so try again a few times.
+        let mut attempt = 0;
+        loop {
+            let run = || -> duckdb::Result<u64> {
+                let tx = conn.unchecked_transaction()?;
+                let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id])?;
+                for table in ROLLUPS {
+                    tx.execute(&format!("DELETE FROM {} WHERE site_id = ?", table.name), [site_id])?;
+                }
+                tx.commit()?;
+                Ok(n as u64)
+            };
+            match run() {
+                Ok(n) => return Ok(n),
+                Err(e) if attempt < 5 && e.to_string().contains("onflict") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+}
+
 pub struct ReaderHandle {
     conn: Mutex<Connection>,
     /// Answer what the rollups can serve from them (off only to compare with raw rows in tests).
@@ -341,6 +369,27 @@ mod tests {
     fn sorted(mut g: Vec<GroupSums>) -> Vec<GroupSums> {
         g.sort_by(|a, b| a.keys.cmp(&b.keys));
         g
+    }
+
+    #[test]
+    fn deleting_a_site_removes_its_rows_and_rollups_only() {
+        let dir = std::env::temp_dir().join(format!("plumb-delete-site-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let rows: Vec<Row> = (0..40).map(|i| Row { site_id: 1 + i % 2, ..row(100, "/", "Google", 1) }).collect();
+        store.commit(&rows, 1).unwrap();
+        let reader = store.reader().unwrap();
+        let count = |table: &str, site: u32| -> i64 {
+            let sql = format!("SELECT count(*) FROM {table} WHERE site_id = ?");
+            reader.conn.lock().unwrap().query_row(&sql, [site], |r| r.get(0)).unwrap()
+        };
+        assert!(count("rollup_days", 1) > 0 && count("rollup_visits", 1) > 0);
+        assert_eq!(reader.delete_site(1).unwrap(), 20);
+        for table in ["events", "rollup_days", "rollup_visits"] {
+            assert_eq!(count(table, 1), 0, "{table} still holds site 1");
+            assert!(count(table, 2) > 0, "{table} lost site 2");
+        }
     }
 
     #[test]

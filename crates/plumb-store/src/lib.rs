@@ -28,7 +28,9 @@ pub trait EventWriter: Send + 'static {
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
 }
 
-/// Read side: sums per group (see [`query::run`] for everything built on them).
-pub trait EventReader: SumsBackend + Send + Sync + 'static {}
-
-impl<T: SumsBackend + Send + Sync + 'static> EventReader for T {}
+/// Read side: sums per group (see [`query::run`] for everything built on them), and the one
+/// change readers may make: forgetting a deleted site.
+pub trait EventReader: SumsBackend + Send + Sync + 'static {
+    /// Deletes every stored row of the site (events and rollups). Returns the events deleted.
+    fn delete_site(&self, site_id: u32) -> Result<u64>;
+}

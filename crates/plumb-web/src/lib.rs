@@ -1,8 +1,9 @@
-//! The read side over HTTP: the Stats API and the Sites API (Plausible-compatible),
-//! authenticated by API key. Every reader goes through the one query model in
-//! `plumb_store::query`. One table of endpoints builds both the router and the OpenAPI document,
-//! so the document cannot drift from what is served.
+//! The read side over HTTP: the Stats API and the Sites API (Plausible-compatible), and the
+//! dashboard web app (`app`) that runs on the same API. Every reader goes through the one query
+//! model in `plumb_store::query`. One table of endpoints builds both the router and the OpenAPI
+//! document, so the document cannot drift from what is served.
 
+mod app;
 mod auth;
 mod openapi;
 mod realtime;
@@ -13,17 +14,56 @@ mod v1;
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use plumb_core::live::LiveVisitors;
-use plumb_meta::{MetaStore, Scope};
+use plumb_meta::{MetaError, MetaStore, Scope};
 use plumb_store::EventReader;
 use std::sync::Arc;
 
-pub use auth::KeyLimiter;
+pub use auth::RateLimiter;
 
 pub struct Web {
     pub meta: Arc<dyn MetaStore>,
     pub reader: Arc<dyn EventReader>,
     pub live: Arc<LiveVisitors>,
-    pub limiter: KeyLimiter,
+    /// Stats API requests per key.
+    pub key_limiter: RateLimiter<u32>,
+    /// Failed sign-ins, second factors and shared-link passwords, per account (or link)…
+    pub login_limiter: RateLimiter<String>,
+    /// …and per client address.
+    pub address_limiter: RateLimiter<std::net::IpAddr>,
+    /// Signs the cookies the server sets (shared-link access).
+    pub server_key: [u8; 32],
+    /// Where browsers reach this Plumb (`https://stats.example.com`), for snippets and invite
+    /// links; without it, the request's `Host`.
+    pub public_url: Option<String>,
+}
+
+pub struct WebConfig {
+    pub key_rate_limit: u32,
+    pub public_url: Option<String>,
+}
+
+/// Failed sign-in attempts allowed per account (and, times four, per client address) every 15
+/// minutes; tokens come back evenly over that time.
+pub const LOGIN_ATTEMPTS: u32 = 5;
+
+impl Web {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        reader: Arc<dyn EventReader>,
+        live: Arc<LiveVisitors>,
+        config: WebConfig,
+    ) -> Result<Self, MetaError> {
+        Ok(Web {
+            server_key: meta.server_key()?,
+            meta,
+            reader,
+            live,
+            key_limiter: RateLimiter::per_minute(config.key_rate_limit),
+            login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
+            address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
+            public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        })
+    }
 }
 
 /// One served endpoint and what the OpenAPI document says about it.
@@ -172,7 +212,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         e(
             "delete",
             "/api/v1/sites/{site_id}",
-            "Remove a site and its goals",
+            "Remove a site with its goals, shared links and stored events",
             SitesAdmin,
             &[],
             &[],
@@ -191,5 +231,6 @@ pub fn endpoints() -> Vec<Endpoint> {
 }
 
 pub fn router(web: Arc<Web>) -> Router {
-    endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler)).with_state(web)
+    let api = endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler));
+    api.merge(app::router()).with_state(web)
 }

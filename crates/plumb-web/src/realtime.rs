@@ -3,11 +3,10 @@
 //! server-sent-event stream that pushes the same JSON whenever it changes.
 
 use crate::Web;
-use crate::auth::{authorize, require_key};
+use crate::auth::Caller;
 use crate::stats::{ApiError, site};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -24,13 +23,15 @@ const STREAM_TICK: Duration = Duration::from_secs(1);
 #[derive(Deserialize)]
 pub struct Params {
     site_id: Option<String>,
+    /// A shared link's slug (read by [`Caller`]; `EventSource` cannot send headers).
+    #[serde(default, rename = "share")]
+    _share: Option<String>,
 }
 
-fn readable_site(web: &Web, headers: &HeaderMap, p: Params) -> Result<Site, ApiError> {
-    let key = require_key(web, headers)?;
+fn readable_site(web: &Web, caller: &Caller, p: Params) -> Result<Site, ApiError> {
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(web, &domain)?;
-    authorize(&key, Scope::StatsRead, &site)?;
+    caller.authorize(web, Scope::StatsRead, &site)?;
     Ok(site)
 }
 
@@ -39,31 +40,23 @@ fn snapshot(web: &Web, site: &Site) -> LiveSnapshot {
 }
 
 /// `GET /api/v1/stats/realtime/visitors`: the number alone.
-pub async fn visitors(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Response {
-    readable_site(&web, &headers, p)
+pub async fn visitors(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
+    readable_site(&web, &caller, p)
         .map(|site| Json(snapshot(&web, &site).visitors).into_response())
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/v1/stats/realtime`: `{visitors, pages: [{name, visitors}], sources: [...]}`.
-pub async fn breakdown(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Response {
-    readable_site(&web, &headers, p)
+pub async fn breakdown(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
+    readable_site(&web, &caller, p)
         .map(|site| Json(snapshot(&web, &site)).into_response())
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/v1/stats/realtime/stream`: an `event: realtime` with the breakdown's JSON at once
 /// and after every change; comments keep idle connections open.
-pub async fn stream(State(web): State<Arc<Web>>, headers: HeaderMap, QueryParams(p): QueryParams<Params>) -> Response {
-    let site = match readable_site(&web, &headers, p) {
+pub async fn stream(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
+    let site = match readable_site(&web, &caller, p) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };

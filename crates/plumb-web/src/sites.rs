@@ -3,7 +3,7 @@
 //! key that is not limited to some sites.
 
 use crate::Web;
-use crate::auth::{authorize, require_key};
+use crate::auth::Caller;
 use crate::stats::{ApiError, site};
 use axum::Json;
 use axum::extract::{Path, Query as QueryParams, State};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 type Params = HashMap<String, String>;
 
-fn meta_error(e: MetaError) -> ApiError {
+pub fn meta_error(e: MetaError) -> ApiError {
     match e {
         MetaError::Invalid(m) => ApiError::bad(m),
         MetaError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
@@ -73,14 +73,13 @@ fn goal_json(g: &Goal) -> Value {
 }
 
 /// The site named by `site_id`, after checking the key may do `scope` on it.
-fn authorized_site(web: &Web, headers: &HeaderMap, domain: &str, scope: Scope) -> Result<Site, ApiError> {
-    let key = require_key(web, headers)?;
+fn authorized_site(web: &Web, caller: &Caller, domain: &str, scope: Scope) -> Result<Site, ApiError> {
     // An unknown site in the path is a missing resource, not a malformed request.
     let site = site(web, domain).map_err(|e| match e.status {
         StatusCode::BAD_REQUEST => ApiError { status: StatusCode::NOT_FOUND, ..e },
         _ => e,
     })?;
-    authorize(&key, scope, &site)?;
+    caller.authorize(web, scope, &site)?;
     Ok(site)
 }
 
@@ -109,27 +108,32 @@ fn page<T>(
 }
 
 /// `GET /api/v1/sites`: the sites the key can read, by domain, paged with `after`.
-pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap, QueryParams(p): QueryParams<Params>) -> Response {
+pub async fn list(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
     let answer = || -> Result<Response, ApiError> {
-        let key = require_key(&web, &headers)?;
         let after = p.get("after").map(String::as_str).unwrap_or_default();
-        let visible: Vec<Site> = web
-            .meta
-            .list_sites()
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .filter(|s| key.allows(Scope::StatsRead, s.id) || key.allows(Scope::SitesAdmin, s.id))
-            .filter(|s| s.domain.as_str() > after)
-            .collect();
+        let mut visible = Vec::new();
+        for s in web.meta.list_sites().map_err(ApiError::internal)? {
+            let can = caller.can(&web, Scope::StatsRead, &s)? || caller.can(&web, Scope::SitesAdmin, &s)?;
+            if can && s.domain.as_str() > after {
+                visible.push(s);
+            }
+        }
         page("sites", &visible, &p, |s| json!(s.domain), site_json)
     };
     answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /api/v1/sites` with `domain` and optional `timezone` (default UTC).
-pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn create(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let answer = || -> Result<Response, ApiError> {
-        let key = require_key(&web, &headers)?;
+        let Some(key) = &caller.key else {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "adding a site through the API needs an API key"));
+        };
         if !key.scopes.contains(&Scope::SitesAdmin) || key.sites.is_some() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -145,8 +149,8 @@ pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum:
 }
 
 /// `GET /api/v1/sites/{site_id}`.
-pub async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Response {
-    authorized_site(&web, &headers, &domain, Scope::StatsRead)
+pub async fn show(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
+    authorized_site(&web, &caller, &domain, Scope::StatsRead)
         .map(|s| Json(site_json(&s)).into_response())
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -154,12 +158,13 @@ pub async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain):
 /// `PUT /api/v1/sites/{site_id}` with a new `domain` and/or `timezone`.
 pub async fn update(
     State(web): State<Arc<Web>>,
+    caller: Caller,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &headers, &domain, Scope::SitesAdmin)?;
+        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
         let f = fields(&headers, &body)?;
         let (new_domain, timezone) = (text(&f, "domain")?, text(&f, "timezone")?);
         if new_domain.is_none() && timezone.is_none() {
@@ -171,25 +176,33 @@ pub async fn update(
     answer().unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `DELETE /api/v1/sites/{site_id}`: the site stops accepting events; its goals go with it.
-pub async fn delete(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &headers, &domain, Scope::SitesAdmin)?;
-        web.meta.remove_site(&site.domain).map_err(meta_error)?;
+/// `DELETE /api/v1/sites/{site_id}`: the site stops accepting events; its goals, links, roles
+/// and stored rows go with it.
+pub async fn delete(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
+    let answer = async || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+        delete_site(&web, &site).await?;
         Ok(Json(json!({"deleted": true})).into_response())
     };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    answer().await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Removes the site's metadata first (so the collector refuses its events from then on), then
+/// its rows in the store.
+pub async fn delete_site(web: &Arc<Web>, site: &Site) -> Result<u64, ApiError> {
+    web.meta.remove_site(&site.domain).map_err(meta_error)?;
+    let (reader, id) = (web.reader.clone(), site.id);
+    let deleted = tokio::task::spawn_blocking(move || reader.delete_site(id)).await.map_err(ApiError::internal)?;
+    let n = deleted.map_err(ApiError::internal)?;
+    tracing::info!("deleted site {} and its {n} stored events", site.domain);
+    Ok(n)
 }
 
 /// `GET /api/v1/sites/goals?site_id=…`.
-pub async fn list_goals(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Response {
+pub async fn list_goals(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
     let answer = || -> Result<Response, ApiError> {
         let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
-        let site = authorized_site(&web, &headers, domain, Scope::StatsRead)?;
+        let site = authorized_site(&web, &caller, domain, Scope::StatsRead)?;
         let after: u32 = match p.get("after") {
             None => 0,
             Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
@@ -204,10 +217,15 @@ pub async fn list_goals(
 
 /// `PUT /api/v1/sites/goals` with `site_id`, `goal_type` (`event` or `page`) and `event_name` or
 /// `page_path`, optionally `display_name`. Idempotent: the same goal again is the same goal.
-pub async fn put_goal(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn put_goal(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let answer = || -> Result<Response, ApiError> {
         let f = fields(&headers, &body)?;
-        let site = authorized_site(&web, &headers, required(&f, "site_id")?, Scope::SitesAdmin)?;
+        let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
         let kind = match required(&f, "goal_type")? {
             "event" => GoalKind::Event(required(&f, "event_name")?.to_owned()),
             "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
@@ -222,6 +240,7 @@ pub async fn put_goal(State(web): State<Arc<Web>>, headers: HeaderMap, body: axu
 /// `DELETE /api/v1/sites/goals/{goal_id}` with `site_id` in the body.
 pub async fn delete_goal(
     State(web): State<Arc<Web>>,
+    caller: Caller,
     headers: HeaderMap,
     Path(goal_id): Path<String>,
     body: axum::body::Bytes,
@@ -230,7 +249,7 @@ pub async fn delete_goal(
         let goal_id: u32 =
             goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
         let f = fields(&headers, &body)?;
-        let site = authorized_site(&web, &headers, required(&f, "site_id")?, Scope::SitesAdmin)?;
+        let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
         web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
         Ok(Json(json!({"deleted": true})).into_response())
     };

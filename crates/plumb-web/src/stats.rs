@@ -1,10 +1,10 @@
 //! Stats API v2: `POST /api/v2/query` over the query model.
 
 use crate::Web;
-use crate::auth::{authorize, require_key};
+use crate::auth::Caller;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Months;
 use chrono::{Datelike, NaiveDate, Utc};
@@ -284,16 +284,21 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).to_rfc3339()
 }
 
-pub async fn query_v2(State(web): State<Arc<Web>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    run_v2(web, headers, body).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn query_v2(State(web): State<Arc<Web>>, caller: Caller, body: axum::body::Bytes) -> Response {
+    let answer = async || -> Result<Response, ApiError> {
+        let body: Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
+        Ok(Json(answer_v2(&web, &caller, body).await?).into_response())
+    };
+    answer().await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let key = require_key(&web, &headers)?;
+/// Runs a v2 query body for the caller and returns the answer's JSON (also used for CSV).
+pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<Value, ApiError> {
     let body: QueryBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
-    let site = site(&web, &body.site_id)?;
-    authorize(&key, Scope::StatsRead, &site)?;
+        serde_json::from_value(body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
+    let site = site(web, &body.site_id)?;
+    caller.authorize(web, Scope::StatsRead, &site)?;
     let metrics = body
         .metrics
         .iter()
@@ -311,7 +316,7 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
             Dimension::parse(d, range).ok_or_else(|| ApiError::bad(format!("dimensions: unknown dimension `{d}`")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let goals = site_goals(&web, site.id)?;
+    let goals = site_goals(web, site.id)?;
     let filters = body.filters.iter().map(|f| parse_filter(f, range, &goals)).collect::<Result<Vec<_>, _>>()?;
     let filter = match filters.len() {
         0 => None,
@@ -385,7 +390,7 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
     } else {
         vec![(body.metrics[0].clone(), "desc".to_owned())]
     };
-    Ok(Json(json!({
+    Ok(json!({
         "results": out.results,
         "meta": meta,
         "query": {
@@ -398,7 +403,6 @@ async fn run_v2(web: Arc<Web>, headers: HeaderMap, body: axum::body::Bytes) -> R
             "pagination": {"limit": q.limit, "offset": q.offset},
         },
     }))
-    .into_response())
 }
 
 #[cfg(test)]

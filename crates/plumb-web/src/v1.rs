@@ -2,11 +2,10 @@
 //! parameters translated into the one query model, answers shaped as v1 clients expect.
 
 use crate::Web;
-use crate::auth::{authorize, require_key};
+use crate::auth::Caller;
 use crate::stats::{ApiError, comparison_range, goal_filter, resolve_range, site, site_goals};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use plumb_core::url::wildcard_regex;
@@ -37,16 +36,16 @@ enum Kind {
     Breakdown,
 }
 
-pub async fn aggregate(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
-    answer(s, h, p, Kind::Aggregate).await
+pub async fn aggregate(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
+    answer(s, c, p, Kind::Aggregate).await
 }
 
-pub async fn timeseries(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
-    answer(s, h, p, Kind::Timeseries).await
+pub async fn timeseries(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
+    answer(s, c, p, Kind::Timeseries).await
 }
 
-pub async fn breakdown(s: State<Arc<Web>>, h: HeaderMap, p: QueryParams<Params>) -> Response {
-    answer(s, h, p, Kind::Breakdown).await
+pub async fn breakdown(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
+    answer(s, c, p, Kind::Breakdown).await
 }
 
 /// `visit:source==Google|Twitter;event:page!=/blog*` — `;` joins conditions, `|` joins values,
@@ -95,18 +94,17 @@ fn property_key(property: &str) -> &str {
 
 async fn answer(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    caller: Caller,
     QueryParams(p): QueryParams<Params>,
     kind: Kind,
 ) -> Response {
-    run(web, headers, p, kind).await.unwrap_or_else(IntoResponse::into_response)
+    run(web, caller, p, kind).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run(web: Arc<Web>, headers: HeaderMap, p: Params, kind: Kind) -> Result<Response, ApiError> {
-    let key = require_key(&web, &headers)?;
+async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Response, ApiError> {
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(&web, &domain)?;
-    authorize(&key, Scope::StatsRead, &site)?;
+    caller.authorize(&web, Scope::StatsRead, &site)?;
     let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
     let period = p.period.as_deref().unwrap_or("30d");
     let range_value = match (period, p.date.as_deref()) {

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Stats API requests per minute allowed to each API key [default: 600].
     #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     key_rate_limit: Option<u32>,
+    /// Where browsers reach Plumb, e.g. https://stats.example.com (snippets, invite links,
+    /// Secure cookies) [default: the request's Host].
+    #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
 }
 
 /// The TOML file's shape; every key is optional.
@@ -34,6 +38,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     queue_retention: Option<String>,
     key_rate_limit: Option<u32>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +48,18 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub queue_retention: Duration,
     pub key_rate_limit: u32,
+    pub public_url: Option<String>,
+}
+
+/// An absolute http(s) address without a trailing slash.
+pub fn parse_public_url(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("`{s}` is not an http(s) address like https://stats.example.com")),
+    }
 }
 
 pub fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
@@ -95,6 +112,11 @@ impl Config {
             trusted_proxies,
             queue_retention,
             key_rate_limit: file.key_rate_limit.unwrap_or(600),
+            public_url: file
+                .public_url
+                .map(|u| parse_public_url(&u))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("config file: public_url: {e}"))?,
         })
     }
 
@@ -110,6 +132,9 @@ impl Config {
         }
         if let Some(n) = args.key_rate_limit {
             self.key_rate_limit = n;
+        }
+        if let Some(u) = args.public_url {
+            self.public_url = Some(u);
         }
         if self.key_rate_limit == 0 {
             bail!("key rate limit must be at least 1 request per minute");
@@ -146,6 +171,9 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
         assert!(parse_net("10.0.0.0/33").is_err());
+        assert_eq!(parse_public_url("https://stats.example.com/").unwrap(), "https://stats.example.com");
+        assert!(parse_public_url("stats.example.com").is_err());
+        assert!(parse_public_url("ftp://stats.example.com").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{GoalKind, MetaError, MetaStore, Scope, Site, SqliteMeta, validate_domain};
+use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_domain};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -39,6 +39,16 @@ enum Command {
     /// Manage dashboard users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print a one-time link (valid 7 days) that gives whoever opens it a role on a site.
+    Invite {
+        domain: String,
+        /// viewer, admin or owner.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Where browsers reach Plumb [default: the configured public URL, else http://<listen>].
+        #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = config::parse_public_url)]
+        public_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +141,15 @@ fn run() -> Result<()> {
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
         Command::User(cmd) => user(&open_meta(&config)?, cmd),
+        Command::Invite { domain, role, public_url } => {
+            let meta = open_meta(&config)?;
+            let site = site_named(&meta, &domain)?;
+            let token = meta.create_invite(site.id, Role::parse(&role)?)?;
+            let base = public_url.or(config.public_url.clone()).unwrap_or_else(|| format!("http://{}", config.listen));
+            println!("invite to {} as {role} (one use, valid 7 days):", site.domain);
+            println!("{base}/invite/{token}");
+            Ok(())
+        }
     }
 }
 
@@ -173,7 +192,8 @@ fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
             std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
             let password = line.trim_end_matches(['\r', '\n']);
             let u = meta.add_user(&email, password)?;
-            println!("added user {} (id {})", u.email, u.id);
+            let owner = if u.is_owner { ", owner of every site" } else { "" };
+            println!("added user {} (id {}{owner})", u.email, u.id);
         }
         UserCommand::List => {
             for u in meta.list_users()? {

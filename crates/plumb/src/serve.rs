@@ -7,7 +7,7 @@ use plumb_meta::{MetaStore, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig};
 use plumb_queue::SqliteSpool;
 use plumb_store::DuckStore;
-use plumb_web::{KeyLimiter, Web};
+use plumb_web::{Web, WebConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub fn run(config: Config) -> Result<()> {
         Arc::new(SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")?);
     let spool = SqliteSpool::open(config.queue_path()).context("cannot open the queue")?;
     let store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;
-    let reader = Arc::new(store.reader().context("cannot open an event store reader")?);
+    let reader = store.reader().context("cannot open an event store reader")?;
     let pipeline = Pipeline::new(
         spool.consumer().context("cannot open the queue for reading")?,
         store,
@@ -37,8 +37,14 @@ pub fn run(config: Config) -> Result<()> {
         Arc::new(spool),
         CollectorConfig { trusted_proxies: config.trusted_proxies.clone() },
     );
-    let web =
-        Arc::new(Web { meta, reader, live: pipeline.live.clone(), limiter: KeyLimiter::new(config.key_rate_limit) });
+    let web = Web::new(
+        meta,
+        Arc::new(reader),
+        pipeline.live.clone(),
+        WebConfig { key_rate_limit: config.key_rate_limit, public_url: config.public_url.clone() },
+    )
+    .context("cannot read the cookie-signing key")?;
+    let web = Arc::new(web);
     let app = plumb_collector::router(collector.clone()).merge(plumb_web::router(web));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -1,6 +1,10 @@
-//! Real browser: headless Chromium (Debian's, driven by playwright-core) loads a page carrying
-//! the tracker, navigates by pushState and by hash, fires events, and the visit shows up in the
-//! Stats API. Needs `chromium` and `npm`; the npm package is installed on first run.
+//! Real browser: headless Chromium (Debian's, driven by playwright-core).
+//! - The tracker: a page carrying it navigates by pushState and by hash, fires events, and the
+//!   visit shows up in the Stats API.
+//! - The dashboard: sign in, add a site, see visits arrive, filter, change the range, share,
+//!   export; screenshots of the main views are saved under the target's tmp dir.
+//!
+//! Needs `chromium` and `npm`; the npm package is installed on first run.
 
 mod common;
 
@@ -11,36 +15,79 @@ use std::process::Command;
 use std::time::Duration;
 
 fn tracker_tests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tracker/tests")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_browser_visit_is_counted() {
+fn browser_tools() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "this test needs Chromium at {chromium} (Debian: apt-get install chromium), or CHROMIUM=<path>"
     );
     let tests = tracker_tests_dir();
+    // Both tests may get here at once; npm ci must run only once.
+    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = NPM.lock().unwrap();
     if !tests.join("node_modules/playwright-core").exists() {
         let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&tests).status();
-        assert!(ok.is_ok_and(|s| s.success()), "npm ci in tracker/tests failed (needs node and npm)");
+        assert!(ok.is_ok_and(|s| s.success()), "npm ci in tests/browser failed (needs node and npm)");
     }
+}
+
+/// Runs a script of `tests/browser` and returns the JSON it prints.
+async fn node(args: Vec<String>) -> Value {
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("node").args(&args).current_dir(tracker_tests_dir()).output())
+            .await
+            .unwrap()
+            .expect("node runs");
+    assert!(
+        out.status.success(),
+        "browser script failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.trim_ascii()).expect("browser script prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_real_browser() {
+    browser_tools();
+    let dir = temp_dir("dashboard-browser");
+    let (ok, out) = add_user(&dir, "owner@example.com", "owner password 1");
+    assert!(ok, "{out}");
+    let server = Server::start(&dir, &[]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let summary = node(vec![
+        "dashboard.mjs".into(),
+        server.url.clone(),
+        "owner@example.com".into(),
+        "owner password 1".into(),
+        shots.display().to_string(),
+    ])
+    .await;
+    println!("dashboard in the browser: {summary}");
+    for name in ["login", "dashboard-light", "dashboard-dark", "dashboard-phone", "settings", "details"] {
+        let file = shots.join(format!("{name}.png"));
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "screenshot {} is missing or empty",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_browser_visit_is_counted() {
+    browser_tools();
 
     let dir = temp_dir("browser");
     cli(&dir, &["site", "add", "browser.test"]);
     let key = create_key(&dir, "reader");
     let server = Server::start(&dir, &[]);
 
-    let url = server.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg("browser.mjs").arg(&url).arg("browser.test").current_dir(tracker_tests_dir()).output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    assert!(out.status.success(), "browser script failed: {}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("browser script prints JSON");
+    let summary = node(vec!["tracker.mjs".into(), server.url.clone(), "browser.test".into()]).await;
     println!("browser sent: {summary}");
     let sent: Vec<&str> = summary["sent"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     for expected in

@@ -360,25 +360,8 @@ async fn keys_are_scoped_and_rate_limited() {
 
 #[test]
 fn users_are_added_with_a_password_from_stdin_only() {
-    use std::io::Write;
     let dir = temp_dir("users");
-    let add = |email: &str, password: &str| {
-        let mut child = std::process::Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["user", "add", "--email", email, "--password-stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let add = |email: &str, password: &str| add_user(&dir, email, password);
     let (ok, out) = add("owner@example.com", "a long enough secret");
     assert!(ok && out.contains("added user owner@example.com"), "{out}");
     let (ok, out) = add("owner@example.com", "a long enough secret");

@@ -31,6 +31,23 @@ pub fn create_key(data_dir: &Path, name: &str) -> String {
     cli(data_dir, &["key", "create", "--name", name]).lines().last().unwrap().trim().to_owned()
 }
 
+/// `plumb user add` with the password on stdin; returns whether it succeeded and its output.
+pub fn add_user(data_dir: &Path, email: &str, password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["user", "add", "--email", email, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
 pub struct Server {
     child: Option<Child>,
     pub url: String,

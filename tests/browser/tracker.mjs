@@ -1,11 +1,11 @@
 // Loads a page carrying the tracker in headless Chromium, navigates by pushState and by hash,
 // fires custom events, leaves the page; then checks that a visitor with plumb_ignore set sends
-// nothing. Usage: node browser.mjs <plumb-url> <domain>. Prints a JSON summary on success.
+// nothing. Usage: node tracker.mjs <plumb-url> <domain>. Prints a JSON summary on success.
 import http from 'node:http';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [plumb, domain] = process.argv.slice(2);
-if (!plumb || !domain) throw new Error('usage: node browser.mjs <plumb-url> <domain>');
+if (!plumb || !domain) throw new Error('usage: node tracker.mjs <plumb-url> <domain>');
 
 const page = (title) => `<!doctype html><html><head><title>${title}</title>
 <script>window.plausible = window.plausible || function () { (window.plausible.q = window.plausible.q || []).push(arguments) };
@@ -22,15 +22,7 @@ const server = http.createServer((req, res) => {
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const site = `http://${domain}:${server.address().port}`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // The page must not be on localhost, where the tracker deliberately stays silent.
-    `--host-resolver-rules=MAP ${domain} 127.0.0.1`,
-  ],
-});
+const browser = await launch(domain);
 
 async function visit(setup) {
   const context = await browser.newContext();

@@ -1,12 +1,11 @@
+mod accounts;
+
+use crate::accounts::sha256_hex;
 use crate::{
-    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, User, day_is_live, parse_timezone,
-    validate_domain, validate_email, validate_password,
+    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_domain,
 };
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -41,10 +40,6 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
     Ok(key())
 }
 
-fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub struct SqliteMeta {
     conn: Mutex<Connection>,
 }
@@ -77,16 +72,12 @@ impl SqliteMeta {
                  value TEXT NOT NULL,
                  UNIQUE (site_id, kind, value),
                  UNIQUE (site_id, display_name));
-             CREATE TABLE IF NOT EXISTS users (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 email TEXT NOT NULL UNIQUE,
-                 password_hash TEXT NOT NULL,
-                 created_ms INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
                  salt BLOB NOT NULL);",
         )
         .map_err(storage)?;
+        accounts::create_tables(&conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -229,53 +220,6 @@ impl MetaStore for SqliteMeta {
         if n == 0 { Err(MetaError::NotFound(format!("goal {goal_id} of site {site_id}"))) } else { Ok(()) }
     }
 
-    fn add_user(&self, email: &str, password: &str) -> Result<User> {
-        let email = validate_email(email)?;
-        validate_password(password)?;
-        // Argon2id with the crate's defaults (19 MiB, 2 passes, 1 lane): OWASP's recommended minimum.
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes())
-            .map_err(|e| MetaError::Storage(format!("cannot hash the password: {e}")))?
-            .to_string();
-        let created_ms = now_ms();
-        let conn = self.conn.lock().unwrap();
-        let inserted = conn
-            .execute(
-                "INSERT OR IGNORE INTO users (email, password_hash, created_ms) VALUES (?1, ?2, ?3)",
-                params![email, hash, created_ms],
-            )
-            .map_err(storage)?;
-        if inserted == 0 {
-            return Err(MetaError::Invalid(format!("a user with e-mail `{email}` already exists")));
-        }
-        Ok(User { id: conn.last_insert_rowid() as u32, email, created_ms })
-    }
-
-    fn list_users(&self) -> Result<Vec<User>> {
-        let conn = self.conn.lock().unwrap();
-        let mut stmt = conn.prepare("SELECT id, email, created_ms FROM users ORDER BY email").map_err(storage)?;
-        let rows = stmt
-            .query_map([], |r| Ok(User { id: r.get(0)?, email: r.get(1)?, created_ms: r.get(2)? }))
-            .map_err(storage)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(storage)
-    }
-
-    fn check_password(&self, email: &str, password: &str) -> Result<Option<User>> {
-        let Ok(email) = validate_email(email) else { return Ok(None) };
-        let row: Option<(User, String)> = {
-            let conn = self.conn.lock().unwrap();
-            conn.query_row("SELECT id, email, created_ms, password_hash FROM users WHERE email = ?1", [&email], |r| {
-                Ok((User { id: r.get(0)?, email: r.get(1)?, created_ms: r.get(2)? }, r.get(3)?))
-            })
-            .optional()
-            .map_err(storage)?
-        };
-        let Some((user, hash)) = row else { return Ok(None) };
-        let parsed =
-            PasswordHash::new(&hash).map_err(|e| MetaError::Storage(format!("stored hash is malformed: {e}")))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok().then_some(user))
-    }
-
     fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
@@ -296,7 +240,7 @@ impl MetaStore for SqliteMeta {
             .execute(
                 "INSERT OR IGNORE INTO api_keys (name, prefix, secret_sha256, created_ms, scopes, sites)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, prefix, hash_secret(&secret), created_ms, scope_text, site_text],
+                params![name, prefix, sha256_hex(&secret), created_ms, scope_text, site_text],
             )
             .map_err(storage)?;
         if inserted == 0 {
@@ -327,7 +271,7 @@ impl MetaStore for SqliteMeta {
 
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let conn = self.conn.lock().unwrap();
-        conn.query_row(&format!("{KEY_COLUMNS} WHERE secret_sha256 = ?1"), [hash_secret(secret)], key_row)
+        conn.query_row(&format!("{KEY_COLUMNS} WHERE secret_sha256 = ?1"), [sha256_hex(secret)], key_row)
             .optional()
             .map_err(storage)?
             .transpose()
@@ -368,10 +312,10 @@ impl MetaStore for SqliteMeta {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta(name: &str) -> SqliteMeta {
+    pub fn meta(name: &str) -> SqliteMeta {
         let dir = std::env::temp_dir().join(format!("plumb-meta-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -424,23 +368,6 @@ mod tests {
         assert!(matches!(m.update_site(a.id, Some("b.example"), None), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(a.id, None, Some("Mars/Base")), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(77, None, None), Err(MetaError::NotFound(_))));
-    }
-
-    #[test]
-    fn users_sign_in_with_their_password_only() {
-        let m = meta("users");
-        let u = m.add_user(" Owner@Example.com ", "correct horse battery").unwrap();
-        assert_eq!(u.email, "owner@example.com");
-        let stored: String =
-            m.conn.lock().unwrap().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
-        assert!(stored.starts_with("$argon2id$") && !stored.contains("horse"), "{stored}");
-        assert_eq!(m.check_password("OWNER@example.com", "correct horse battery").unwrap(), Some(u.clone()));
-        assert_eq!(m.check_password("owner@example.com", "correct horse batterY").unwrap(), None);
-        assert_eq!(m.check_password("nobody@example.com", "correct horse battery").unwrap(), None);
-        assert!(matches!(m.add_user("owner@example.com", "another long one"), Err(MetaError::Invalid(_))));
-        assert!(matches!(m.add_user("not-an-address", "long enough pw"), Err(MetaError::Invalid(_))));
-        assert!(matches!(m.add_user("b@example.com", "short"), Err(MetaError::Invalid(_))));
-        assert_eq!(m.list_users().unwrap(), vec![u]);
     }
 
     #[test]

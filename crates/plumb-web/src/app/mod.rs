@@ -1,0 +1,274 @@
+//! The dashboard web app: server-rendered pages with small plain JS modules, all embedded in the
+//! binary. Pages read and change metadata directly; every number on a dashboard comes from the
+//! public Stats API, called by the page's script with the session (or shared-link) cookie.
+//!
+//! Forms are protected against cross-site requests twice: a CSRF token (double-submit: a
+//! `SameSite=Strict` cookie and the same value in the form) and a check that `Origin` and
+//! `Sec-Fetch-Site`, when the browser sends them, name this site.
+
+mod account;
+mod assets;
+mod dashboard;
+mod export;
+mod html;
+mod sites;
+
+use crate::Web;
+use crate::auth::{CSRF_COOKIE, cookie, signed_in};
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use html::{Page, esc};
+use plumb_meta::accounts::{constant_time_eq, random_token};
+use plumb_meta::{MetaError, Role, Session, Site};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/", get(account::home))
+        .route("/setup", get(account::setup_form).post(account::setup))
+        .route("/login", get(account::login_form).post(account::login))
+        .route("/login/2fa", get(account::second_factor_form).post(account::second_factor))
+        .route("/logout", post(account::logout))
+        .route("/account", get(account::page))
+        .route("/account/logout-everywhere", post(account::logout_everywhere))
+        .route("/account/2fa/start", post(account::totp_start))
+        .route("/account/2fa/enable", post(account::totp_enable))
+        .route("/account/2fa/disable", post(account::totp_disable))
+        .route("/invite/{token}", get(account::invite_form).post(account::accept_invite))
+        .route("/sites", get(sites::list))
+        .route("/sites/new", get(sites::new_form).post(sites::create))
+        .route("/sites/{domain}", get(dashboard::page))
+        .route("/sites/{domain}/snippet", get(sites::snippet))
+        .route("/sites/{domain}/verify", get(sites::verify))
+        .route("/sites/{domain}/settings", get(sites::settings).post(sites::update))
+        .route("/sites/{domain}/goals", post(sites::add_goal))
+        .route("/sites/{domain}/goals/{id}/delete", post(sites::remove_goal))
+        .route("/sites/{domain}/shares", post(sites::add_share))
+        .route("/sites/{domain}/shares/{slug}/delete", post(sites::remove_share))
+        .route("/sites/{domain}/invites", post(sites::invite))
+        .route("/sites/{domain}/members/{user_id}/delete", post(sites::remove_member))
+        .route("/sites/{domain}/delete", post(sites::delete))
+        .route("/sites/{domain}/export.csv", get(export::csv))
+        .route("/sites/{domain}/export.zip", get(export::zip))
+        .route("/share/{slug}", get(dashboard::share).post(dashboard::share_password))
+        .route("/assets/{name}", get(assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Pages may not be framed (shared links in embed mode set their own policy), load nothing from
+/// elsewhere, and run no inline script.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ));
+    if !h.contains_key("x-plumb-embed") {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    h.remove("x-plumb-embed");
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Cookies go out with `Secure` when browsers reach Plumb over HTTPS (the public URL says so,
+/// or the proxy in front says `X-Forwarded-Proto: https`).
+fn secure(web: &Web, headers: &HeaderMap) -> bool {
+    web.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        || headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// A `Set-Cookie` value: never readable from scripts, sent back only to this site.
+/// `max_age_secs = 0` deletes it.
+fn set_cookie(name: &str, value: &str, max_age_secs: Option<i64>, same_site: &str, secure: bool) -> String {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if let Some(age) = max_age_secs {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+/// An answer page, a redirect or an error, with the cookies it sets.
+pub struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+    cookies: Vec<String>,
+    retry_after: Option<u64>,
+}
+
+impl Reply {
+    fn html(status: StatusCode, body: String) -> Self {
+        Reply { status, location: None, body, cookies: vec![], retry_after: None }
+    }
+
+    fn redirect(to: &str) -> Self {
+        Reply { location: Some(to.to_owned()), ..Self::html(StatusCode::SEE_OTHER, String::new()) }
+    }
+
+    fn cookie(mut self, c: String) -> Self {
+        self.cookies.push(c);
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::response::Html(self.body)).into_response();
+        let h = r.headers_mut();
+        if let Some(to) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            h.insert(header::LOCATION, to);
+        }
+        for c in self.cookies {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, s.into());
+        }
+        r
+    }
+}
+
+type Result<T> = std::result::Result<T, Reply>;
+
+/// The page every refusal and failure shows: a status, a title and what to do.
+fn error_page(status: StatusCode, title: &str, message: &str) -> Reply {
+    let body = format!(
+        "<section class=\"card narrow\"><h1>{}</h1><p>{}</p><p><a href=\"/\">Back to Plumb</a></p></section>",
+        esc(title),
+        esc(message)
+    );
+    Reply::html(status, Page::new(title, body).render())
+}
+
+fn internal(e: impl std::fmt::Display) -> Reply {
+    tracing::error!("dashboard request failed: {e}");
+    error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again.")
+}
+
+fn meta_reply(e: MetaError) -> Reply {
+    match e {
+        MetaError::Invalid(m) => error_page(StatusCode::BAD_REQUEST, "That did not work", &m),
+        MetaError::NotFound(w) => error_page(StatusCode::NOT_FOUND, "Not found", &format!("{w} not found")),
+        e @ MetaError::Storage(_) => internal(e),
+    }
+}
+
+/// The CSRF token of this browser, and the cookie to set when it is new.
+pub struct Csrf {
+    pub token: String,
+    set: Option<String>,
+}
+
+impl Csrf {
+    fn of(web: &Web, headers: &HeaderMap) -> Csrf {
+        match cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
+            Some(t) => Csrf { token: t.to_owned(), set: None },
+            None => {
+                let token = random_token(32);
+                let set = set_cookie(CSRF_COOKIE, &token, None, "Strict", secure(web, headers));
+                Csrf { token, set: Some(set) }
+            }
+        }
+    }
+
+    /// Adds the cookie to a reply if this token is new.
+    fn apply(self, reply: Reply) -> Reply {
+        match self.set {
+            Some(c) => reply.cookie(c),
+            None => reply,
+        }
+    }
+}
+
+/// The fields of a submitted form, after the cross-site checks: `403` if the request came from
+/// another site or lacks this browser's CSRF token.
+fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>> {
+    let forged = || {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This form came from another site, or its security token is missing or expired. \
+             Reload the page and try again.",
+        )
+    };
+    if headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site") {
+        return Err(forged());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+        if origin_host != host {
+            return Err(forged());
+        }
+    }
+    let fields: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let ok = match (fields.get("csrf"), cookie(headers, CSRF_COOKIE)) {
+        (Some(sent), Some(kept)) => !kept.is_empty() && constant_time_eq(sent, kept),
+        _ => false,
+    };
+    if ok { Ok(fields) } else { Err(forged()) }
+}
+
+fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
+    f.get(name).map(|s| s.trim()).unwrap_or_default()
+}
+
+/// The signed-in user, or a redirect to the sign-in page that comes back here afterwards.
+fn user_session(web: &Web, headers: &HeaderMap, here: &str) -> Result<Session> {
+    match signed_in(web, headers).map_err(|e| internal(e.message))? {
+        Some(s) => Ok(s),
+        None => Err(Reply::redirect(&format!("/login?next={}", url_escape(here)))),
+    }
+}
+
+/// The site and the user's role on it: `404` if it does not exist or the user has no role
+/// (so its existence is not revealed), `403` if the role is below `least`.
+fn site_access(web: &Web, s: &Session, domain: &str, least: Role) -> Result<(Site, Role)> {
+    let not_found = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Site not found",
+            &format!("There is no site `{domain}` here that you can see."),
+        )
+    };
+    let site = web.meta.site_by_domain(domain).map_err(internal)?.ok_or_else(not_found)?;
+    let role = web.meta.role(s.user.id, site.id).map_err(internal)?.ok_or_else(not_found)?;
+    if role < least {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            &format!("This needs the {} role on {}; you are {}.", least.name(), site.domain, role.name()),
+        ));
+    }
+    Ok((site, role))
+}
+
+/// Where browsers reach this Plumb: the configured public URL, else this request's host.
+fn base_url(web: &Web, headers: &HeaderMap) -> String {
+    if let Some(u) = &web.public_url {
+        return u.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme = if secure(web, headers) { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
+fn url_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Only paths on this site are followed after sign-in, never `//elsewhere` or `https://…`.
+fn local_path(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/sites" }
+}

@@ -1,0 +1,435 @@
+//! The sites list, adding a site (with its snippet and the installation check) and a site's
+//! settings: timezone, goals, shared links, people and deletion.
+
+use super::html::{Page, button_form, csrf_field, esc};
+use super::{Csrf, Reply, Result, base_url, error_page, field, form, internal, meta_reply, site_access, user_session};
+use crate::Web;
+use crate::auth::Caller;
+use crate::stats::answer_v2;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use plumb_meta::{GoalKind, Role, Session, Site};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Visitors per day over the last 30 days, and today's.
+async fn recent_visitors(web: &Arc<Web>, caller: &Caller, site: &Site) -> (Vec<i64>, i64) {
+    let ask = |range: &str, dims: Value| json!({"site_id": site.domain, "metrics": ["visitors"], "date_range": range, "dimensions": dims});
+    let numbers = |v: Option<Value>| -> Vec<i64> {
+        v.and_then(|v| v["results"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r["metrics"][0].as_i64().unwrap_or(0))
+            .collect()
+    };
+    let by_day = answer_v2(web, caller, ask("30d", json!(["time:day"]))).await.ok();
+    let today = answer_v2(web, caller, ask("day", json!([]))).await.ok();
+    (numbers(by_day), numbers(today).first().copied().unwrap_or(0))
+}
+
+/// A 30-day line as inline SVG (no script needed for the list).
+fn sparkline(values: &[i64]) -> String {
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let n = values.len().max(2) as f64 - 1.0;
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * 120.0 / n, 30.0 - *v as f64 * 28.0 / max))
+        .collect();
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 120 32\" preserveAspectRatio=\"none\" aria-hidden=\"true\">\
+         <polyline points=\"{}\"/></svg>",
+        points.join(" ")
+    )
+}
+
+pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Reply> {
+    let s = user_session(&web, &headers, "/sites")?;
+    let sites = web.meta.user_sites(s.user.id).map_err(internal)?;
+    let caller = Caller::user(s.clone());
+    let mut rows = String::new();
+    for (site, role) in &sites {
+        let (days, today) = recent_visitors(&web, &caller, site).await;
+        rows.push_str(&format!(
+            "<li class=\"site\"><a href=\"/sites/{d}\"><span class=\"domain\">{d}</span>\
+             <span class=\"today\"><strong>{today}</strong> visitors today</span>{spark}</a>\
+             <span class=\"role\">{role}</span></li>",
+            d = esc(&site.domain),
+            spark = sparkline(&days),
+            role = role.name(),
+        ));
+    }
+    let body = if sites.is_empty() {
+        "<section class=\"card narrow\"><h1>No sites yet</h1><p>Add your first site to get its snippet.</p>\
+         <p><a class=\"button primary\" href=\"/sites/new\">Add a site</a></p></section>"
+            .to_owned()
+    } else {
+        format!(
+            "<div class=\"bar\"><h1>Sites</h1><a class=\"button primary\" href=\"/sites/new\">Add a site</a></div>\
+             <ul class=\"sites\">{rows}</ul>"
+        )
+    };
+    let csrf = Csrf::of(&web, &headers);
+    let page = Page::new("Sites", body).user(&s.user, &csrf.token).render();
+    Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+fn timezone_options(selected: &str) -> String {
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| {
+            let n = tz.name();
+            format!("<option{}>{}</option>", if n == selected { " selected" } else { "" }, esc(n))
+        })
+        .collect()
+}
+
+fn new_site_page(s: &Session, csrf: &str, error: Option<&str>, domain: &str, tz: &str) -> String {
+    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    let body = format!(
+        "<section class=\"card narrow\"><h1>Add a site</h1>{error}\
+         <form method=\"post\" action=\"/sites/new\" class=\"stack\">{csrf}\
+         <label>Domain <input name=\"domain\" required value=\"{domain}\" placeholder=\"example.com\" \
+         autocomplete=\"off\" autofocus></label><p class=\"hint\">Without <code>https://</code> or <code>www.</code></p>\
+         <label>Timezone (days and hours in reports follow it) <select name=\"timezone\" id=\"timezone\" \
+         data-guess=\"{guess}\">{options}</select></label>\
+         <button type=\"submit\" class=\"primary\">Add site</button></form></section>",
+        csrf = csrf_field(csrf),
+        domain = esc(domain),
+        guess = if tz.is_empty() { "1" } else { "" },
+        options = timezone_options(if tz.is_empty() { "UTC" } else { tz }),
+    );
+    Page::new("Add a site", body).user(&s.user, csrf).script("site.js", json!({})).render()
+}
+
+pub async fn new_form(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Reply> {
+    let s = user_session(&web, &headers, "/sites/new")?;
+    let csrf = Csrf::of(&web, &headers);
+    let page = new_site_page(&s, &csrf.token, None, "", "");
+    Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Result<Reply> {
+    let f = form(&headers, &body)?;
+    let s = user_session(&web, &headers, "/sites/new")?;
+    let (domain, tz) = (field(&f, "domain"), field(&f, "timezone"));
+    // People paste addresses; keep the host.
+    let domain = domain.trim_start_matches("https://").trim_start_matches("http://");
+    let domain = domain.split('/').next().unwrap_or_default().trim_start_matches("www.");
+    match web.meta.add_site(domain, if tz.is_empty() { "UTC" } else { tz }) {
+        Ok(site) => {
+            web.meta.set_role(s.user.id, site.id, Role::Owner).map_err(internal)?;
+            Ok(Reply::redirect(&format!("/sites/{}/snippet", site.domain)))
+        }
+        Err(plumb_meta::MetaError::Invalid(m)) => {
+            let page = new_site_page(&s, field(&f, "csrf"), Some(&m), domain, tz);
+            Err(Reply::html(StatusCode::BAD_REQUEST, page))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+fn snippet_html(web: &Web, headers: &HeaderMap, site: &Site) -> String {
+    let tag = format!(
+        "<script defer data-domain=\"{}\" src=\"{}/js/script.js\"></script>",
+        site.domain,
+        base_url(web, headers)
+    );
+    format!(
+        "<p>Put this in the <code>&lt;head&gt;</code> of every page of <strong>{d}</strong>:</p>\
+         <div class=\"snippet\"><pre><code id=\"snippet\">{tag}</code></pre>\
+         <button type=\"button\" data-copy=\"snippet\">Copy</button></div>\
+         <p>No cookies are set and nothing personal is stored, so no consent banner is needed for Plumb.</p>",
+        d = esc(&site.domain),
+        tag = esc(&tag),
+    )
+}
+
+pub async fn snippet(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {
+    let s = user_session(&web, &headers, &format!("/sites/{domain}/snippet"))?;
+    let (site, _) = site_access(&web, &s, &domain, Role::Admin)?;
+    let body = format!(
+        "<section class=\"card\"><h1>Install Plumb on {d}</h1>{snippet}\
+         <div class=\"verify\" id=\"verify\" data-domain=\"{d}\" role=\"status\" aria-live=\"polite\">\
+         <span class=\"dot\"></span><span class=\"text\">Waiting for the first pageview…</span></div>\
+         <p><a class=\"button primary\" href=\"/sites/{d}\">Go to the dashboard</a></p></section>",
+        d = esc(&site.domain),
+        snippet = snippet_html(&web, &headers, &site),
+    );
+    let csrf = Csrf::of(&web, &headers);
+    let page = Page::new("Install", body).user(&s.user, &csrf.token).script("site.js", json!({})).render();
+    Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+/// `{"received": bool}`: whether a pageview of the site has arrived (live, or stored).
+pub async fn verify(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Response> {
+    let s = user_session(&web, &headers, "/sites")?;
+    let (site, _) = site_access(&web, &s, &domain, Role::Viewer)?;
+    let live = web.live.snapshot(site.id, chrono::Utc::now().timestamp_millis()).visitors > 0;
+    let stored = live
+        || answer_v2(
+            &web,
+            &Caller::user(s),
+            json!({"site_id": site.domain, "metrics": ["pageviews"], "date_range": "all"}),
+        )
+        .await
+        .map_err(|e| internal(e.message))?["results"][0]["metrics"][0]
+            .as_i64()
+            .unwrap_or(0)
+            > 0;
+    Ok(Json(json!({"received": stored})).into_response())
+}
+
+/// The settings page; `notice` shows the result of the last action (a new invite link).
+fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role: Role, notice: &str) -> Result<Reply> {
+    let csrf = Csrf::of(web, headers);
+    let t = csrf.token.as_str();
+    let d = esc(&site.domain);
+    let base = format!("/sites/{}", site.domain);
+    let goals: String = web
+        .meta
+        .list_goals(site.id)
+        .map_err(internal)?
+        .iter()
+        .map(|g| {
+            let what = match &g.kind {
+                GoalKind::Page(p) => format!("pageview of <code>{}</code>", esc(p)),
+                GoalKind::Event(n) => format!("event <code>{}</code>", esc(n)),
+            };
+            format!(
+                "<li><span><strong>{}</strong> · {what}</span>{}</li>",
+                esc(&g.display_name),
+                button_form(&format!("{base}/goals/{}/delete", g.id), t, "Remove", "link danger")
+            )
+        })
+        .collect();
+    let origin = base_url(web, headers);
+    let shares: String = web
+        .meta
+        .shared_links(site.id)
+        .map_err(internal)?
+        .iter()
+        .map(|l| {
+            let url = format!("{origin}/share/{}", l.slug);
+            format!(
+                "<li><span><strong>{name}</strong>{lock}<br><a href=\"{url}\" class=\"share-url\">{url}</a>\
+             <span class=\"hint\"> · embed: <code>{url}?embed=true</code></span></span>{revoke}</li>",
+                name = esc(&l.name),
+                lock = if l.password_hash.is_some() { " · password protected" } else { " · public" },
+                url = esc(&url),
+                revoke = button_form(&format!("{base}/shares/{}/delete", l.slug), t, "Revoke", "link danger"),
+            )
+        })
+        .collect();
+    let members: String = web
+        .meta
+        .members(site.id)
+        .map_err(internal)?
+        .iter()
+        .map(|(u, r)| {
+            let remove = if role == Role::Owner && u.id != s.user.id {
+                button_form(&format!("{base}/members/{}/delete", u.id), t, "Remove", "link danger")
+            } else {
+                String::new()
+            };
+            format!("<li><span>{} · {}</span>{remove}</li>", esc(&u.email), r.name())
+        })
+        .collect();
+    let role_options: String = Role::ALL
+        .iter()
+        .filter(|r| **r <= role)
+        .map(|r| format!("<option{}>{}</option>", if *r == Role::Viewer { " selected" } else { "" }, r.name()))
+        .collect();
+    let danger = if role == Role::Owner {
+        format!(
+            "<section class=\"card danger-zone\"><h2>Delete site</h2><p>Deletes {d}, its goals, shared links and \
+         every stored event. This cannot be undone.</p><form method=\"post\" action=\"{base}/delete\" \
+         class=\"stack\">{c}<label>Type <strong>{d}</strong> to confirm <input name=\"confirm\" required \
+         autocomplete=\"off\"></label><button type=\"submit\" class=\"danger\">Delete site and data</button>\
+         </form></section>",
+            c = csrf_field(t)
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<div class=\"bar\"><h1>{d} · settings</h1><a href=\"{base}\">Back to dashboard</a></div>{notice}\
+     <section class=\"card\"><h2>General</h2><form method=\"post\" action=\"{base}/settings\" class=\"row\">{c}\
+     <label>Timezone <select name=\"timezone\">{tz}</select></label><button type=\"submit\">Save</button></form>\
+     <p class=\"hint\">A new timezone applies to events from now on.</p></section>\
+     <section class=\"card\"><h2>Installation</h2>{snippet}<p><a href=\"{base}/snippet\">Check the installation</a></p></section>\
+     <section class=\"card\"><h2>Goals</h2><ul class=\"list\">{goals}</ul>\
+     <form method=\"post\" action=\"{base}/goals\" class=\"row\">{c}<label>Kind <select name=\"kind\">\
+     <option value=\"event\">Custom event</option><option value=\"page\">Pageview</option></select></label>\
+     <label>Event name or page path <input name=\"value\" required placeholder=\"Signup or /thanks/**\"></label>\
+     <label>Display name <input name=\"name\" placeholder=\"optional\"></label>\
+     <button type=\"submit\">Add goal</button></form></section>\
+     <section class=\"card\"><h2>Shared links</h2><p>Read-only dashboards for people without an account.</p>\
+     <ul class=\"list\">{shares}</ul><form method=\"post\" action=\"{base}/shares\" class=\"row\">{c}\
+     <label>Name <input name=\"name\" required placeholder=\"Team\"></label>\
+     <label>Password <input type=\"password\" name=\"password\" minlength=\"10\" placeholder=\"optional\" \
+     autocomplete=\"new-password\"></label><button type=\"submit\">Create link</button></form></section>\
+     <section class=\"card\"><h2>People</h2><ul class=\"list\">{members}</ul>\
+     <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>Role <select name=\"role\">\
+     {role_options}</select></label><button type=\"submit\">Create invite link</button></form>\
+     <p class=\"hint\">Invite links work once, within 7 days.</p></section>\
+     <section class=\"card\"><h2>Firewall</h2><p class=\"hint\">Blocking rules (addresses, countries, paths) \
+     are not available yet.</p></section>{danger}",
+        c = csrf_field(t),
+        tz = timezone_options(site.timezone.name()),
+        snippet = snippet_html(web, headers, site),
+    );
+    let page = Page::new("Settings", body).user(&s.user, t).script("site.js", json!({})).render();
+    Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+pub async fn settings(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {
+    let s = user_session(&web, &headers, &format!("/sites/{domain}/settings"))?;
+    let (site, role) = site_access(&web, &s, &domain, Role::Admin)?;
+    settings_page(&web, &headers, &s, &site, role, "")
+}
+
+/// A settings form, checked: its fields, the signed-in user, the site and their role (at least
+/// `least`).
+fn settings_form(
+    web: &Web,
+    headers: &HeaderMap,
+    domain: &str,
+    body: &Bytes,
+    least: Role,
+) -> Result<(HashMap<String, String>, Session, Site, Role)> {
+    let f = form(headers, body)?;
+    let s = user_session(web, headers, &format!("/sites/{domain}/settings"))?;
+    let (site, role) = site_access(web, &s, domain, least)?;
+    Ok((f, s, site, role))
+}
+
+fn back_to_settings(site: &Site) -> Result<Reply> {
+    Ok(Reply::redirect(&format!("/sites/{}/settings", site.domain)))
+}
+
+pub async fn update(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    web.meta.update_site(site.id, None, Some(field(&f, "timezone"))).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn add_goal(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let value = field(&f, "value").to_owned();
+    let kind = match field(&f, "kind") {
+        "page" => GoalKind::Page(value),
+        "event" => GoalKind::Event(value),
+        other => {
+            return Err(error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown goal kind",
+                &format!("`{other}` is not page or event"),
+            ));
+        }
+    };
+    let name = Some(field(&f, "name")).filter(|n| !n.is_empty());
+    web.meta.add_goal(site.id, kind, name).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn remove_goal(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((domain, id)): Path<(String, u32)>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    web.meta.remove_goal(site.id, id).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn add_share(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let password = f.get("password").map(String::as_str).filter(|p| !p.is_empty());
+    web.meta.create_shared_link(site.id, field(&f, "name"), password).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn remove_share(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((domain, slug)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    web.meta.remove_shared_link(site.id, &slug).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn invite(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, s, site, role) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let wanted = Role::parse(field(&f, "role")).map_err(meta_reply)?;
+    if wanted > role {
+        return Err(error_page(StatusCode::FORBIDDEN, "Not allowed", "You cannot invite someone above your own role."));
+    }
+    let token = web.meta.create_invite(site.id, wanted).map_err(internal)?;
+    let link = format!("{}/invite/{token}", base_url(&web, &headers));
+    let notice = format!(
+        "<section class=\"card notice\" role=\"status\"><h2>Invite link</h2><p>Send this link to the person \
+         you invite ({}). It works once, within 7 days, and is shown only now.</p>\
+         <div class=\"snippet\"><pre><code id=\"invite-link\">{}</code></pre>\
+         <button type=\"button\" data-copy=\"invite-link\">Copy</button></div></section>",
+        wanted.name(),
+        esc(&link)
+    );
+    settings_page(&web, &headers, &s, &site, role, &notice)
+}
+
+pub async fn remove_member(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((domain, user_id)): Path<(String, u32)>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Owner)?;
+    web.meta.remove_member(user_id, site.id).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn delete(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Owner)?;
+    if field(&f, "confirm") != site.domain {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "Not deleted",
+            &format!("Type the domain `{}` exactly to confirm.", site.domain),
+        ));
+    }
+    crate::sites::delete_site(&web, &site).await.map_err(|e| internal(e.message))?;
+    Ok(Reply::redirect("/sites"))
+}

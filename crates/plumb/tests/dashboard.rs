@@ -1,0 +1,423 @@
+//! Dashboard security over real HTTP against the real binary: cookie flags, CSRF and
+//! cross-site refusals, roles, sign-in and second-factor rate limits, logout everywhere, shared
+//! links and deleting a site with its data.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A cookie jar over a client that does not follow redirects, so each answer can be checked.
+struct Browser {
+    c: reqwest::Client,
+    url: String,
+    cookies: HashMap<String, String>,
+    /// The raw `Set-Cookie` lines of the last answer.
+    set: Vec<String>,
+}
+
+impl Browser {
+    fn new(url: &str) -> Self {
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Browser { c, url: url.to_owned(), cookies: HashMap::new(), set: vec![] }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        self.set = headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        for line in &self.set {
+            let (k, v) = line.split(';').next().unwrap().split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k)
+            } else {
+                self.cookies.insert(k.into(), v.into())
+            };
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, HeaderMap, String) {
+        let r = self.c.get(format!("{}{path}", self.url)).header("cookie", self.cookie_header()).send().await.unwrap();
+        let (status, headers) = (r.status(), r.headers().clone());
+        self.keep(&headers);
+        (status, headers, r.text().await.unwrap())
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies.get("plumb_csrf").cloned().unwrap_or_default()
+    }
+
+    /// Posts a form with this browser's CSRF token (unless `fields` sets `csrf` itself).
+    async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
+        let csrf = self.csrf();
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            form.push(("csrf", &csrf));
+        }
+        let mut req = self.c.post(format!("{}{path}", self.url)).header("cookie", self.cookie_header()).form(&form);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let (status, headers) = (r.status(), r.headers().clone());
+        self.keep(&headers);
+        (status, headers, r.text().await.unwrap())
+    }
+
+    /// A Stats/Sites API call with the session cookie (and the CSRF header if `csrf`).
+    async fn api(&self, method: reqwest::Method, path: &str, body: Value, csrf: bool) -> (StatusCode, Value) {
+        let mut req =
+            self.c.request(method, format!("{}{path}", self.url)).header("cookie", self.cookie_header()).json(&body);
+        if csrf {
+            req = req.header("x-plumb-csrf", self.csrf());
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A Stats API query as a shared link (slug header, plus whatever cookies this browser has).
+    async fn share_query(&self, slug: &str, site: &str) -> StatusCode {
+        let r = self.c.post(format!("{}/api/v2/query", self.url)).header("cookie", self.cookie_header());
+        r.header("x-plumb-share", slug).json(&query(site)).send().await.unwrap().status()
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> (StatusCode, HeaderMap, String) {
+        self.get("/login").await;
+        self.post("/login", &[("email", email), ("password", password), ("next", "/sites")], &[]).await
+    }
+}
+
+fn location(h: &HeaderMap) -> &str {
+    h.get("location").map(|v| v.to_str().unwrap()).unwrap_or_default()
+}
+
+fn query(site: &str) -> Value {
+    json!({"site_id": site, "metrics": ["visitors"], "date_range": "day"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_have_safe_cookies_and_forged_posts_are_refused() {
+    let dir = temp_dir("dash-csrf");
+    assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    let server = Server::start(&dir, &[]);
+    let mut b = Browser::new(&server.url);
+
+    let (status, _, _) = b.get("/login").await;
+    assert_eq!(status, 200);
+    let csrf_cookie = b.set.iter().find(|c| c.starts_with("plumb_csrf=")).expect("a CSRF cookie").clone();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(csrf_cookie.contains(flag), "{csrf_cookie} lacks {flag}");
+    }
+    let (status, headers, _) =
+        b.post("/login", &[("email", "owner@example.com"), ("password", "owner password 1")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites"));
+    let session = b.set.iter().find(|c| c.starts_with("plumb_session=")).expect("a session cookie").clone();
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=2592000"] {
+        assert!(session.contains(flag), "{session} lacks {flag}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP on loopback: no Secure flag ({session})");
+    // Behind a TLS proxy the cookie is Secure.
+    let mut tls = Browser::new(&server.url);
+    tls.get("/login").await;
+    tls.post(
+        "/login",
+        &[("email", "owner@example.com"), ("password", "owner password 1")],
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert!(tls.set.iter().any(|c| c.starts_with("plumb_session=") && c.contains("; Secure")), "{:?}", tls.set);
+
+    // Cross-site attempts to add a site, each refused with 403 and nothing created.
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let forged: [(Fields, Fields, &str); 4] = [
+        (&[("domain", "evil1.test"), ("csrf", "")], &[], "no token"),
+        (
+            &[("domain", "evil2.test"), ("csrf", "0000000000000000000000000000000000000000000000000000000000000000")],
+            &[],
+            "wrong token",
+        ),
+        (&[("domain", "evil3.test")], &[("origin", "https://evil.example")], "foreign Origin"),
+        (&[("domain", "evil4.test")], &[("sec-fetch-site", "cross-site")], "cross-site fetch"),
+    ];
+    for (fields, headers, what) in forged {
+        let (status, _, body) = b.post("/sites/new", fields, headers).await;
+        assert_eq!(status, 403, "{what}: {body}");
+        assert!(body.contains("Form refused"), "{what}: {body}");
+    }
+    let (status, headers, _) = b.post("/sites/new", &[("domain", "shop.test"), ("timezone", "UTC")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites/shop.test/snippet"));
+    let (_, sites) = b.api(reqwest::Method::GET, "/api/v1/sites", Value::Null, false).await;
+    let domains: Vec<&str> = sites["sites"].as_array().unwrap().iter().map(|s| s["domain"].as_str().unwrap()).collect();
+    assert_eq!(domains, ["shop.test"], "no forged site was created");
+
+    // Cookie-authenticated API writes need the CSRF header too.
+    let goal = json!({"site_id": "shop.test", "goal_type": "event", "event_name": "Signup"});
+    let (status, body) = b.api(reqwest::Method::PUT, "/api/v1/sites/goals", goal.clone(), false).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("CSRF"), "{body}");
+    let (status, _) = b.api(reqwest::Method::PUT, "/api/v1/sites/goals", goal, true).await;
+    assert_eq!(status, 200);
+
+    // Pages may not be framed and run no inline script.
+    let (_, headers, _) = b.get("/sites/shop.test").await;
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+
+    // Logging out everywhere ends the other browser's session too.
+    assert_eq!(tls.api(reqwest::Method::POST, "/api/v2/query", query("shop.test"), false).await.0, 200);
+    let (status, headers, _) = b.post("/account/logout-everywhere", &[], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/login"));
+    assert_eq!(tls.api(reqwest::Method::POST, "/api/v2/query", query("shop.test"), false).await.0, 401);
+    let (status, headers, _) = tls.get("/sites").await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/login?next=%2Fsites"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_read_but_cannot_change_settings() {
+    let dir = temp_dir("dash-roles");
+    assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    cli(&dir, &["site", "add", "shop.test"]);
+    cli(&dir, &["site", "add", "other.test"]);
+    let printed = cli(&dir, &["invite", "shop.test", "--role", "viewer", "--public-url", "http://plumb.example"]);
+    let link = printed.lines().last().unwrap().trim();
+    let token_path = link.strip_prefix("http://plumb.example").expect(link).to_owned();
+    let server = Server::start(&dir, &[]);
+
+    let mut v = Browser::new(&server.url);
+    let (status, _, page) = v.get(&token_path).await;
+    assert!(status == 200 && page.contains("shop.test") && page.contains("viewer"), "{page}");
+    let (status, headers, _) =
+        v.post(&token_path, &[("email", "viewer@example.com"), ("password", "viewer password 1")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites/shop.test"));
+    // The invite is used up.
+    let mut late = Browser::new(&server.url);
+    assert_eq!(late.get(&token_path).await.0, 404);
+
+    assert_eq!(v.get("/sites/shop.test").await.0, 200);
+    assert_eq!(v.api(reqwest::Method::POST, "/api/v2/query", query("shop.test"), false).await.0, 200);
+    let (status, _, page) = v.get("/sites/shop.test/settings").await;
+    assert!(status == 403 && page.contains("needs the admin role"), "{status} {page}");
+    for (path, fields) in [
+        ("/sites/shop.test/goals", vec![("kind", "event"), ("value", "Signup")]),
+        ("/sites/shop.test/shares", vec![("name", "Mine")]),
+        ("/sites/shop.test/invites", vec![("role", "viewer")]),
+        ("/sites/shop.test/settings", vec![("timezone", "Asia/Tokyo")]),
+        ("/sites/shop.test/delete", vec![("confirm", "shop.test")]),
+    ] {
+        let (status, _, _) = v.post(path, &fields, &[]).await;
+        assert_eq!(status, 403, "a viewer posting to {path}");
+    }
+    let goal = json!({"site_id": "shop.test", "goal_type": "event", "event_name": "Signup"});
+    let (status, body) = v.api(reqwest::Method::PUT, "/api/v1/sites/goals", goal, true).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = v.api(reqwest::Method::DELETE, "/api/v1/sites/shop.test", Value::Null, true).await;
+    assert_eq!(status, 403);
+    // Another site is not even visible.
+    assert_eq!(v.get("/sites/other.test").await.0, 404);
+    assert_eq!(v.api(reqwest::Method::POST, "/api/v2/query", query("other.test"), false).await.0, 403);
+    let goals = cli(&dir, &["goal", "list", "shop.test"]);
+    assert!(!goals.contains("Signup"), "no goal was added: {goals}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_and_codes_are_refused_and_rate_limited() {
+    let dir = temp_dir("dash-limits");
+    assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    assert!(add_user(&dir, "second@example.com", "second password").0);
+    let server = Server::start(&dir, &[]);
+
+    let mut b = Browser::new(&server.url);
+    for attempt in 1..=5 {
+        let (status, _, page) = b.sign_in("owner@example.com", "wrong password!").await;
+        assert_eq!(status, 401, "attempt {attempt}");
+        assert!(page.contains("Wrong e-mail or password"));
+        assert!(!b.cookies.contains_key("plumb_session"));
+    }
+    // Out of attempts: even the right password waits.
+    let (status, headers, page) = b.sign_in("owner@example.com", "owner password 1").await;
+    assert_eq!(status, 429, "{page}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((60..=180).contains(&retry), "Retry-After {retry}");
+    assert!(!b.cookies.contains_key("plumb_session"));
+
+    // Two-factor: enrol the second user.
+    let mut s = Browser::new(&server.url);
+    assert_eq!(s.sign_in("second@example.com", "second password").await.0, 303);
+    let (_, _, page) = s.post("/account/2fa/start", &[], &[]).await;
+    assert!(page.contains("<p class=\"secret\"><code>"), "{page}");
+    let step = |offset: i64| chrono::Utc::now().timestamp() / 30 + offset;
+    let (status, _, page) = s.post("/account/2fa/enable", &[("code", "000000")], &[]).await;
+    assert!(status == 400 && page.contains("not valid"), "{status}");
+    let (_, _, page) = s.post("/account/2fa/start", &[], &[]).await;
+    let key = page.split("<p class=\"secret\"><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let secret = data_encoding::BASE32_NOPAD.decode(key.as_bytes()).unwrap();
+    let code = |step: i64| format!("{:06}", plumb_meta::accounts::totp::code_at(&secret, step));
+    let (status, _, page) = s.post("/account/2fa/enable", &[("code", &code(step(0)))], &[]).await;
+    assert!(status == 200 && page.contains("Recovery codes"), "{status} {page}");
+    let recovery = page.split("<li><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+
+    // Signing in now takes the password and then a code; until then the session opens nothing.
+    let mut t = Browser::new(&server.url);
+    let (status, headers, _) = t.sign_in("second@example.com", "second password").await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/login/2fa?next=%2Fsites"));
+    assert_eq!(t.get("/sites").await.0, 303, "a half-signed-in session sees no pages");
+    assert_eq!(t.api(reqwest::Method::GET, "/api/v1/sites", Value::Null, false).await.0, 401);
+    let (status, _, page) = t.post("/login/2fa", &[("code", "123456")], &[]).await;
+    assert!(status == 401 && page.contains("not valid"), "{status}");
+    // The enrolment code was spent; the next step's code (one step of drift allowed) works once.
+    let (status, _, _) = t.post("/login/2fa", &[("code", &code(step(0)))], &[]).await;
+    assert_eq!(status, 401, "a used code is refused");
+    let (status, headers, _) = t.post("/login/2fa", &[("code", &code(step(1))), ("next", "/account")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/account"));
+    assert_eq!(t.get("/sites").await.0, 200);
+
+    // A recovery code signs in once.
+    let mut r = Browser::new(&server.url);
+    r.sign_in("second@example.com", "second password").await;
+    assert_eq!(r.post("/login/2fa", &[("code", &recovery)], &[]).await.0, 303);
+    let mut r2 = Browser::new(&server.url);
+    r2.sign_in("second@example.com", "second password").await;
+    assert_eq!(r2.post("/login/2fa", &[("code", &recovery)], &[]).await.0, 401, "recovery codes work once");
+    // Wrong codes run out too: three failures above (a wrong code, a spent code, a spent recovery
+    // code), two more, then even a right code waits.
+    for _ in 0..2 {
+        assert_eq!(r2.post("/login/2fa", &[("code", "000000")], &[]).await.0, 401);
+    }
+    let (status, headers, _) = r2.post("/login/2fa", &[("code", &code(step(1)))], &[]).await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_links_need_their_password_and_deleting_a_site_deletes_its_data() {
+    let dir = temp_dir("dash-share");
+    assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    cli(&dir, &["site", "add", "shop.test"]);
+    cli(&dir, &["site", "add", "other.test"]);
+    let server = Server::start(&dir, &[]);
+    let mut b = Browser::new(&server.url);
+    b.sign_in("owner@example.com", "owner password 1").await;
+
+    // A visit, counted.
+    let c = client();
+    let r = c
+        .post(format!("{}/api/event", server.url))
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0 Safari/537.36")
+        .json(&json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let counted = eventually(Duration::from_secs(10), || async {
+        let (_, body) = b.api(reqwest::Method::POST, "/api/v2/query", query("shop.test"), false).await;
+        body["results"][0]["metrics"][0] == 1
+    })
+    .await;
+    assert!(counted, "the visit is counted");
+
+    b.post("/sites/shop.test/shares", &[("name", "Investors"), ("password", "investor password")], &[]).await;
+    b.post("/sites/shop.test/shares", &[("name", "Public")], &[]).await;
+    let (_, _, page) = b.get("/sites/shop.test/settings").await;
+    let slugs: Vec<String> = page
+        .split("/share/")
+        .skip(1)
+        .map(|s| s.chars().take_while(char::is_ascii_hexdigit).collect::<String>())
+        .filter(|s| s.len() == 32)
+        .collect();
+    let (private, public) = (slugs[0].clone(), slugs.iter().find(|s| **s != slugs[0]).unwrap().clone());
+
+    let mut stranger = Browser::new(&server.url);
+    assert_eq!(stranger.share_query(&public, "shop.test").await, 200, "a public link reads its site");
+    assert_eq!(stranger.share_query(&public, "other.test").await, 403, "and no other");
+    assert_eq!(stranger.share_query(&private, "shop.test").await, 401, "a protected link needs its password");
+    let (status, _, page) = stranger.get(&format!("/share/{private}")).await;
+    assert!(status == 401 && page.contains("protected by a password") && !page.contains("id=\"stats\""));
+    let (status, _, _) = stranger.post(&format!("/share/{private}"), &[("password", "not the password")], &[]).await;
+    assert_eq!(status, 401);
+    let (status, headers, _) =
+        stranger.post(&format!("/share/{private}"), &[("password", "investor password")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, format!("/share/{private}").as_str()));
+    assert_eq!(stranger.share_query(&private, "shop.test").await, 200, "with its cookie, the link reads");
+    let (status, headers, page) = stranger.get(&format!("/share/{private}?embed=true")).await;
+    assert!(status == 200 && page.contains("id=\"stats\"") && !page.contains("class=\"top\""));
+    assert!(!headers.contains_key("x-frame-options"), "embed mode may be framed");
+    // CSV through the link.
+    let csv = stranger
+        .c
+        .get(format!(
+            "{}/sites/shop.test/export.csv?share={private}&q={}",
+            server.url,
+            url_escape(r#"{"metrics":["visitors"],"dimensions":["visit:source"],"date_range":"day"}"#)
+        ))
+        .header("cookie", stranger.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"shop.test_visit_source_")
+    );
+    assert_eq!(csv.text().await.unwrap(), "source,visitors\r\n,1\r\n");
+    // Revoked: gone.
+    b.post(&format!("/sites/shop.test/shares/{private}/delete"), &[], &[]).await;
+    assert_eq!(stranger.share_query(&private, "shop.test").await, 404);
+
+    // Deleting needs the domain typed; then the site, its links and its data are gone.
+    let (status, _, _) = b.post("/sites/shop.test/delete", &[("confirm", "shop")], &[]).await;
+    assert_eq!(status, 400);
+    let (status, headers, _) = b.post("/sites/shop.test/delete", &[("confirm", "shop.test")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites"));
+    assert_eq!(stranger.share_query(&public, "shop.test").await, 404);
+    let (status, body) = b.api(reqwest::Method::POST, "/api/v2/query", query("shop.test"), false).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+fn url_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_run_creates_the_owner_once() {
+    let dir = temp_dir("dash-setup");
+    let server = Server::start(&dir, &[]);
+    let mut b = Browser::new(&server.url);
+    let (status, headers, _) = b.get("/").await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/setup"));
+    let (status, headers, _) = b.get("/login").await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/setup"));
+    b.get("/setup").await;
+    let (status, _, page) =
+        b.post("/setup", &[("email", "not an address"), ("password", "owner password 1")], &[]).await;
+    assert!(status == 400 && page.contains("is not an e-mail address"), "{status} {page}");
+    let (status, headers, _) =
+        b.post("/setup", &[("email", "owner@example.com"), ("password", "owner password 1")], &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites/new"));
+    assert_eq!(b.get("/sites").await.0, 200, "signed in as the new owner");
+    let mut other = Browser::new(&server.url);
+    let (status, headers, _) = other.get("/setup").await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/login"), "set-up is over");
+    other.get("/login").await;
+    let (status, _, page) =
+        other.post("/setup", &[("email", "intruder@example.com"), ("password", "intruder password")], &[]).await;
+    assert!(status == 403 && page.contains("Already set up"), "a second owner cannot be created: {status}");
+    assert!(cli(&dir, &["user", "list"]).lines().count() == 1);
+}
