@@ -248,7 +248,7 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
         format!(
             "<section class=\"card danger-zone\"><h2>Delete site</h2><p>Deletes {d}, its goals, shared links and \
          every stored event. This cannot be undone.</p><form method=\"post\" action=\"{base}/delete\" \
-         class=\"stack\">{c}<label>Type <strong>{d}</strong> to confirm <input name=\"confirm\" required \
+         class=\"stack\">{c}<label><span>Type <strong>{d}</strong> to confirm</span> <input name=\"confirm\" required \
          autocomplete=\"off\"></label><button type=\"submit\" class=\"danger\">Delete site and data</button>\
          </form></section>",
             c = csrf_field(t)
