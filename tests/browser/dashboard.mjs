@@ -73,7 +73,7 @@ expect(snippet.includes(`data-domain="${domain}"`) && snippet.includes('/js/scri
 expect((await page.textContent('#verify')).includes('Waiting'), 'verification waits before any pageview');
 
 // ---- 3. Two visitors arrive: one from Google, one from Twitter (different browsers).
-async function visit(referer, userAgent, paths) {
+async function visit(referer, userAgent, paths, purchase) {
   const ctx = await browser.newContext({ userAgent });
   const p = await ctx.newPage();
   for (const [i, at] of paths.entries()) {
@@ -81,11 +81,15 @@ async function visit(referer, userAgent, paths) {
     await p.waitForFunction(() => typeof window.plausible === 'function');
     await p.waitForTimeout(200);
   }
+  if (purchase) {
+    await p.evaluate((amount) => window.plausible('Purchase', { revenue: { currency: 'EUR', amount } }), purchase);
+    await p.waitForTimeout(300);
+  }
   await ctx.close();
 }
 const chrome = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const firefox = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0';
-await visit('https://www.google.com/', chrome, ['/', '/pricing']);
+await visit('https://www.google.com/', chrome, ['/', '/pricing'], 25);
 await visit('https://t.co/abc', firefox, ['/blog/hello']);
 await page.waitForSelector('#verify.ok', { timeout: 15000 });
 summary.verified = await page.textContent('#verify');
@@ -168,6 +172,19 @@ await page.click('form[action$="/shares"] button');
 const links = await page.$$eval('a.share-url', (as) => as.map((a) => a.href));
 expect(links.length === 2, `two shared links: ${links}`);
 await shot(page, 'settings');
+
+// A revenue goal applies to events already stored.
+await page.selectOption('form[action$="/goals"] select[name=kind]', 'event');
+await page.fill('form[action$="/goals"] input[name=value]', 'Purchase');
+await page.fill('form[action$="/goals"] input[name=currency]', 'eur');
+await Promise.all([page.waitForNavigation(), page.click('form[action$="/goals"] button')]);
+const settingsText = await page.textContent('main');
+expect(settingsText.includes('revenue in EUR'), `the goal is a revenue goal: ${settingsText.slice(0, 300)}`);
+await page.goto(`${plumb}/sites/${domain}`);
+await dashboardLoaded(page);
+const goals = await page.textContent('#panel-goals');
+expect(goals.includes('Purchase') && goals.includes('€25.00'), `the goals panel shows the purchase and its revenue: ${goals}`);
+summary.goals = goals;
 
 const stranger = await browser.newContext({ viewport: { width: 1280, height: 900 } });
 const sp = await stranger.newPage();

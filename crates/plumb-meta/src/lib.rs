@@ -109,6 +109,18 @@ pub struct Goal {
     /// The name reports show: the event name, or `Visit <path>` (Plausible's convention).
     pub display_name: String,
     pub kind: GoalKind,
+    /// Revenue goals (custom events only): the ISO 4217 currency their revenue is reported in.
+    pub currency: Option<String>,
+}
+
+/// An ISO 4217 currency code, upper-cased, or a message saying what is wrong with it.
+pub fn validate_currency(code: &str) -> Result<String> {
+    let c = code.trim().to_ascii_uppercase();
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c)
+    } else {
+        Err(MetaError::Invalid(format!("`{code}` is not a currency code (three letters, e.g. EUR)")))
+    }
 }
 
 impl GoalKind {
@@ -158,6 +170,8 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     /// Adds a goal, or returns the site's existing goal with the same definition.
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
+    /// Makes an event goal a revenue goal in `currency` (or a plain goal again with `None`).
+    fn set_goal_currency(&self, site_id: u32, goal_id: u32, currency: Option<&str>) -> Result<Goal>;
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.

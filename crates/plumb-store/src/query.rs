@@ -33,10 +33,13 @@ pub enum Metric {
     TimeOnPage,
     ScrollDepth,
     ConversionRate,
+    /// Revenue of goals that have a currency, in that currency.
+    TotalRevenue,
+    AverageRevenue,
 }
 
 impl Metric {
-    pub const ALL: [(&str, Metric); 11] = [
+    pub const ALL: [(&str, Metric); 13] = [
         ("visitors", Metric::Visitors),
         ("visits", Metric::Visits),
         ("pageviews", Metric::Pageviews),
@@ -48,6 +51,8 @@ impl Metric {
         ("time_on_page", Metric::TimeOnPage),
         ("scroll_depth", Metric::ScrollDepth),
         ("conversion_rate", Metric::ConversionRate),
+        ("total_revenue", Metric::TotalRevenue),
+        ("average_revenue", Metric::AverageRevenue),
     ];
 
     pub fn parse(s: &str) -> Option<Metric> {
@@ -149,6 +154,26 @@ pub enum GoalCondition {
 pub struct GoalDef {
     pub name: String,
     pub condition: GoalCondition,
+    /// Revenue goals: the currency whose amounts are summed (others are left out: there are
+    /// no exchange rates).
+    pub currency: Option<Currency>,
+}
+
+/// An ISO 4217 code: three upper-case ASCII letters, so it can stand in SQL as a literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn parse(s: &str) -> Option<Currency> {
+        let b: [u8; 3] = s.as_bytes().try_into().ok()?;
+        b.iter().all(u8::is_ascii_uppercase).then_some(Currency(b))
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&self.0).expect("ASCII letters"))
+    }
 }
 
 /// Dimensions that are stored columns, by their API name.
@@ -407,6 +432,9 @@ pub enum Sum {
     /// Sessions that entered on the group's page. Filled by the engine from a query over entry
     /// pages (as `Visits`); a backend is never asked for it.
     EntryVisits,
+    /// Revenue in millionths of the currency, over rows paid in it, and how many rows those are.
+    RevenueMicros(Currency),
+    RevenueEvents(Currency),
 }
 
 /// What a backend is asked: sums over one site's rows in a day range, matching a filter,
@@ -500,6 +528,22 @@ impl Query {
         self.dimensions.contains(&Dimension::Goal) || self.filter.as_ref().is_some_and(Filter::has_goal)
     }
 
+    /// The currencies of the revenue goals the filter names.
+    fn filter_currencies(&self) -> Vec<Currency> {
+        let mut out: Vec<Currency> = self
+            .goals
+            .iter()
+            .filter(|g| {
+                let named = |leaf: &Filter| matches!(leaf, Filter::Goal(c) if *c == g.condition);
+                self.filter.as_ref().is_some_and(|f| f.any_leaf(&named))
+            })
+            .filter_map(|g| g.currency)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn columns(&self) -> Vec<Column> {
         let mut cols: Vec<Column> = self
             .dimensions
@@ -556,6 +600,12 @@ impl Query {
                 }
                 Metric::Percentage if self.dimensions.is_empty() => Some("it needs a dimension"),
                 Metric::ConversionRate if !self.has_goal() => Some("it needs an `event:goal` dimension or filter"),
+                Metric::TotalRevenue | Metric::AverageRevenue if !self.has_goal() => {
+                    Some("it needs an `event:goal` dimension or filter")
+                }
+                Metric::TotalRevenue | Metric::AverageRevenue if self.filter_currencies().len() > 1 => {
+                    Some("the filtered goals have different currencies")
+                }
                 Metric::Visitors | Metric::Visits | Metric::Percentage if grain == Grain::Exit => None,
                 _ if grain == Grain::Exit => {
                     Some("by `visit:exit_page` only visitors, visits and percentage are counted")
@@ -568,7 +618,7 @@ impl Query {
                 | Metric::ScrollDepth
                     if self.has_goal() =>
                 {
-                    Some("goals are counted by visitors, events and conversion rate")
+                    Some("goals are counted by visitors, events, conversion rate and revenue")
                 }
                 _ => None,
             };
@@ -623,6 +673,8 @@ fn ratio(num: i64, den: i64) -> f64 {
 
 struct Plan {
     grain: Grain,
+    /// The currency revenue is summed in (the filtered goals').
+    currency: Option<Currency>,
     /// Group columns of the main sums query (time buckets other than hour group by day).
     group_by: Vec<Column>,
     sums: Vec<Sum>,
@@ -631,6 +683,7 @@ struct Plan {
 
 fn plan(q: &Query) -> Plan {
     let grain = q.grain();
+    let currency = q.filter_currencies().first().copied();
     let mut group_by = Vec::new();
     for d in &q.dimensions {
         match d {
@@ -680,12 +733,16 @@ fn plan(q: &Query) -> Plan {
             Metric::VisitDuration => &[Sum::DurationMs, Sum::Visits],
             Metric::TimeOnPage => &[Sum::EngagedMs, Sum::Pageviews],
             Metric::ScrollDepth => &[Sum::ScrollGain, Sum::ScrollPages],
+            Metric::TotalRevenue | Metric::AverageRevenue => &[],
         };
         sums.extend_from_slice(extra);
+        if let (Metric::TotalRevenue | Metric::AverageRevenue, Some(c)) = (*m, currency) {
+            sums.extend([Sum::RevenueMicros(c), Sum::RevenueEvents(c)]);
+        }
     }
     sums.sort();
     sums.dedup();
-    Plan { grain, group_by, sums, visitors_sum }
+    Plan { grain, currency, group_by, sums, visitors_sum }
 }
 
 /// Label of a time bucket for a day (and hour).
@@ -820,11 +877,28 @@ fn metric_value(m: Metric, p: &Plan, s: &HashMap<Sum, i64>, total_visitors: i64)
         Metric::ScrollDepth => (ratio(get(Sum::ScrollGain), get(Sum::ScrollPages)).round() as i64).into(),
         // The goal's visitors for now; `fill_conversion_rates` divides by the base.
         Metric::ConversionRate => get(p.visitors_sum).into(),
+        Metric::TotalRevenue | Metric::AverageRevenue => match p.currency {
+            Some(c) => {
+                let micros = get(Sum::RevenueMicros(c));
+                let value = if m == Metric::TotalRevenue {
+                    micros as f64 / 1e6
+                } else {
+                    ratio(micros, get(Sum::RevenueEvents(c))) / 1e6
+                };
+                serde_json::json!({"value": (value * 100.0).round() / 100.0, "currency": c.to_string()})
+            }
+            None => serde_json::Value::Null,
+        },
     }
 }
 
+/// The number of a metric value (revenue values are `{value, currency}` objects).
+pub fn number(v: &serde_json::Value) -> f64 {
+    v.as_f64().or_else(|| v.get("value").and_then(serde_json::Value::as_f64)).unwrap_or(0.0)
+}
+
 fn change(m: Metric, now: &serde_json::Value, before: &serde_json::Value) -> serde_json::Value {
-    let (a, b) = (now.as_f64().unwrap_or(0.0), before.as_f64().unwrap_or(0.0));
+    let (a, b) = (number(now), number(before));
     match m {
         // Rates change in points, like Plausible.
         Metric::BounceRate | Metric::Percentage | Metric::ConversionRate => ((a - b) * 10.0).round() / 10.0,
@@ -978,9 +1052,7 @@ fn sort_rows(q: &Query, rows: &mut [ResultRow]) {
     rows.sort_by(|a, b| {
         for (key, desc) in &order {
             let o = match key {
-                OrderKey::Metric(i) => {
-                    a.metrics[*i].as_f64().unwrap_or(0.0).total_cmp(&b.metrics[*i].as_f64().unwrap_or(0.0))
-                }
+                OrderKey::Metric(i) => number(&a.metrics[*i]).total_cmp(&number(&b.metrics[*i])),
                 OrderKey::Dimension(i) => a.dimensions[*i].cmp(&b.dimensions[*i]),
             };
             let o = if *desc { o.reverse() } else { o };

@@ -124,6 +124,9 @@ fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Par
             format!("sum(CASE WHEN visits = 1 AND (attr_first & {bit}) <> 0 THEN 1 ELSE 0 END)")
         }
         Sum::EntryVisits => unreachable!("the engine computes EntryVisits itself"),
+        // `Currency` is three upper-case letters, safe as a literal.
+        Sum::RevenueMicros(c) => format!("sum(CASE WHEN revenue_currency = '{c}' THEN revenue_micros ELSE 0 END)"),
+        Sum::RevenueEvents(c) => format!("sum(CASE WHEN revenue_currency = '{c}' THEN 1 ELSE 0 END)"),
     }
 }
 

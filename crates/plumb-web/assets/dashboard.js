@@ -147,8 +147,17 @@ const METRICS = {
   conversion_rate: { label: 'Conversion rate', format: (v) => `${nf.format(v)}%` },
   time_on_page: { label: 'Time on page', format: duration },
   percentage: { label: '%', format: (v) => `${nf.format(v)}%` },
+  total_revenue: { label: 'Revenue', format: money },
+  average_revenue: { label: 'Average revenue', format: money },
 };
+/** Revenue comes as `{value, currency}`; goals without a currency have none. */
+function money(v) {
+  if (!v || typeof v !== 'object') return '—';
+  return new Intl.NumberFormat(undefined, { style: 'currency', currency: v.currency }).format(v.value);
+}
 const show = (m, v) => (v == null ? '—' : (METRICS[m]?.format || nf.format)(v));
+/** A metric's number (revenue objects carry theirs in `value`), for bars. */
+const amount = (v) => (typeof v === 'object' && v ? v.value : v) || 0;
 
 // ---------------------------------------------------------------- the API
 
@@ -304,19 +313,21 @@ const PANELS = [
   { id: 'devices', title: 'Devices', tabs: [['visit:device', 'Devices'], ['visit:browser', 'Browsers'],
     ['visit:browser_version', 'Versions'], ['visit:os', 'OS'], ['visit:os_version', 'OS versions']], details: VISIT },
   { id: 'goals', title: 'Goals & events', tabs: [['event:goal', 'Goals'], ['event:name', 'Events'], ['props', 'Properties']],
-    details: { 'event:goal': ['visitors', 'events', 'conversion_rate'], 'event:name': ['visitors', 'events'], props: ['visitors', 'events'] } },
+    details: { 'event:goal': ['visitors', 'events', 'conversion_rate', ...(boot.revenue ? ['total_revenue', 'average_revenue'] : [])],
+      'event:name': ['visitors', 'events'], props: ['visitors', 'events'] } },
 ];
 
 function panelMetrics(panel, dim) {
   const d = Array.isArray(panel.details) ? panel.details : panel.details[dim] || VISIT;
-  return dim === 'event:goal' ? ['visitors', 'conversion_rate'] : d === VISIT || dim === 'event:page' ? ['visitors'] : [d[0]];
+  if (dim === 'event:goal') return ['visitors', 'conversion_rate', ...(boot.revenue ? ['total_revenue'] : [])];
+  return d === VISIT || dim === 'event:page' ? ['visitors'] : [d[0]];
 }
 const detailMetrics = (panel, dim) => (Array.isArray(panel.details) ? panel.details : panel.details[dim] || VISIT);
 const currentTab = (panel) => state.tabs[panel.id] || panel.tabs[0][0];
 const dimensionOf = (tab) => (tab === 'props' ? (state.prop ? `event:props:${state.prop}` : null) : tab);
 
 function rowsTable(dim, metrics, results, { sortable, onSort, order } = {}) {
-  const max = Math.max(1, ...results.map((r) => r.metrics[0] || 0));
+  const max = Math.max(1, ...results.map((r) => amount(r.metrics[0])));
   const label = dim ? DIMENSIONS[dim] || dim.replace('event:props:', '') : '';
   const head = h('tr', {}, h('th', { scope: 'col' }, label), metrics.map((m) => {
     const name = METRICS[m]?.label || m;
@@ -328,7 +339,7 @@ function rowsTable(dim, metrics, results, { sortable, onSort, order } = {}) {
   const body = results.map((r) => {
     const value = r.dimensions[0];
     const fill = h('span', { class: 'fill' });
-    fill.style.width = `${((r.metrics[0] || 0) / max) * 100}%`;
+    fill.style.width = `${(amount(r.metrics[0]) / max) * 100}%`;
     const filterable = dim && !dim.startsWith('event:props:') && dim !== 'event:name';
     return h('tr', {},
       h('td', { class: 'name' }, h('button', { type: 'button', title: filterable ? `Filter by ${label} ${value}` : value,

@@ -187,6 +187,7 @@ pub fn endpoints() -> Vec<Endpoint> {
                 ("event_name", false, "for event goals"),
                 ("page_path", false, "for page goals; `*` within a segment, `**` across"),
                 ("display_name", false, "the name reports show"),
+                ("currency", false, "event goals: ISO 4217 code; makes it a revenue goal"),
             ],
             put(sites::put_goal),
         ),

@@ -15,7 +15,7 @@ use plumb_meta::GoalKind;
 use plumb_meta::Scope;
 use plumb_meta::Site;
 use plumb_store::query::{
-    self, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
+    self, Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -178,6 +178,7 @@ pub fn site_goals(web: &Web, site_id: u32) -> Result<Vec<GoalDef>, ApiError> {
                 GoalKind::Page(p) => GoalCondition::Page(wildcard_regex(&p)),
                 GoalKind::Event(e) => GoalCondition::Event(e),
             },
+            currency: g.currency.as_deref().and_then(Currency::parse),
         })
         .collect())
 }
@@ -451,8 +452,12 @@ mod tests {
     fn goal_filters_name_existing_goals() {
         let range = DayRange { from: 0, to: 0 };
         let goals = vec![
-            GoalDef { name: "Signup".into(), condition: GoalCondition::Event("Signup".into()) },
-            GoalDef { name: "Visit /blog/**".into(), condition: GoalCondition::Page("^/blog/.*$".into()) },
+            GoalDef { name: "Signup".into(), condition: GoalCondition::Event("Signup".into()), currency: None },
+            GoalDef {
+                name: "Visit /blog/**".into(),
+                condition: GoalCondition::Page("^/blog/.*$".into()),
+                currency: None,
+            },
         ];
         let f = parse_filter(&json!(["is", "event:goal", ["Signup"]]), range, &goals).unwrap();
         assert_eq!(f, Filter::Or(vec![Filter::Goal(GoalCondition::Event("Signup".into()))]));

@@ -7,7 +7,9 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_domain};
+use plumb_meta::{
+    Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_currency, validate_domain,
+};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -76,6 +78,9 @@ enum GoalCommand {
         /// Name shown in reports [default: the event name, or `Visit <page>`].
         #[arg(long)]
         name: Option<String>,
+        /// Event goals: report revenue sent with the event in this ISO 4217 currency (e.g. EUR).
+        #[arg(long, requires = "event")]
+        currency: Option<String>,
     },
     List {
         domain: String,
@@ -207,15 +212,20 @@ fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
 
 fn goal(meta: &dyn MetaStore, cmd: GoalCommand) -> Result<()> {
     match cmd {
-        GoalCommand::Add { domain, page, event, name } => {
+        GoalCommand::Add { domain, page, event, name, currency } => {
             let site = site_named(meta, &domain)?;
+            let currency = currency.as_deref().map(validate_currency).transpose()?;
             let kind = match (page, event) {
                 (Some(p), _) => GoalKind::Page(p),
                 (None, Some(e)) => GoalKind::Event(e),
                 (None, None) => unreachable!("clap requires --page or --event"),
             };
-            let g = meta.add_goal(site.id, kind, name.as_deref())?;
-            println!("goal {} `{}` on {}", g.id, g.display_name, site.domain);
+            let mut g = meta.add_goal(site.id, kind, name.as_deref())?;
+            if currency.is_some() {
+                g = meta.set_goal_currency(site.id, g.id, currency.as_deref())?;
+            }
+            let revenue = g.currency.map(|c| format!(", revenue in {c}")).unwrap_or_default();
+            println!("goal {} `{}` on {}{revenue}", g.id, g.display_name, site.domain);
         }
         GoalCommand::List { domain } => {
             for g in meta.list_goals(site_named(meta, &domain)?.id)? {
@@ -223,7 +233,7 @@ fn goal(meta: &dyn MetaStore, cmd: GoalCommand) -> Result<()> {
                     GoalKind::Page(p) => ("page", p),
                     GoalKind::Event(e) => ("event", e),
                 };
-                println!("{}\t{}\t{kind}\t{value}", g.id, g.display_name);
+                println!("{}\t{}\t{kind}\t{value}\t{}", g.id, g.display_name, g.currency.unwrap_or_default());
             }
         }
         GoalCommand::Remove { domain, id } => {

@@ -442,3 +442,76 @@ async fn plausibles_documented_example_requests_work_unchanged() {
     let pages: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["page"].as_str().unwrap()).collect();
     assert_eq!(pages, vec!["/blog/a", "/docs", "/pricing"], "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revenue_goals_sum_the_revenue_sent_in_their_currency() {
+    let dir = temp_dir("revenue");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let admin = key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
+    let server = Server::start(&dir, &[]);
+    let c = client();
+    let url = |p: &str| format!("{}{p}", server.url);
+    let goal = |name: &str, currency: Option<&str>| json!({"site_id": "shop.test", "goal_type": "event", "event_name": name, "currency": currency});
+    // A bad currency is refused before any goal is made.
+    let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/goals"), &admin, Some(goal("Buy", Some("euro")))).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(error_of(&v).contains("not a currency code"), "{v}");
+    let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/goals"), &admin, Some(goal("Buy", Some("eur")))).await;
+    assert_eq!((s, &v["currency"]), (200, &json!("EUR")), "{v}");
+    let (s, _) = call(&c, Method::PUT, url("/api/v1/sites/goals"), &admin, Some(goal("Signup", None))).await;
+    assert_eq!(s, 200);
+    cli(&dir, &["goal", "add", "shop.test", "--event", "Tip", "--currency", "USD"]);
+
+    // Three buyers in euros (one pays twice), one in dollars (left out of a euro goal), one tip.
+    let events = [
+        ("a", "Buy", Some(("EUR", "10.50"))),
+        ("a", "Buy", Some(("EUR", "4.50"))),
+        ("b", "Buy", Some(("EUR", "30"))),
+        ("c", "Buy", Some(("USD", "99"))),
+        ("d", "Signup", None),
+        ("e", "Tip", Some(("USD", "2"))),
+    ];
+    for (who, name, revenue) in events {
+        let mut body = json!({"n": name, "u": "https://shop.test/checkout", "d": "shop.test"});
+        if let Some((currency, amount)) = revenue {
+            body["$"] = json!({"currency": currency, "amount": amount});
+        }
+        let r = c
+            .post(url("/api/event"))
+            .header("user-agent", format!("Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0 visitor-{who}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let query = json!({
+        "site_id": "shop.test", "metrics": ["visitors", "events", "total_revenue", "average_revenue"],
+        "date_range": "day", "dimensions": ["event:goal"], "order_by": [["visitors", "desc"]],
+    });
+    let want = json!([
+        {"dimensions": ["Buy"], "metrics": [3, 4, {"value": 45.0, "currency": "EUR"}, {"value": 15.0, "currency": "EUR"}]},
+        {"dimensions": ["Signup"], "metrics": [1, 1, null, null]},
+        {"dimensions": ["Tip"], "metrics": [1, 1, {"value": 2.0, "currency": "USD"}, {"value": 2.0, "currency": "USD"}]},
+    ]);
+    let arrived = eventually(Duration::from_secs(10), || async {
+        call(&c, Method::POST, url("/api/v2/query"), &admin, Some(query.clone())).await.1["results"] == want
+    })
+    .await;
+    let (_, got) = call(&c, Method::POST, url("/api/v2/query"), &admin, Some(query)).await;
+    assert!(arrived, "revenue by goal: {}", got["results"]);
+
+    // Filtered by one revenue goal: its total; by goals of two currencies: a clear 400.
+    let one = json!({"site_id": "shop.test", "metrics": ["total_revenue"], "date_range": "day",
+        "filters": [["is", "event:goal", ["Buy"]]]});
+    let (s, v) = call(&c, Method::POST, url("/api/v2/query"), &admin, Some(one)).await;
+    assert_eq!((s, &v["results"][0]["metrics"][0]), (200, &json!({"value": 45.0, "currency": "EUR"})), "{v}");
+    let mixed = json!({"site_id": "shop.test", "metrics": ["total_revenue"], "date_range": "day",
+        "filters": [["is", "event:goal", ["Buy", "Tip"]]]});
+    let (s, v) = call(&c, Method::POST, url("/api/v2/query"), &admin, Some(mixed)).await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("different currencies"), "{v}");
+    let no_goal = json!({"site_id": "shop.test", "metrics": ["total_revenue"], "date_range": "day"});
+    let (s, v) = call(&c, Method::POST, url("/api/v2/query"), &admin, Some(no_goal)).await;
+    assert!(s == 400 && error_of(&v).contains("needs an `event:goal`"), "{v}");
+}

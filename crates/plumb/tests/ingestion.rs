@@ -271,7 +271,7 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         ),
         (
             json!({"site_id": "stats.test", "metrics": ["visits"], "date_range": "day", "dimensions": ["event:goal"]}),
-            "goals are counted by visitors, events and conversion rate",
+            "goals are counted by visitors, events, conversion rate and revenue",
         ),
         (
             json!({"site_id": "nogoals.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["event:goal"]}),

@@ -46,21 +46,16 @@ pub(super) fn create_tables(conn: &Connection) -> Result<()> {
     )
     .map_err(storage)?;
     // Columns added after the users table first shipped.
-    for (column, decl) in [
-        ("is_owner", "INTEGER NOT NULL DEFAULT 0"),
-        ("totp_secret", "BLOB"),
-        ("totp_pending", "BLOB"),
-        ("totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
-    ] {
-        let exists: bool = conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info('users') WHERE name = ?1)", [column], |r| {
-                r.get(0)
-            })
-            .map_err(storage)?;
-        if !exists {
-            conn.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} {decl}")).map_err(storage)?;
-        }
-    }
+    super::add_missing_columns(
+        conn,
+        "users",
+        &[
+            ("is_owner", "INTEGER NOT NULL DEFAULT 0"),
+            ("totp_secret", "BLOB"),
+            ("totp_pending", "BLOB"),
+            ("totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    )?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@ mod accounts;
 
 use crate::accounts::sha256_hex;
 use crate::{
-    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_domain,
+    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_currency,
+    validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -38,6 +39,23 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
         })
     };
     Ok(key())
+}
+
+/// Adds columns that came after a table first shipped, to databases made before.
+fn add_missing_columns(conn: &Connection, table: &str, columns: &[(&str, &str)]) -> Result<()> {
+    for (column, decl) in columns {
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                params![table, column],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).map_err(storage)?;
+        }
+    }
+    Ok(())
 }
 
 pub struct SqliteMeta {
@@ -77,6 +95,7 @@ impl SqliteMeta {
                  salt BLOB NOT NULL);",
         )
         .map_err(storage)?;
+        add_missing_columns(&conn, "goals", &[("currency", "TEXT")])?;
         accounts::create_tables(&conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -166,16 +185,16 @@ impl MetaStore for SqliteMeta {
             GoalKind::Event(n) => ("event", n),
         };
         let conn = self.conn.lock().unwrap();
-        let existing: Option<(u32, String)> = conn
+        let existing: Option<(u32, String, Option<String>)> = conn
             .query_row(
-                "SELECT id, display_name FROM goals WHERE site_id = ?1 AND kind = ?2 AND value = ?3",
+                "SELECT id, display_name, currency FROM goals WHERE site_id = ?1 AND kind = ?2 AND value = ?3",
                 params![site_id, kind_text, value],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(storage)?;
-        if let Some((id, display_name)) = existing {
-            return Ok(Goal { id, site_id, display_name, kind });
+        if let Some((id, display_name, currency)) = existing {
+            return Ok(Goal { id, site_id, display_name, kind, currency });
         }
         let inserted = conn
             .execute(
@@ -191,23 +210,40 @@ impl MetaStore for SqliteMeta {
         if inserted == 0 {
             return Err(MetaError::Invalid(format!("this site already has a goal named `{display_name}`")));
         }
-        Ok(Goal { id: conn.last_insert_rowid() as u32, site_id, display_name, kind })
+        Ok(Goal { id: conn.last_insert_rowid() as u32, site_id, display_name, kind, currency: None })
     }
 
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>> {
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn
-            .prepare("SELECT id, display_name, kind, value FROM goals WHERE site_id = ?1 ORDER BY display_name")
+            .prepare(
+                "SELECT id, display_name, kind, value, currency FROM goals WHERE site_id = ?1 ORDER BY display_name",
+            )
             .map_err(storage)?;
         let rows = stmt
             .query_map([site_id], |r| {
                 let (id, display_name, kind, value): (u32, String, String, String) =
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
                 let kind = if kind == "page" { GoalKind::Page(value) } else { GoalKind::Event(value) };
-                Ok(Goal { id, site_id, display_name, kind })
+                Ok(Goal { id, site_id, display_name, kind, currency: r.get(4)? })
             })
             .map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
+    fn set_goal_currency(&self, site_id: u32, goal_id: u32, currency: Option<&str>) -> Result<Goal> {
+        let currency = currency.map(validate_currency).transpose()?;
+        let goal = self
+            .list_goals(site_id)?
+            .into_iter()
+            .find(|g| g.id == goal_id)
+            .ok_or_else(|| MetaError::NotFound(format!("goal {goal_id} of site {site_id}")))?;
+        if currency.is_some() && matches!(goal.kind, GoalKind::Page(_)) {
+            return Err(MetaError::Invalid("only custom-event goals carry revenue".into()));
+        }
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE goals SET currency = ?1 WHERE id = ?2", params![currency, goal_id]).map_err(storage)?;
+        Ok(Goal { currency, ..goal })
     }
 
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()> {
@@ -350,6 +386,12 @@ pub(crate) mod tests {
         assert!(matches!(m.add_goal(s.id, GoalKind::Event("pageview".into()), None), Err(MetaError::Invalid(_))));
         assert!(matches!(m.add_goal(999, GoalKind::Event("x".into()), None), Err(MetaError::NotFound(_))));
         assert_eq!(m.list_goals(s.id).unwrap(), vec![signup.clone(), blog.clone()]);
+        let paid = m.set_goal_currency(s.id, signup.id, Some("eur")).unwrap();
+        assert_eq!(paid.currency.as_deref(), Some("EUR"));
+        assert_eq!(m.list_goals(s.id).unwrap()[0].currency.as_deref(), Some("EUR"));
+        assert!(matches!(m.set_goal_currency(s.id, blog.id, Some("EUR")), Err(MetaError::Invalid(_))));
+        assert!(matches!(m.set_goal_currency(s.id, signup.id, Some("euro")), Err(MetaError::Invalid(_))));
+        assert_eq!(m.set_goal_currency(s.id, signup.id, None).unwrap(), signup, "a plain goal again");
         m.remove_goal(s.id, blog.id).unwrap();
         assert!(matches!(m.remove_goal(s.id, blog.id), Err(MetaError::NotFound(_))));
         m.remove_site("goals.example").unwrap();

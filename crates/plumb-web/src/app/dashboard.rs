@@ -18,14 +18,16 @@ use std::sync::Arc;
 
 /// What the dashboard script starts from.
 fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Option<Role>) -> Result<Value> {
-    let goals: Vec<String> =
-        web.meta.list_goals(site.id).map_err(internal)?.into_iter().map(|g| g.display_name).collect();
+    let goals = web.meta.list_goals(site.id).map_err(internal)?;
+    let revenue = goals.iter().any(|g| g.currency.is_some());
+    let goals: Vec<String> = goals.into_iter().map(|g| g.display_name).collect();
     let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
     Ok(json!({
         "site": site.domain,
         "timezone": site.timezone.name(),
         "today": plumb_core::time::date_of_day(today).to_string(),
         "goals": goals,
+        "revenue": revenue,
         "csrf": csrf,
         "share": share.map(|l| &l.slug),
         "canEdit": role.is_some_and(|r| r >= Role::Admin),

@@ -36,7 +36,7 @@ const PANELS: &[(&str, &str, &[&str])] = &[
     ("browser_versions", "visit:browser_version", &["visitors"]),
     ("operating_systems", "visit:os", &["visitors"]),
     ("operating_system_versions", "visit:os_version", &["visitors"]),
-    ("goals", "event:goal", &["visitors", "events", "conversion_rate"]),
+    ("goals", "event:goal", &["visitors", "events", "conversion_rate", "total_revenue", "average_revenue"]),
 ];
 
 const OVERVIEW: &[&str] = &["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration"];
@@ -67,6 +67,8 @@ fn to_csv(answer: &Value) -> String {
             .map(|v| match v {
                 Value::String(s) => csv_field(s),
                 Value::Null => String::new(),
+                // Revenue: `{value, currency}`; the column says the currency.
+                Value::Object(o) => o.get("value").map(Value::to_string).unwrap_or_default(),
                 other => other.to_string(),
             })
             .collect();
@@ -168,5 +170,10 @@ mod tests {
             "results": [{"dimensions": ["Google"], "metrics": [3, 50]}, {"dimensions": ["a,b"], "metrics": [1, null]}],
         });
         assert_eq!(to_csv(&answer), "source,visitors,bounce_rate\r\nGoogle,3,50\r\n\"a,b\",1,\r\n");
+        let answer = json!({
+            "query": {"dimensions": ["event:goal"], "metrics": ["total_revenue"]},
+            "results": [{"dimensions": ["Buy"], "metrics": [{"value": 12.5, "currency": "EUR"}]}],
+        });
+        assert_eq!(to_csv(&answer), "goal,total_revenue\r\nBuy,12.5\r\n");
     }
 }

@@ -200,6 +200,10 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
                 GoalKind::Page(p) => format!("pageview of <code>{}</code>", esc(p)),
                 GoalKind::Event(n) => format!("event <code>{}</code>", esc(n)),
             };
+            let what = match &g.currency {
+                Some(c) => format!("{what} · revenue in {}", esc(c)),
+                None => what,
+            };
             format!(
                 "<li><span><strong>{}</strong> · {what}</span>{}</li>",
                 esc(&g.display_name),
@@ -267,6 +271,8 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <option value=\"event\">Custom event</option><option value=\"page\">Pageview</option></select></label>\
      <label>Event name or page path <input name=\"value\" required placeholder=\"Signup or /thanks/**\"></label>\
      <label>Display name <input name=\"name\" placeholder=\"optional\"></label>\
+     <label>Revenue currency <input name=\"currency\" placeholder=\"EUR (optional)\" size=\"8\" \
+     maxlength=\"3\"></label>\
      <button type=\"submit\">Add goal</button></form></section>\
      <section class=\"card\"><h2>Shared links</h2><p>Read-only dashboards for people without an account.</p>\
      <ul class=\"list\">{shares}</ul><form method=\"post\" action=\"{base}/shares\" class=\"row\">{c}\
@@ -343,7 +349,13 @@ pub async fn add_goal(
         }
     };
     let name = Some(field(&f, "name")).filter(|n| !n.is_empty());
-    web.meta.add_goal(site.id, kind, name).map_err(meta_reply)?;
+    // Checked before the goal is made, so a bad currency leaves nothing behind.
+    let currency = Some(field(&f, "currency")).filter(|c| !c.is_empty());
+    let currency = currency.map(plumb_meta::validate_currency).transpose().map_err(meta_reply)?;
+    let goal = web.meta.add_goal(site.id, kind, name).map_err(meta_reply)?;
+    if currency.is_some() {
+        web.meta.set_goal_currency(site.id, goal.id, currency.as_deref()).map_err(meta_reply)?;
+    }
     back_to_settings(&site)
 }
 
