@@ -172,6 +172,26 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
     /// Makes an event goal a revenue goal in `currency` (or a plain goal again with `None`).
     fn set_goal_currency(&self, site_id: u32, goal_id: u32, currency: Option<&str>) -> Result<Goal>;
+
+    /// [`add_goal`](Self::add_goal), then its currency for a revenue goal. The currency is
+    /// checked first, so a bad one leaves no goal behind.
+    fn add_goal_with_currency(
+        &self,
+        site_id: u32,
+        kind: GoalKind,
+        display_name: Option<&str>,
+        currency: Option<&str>,
+    ) -> Result<Goal> {
+        let currency = currency.map(validate_currency).transpose()?;
+        if currency.is_some() && matches!(kind, GoalKind::Page(_)) {
+            return Err(MetaError::Invalid("currency: only custom-event goals carry revenue".into()));
+        }
+        let goal = self.add_goal(site_id, kind, display_name)?;
+        match currency {
+            Some(c) => self.set_goal_currency(site_id, goal.id, Some(&c)),
+            None => Ok(goal),
+        }
+    }
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()>;
 
     /// Creates a key and returns it with its secret, which is shown once and stored only hashed.

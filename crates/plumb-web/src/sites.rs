@@ -232,15 +232,10 @@ pub async fn put_goal(
             "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
             other => return Err(ApiError::bad(format!("goal_type `{other}` must be event or page"))),
         };
-        // Checked before the goal is made, so a bad currency leaves nothing behind.
-        let currency = text(&f, "currency")?.map(plumb_meta::validate_currency).transpose().map_err(meta_error)?;
-        if currency.is_some() && matches!(kind, GoalKind::Page(_)) {
-            return Err(ApiError::bad("currency: only event goals carry revenue"));
-        }
-        let mut g = web.meta.add_goal(site.id, kind, text(&f, "display_name")?).map_err(meta_error)?;
-        if currency.is_some() {
-            g = web.meta.set_goal_currency(site.id, g.id, currency.as_deref()).map_err(meta_error)?;
-        }
+        let g = web
+            .meta
+            .add_goal_with_currency(site.id, kind, text(&f, "display_name")?, text(&f, "currency")?)
+            .map_err(meta_error)?;
         Ok(Json(goal_json(&g)).into_response())
     };
     answer().unwrap_or_else(IntoResponse::into_response)

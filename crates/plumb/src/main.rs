@@ -7,9 +7,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{
-    Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_currency, validate_domain,
-};
+use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_domain};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -214,16 +212,12 @@ fn goal(meta: &dyn MetaStore, cmd: GoalCommand) -> Result<()> {
     match cmd {
         GoalCommand::Add { domain, page, event, name, currency } => {
             let site = site_named(meta, &domain)?;
-            let currency = currency.as_deref().map(validate_currency).transpose()?;
             let kind = match (page, event) {
                 (Some(p), _) => GoalKind::Page(p),
                 (None, Some(e)) => GoalKind::Event(e),
                 (None, None) => unreachable!("clap requires --page or --event"),
             };
-            let mut g = meta.add_goal(site.id, kind, name.as_deref())?;
-            if currency.is_some() {
-                g = meta.set_goal_currency(site.id, g.id, currency.as_deref())?;
-            }
+            let g = meta.add_goal_with_currency(site.id, kind, name.as_deref(), currency.as_deref())?;
             let revenue = g.currency.map(|c| format!(", revenue in {c}")).unwrap_or_default();
             println!("goal {} `{}` on {}{revenue}", g.id, g.display_name, site.domain);
         }

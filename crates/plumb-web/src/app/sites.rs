@@ -349,13 +349,8 @@ pub async fn add_goal(
         }
     };
     let name = Some(field(&f, "name")).filter(|n| !n.is_empty());
-    // Checked before the goal is made, so a bad currency leaves nothing behind.
     let currency = Some(field(&f, "currency")).filter(|c| !c.is_empty());
-    let currency = currency.map(plumb_meta::validate_currency).transpose().map_err(meta_reply)?;
-    let goal = web.meta.add_goal(site.id, kind, name).map_err(meta_reply)?;
-    if currency.is_some() {
-        web.meta.set_goal_currency(site.id, goal.id, currency.as_deref()).map_err(meta_reply)?;
-    }
+    web.meta.add_goal_with_currency(site.id, kind, name, currency).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
