@@ -195,6 +195,7 @@ impl EventBody {
             ));
         }
 
+        let agent = c.agents.parse(user_agent);
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));
@@ -209,6 +210,11 @@ impl EventBody {
             utm_campaign: page.utm_campaign,
             utm_content: page.utm_content,
             utm_term: page.utm_term,
+            browser: agent.browser.clone(),
+            browser_version: agent.browser_version.clone(),
+            os: agent.os.clone(),
+            os_version: agent.os_version.clone(),
+            device: agent.device.clone(),
             ..Default::default()
         };
         let interactive = self.interactive.unwrap_or(true);

@@ -7,6 +7,7 @@ mod cache;
 mod client_ip;
 mod error;
 mod tracker;
+pub mod useragent;
 
 pub use client_ip::client_ip;
 pub use error::ApiError;
@@ -43,11 +44,13 @@ pub struct Collector {
     config: CollectorConfig,
     sites: SiteCache,
     salts: SaltCache,
+    agents: useragent::UserAgents,
 }
 
 impl Collector {
     pub fn new(meta: Arc<dyn MetaStore>, queue: Arc<dyn Producer>, config: CollectorConfig) -> Arc<Self> {
-        Arc::new(Self { sites: SiteCache::default(), salts: SaltCache::default(), meta, queue, config })
+        let agents = useragent::UserAgents::new();
+        Arc::new(Self { sites: SiteCache::default(), salts: SaltCache::default(), agents, meta, queue, config })
     }
 
     /// Deletes salts of days that have ended everywhere, from the store and from memory.
