@@ -47,6 +47,8 @@
     if (opts.props) body.p = opts.props;
     if (opts.revenue) body.$ = opts.revenue;
     if (opts.interactive === false) body.i = false;
+    // Browsers driven by automation say so; the collector counts them as bots.
+    if (navigator.webdriver) body.wd = true;
     if (name === 'pageview') {
       if (u === lastUrl) return;
       engagement();

@@ -2,7 +2,7 @@
 // fires custom events, leaves the page; then checks that a visitor with plumb_ignore set sends
 // nothing. Usage: node tracker.mjs <plumb-url> <domain>. Prints a JSON summary on success.
 import http from 'node:http';
-import { launch } from './chromium.mjs';
+import { USER_AGENT, launch } from './chromium.mjs';
 
 const [plumb, domain] = process.argv.slice(2);
 if (!plumb || !domain) throw new Error('usage: node tracker.mjs <plumb-url> <domain>');
@@ -25,7 +25,7 @@ const site = `http://${domain}:${server.address().port}`;
 const browser = await launch(domain);
 
 async function visit(setup) {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ userAgent: USER_AGENT });
   const p = await context.newPage();
   const sent = [];
   p.on('requestfinished', async (req) => {

@@ -1,5 +1,6 @@
 //! Plausible's event body (short and long field names) → validated, signed queue entries.
 
+use crate::useragent::Bot;
 use crate::{ApiError, Collector, client_ip};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::DateTime;
@@ -75,6 +76,9 @@ pub struct EventBody {
     interactive: Option<bool>,
     #[serde(alias = "$")]
     revenue: Option<Value>,
+    /// The tracker's report of `navigator.webdriver`: the browser is driven by automation.
+    #[serde(alias = "wd")]
+    webdriver: Option<bool>,
     /// Engagement: scroll depth in percent.
     sd: Option<Value>,
     /// Engagement: engaged time in milliseconds.
@@ -95,6 +99,7 @@ impl EventBody {
             hash_mode: None,
             interactive: None,
             revenue: None,
+            webdriver: None,
             sd: None,
             e: None,
             timestamp: None,
@@ -196,6 +201,14 @@ impl EventBody {
         }
 
         let agent = c.agents.parse(user_agent);
+        let bot = if self.webdriver == Some(true) { Some(Bot::Automation) } else { agent.bot };
+        if let Some(bot) = bot {
+            // Answered like any hit, so bots learn nothing; counted, never stored.
+            for site in &sites {
+                c.tally.add(site.id, bot.name(), ctx.now_ms);
+            }
+            return Ok(vec![]);
+        }
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));

@@ -6,6 +6,7 @@ mod body;
 mod cache;
 mod client_ip;
 mod error;
+mod tally;
 mod tracker;
 pub mod useragent;
 
@@ -45,12 +46,14 @@ pub struct Collector {
     sites: SiteCache,
     salts: SaltCache,
     agents: useragent::UserAgents,
+    tally: tally::Tally,
 }
 
 impl Collector {
     pub fn new(meta: Arc<dyn MetaStore>, queue: Arc<dyn Producer>, config: CollectorConfig) -> Arc<Self> {
         let agents = useragent::UserAgents::new();
-        Arc::new(Self { sites: SiteCache::default(), salts: SaltCache::default(), agents, meta, queue, config })
+        let (sites, salts, tally) = (SiteCache::default(), SaltCache::default(), tally::Tally::default());
+        Arc::new(Self { sites, salts, agents, tally, meta, queue, config })
     }
 
     /// Deletes salts of days that have ended everywhere, from the store and from memory.
@@ -59,7 +62,27 @@ impl Collector {
         self.meta.purge_salts(now_ms)
     }
 
+    /// Writes the security counters gathered since the last call; on failure they are kept for
+    /// the next one. Returns how many (site, hour, reason) counts were written.
+    pub fn flush_security_counts(&self) -> Result<usize, plumb_meta::MetaError> {
+        let counts = self.tally.take();
+        if counts.is_empty() {
+            return Ok(0);
+        }
+        match self.meta.add_security_counts(&counts) {
+            Ok(()) => Ok(counts.len()),
+            Err(e) => {
+                self.tally.restore(counts);
+                Err(e)
+            }
+        }
+    }
+
     async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), ApiError> {
+        // Every hit was turned away (a bot): nothing to store.
+        if payloads.is_empty() {
+            return Ok(());
+        }
         self.queue.append(payloads).await.map_err(|e| match e {
             QueueError::Full => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector is overloaded, retry shortly")

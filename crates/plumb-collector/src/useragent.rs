@@ -1,13 +1,41 @@
-//! User-Agent → browser, OS (with versions) and device type, by uap-core's regexes through the
-//! uap project's own Rust port, with a cache in front: a few hundred distinct strings make up
-//! most traffic, and a full parse costs microseconds.
+//! User-Agent → browser, OS (with versions), device type and whether it is a bot, by uap-core's
+//! regexes through the uap project's own Rust port and the crawler-user-agents pattern list, with
+//! a cache in front: a few hundred distinct strings make up most traffic, and a full parse costs
+//! microseconds.
 
+use regex::RegexSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use ua_parser::{Extractor, Regexes};
 
 /// uap-core's `regexes.yaml` as JSON (see `data/NOTICE`).
 const REGEXES: &str = include_str!("../data/uap-regexes.json");
+/// The crawler-user-agents project's patterns (MIT; see `data/NOTICE`).
+const CRAWLER_PATTERNS: &str = include_str!("../data/crawler-patterns.json");
+
+/// Why a hit is taken for a bot's. The names are what security counters show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bot {
+    /// No User-Agent at all: every browser sends one.
+    NoUserAgent,
+    /// A known crawler, by the pattern list or uap-core's `Spider` device family.
+    Crawler,
+    /// A headless browser that says so (`HeadlessChrome`, PhantomJS…).
+    Headless,
+    /// The tracker reported `navigator.webdriver`: a browser driven by automation.
+    Automation,
+}
+
+impl Bot {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bot::NoUserAgent => "no_user_agent",
+            Bot::Crawler => "crawler",
+            Bot::Headless => "headless",
+            Bot::Automation => "automation",
+        }
+    }
+}
 
 /// Distinct strings kept; the cache starts over when full, which is cheap and bounds memory.
 const CACHE_SIZE: usize = 20_000;
@@ -22,10 +50,12 @@ pub struct Agent {
     pub os_version: String,
     /// `Desktop`, `Mobile` or `Tablet`.
     pub device: String,
+    pub bot: Option<Bot>,
 }
 
 pub struct UserAgents {
     extractor: Extractor<'static>,
+    crawlers: RegexSet,
     cache: Mutex<HashMap<String, Arc<Agent>>>,
 }
 
@@ -33,7 +63,10 @@ impl UserAgents {
     pub fn new() -> Self {
         let regexes: Regexes<'static> = serde_json::from_str(REGEXES).expect("the vendored uap-core regexes parse");
         let extractor = Extractor::try_from(regexes).expect("the vendored uap-core regexes compile");
-        UserAgents { extractor, cache: Mutex::new(HashMap::new()) }
+        let patterns: Vec<String> =
+            serde_json::from_str(CRAWLER_PATTERNS).expect("the vendored crawler patterns parse");
+        let crawlers = RegexSet::new(&patterns).expect("the vendored crawler patterns compile");
+        UserAgents { extractor, crawlers, cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn parse(&self, ua: &str) -> Arc<Agent> {
@@ -50,8 +83,8 @@ impl UserAgents {
     }
 
     pub fn parse_uncached(&self, ua: &str) -> Agent {
-        if ua.is_empty() {
-            return Agent::default();
+        if ua.trim().is_empty() {
+            return Agent { bot: Some(Bot::NoUserAgent), ..Agent::default() };
         }
         let (browser, os, device) = self.extractor.extract(ua);
         let version = |major: Option<&str>, minor: Option<&str>| match (major, minor) {
@@ -70,7 +103,14 @@ impl UserAgents {
         };
         let device_family = device.map(|d| d.device.into_owned()).unwrap_or_default();
         let device = device_type(ua, &os, &device_family).to_owned();
-        Agent { browser, browser_version, os, os_version, device }
+        let bot = if ["HeadlessChrome", "PhantomJS", "SlimerJS", "Headless"].iter().any(|h| ua.contains(h)) {
+            Some(Bot::Headless)
+        } else if device_family == "Spider" || self.crawlers.is_match(ua) {
+            Some(Bot::Crawler)
+        } else {
+            None
+        };
+        Agent { browser, browser_version, os, os_version, device, bot }
     }
 }
 
@@ -142,8 +182,18 @@ mod tests {
                 (browser, bv, os, ov, device),
                 "{ua}"
             );
+            assert_eq!(a.bot, None, "{ua}");
         }
-        assert_eq!(*u.parse(""), Agent::default());
+        let bot = |ua: &str| u.parse(ua).bot;
+        assert_eq!(bot(""), Some(Bot::NoUserAgent));
+        assert_eq!(bot("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"), Some(Bot::Crawler));
+        assert_eq!(bot("curl/8.5.0"), Some(Bot::Crawler));
+        assert_eq!(
+            bot(
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36"
+            ),
+            Some(Bot::Headless)
+        );
     }
 
     #[test]

@@ -156,6 +156,15 @@ impl GoalKind {
     }
 }
 
+/// Hits turned away for one site, hour (unix hours) and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityCount {
+    pub site_id: u32,
+    pub hour: i64,
+    pub reason: String,
+    pub count: u64,
+}
+
 pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn add_site(&self, domain: &str, timezone: &str) -> Result<Site>;
     fn list_sites(&self) -> Result<Vec<Site>>;
@@ -200,6 +209,11 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn list_keys(&self) -> Result<Vec<ApiKey>>;
     fn revoke_key(&self, name: &str) -> Result<()>;
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>>;
+
+    /// Adds counts to the stored ones (counts of deleted sites are dropped).
+    fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()>;
+    /// A site's counts from `since_hour` on, oldest first.
+    fn security_counts(&self, site_id: u32, since_hour: i64) -> Result<Vec<SecurityCount>>;
 
     /// The salt for a calendar date (day number) that is current somewhere on Earth, created on
     /// first use; `None` for any other date (its salt, if it had one, is gone).

@@ -202,6 +202,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         e("get", "/api/v1/sites/{site_id}", "A site", StatsRead, &[], &[], get(sites::show)),
         e(
+            "get",
+            "/api/v1/sites/{site_id}/security",
+            "Hits turned away (bots…) per hour and reason",
+            StatsRead,
+            &[("hours", false, "1 to 2160 [24]")],
+            &[],
+            get(sites::security),
+        ),
+        e(
             "put",
             "/api/v1/sites/{site_id}",
             "Change a site's domain or timezone",

@@ -259,3 +259,46 @@ pub async fn delete_goal(
     };
     answer().unwrap_or_else(IntoResponse::into_response)
 }
+
+/// `GET /api/v1/sites/{site_id}/security?hours=24`: hits turned away (bots, and later rate limits
+/// and rules) per hour and reason, with totals. No addresses are kept, only counts.
+pub async fn security(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path(domain): Path<String>,
+    QueryParams(p): QueryParams<Params>,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &caller, &domain, Scope::StatsRead)?;
+        let hours: i64 = match p.get("hours") {
+            None => 24,
+            Some(h) => h
+                .parse()
+                .ok()
+                .filter(|n| (1..=24 * 90).contains(n))
+                .ok_or_else(|| ApiError::bad(format!("hours must be 1 to 2160, got `{h}`")))?,
+        };
+        let (since, counts) = security_counts(&web, &site, hours)?;
+        let mut totals = Map::new();
+        for c in &counts {
+            let t = totals.entry(c.reason.clone()).or_insert(json!(0));
+            *t = json!(t.as_u64().unwrap_or(0) + c.count);
+        }
+        let hourly: Vec<Value> =
+            counts.iter().map(|c| json!({"hour": hour_label(c.hour), "reason": c.reason, "count": c.count})).collect();
+        Ok(Json(json!({"site_id": site.domain, "since": hour_label(since), "totals": totals, "hours": hourly}))
+            .into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The site's security counts over the last `hours` hours (this one included), and the first
+/// hour they cover.
+pub fn security_counts(web: &Web, site: &Site, hours: i64) -> Result<(i64, Vec<plumb_meta::SecurityCount>), ApiError> {
+    let since = chrono::Utc::now().timestamp().div_euclid(3600) - hours + 1;
+    Ok((since, web.meta.security_counts(site.id, since).map_err(ApiError::internal)?))
+}
+
+fn hour_label(hour: i64) -> String {
+    chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default().format("%Y-%m-%dT%H:00:00Z").to_string()
+}

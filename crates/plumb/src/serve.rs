@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often the collector's security counters are written to metadata.
+const SECURITY_FLUSH: Duration = Duration::from_secs(2);
+
 pub fn run(config: Config) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into()))
@@ -53,12 +56,26 @@ pub fn run(config: Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!("Plumb is listening on http://{} (data in {})", config.listen, config.data_dir.display());
+        let counts = collector.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SECURITY_FLUSH);
+            loop {
+                tick.tick().await;
+                let c = counts.clone();
+                match tokio::task::spawn_blocking(move || c.flush_security_counts()).await {
+                    Ok(Err(e)) => tracing::warn!("cannot write security counters (kept for the next try): {e}"),
+                    Err(e) => tracing::warn!("security counter task failed: {e}"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        let salts = collector.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 let now = chrono::Utc::now().timestamp_millis();
-                match collector.purge_salts(now) {
+                match salts.purge_salts(now) {
                     Ok(n) if n > 0 => tracing::info!("deleted {n} expired daily salt(s)"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!("cannot purge expired salts: {e}"),
@@ -72,6 +89,9 @@ pub fn run(config: Config) -> Result<()> {
     })?;
     // In-flight requests have had their answers; let the pipeline finish its batch.
     pipeline.shutdown();
+    if let Err(e) = collector.flush_security_counts() {
+        tracing::warn!("security counters of the last seconds are lost: {e}");
+    }
     tracing::info!("Plumb stopped");
     Ok(())
 }

@@ -2,8 +2,8 @@ mod accounts;
 
 use crate::accounts::sha256_hex;
 use crate::{
-    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, Site, day_is_live, parse_timezone, validate_currency,
-    validate_domain,
+    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, SecurityCount, Site, day_is_live, parse_timezone,
+    validate_currency, validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -90,6 +90,12 @@ impl SqliteMeta {
                  value TEXT NOT NULL,
                  UNIQUE (site_id, kind, value),
                  UNIQUE (site_id, display_name));
+             CREATE TABLE IF NOT EXISTS security_counts (
+                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                 hour INTEGER NOT NULL,
+                 reason TEXT NOT NULL,
+                 count INTEGER NOT NULL,
+                 PRIMARY KEY (site_id, hour, reason));
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
                  salt BLOB NOT NULL);",
@@ -313,6 +319,38 @@ impl MetaStore for SqliteMeta {
             .transpose()
     }
 
+    fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(storage)?;
+        for c in counts {
+            // A site deleted since the hit was counted: its counts go with it.
+            tx.execute(
+                "INSERT INTO security_counts (site_id, hour, reason, count)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sites WHERE id = ?1)
+                 ON CONFLICT (site_id, hour, reason) DO UPDATE SET count = count + excluded.count",
+                params![c.site_id, c.hour, c.reason, c.count as i64],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn security_counts(&self, site_id: u32, since_hour: i64) -> Result<Vec<SecurityCount>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT hour, reason, count FROM security_counts WHERE site_id = ?1 AND hour >= ?2
+                 ORDER BY hour, reason",
+            )
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![site_id, since_hour], |r| {
+                Ok(SecurityCount { site_id, hour: r.get(0)?, reason: r.get(1)?, count: r.get::<_, i64>(2)? as u64 })
+            })
+            .map_err(storage)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    }
+
     fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>> {
         if !day_is_live(day, now_ms) {
             return Ok(None);
@@ -410,6 +448,27 @@ pub(crate) mod tests {
         assert!(matches!(m.update_site(a.id, Some("b.example"), None), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(a.id, None, Some("Mars/Base")), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(77, None, None), Err(MetaError::NotFound(_))));
+    }
+
+    #[test]
+    fn security_counts_add_up_and_go_with_their_site() {
+        let m = meta("security");
+        let s = m.add_site("sec.example", "UTC").unwrap();
+        let c = |hour, reason: &str, count| SecurityCount { site_id: s.id, hour, reason: reason.into(), count };
+        m.add_security_counts(&[c(10, "crawler", 2), c(11, "crawler", 1)]).unwrap();
+        m.add_security_counts(&[
+            c(10, "crawler", 3),
+            c(10, "headless", 1),
+            SecurityCount { site_id: 99, ..c(10, "x", 1) },
+        ])
+        .unwrap();
+        assert_eq!(
+            m.security_counts(s.id, 10).unwrap(),
+            [c(10, "crawler", 5), c(10, "headless", 1), c(11, "crawler", 1)]
+        );
+        assert_eq!(m.security_counts(s.id, 11).unwrap(), [c(11, "crawler", 1)]);
+        m.remove_site("sec.example").unwrap();
+        assert!(m.security_counts(s.id, 0).unwrap().is_empty());
     }
 
     #[test]

@@ -283,14 +283,36 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>Role <select name=\"role\">\
      {role_options}</select></label><button type=\"submit\">Create invite link</button></form>\
      <p class=\"hint\">Invite links work once, within 7 days.</p></section>\
-     <section class=\"card\"><h2>Firewall</h2><p class=\"hint\">Blocking rules (addresses, countries, paths) \
-     are not available yet.</p></section>{danger}",
+     <section class=\"card\"><h2>Security</h2><p>Hits turned away in the last 24 hours (counts only; no \
+     address or User-Agent is kept):</p>{security}<p class=\"hint\">Firewall rules (addresses, countries, \
+     paths) are not available yet.</p></section>{danger}",
         c = csrf_field(t),
+        security = security_table(web, site)?,
         tz = timezone_options(site.timezone.name()),
         snippet = snippet_html(web, headers, site),
     );
     let page = Page::new("Settings", body).user(&s.user, t).script("site.js", json!({})).render();
     Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+/// Turned-away hits by reason over the last 24 hours.
+fn security_table(web: &Web, site: &Site) -> Result<String> {
+    let (_, counts) = crate::sites::security_counts(web, site, 24).map_err(|e| internal(e.message))?;
+    let mut totals: std::collections::BTreeMap<&str, u64> = Default::default();
+    for c in &counts {
+        *totals.entry(c.reason.as_str()).or_default() += c.count;
+    }
+    if totals.is_empty() {
+        return Ok("<p class=\"hint\" id=\"security\">None.</p>".into());
+    }
+    let rows: String = totals
+        .iter()
+        .map(|(reason, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(&reason.replace('_', " "))))
+        .collect();
+    Ok(format!(
+        "<table class=\"rows\" id=\"security\"><thead><tr><th scope=\"col\">Reason</th>\
+         <th scope=\"col\">Hits</th></tr></thead><tbody>{rows}</tbody></table>"
+    ))
 }
 
 pub async fn settings(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {

@@ -133,8 +133,11 @@ impl Drop for Server {
     }
 }
 
+/// A browser's User-Agent: hits without one are counted as a bot's.
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder().user_agent(BROWSER_UA).timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// `POST /api/v2/query` with aggregate metrics; returns the metric values.

@@ -1,0 +1,63 @@
+//! Security counters: hits turned away, per site, hour and reason (a bot's kind, and later rate
+//! limits and rules). Counted in memory on the hot path and written to metadata every few
+//! seconds; no address or User-Agent is kept, only the counts.
+
+use plumb_meta::SecurityCount;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Default)]
+pub struct Tally {
+    counts: Mutex<HashMap<(u32, i64, String), u64>>,
+}
+
+impl Tally {
+    pub fn add(&self, site_id: u32, reason: &str, now_ms: i64) {
+        let hour = now_ms.div_euclid(HOUR_MS);
+        *self.counts.lock().unwrap().entry((site_id, hour, reason.to_owned())).or_default() += 1;
+    }
+
+    /// Everything counted since the last call.
+    pub fn take(&self) -> Vec<SecurityCount> {
+        let counts = std::mem::take(&mut *self.counts.lock().unwrap());
+        counts
+            .into_iter()
+            .map(|((site_id, hour, reason), count)| SecurityCount { site_id, hour, reason, count })
+            .collect()
+    }
+
+    /// Puts back counts that could not be written, so none is lost.
+    pub fn restore(&self, counts: Vec<SecurityCount>) {
+        let mut map = self.counts.lock().unwrap();
+        for c in counts {
+            *map.entry((c.site_id, c.hour, c.reason)).or_default() += c.count;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_group_by_site_hour_and_reason() {
+        let t = Tally::default();
+        let h = 500 * HOUR_MS;
+        t.add(1, "crawler", h + 1);
+        t.add(1, "crawler", h + 2);
+        t.add(1, "crawler", h + HOUR_MS);
+        t.add(2, "headless", h);
+        let mut got = t.take();
+        got.sort_by_key(|c| (c.site_id, c.hour));
+        let got: Vec<_> = got.iter().map(|c| (c.site_id, c.hour, c.reason.as_str(), c.count)).collect();
+        assert_eq!(got, [(1, 500, "crawler", 2), (1, 501, "crawler", 1), (2, 500, "headless", 1)]);
+        assert!(t.take().is_empty());
+        t.add(1, "crawler", h);
+        let first = t.take();
+        t.restore(first.clone());
+        t.add(1, "crawler", h);
+        assert_eq!(t.take()[0].count, 2, "restored counts add up with new ones");
+    }
+}
