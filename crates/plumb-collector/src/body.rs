@@ -213,7 +213,7 @@ impl EventBody {
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));
         let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
-        let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium);
+        let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium, &page.click_id);
         let visit = VisitInfo {
             source: source.source,
             referrer: referrer.map(|(r, _)| r).unwrap_or_default(),

@@ -19,6 +19,9 @@ pub struct PageUrl {
     pub utm_term: String,
     /// `ref` or `source` query parameter: an explicit source without UTM tags.
     pub ref_param: String,
+    /// The first ad click id parameter present (`gclid`, `msclkid`…), by name; its value is
+    /// never kept.
+    pub click_id: String,
 }
 
 pub fn truncate(s: &str, max: usize) -> String {
@@ -63,6 +66,7 @@ pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
             "utm_content" => page.utm_content = v,
             "utm_term" => page.utm_term = v,
             "ref" | "source" if page.ref_param.is_empty() => page.ref_param = v,
+            k if page.click_id.is_empty() && crate::source::is_click_id(k) => page.click_id = k.to_owned(),
             _ => {}
         }
     }
@@ -104,7 +108,8 @@ fn decode_path(path: &str) -> String {
 /// unparsable or not http(s).
 pub fn parse_referrer(raw: &str) -> Option<(String, String)> {
     let url = Url::parse(raw.trim()).ok()?;
-    if url.scheme() != "http" && url.scheme() != "https" {
+    // Android apps refer as `android-app://<package>/`: the package stands for the host.
+    if !matches!(url.scheme(), "http" | "https" | "android-app") {
         return None;
     }
     let host = normalize_hostname(url.host_str()?);
@@ -142,7 +147,11 @@ mod tests {
             parse_referrer("https://www.google.com/search?q=secret"),
             Some(("google.com/search".into(), "google.com".into()))
         );
-        assert_eq!(parse_referrer("android-app://x"), None);
+        assert_eq!(
+            parse_referrer("android-app://com.google.android.gm/"),
+            Some(("com.google.android.gm".into(), "com.google.android.gm".into()))
+        );
+        assert_eq!(parse_referrer("ftp://x.example/"), None);
         assert_eq!(parse_referrer(""), None);
     }
 
