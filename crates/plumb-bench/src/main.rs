@@ -66,7 +66,9 @@ fn main() {
         Command::new(&plumb)
             .arg("--data-dir")
             .arg(&dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // Every connection comes from loopback: one address, so its limit is lifted.
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ip-rate-limit", "10000000"])
+            .args(["--global-rate-limit", "10000000", "--site-rate-limit", "10000000"])
             .env("PLUMB_LOG", "warn")
             .spawn()
             .unwrap(),

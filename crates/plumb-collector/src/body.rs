@@ -53,6 +53,16 @@ impl Context {
     }
 }
 
+impl Context {
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("collector metadata look-up failed: {e}");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector cannot reach its metadata, retry shortly")
@@ -200,6 +210,9 @@ impl EventBody {
             ));
         }
 
+        for site in &sites {
+            c.admit_site(site.id, ctx.now_ms)?;
+        }
         let agent = c.agents.parse(user_agent);
         let bot = if self.webdriver == Some(true) { Some(Bot::Automation) } else { agent.bot };
         if let Some(bot) = bot {

@@ -22,10 +22,11 @@ use axum::routing::{get, post};
 use body::{Context, EventBody};
 use cache::{SaltCache, SiteCache};
 use ipnet::IpNet;
+use plumb_core::limit::RateLimiter;
 use plumb_meta::MetaStore;
 use plumb_queue::{Producer, QueueError};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Largest single-event body, and largest batch body.
@@ -33,10 +34,33 @@ pub const MAX_EVENT_BYTES: usize = 8 * 1024;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CollectorConfig {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Events per second allowed from one client address (API-key senders are exempt), for one
+    /// site, and for the whole collector (defaults: `plumb serve --help`). Each allows a burst:
+    /// 5 s, 2 s and 1 s of its rate.
+    pub per_address: u32,
+    pub per_site: u32,
+    pub global: u32,
+}
+
+/// Token buckets that turn floods away with `429` before any parsing or storage work.
+struct Limits {
+    address: RateLimiter<IpAddr>,
+    site: RateLimiter<u32>,
+    global: RateLimiter<()>,
+}
+
+impl Limits {
+    fn new(c: &CollectorConfig) -> Self {
+        Self {
+            address: RateLimiter::new(c.per_address.saturating_mul(5), 5),
+            site: RateLimiter::new(c.per_site.saturating_mul(2), 2),
+            global: RateLimiter::new(c.global, 1),
+        }
+    }
 }
 
 pub struct Collector {
@@ -47,13 +71,15 @@ pub struct Collector {
     salts: SaltCache,
     agents: useragent::UserAgents,
     tally: tally::Tally,
+    limits: Limits,
 }
 
 impl Collector {
     pub fn new(meta: Arc<dyn MetaStore>, queue: Arc<dyn Producer>, config: CollectorConfig) -> Arc<Self> {
         let agents = useragent::UserAgents::new();
         let (sites, salts, tally) = (SiteCache::default(), SaltCache::default(), tally::Tally::default());
-        Arc::new(Self { sites, salts, agents, tally, meta, queue, config })
+        let limits = Limits::new(&config);
+        Arc::new(Self { sites, salts, agents, tally, limits, meta, queue, config })
     }
 
     /// Deletes salts of days that have ended everywhere, from the store and from memory.
@@ -76,6 +102,30 @@ impl Collector {
                 Err(e)
             }
         }
+    }
+
+    /// Admits `n` events from a sender, or says why not: the collector's global limit, then the
+    /// client address's (senders with an API key are trusted servers and exempt).
+    fn admit(&self, ctx: &Context, n: u32) -> Result<(), ApiError> {
+        self.limits
+            .global
+            .take_n(&(), n)
+            .map_err(|wait| ApiError::too_many("the collector is over its event rate limit", wait))?;
+        if ctx.has_key() {
+            return Ok(());
+        }
+        self.limits
+            .address
+            .take_n(&ctx.ip(), n)
+            .map_err(|wait| ApiError::too_many("too many events from this address", wait))
+    }
+
+    /// One event for a site, or `429` (counted as `rate_limited` for the site).
+    fn admit_site(&self, site_id: u32, now_ms: i64) -> Result<(), ApiError> {
+        self.limits.site.take(&site_id).map_err(|wait| {
+            self.tally.add(site_id, "rate_limited", now_ms);
+            ApiError::too_many("this site is over its event rate limit", wait)
+        })
     }
 
     async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), ApiError> {
@@ -133,8 +183,9 @@ async fn event(
     body: Body,
 ) -> Response {
     let result = async {
-        let bytes = read_body(body, MAX_EVENT_BYTES).await?;
         let ctx = Context::from_request(&c, peer, &headers)?;
+        c.admit(&ctx, 1)?;
+        let bytes = read_body(body, MAX_EVENT_BYTES).await?;
         let parsed: EventBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
         let payloads = parsed.into_queued(&c, &ctx)?;
@@ -154,8 +205,10 @@ async fn batch(
     body: Body,
 ) -> Response {
     let result = async {
-        let bytes = read_body(body, MAX_BATCH_BYTES).await?;
         let ctx = Context::from_request(&c, peer, &headers)?;
+        // One token at the door, the rest once the batch's size is known.
+        c.admit(&ctx, 1)?;
+        let bytes = read_body(body, MAX_BATCH_BYTES).await?;
         let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body must be a JSON array of events: {e}")))?;
         if items.len() > MAX_BATCH_EVENTS {
@@ -163,6 +216,9 @@ async fn batch(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a batch holds at most {MAX_BATCH_EVENTS} events, got {}", items.len()),
             ));
+        }
+        if items.len() > 1 {
+            c.admit(&ctx, items.len() as u32 - 1)?;
         }
         let mut payloads = Vec::with_capacity(items.len());
         let mut accepted = 0usize;
@@ -210,8 +266,9 @@ async fn pixel(
     params: Result<Query<PixelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
         let ctx = Context::from_request(&c, peer, &headers)?;
+        c.admit(&ctx, 1)?;
+        let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
         let host =
             q.h.filter(|h| !h.is_empty())
                 .ok_or_else(|| ApiError::bad_request("`h` (page scheme and host) is required"))?;

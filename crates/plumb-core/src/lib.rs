@@ -2,6 +2,7 @@
 
 pub mod country;
 pub mod event;
+pub mod limit;
 pub mod live;
 pub mod row;
 pub mod signature;

@@ -12,10 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use plumb_meta::accounts::{constant_time_eq, sign};
 use plumb_meta::{ApiKey, Role, Scope, Session, SharedLink, Site};
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "plumb_session";
 pub const CSRF_COOKIE: &str = "plumb_csrf";
@@ -175,68 +172,9 @@ pub fn open_share(web: &Web, headers: &HeaderMap, slug: &str) -> Result<SharedLi
     Ok(link)
 }
 
-/// Token buckets per key: `capacity` requests, refilled evenly over `period_secs`.
-pub struct RateLimiter<K> {
-    pub capacity: u32,
-    per_sec: f64,
-    buckets: Mutex<HashMap<K, (f64, Instant)>>,
-}
-
-impl<K: Hash + Eq + Clone> RateLimiter<K> {
-    pub fn new(capacity: u32, period_secs: u64) -> Self {
-        let capacity = capacity.max(1);
-        Self { capacity, per_sec: capacity as f64 / period_secs.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
-    }
-
-    pub fn per_minute(n: u32) -> Self {
-        Self::new(n, 60)
-    }
-
-    /// Takes one token, or says in how many seconds one will be there.
-    pub fn take(&self, key: &K) -> Result<(), u64> {
-        self.with_bucket(key, true)
-    }
-
-    /// Whether a token is there, without taking it.
-    pub fn check(&self, key: &K) -> Result<(), u64> {
-        self.with_bucket(key, false)
-    }
-
-    fn with_bucket(&self, key: &K, take: bool) -> Result<(), u64> {
-        let capacity = self.capacity as f64;
-        let mut buckets = self.buckets.lock().unwrap();
-        // Full buckets carry no information: drop them now and then so the map stays small.
-        if buckets.len() > 10_000 {
-            let per_sec = self.per_sec;
-            buckets.retain(|_, (t, at)| *t + at.elapsed().as_secs_f64() * per_sec < capacity);
-        }
-        let (tokens, at) = buckets.entry(key.clone()).or_insert((capacity, Instant::now()));
-        *tokens = (*tokens + at.elapsed().as_secs_f64() * self.per_sec).min(capacity);
-        *at = Instant::now();
-        if *tokens >= 1.0 {
-            if take {
-                *tokens -= 1.0;
-            }
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.per_sec).ceil() as u64)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_refill_and_are_per_key() {
-        let l = RateLimiter::per_minute(3);
-        assert!(l.take(&1).is_ok() && l.take(&1).is_ok() && l.check(&1).is_ok() && l.take(&1).is_ok());
-        // Three a minute: the next token comes in 20 s.
-        assert_eq!(l.take(&1), Err(20));
-        assert_eq!(l.check(&1), Err(20));
-        assert!(l.take(&2).is_ok());
-    }
 
     #[test]
     fn cookies_are_found_among_several() {

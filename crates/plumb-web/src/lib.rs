@@ -18,7 +18,7 @@ use plumb_meta::{MetaError, MetaStore, Scope};
 use plumb_store::EventReader;
 use std::sync::Arc;
 
-pub use auth::RateLimiter;
+use plumb_core::limit::RateLimiter;
 
 pub struct Web {
     pub meta: Arc<dyn MetaStore>,

@@ -23,6 +23,15 @@ pub struct ServeArgs {
     /// Stats API requests per minute allowed to each API key [default: 600].
     #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     key_rate_limit: Option<u32>,
+    /// Events per second accepted from one client address (burst: 5 s worth) [default: 20].
+    #[arg(long, env = "PLUMB_IP_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    ip_rate_limit: Option<u32>,
+    /// Events per second accepted for one site (burst: 2 s worth) [default: 2000].
+    #[arg(long, env = "PLUMB_SITE_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    site_rate_limit: Option<u32>,
+    /// Events per second the collector accepts in all [default: 50000].
+    #[arg(long, env = "PLUMB_GLOBAL_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    global_rate_limit: Option<u32>,
     /// Where browsers reach Plumb, e.g. https://stats.example.com (snippets, invite links,
     /// Secure cookies) [default: the request's Host].
     #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = parse_public_url)]
@@ -38,6 +47,9 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     queue_retention: Option<String>,
     key_rate_limit: Option<u32>,
+    ip_rate_limit: Option<u32>,
+    site_rate_limit: Option<u32>,
+    global_rate_limit: Option<u32>,
     public_url: Option<String>,
 }
 
@@ -48,6 +60,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub queue_retention: Duration,
     pub key_rate_limit: u32,
+    pub ip_rate_limit: u32,
+    pub site_rate_limit: u32,
+    pub global_rate_limit: u32,
     pub public_url: Option<String>,
 }
 
@@ -112,6 +127,9 @@ impl Config {
             trusted_proxies,
             queue_retention,
             key_rate_limit: file.key_rate_limit.unwrap_or(600),
+            ip_rate_limit: file.ip_rate_limit.unwrap_or(20),
+            site_rate_limit: file.site_rate_limit.unwrap_or(2_000),
+            global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
             public_url: file
                 .public_url
                 .map(|u| parse_public_url(&u))
@@ -132,6 +150,18 @@ impl Config {
         }
         if let Some(n) = args.key_rate_limit {
             self.key_rate_limit = n;
+        }
+        for (arg, value) in [
+            (args.ip_rate_limit, &mut self.ip_rate_limit),
+            (args.site_rate_limit, &mut self.site_rate_limit),
+            (args.global_rate_limit, &mut self.global_rate_limit),
+        ] {
+            if let Some(n) = arg {
+                *value = n;
+            }
+        }
+        if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
+            bail!("event rate limits must be at least 1 event per second");
         }
         if let Some(u) = args.public_url {
             self.public_url = Some(u);

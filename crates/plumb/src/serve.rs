@@ -38,7 +38,12 @@ pub fn run(config: Config) -> Result<()> {
     let collector = Collector::new(
         meta.clone(),
         Arc::new(spool),
-        CollectorConfig { trusted_proxies: config.trusted_proxies.clone() },
+        CollectorConfig {
+            trusted_proxies: config.trusted_proxies.clone(),
+            per_address: config.ip_rate_limit,
+            per_site: config.site_rate_limit,
+            global: config.global_rate_limit,
+        },
     );
     let web = Web::new(
         meta,

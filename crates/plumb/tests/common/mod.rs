@@ -77,6 +77,14 @@ impl Server {
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            // Tests send everything from one loopback address, as fast as they can: lift the
+            // event rate limits unless the test is about them.
+            .args(
+                ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit"]
+                    .into_iter()
+                    .filter(|flag| !self.args.iter().any(|a| a == flag))
+                    .flat_map(|flag| [flag, "1000000"]),
+            )
             .args(&self.args)
             .env("PLUMB_LOG", "warn")
             .stdout(Stdio::null())

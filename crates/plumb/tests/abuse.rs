@@ -1,0 +1,143 @@
+//! Abuse defences over loopback, bounded in time: a client flooding the collector is turned away
+//! with `429` while another client's events are all accepted and counted; `X-Forwarded-For` is
+//! believed only from a trusted proxy, so spoofing it neither splits visitors nor dodges limits.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const CHROME: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
+
+async fn send(c: &reqwest::Client, url: &str, xff: &str, path: &str) -> reqwest::StatusCode {
+    c.post(format!("{url}/api/event"))
+        .header("user-agent", CHROME)
+        .header("x-forwarded-for", xff)
+        .json(&json!({"n": "pageview", "u": format!("https://shop.test{path}"), "d": "shop.test"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn pageviews(c: &reqwest::Client, url: &str, key: &str, page: &str) -> i64 {
+    let r = c
+        .post(format!("{url}/api/v2/query"))
+        .bearer_auth(key)
+        .json(&json!({"site_id": "shop.test", "metrics": ["pageviews"], "date_range": "day",
+                      "filters": [["is", "event:page", [page]]]}))
+        .send()
+        .await
+        .unwrap();
+    r.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"][0].as_i64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_limited_while_another_is_served() {
+    let dir = temp_dir("flood");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let key = create_key(&dir, "reader");
+    let server = Server::start(&dir, &["--trusted-proxy", "127.0.0.1", "--ip-rate-limit", "50"]);
+    let url = server.url.clone();
+    let c = client();
+    let flood_for = Duration::from_secs(3);
+    let (accepted, limited, other) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, url, accepted, limited, other) =
+                (c.clone(), url.clone(), accepted.clone(), limited.clone(), other.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < flood_for {
+                    match send(&c, &url, "203.0.113.1", "/flood").await.as_u16() {
+                        202 => accepted.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        _ => other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    // Meanwhile a second visitor sends one event every 50 ms.
+    let mut latencies = Vec::new();
+    let mut steady_ok = 0;
+    while started.elapsed() < flood_for {
+        let t = Instant::now();
+        if send(&c, &url, "203.0.113.2", "/steady").await == 202 {
+            steady_ok += 1;
+        }
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for f in flooders {
+        f.await.unwrap();
+    }
+    let flood_secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let (a, l) = (accepted.load(Ordering::Relaxed), limited.load(Ordering::Relaxed));
+    println!(
+        "flooder: {} requests, {a} accepted, {l} limited (429); steady client: {steady_ok}/{} accepted, \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        a + l,
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    assert_eq!(other.load(Ordering::Relaxed), 0, "the flooder got only 202s and 429s");
+    assert!(l > 10 * a, "the flood was limited: {a} accepted, {l} limited");
+    // 50 a second with a 5-second burst: at most 250 + 50 a second for as long as it lasted.
+    let bound = 250.0 + 50.0 * flood_secs + 5.0;
+    assert!(a as f64 <= bound, "{a} flood events got through in {flood_secs:.2} s (at most {bound:.0})");
+    assert_eq!(steady_ok, latencies.len(), "every event of the second client was accepted");
+    let counted = eventually(Duration::from_secs(10), || async {
+        pageviews(&c, &url, &key, "/steady").await == steady_ok as i64
+            && pageviews(&c, &url, &key, "/flood").await == a as i64
+    })
+    .await;
+    assert!(
+        counted,
+        "accepted events are counted exactly: {} steady, {} flood",
+        pageviews(&c, &url, &key, "/steady").await,
+        pageviews(&c, &url, &key, "/flood").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    let c = client();
+    for (trusted, want_visitors) in [(false, 1), (true, 2)] {
+        let dir = temp_dir(if trusted { "xff-trusted" } else { "xff-untrusted" });
+        cli(&dir, &["site", "add", "shop.test"]);
+        let key = create_key(&dir, "reader");
+        let mut args = vec!["--ip-rate-limit", "1"];
+        if trusted {
+            args.extend(["--trusted-proxy", "127.0.0.1"]);
+        }
+        let server = Server::start(&dir, &args);
+        // Two "visitors" that differ only by the address the header claims.
+        assert_eq!(send(&c, &server.url, "198.51.100.1", "/a").await, 202);
+        assert_eq!(send(&c, &server.url, "198.51.100.2", "/b").await, 202);
+        let seen = eventually(Duration::from_secs(10), || async {
+            aggregate(&c, &server.url, &key, "shop.test", &["visitors", "pageviews"], json!("day")).await
+                == [json!(want_visitors), json!(2)]
+        })
+        .await;
+        let got = aggregate(&c, &server.url, &key, "shop.test", &["visitors", "pageviews"], json!("day")).await;
+        assert!(seen, "trusted proxy {trusted}: {got:?}, want {want_visitors} visitors");
+        // One event a second with a 5-event burst: from an untrusted peer, new addresses in the
+        // header do not make new buckets.
+        let mut statuses = Vec::new();
+        for i in 3..8 {
+            statuses.push(send(&c, &server.url, &format!("198.51.100.{i}"), "/c").await.as_u16());
+        }
+        let limited = statuses.contains(&429);
+        assert_eq!(limited, !trusted, "trusted proxy {trusted}: {statuses:?}");
+    }
+}
