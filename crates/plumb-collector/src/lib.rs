@@ -170,9 +170,15 @@ async fn preflight() -> Response {
     r
 }
 
+/// A body must arrive within this long: slow senders do not get to hold a connection.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
+    tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {BODY_TIMEOUT:?}"))
+        })?
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes")))
 }
 

@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Events per second the collector accepts in all [default: 50000].
     #[arg(long, env = "PLUMB_GLOBAL_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     global_rate_limit: Option<u32>,
+    /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
+    #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Where browsers reach Plumb, e.g. https://stats.example.com (snippets, invite links,
     /// Secure cookies) [default: the request's Host].
     #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = parse_public_url)]
@@ -50,6 +53,7 @@ struct FileConfig {
     ip_rate_limit: Option<u32>,
     site_rate_limit: Option<u32>,
     global_rate_limit: Option<u32>,
+    max_connections: Option<u32>,
     public_url: Option<String>,
 }
 
@@ -63,6 +67,7 @@ pub struct Config {
     pub ip_rate_limit: u32,
     pub site_rate_limit: u32,
     pub global_rate_limit: u32,
+    pub max_connections: usize,
     pub public_url: Option<String>,
 }
 
@@ -130,6 +135,7 @@ impl Config {
             ip_rate_limit: file.ip_rate_limit.unwrap_or(20),
             site_rate_limit: file.site_rate_limit.unwrap_or(2_000),
             global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
+            max_connections: file.max_connections.unwrap_or(10_000) as usize,
             public_url: file
                 .public_url
                 .map(|u| parse_public_url(&u))
@@ -162,6 +168,12 @@ impl Config {
         }
         if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
             bail!("event rate limits must be at least 1 event per second");
+        }
+        if let Some(n) = args.max_connections {
+            self.max_connections = n as usize;
+        }
+        if self.max_connections == 0 {
+            bail!("max connections must be at least 1");
         }
         if let Some(u) = args.public_url {
             self.public_url = Some(u);

@@ -2,6 +2,7 @@
 //! the embedded backends; `site`, `goal`, `key` and `user` manage metadata (also while a server runs).
 
 mod config;
+mod http;
 mod serve;
 
 use anyhow::{Context, Result};

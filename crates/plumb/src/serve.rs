@@ -8,7 +8,6 @@ use plumb_pipeline::{Pipeline, PipelineConfig};
 use plumb_queue::SqliteSpool;
 use plumb_store::DuckStore;
 use plumb_web::{Web, WebConfig};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,10 +86,8 @@ pub fn run(config: Config) -> Result<()> {
                 }
             }
         });
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server failed")
+        crate::http::serve(listener, app, config.max_connections, shutdown_signal()).await;
+        anyhow::Ok(())
     })?;
     // In-flight requests have had their answers; let the pipeline finish its batch.
     pipeline.shutdown();

@@ -141,3 +141,64 @@ async fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
         assert_eq!(limited, !trusted, "trusted proxy {trusted}: {statuses:?}");
     }
 }
+
+/// Writes raw bytes on a new connection and returns what the server answers before closing
+/// (or before `wait` runs out).
+async fn raw(addr: &str, send: &[u8], wait: Duration) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(send).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut got)).await;
+    (String::from_utf8_lossy(&got).into_owned(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_bloated_clients_are_cut_off_and_connections_are_capped() {
+    let dir = temp_dir("slow");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let server = Server::start(&dir, &["--max-connections", "3"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let c = client();
+
+    // Headers that never finish, and a body that never finishes, at the same time.
+    let slow_head = raw(&addr, b"POST /api/event HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(20));
+    let slow_body = raw(
+        &addr,
+        b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{\"n\":",
+        Duration::from_secs(20),
+    );
+    // Meanwhile the server answers others.
+    let ok = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send(&c, &server.url, "192.0.2.1", "/while-slow").await
+    };
+    let ((head, head_after), (body, body_after), status) = tokio::join!(slow_head, slow_body, ok);
+    assert_eq!(status, 202, "a normal client is served while two slow ones hang");
+    assert!(head_after >= Duration::from_secs(9) && head_after < Duration::from_secs(15), "{head_after:?}");
+    assert!(!head.starts_with("HTTP/1.1 2"), "unfinished headers got an answer: {head}");
+    assert!(body.starts_with("HTTP/1.1 408"), "slow body: {body}");
+    assert!(body.contains("did not arrive within") && body_after < Duration::from_secs(15), "{body_after:?} {body}");
+
+    // A head larger than 16 KiB is refused.
+    let big = format!("POST /api/event HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(20_000));
+    let (answer, _) = raw(&addr, big.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "oversized head: {answer}");
+
+    // Three idle connections take every slot; a fourth client waits until one is gone.
+    let idle: Vec<tokio::net::TcpStream> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        v
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = reqwest::Client::builder().user_agent(BROWSER_UA).timeout(Duration::from_millis(800)).build().unwrap();
+    let blocked = quick.get(format!("{}/api/health", server.url)).send().await;
+    assert!(blocked.is_err(), "a fourth connection is not served while three are open");
+    drop(idle);
+    let r = c.get(format!("{}/api/health", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "served once a slot is free");
+}

@@ -1,0 +1,18 @@
+//! `POST /api/events` (a JSON array of events) with any body.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let req = Request::post("/api/events")
+        .header("user-agent", common::BROWSER)
+        .header("content-type", "application/json")
+        .body(Body::from(data.to_vec()))
+        .unwrap();
+    common::HARNESS.check(req);
+});

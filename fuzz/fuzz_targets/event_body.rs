@@ -1,0 +1,18 @@
+//! `POST /api/event` with any body.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let req = Request::post("/api/event")
+        .header("user-agent", common::BROWSER)
+        .header("content-type", "text/plain")
+        .body(Body::from(data.to_vec()))
+        .unwrap();
+    common::HARNESS.check(req);
+});
