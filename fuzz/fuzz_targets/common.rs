@@ -38,8 +38,9 @@ pub static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         per_address: 1_000_000,
         per_site: 1_000_000,
         global: 1_000_000,
+        geoip_db: None,
     };
-    let collector = Collector::new(Arc::new(meta), Arc::new(Discard), config);
+    let collector = Collector::new(Arc::new(meta), Arc::new(Discard), config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     Harness { runtime, router: plumb_collector::router(collector) }
 });

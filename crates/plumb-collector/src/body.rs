@@ -222,6 +222,8 @@ impl EventBody {
             }
             return Ok(vec![]);
         }
+        // The address is used here and dropped; only the place goes on.
+        let place = c.geo.locate(ip);
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));
@@ -241,7 +243,9 @@ impl EventBody {
             os: agent.os.clone(),
             os_version: agent.os_version.clone(),
             device: agent.device.clone(),
-            ..Default::default()
+            country: place.country,
+            region: place.region,
+            city: place.city,
         };
         let interactive = self.interactive.unwrap_or(true);
         sites

@@ -6,6 +6,7 @@ mod body;
 mod cache;
 mod client_ip;
 mod error;
+pub mod geo;
 mod tally;
 mod tracker;
 pub mod useragent;
@@ -44,6 +45,8 @@ pub struct CollectorConfig {
     pub per_address: u32,
     pub per_site: u32,
     pub global: u32,
+    /// An MMDB file (DB-IP Lite or MaxMind) for regions and cities; countries need none.
+    pub geoip_db: Option<std::path::PathBuf>,
 }
 
 /// Token buckets that turn floods away with `429` before any parsing or storage work.
@@ -72,14 +75,26 @@ pub struct Collector {
     agents: useragent::UserAgents,
     tally: tally::Tally,
     limits: Limits,
+    geo: geo::Geo,
 }
 
 impl Collector {
-    pub fn new(meta: Arc<dyn MetaStore>, queue: Arc<dyn Producer>, config: CollectorConfig) -> Arc<Self> {
+    /// Fails only when a configured geolocation database cannot be read.
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        queue: Arc<dyn Producer>,
+        config: CollectorConfig,
+    ) -> Result<Arc<Self>, String> {
         let agents = useragent::UserAgents::new();
         let (sites, salts, tally) = (SiteCache::default(), SaltCache::default(), tally::Tally::default());
         let limits = Limits::new(&config);
-        Arc::new(Self { sites, salts, agents, tally, limits, meta, queue, config })
+        let geo = geo::Geo::open(config.geoip_db.as_deref())?;
+        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, meta, queue, config }))
+    }
+
+    /// The notice the geolocation database's licence asks the dashboard to show.
+    pub fn geo_attribution(&self) -> Option<&'static str> {
+        self.geo.attribution()
     }
 
     /// Deletes salts of days that have ended everywhere, from the store and from memory.

@@ -35,11 +35,14 @@ pub struct Web {
     /// Where browsers reach this Plumb (`https://stats.example.com`), for snippets and invite
     /// links; without it, the request's `Host`.
     pub public_url: Option<String>,
+    /// The notice the geolocation database's licence asks dashboards to show.
+    pub geo_attribution: Option<&'static str>,
 }
 
 pub struct WebConfig {
     pub key_rate_limit: u32,
     pub public_url: Option<String>,
+    pub geo_attribution: Option<&'static str>,
 }
 
 /// Failed sign-in attempts allowed per account (and, times four, per client address) every 15
@@ -62,6 +65,7 @@ impl Web {
             login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
             address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            geo_attribution: config.geo_attribution,
         })
     }
 }

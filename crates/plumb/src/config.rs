@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Events per second the collector accepts in all [default: 50000].
     #[arg(long, env = "PLUMB_GLOBAL_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     global_rate_limit: Option<u32>,
+    /// An MMDB file (DB-IP Lite or MaxMind City/Country) for regions and cities; countries work
+    /// without one.
+    #[arg(long, env = "PLUMB_GEOIP_DB")]
+    geoip_db: Option<PathBuf>,
     /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
     #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
@@ -54,6 +58,7 @@ struct FileConfig {
     site_rate_limit: Option<u32>,
     global_rate_limit: Option<u32>,
     max_connections: Option<u32>,
+    geoip_db: Option<PathBuf>,
     public_url: Option<String>,
 }
 
@@ -68,6 +73,7 @@ pub struct Config {
     pub site_rate_limit: u32,
     pub global_rate_limit: u32,
     pub max_connections: usize,
+    pub geoip_db: Option<PathBuf>,
     pub public_url: Option<String>,
 }
 
@@ -136,6 +142,7 @@ impl Config {
             site_rate_limit: file.site_rate_limit.unwrap_or(2_000),
             global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
             max_connections: file.max_connections.unwrap_or(10_000) as usize,
+            geoip_db: file.geoip_db,
             public_url: file
                 .public_url
                 .map(|u| parse_public_url(&u))
@@ -168,6 +175,9 @@ impl Config {
         }
         if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
             bail!("event rate limits must be at least 1 event per second");
+        }
+        if let Some(p) = args.geoip_db {
+            self.geoip_db = Some(p);
         }
         if let Some(n) = args.max_connections {
             self.max_connections = n as usize;

@@ -42,13 +42,19 @@ pub fn run(config: Config) -> Result<()> {
             per_address: config.ip_rate_limit,
             per_site: config.site_rate_limit,
             global: config.global_rate_limit,
+            geoip_db: config.geoip_db.clone(),
         },
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     let web = Web::new(
         meta,
         Arc::new(reader),
         pipeline.live.clone(),
-        WebConfig { key_rate_limit: config.key_rate_limit, public_url: config.public_url.clone() },
+        WebConfig {
+            key_rate_limit: config.key_rate_limit,
+            public_url: config.public_url.clone(),
+            geo_attribution: collector.geo_attribution(),
+        },
     )
     .context("cannot read the cookie-signing key")?;
     let web = Arc::new(web);

