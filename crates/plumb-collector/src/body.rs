@@ -1,5 +1,6 @@
 //! Plausible's event body (short and long field names) → validated, signed queue entries.
 
+use crate::firewall::Hit;
 use crate::useragent::Bot;
 use crate::{ApiError, Collector, client_ip};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -224,6 +225,13 @@ impl EventBody {
         }
         // The address is used here and dropped; only the place goes on.
         let place = c.geo.locate(ip);
+        let hit = Hit { ip, country: &place.country, hostname: &page.hostname, pathname: &page.pathname };
+        for site in &sites {
+            if let Some(rule) = c.firewall.rules(c.meta.as_ref(), site.id).map_err(internal)?.blocks(&hit) {
+                c.tally.add(site.id, "blocked", ctx.now_ms);
+                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("blocked by a firewall rule ({rule})")));
+            }
+        }
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));

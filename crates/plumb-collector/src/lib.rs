@@ -6,6 +6,7 @@ mod body;
 mod cache;
 mod client_ip;
 mod error;
+mod firewall;
 pub mod geo;
 mod tally;
 mod tracker;
@@ -76,6 +77,7 @@ pub struct Collector {
     tally: tally::Tally,
     limits: Limits,
     geo: geo::Geo,
+    firewall: firewall::Firewall,
 }
 
 impl Collector {
@@ -89,7 +91,8 @@ impl Collector {
         let (sites, salts, tally) = (SiteCache::default(), SaltCache::default(), tally::Tally::default());
         let limits = Limits::new(&config);
         let geo = geo::Geo::open(config.geoip_db.as_deref())?;
-        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, meta, queue, config }))
+        let firewall = firewall::Firewall::default();
+        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, meta, queue, config }))
     }
 
     /// The notice the geolocation database's licence asks the dashboard to show.

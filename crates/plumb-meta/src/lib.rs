@@ -156,6 +156,77 @@ impl GoalKind {
     }
 }
 
+/// What a firewall rule matches. Hits matching a blocking rule get `403`; once a site has
+/// allowed hostnames, hits for any other hostname do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleKind {
+    /// An address or a CIDR range.
+    Ip(ipnet::IpNet),
+    /// An ISO 3166-1 alpha-2 country code.
+    Country(String),
+    /// A page path pattern: `*` within a segment, `**` across segments.
+    Path(String),
+    /// A hostname hits may come from: `example.com` or `*.example.com`.
+    AllowHost(String),
+}
+
+impl RuleKind {
+    pub const NAMES: [&str; 4] = ["ip", "country", "path", "allow_host"];
+
+    /// A rule from its kind's name and value, checked and normalised.
+    pub fn parse(kind: &str, value: &str) -> Result<RuleKind> {
+        let v = value.trim();
+        let bad = |what: &str| MetaError::Invalid(format!("`{v}` is not {what}"));
+        match kind.trim() {
+            "ip" => v
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| RuleKind::Ip(n.trunc()))
+                .map_err(|_| bad("an IP address or CIDR range (e.g. 203.0.113.0/24)")),
+            "country" if v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Ok(RuleKind::Country(v.to_ascii_uppercase()))
+            }
+            "country" => Err(bad("a two-letter country code (e.g. DE)")),
+            "path" if v.starts_with('/') && v.len() <= 2000 => Ok(RuleKind::Path(v.to_owned())),
+            "path" => Err(bad("a path pattern starting with `/`")),
+            "allow_host" => {
+                let host = v.strip_prefix("*.").unwrap_or(v);
+                validate_domain(host).map_err(|_| bad("a hostname or `*.` and a hostname"))?;
+                Ok(RuleKind::AllowHost(format!(
+                    "{}{}",
+                    if v.starts_with("*.") { "*." } else { "" },
+                    host.to_ascii_lowercase()
+                )))
+            }
+            other => Err(MetaError::Invalid(format!("`{other}` is not a rule kind (ip, country, path or allow_host)"))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::Ip(_) => "ip",
+            RuleKind::Country(_) => "country",
+            RuleKind::Path(_) => "path",
+            RuleKind::AllowHost(_) => "allow_host",
+        }
+    }
+
+    pub fn value(&self) -> String {
+        match self {
+            RuleKind::Ip(n) => n.to_string(),
+            RuleKind::Country(v) | RuleKind::Path(v) | RuleKind::AllowHost(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallRule {
+    pub id: u32,
+    pub site_id: u32,
+    pub kind: RuleKind,
+    pub created_ms: i64,
+}
+
 /// Hits turned away for one site, hour (unix hours) and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityCount {
@@ -209,6 +280,11 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn list_keys(&self) -> Result<Vec<ApiKey>>;
     fn revoke_key(&self, name: &str) -> Result<()>;
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>>;
+
+    /// Adds a firewall rule (the same rule twice is one rule).
+    fn add_rule(&self, site_id: u32, kind: RuleKind) -> Result<FirewallRule>;
+    fn rules(&self, site_id: u32) -> Result<Vec<FirewallRule>>;
+    fn remove_rule(&self, site_id: u32, rule_id: u32) -> Result<()>;
 
     /// Adds counts to the stored ones (counts of deleted sites are dropped).
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()>;

@@ -302,3 +302,50 @@ pub fn security_counts(web: &Web, site: &Site, hours: i64) -> Result<(i64, Vec<p
 fn hour_label(hour: i64) -> String {
     chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default().format("%Y-%m-%dT%H:00:00Z").to_string()
 }
+
+fn rule_json(r: &plumb_meta::FirewallRule) -> Value {
+    json!({"id": r.id, "kind": r.kind.name(), "value": r.kind.value()})
+}
+
+/// `GET /api/v1/sites/{site_id}/firewall`: the site's rules.
+pub async fn list_rules(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+        let rules: Vec<Value> = web.meta.rules(site.id).map_err(meta_error)?.iter().map(rule_json).collect();
+        Ok(Json(json!({"rules": rules})).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /api/v1/sites/{site_id}/firewall` with `kind` and `value`; in effect within a second.
+pub async fn add_rule(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+        let f = fields(&headers, &body)?;
+        let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?).map_err(meta_error)?;
+        let rule = web.meta.add_rule(site.id, kind).map_err(meta_error)?;
+        Ok(Json(rule_json(&rule)).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /api/v1/sites/{site_id}/firewall/{rule_id}`.
+pub async fn remove_rule(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path((domain, rule_id)): Path<(String, String)>,
+) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+        let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
+        web.meta.remove_rule(site.id, id).map_err(meta_error)?;
+        Ok(Json(json!({"deleted": true})).into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}

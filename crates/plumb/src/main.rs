@@ -8,7 +8,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ServeArgs};
-use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, Scope, Site, SqliteMeta, validate_domain};
+use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, RuleKind, Scope, Site, SqliteMeta, validate_domain};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -40,6 +40,9 @@ enum Command {
     /// Manage dashboard users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage a site's firewall rules (take effect within a second, also while serving).
+    #[command(subcommand)]
+    Block(BlockCommand),
     /// Print a one-time link (valid 7 days) that gives whoever opens it a role on a site.
     Invite {
         domain: String,
@@ -63,6 +66,26 @@ enum UserCommand {
         password_stdin: bool,
     },
     List,
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Block an address or range, a country or a path pattern, or allow only some hostnames.
+    Add {
+        domain: String,
+        /// ip (address or CIDR), country (two letters), path (`*`, `**` wildcards) or allow_host
+        /// (`example.com`, `*.example.com`).
+        kind: String,
+        value: String,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        /// The rule's id, as `block list` shows it.
+        id: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +168,7 @@ fn run() -> Result<()> {
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
         Command::User(cmd) => user(&open_meta(&config)?, cmd),
+        Command::Block(cmd) => block(&open_meta(&config)?, cmd),
         Command::Invite { domain, role, public_url } => {
             let meta = open_meta(&config)?;
             let site = site_named(&meta, &domain)?;
@@ -204,6 +228,26 @@ fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
                 let created = chrono::DateTime::from_timestamp_millis(u.created_ms).unwrap_or_default();
                 println!("{}\t{}\t{}", u.id, u.email, created.format("%Y-%m-%d %H:%M UTC"));
             }
+        }
+    }
+    Ok(())
+}
+
+fn block(meta: &dyn MetaStore, cmd: BlockCommand) -> Result<()> {
+    match cmd {
+        BlockCommand::Add { domain, kind, value } => {
+            let site = site_named(meta, &domain)?;
+            let r = meta.add_rule(site.id, RuleKind::parse(&kind, &value)?)?;
+            println!("rule {} on {}: {} {}", r.id, site.domain, r.kind.name(), r.kind.value());
+        }
+        BlockCommand::List { domain } => {
+            for r in meta.rules(site_named(meta, &domain)?.id)? {
+                println!("{}\t{}\t{}", r.id, r.kind.name(), r.kind.value());
+            }
+        }
+        BlockCommand::Remove { domain, id } => {
+            meta.remove_rule(site_named(meta, &domain)?.id, id)?;
+            println!("removed rule {id}");
         }
     }
     Ok(())

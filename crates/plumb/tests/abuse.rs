@@ -202,3 +202,88 @@ async fn slow_and_bloated_clients_are_cut_off_and_connections_are_capped() {
     let r = c.get(format!("{}/api/health", server.url)).send().await.unwrap();
     assert_eq!(r.status(), 200, "served once a slot is free");
 }
+
+async fn hit(c: &reqwest::Client, url: &str, xff: &str, page: &str) -> u16 {
+    c.post(format!("{url}/api/event"))
+        .header("user-agent", CHROME)
+        .header("x-forwarded-for", xff)
+        .json(&json!({"n": "pageview", "u": page, "d": "shop.test"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Sends until the answer is `want` (or 3 s pass); returns how long that took.
+async fn until(c: &reqwest::Client, url: &str, xff: &str, page: &str, want: u16) -> Duration {
+    let t = Instant::now();
+    while hit(c, url, xff, page).await != want {
+        assert!(t.elapsed() < Duration::from_secs(3), "{page} from {xff} never answered {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_rules_take_effect_within_a_second() {
+    let dir = temp_dir("firewall");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let admin = create_key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
+    let server = Server::start(&dir, &["--trusted-proxy", "127.0.0.1"]);
+    let (c, url) = (client(), server.url.clone());
+    let rules = format!("{url}/api/v1/sites/shop.test/firewall");
+    assert_eq!(hit(&c, &url, "203.0.113.5", "https://shop.test/").await, 202);
+
+    // By API: a range.
+    let r = c
+        .post(&rules)
+        .bearer_auth(&admin)
+        .json(&json!({"kind": "ip", "value": "203.0.113.0/24"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rule: serde_json::Value = r.json().await.unwrap();
+    let took = until(&c, &url, "203.0.113.5", "https://shop.test/", 403).await;
+    println!("ip rule in effect after {took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(hit(&c, &url, "198.51.100.7", "https://shop.test/").await, 202, "other addresses pass");
+
+    // By CLI, while the server runs: a country (193.99.144.80 is in Germany) and a path.
+    cli(&dir, &["block", "add", "shop.test", "country", "de"]);
+    cli(&dir, &["block", "add", "shop.test", "path", "/admin/**"]);
+    assert!(until(&c, &url, "193.99.144.80", "https://shop.test/", 403).await < Duration::from_millis(1500));
+    assert_eq!(hit(&c, &url, "198.51.100.7", "https://shop.test/admin/users").await, 403);
+    let listed = cli(&dir, &["block", "list", "shop.test"]);
+    assert!(listed.contains("country\tDE") && listed.contains("path\t/admin/**"), "{listed}");
+
+    // Allowed hostnames: others are refused.
+    for host in ["*.shop.test", "shop.test"] {
+        let r = c
+            .post(&rules)
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "allow_host", "value": host}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    until(&c, &url, "198.51.100.7", "https://copy.evil.test/", 403).await;
+    assert_eq!(hit(&c, &url, "198.51.100.7", "https://blog.shop.test/").await, 202);
+
+    // Removing the range lets the address in again; bad rules are 400s that say why.
+    let r = c.delete(format!("{rules}/{}", rule["id"])).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    until(&c, &url, "203.0.113.5", "https://shop.test/", 202).await;
+    let r = c.post(&rules).bearer_auth(&admin).json(&json!({"kind": "ip", "value": "300.0.0.1"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("is not an IP address or CIDR range"));
+    // Every refusal is counted.
+    let blocked = eventually(Duration::from_secs(5), || async {
+        let r = c.get(format!("{url}/api/v1/sites/shop.test/security")).bearer_auth(&admin).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["totals"]["blocked"].as_u64().unwrap_or(0) >= 4
+    })
+    .await;
+    assert!(blocked, "blocked hits are counted");
+}

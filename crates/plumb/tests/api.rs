@@ -8,12 +8,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn key_with(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
-    let mut all = vec!["key", "create", "--name", name];
-    all.extend_from_slice(args);
-    cli(dir, &all).lines().last().unwrap().trim().to_owned()
-}
-
 /// Sends a request and returns status and JSON body (`Null` when the body is not JSON).
 async fn call(c: &reqwest::Client, method: Method, url: String, key: &str, body: Option<Value>) -> (u16, Value) {
     let mut r = c.request(method, url).bearer_auth(key);
@@ -33,8 +27,8 @@ fn error_of(v: &Value) -> &str {
 async fn sites_and_goals_are_managed_through_the_api() {
     let dir = temp_dir("sitesapi");
     cli(&dir, &["site", "add", "a.test"]);
-    let admin = key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
-    let limited = key_with(&dir, "limited", &["--scope", "sites:admin", "--site", "a.test"]);
+    let admin = create_key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
+    let limited = create_key_with(&dir, "limited", &["--scope", "sites:admin", "--site", "a.test"]);
     let reader = create_key(&dir, "reader");
     let server = Server::start(&dir, &[]);
     let c = client();
@@ -169,7 +163,8 @@ async fn sites_and_goals_are_managed_through_the_api() {
 async fn realtime_streams_current_visitors_and_the_openapi_document_matches_the_routes() {
     let dir = temp_dir("realtime");
     cli(&dir, &["site", "add", "rt.test"]);
-    let key = key_with(&dir, "all", &["--scope", "stats:read", "--scope", "events:write", "--scope", "sites:admin"]);
+    let key =
+        create_key_with(&dir, "all", &["--scope", "stats:read", "--scope", "events:write", "--scope", "sites:admin"]);
     let server = Server::start(&dir, &[]);
     let c = client();
     let visit = |n: u8, page: &'static str, referrer: &'static str| {
@@ -447,7 +442,7 @@ async fn plausibles_documented_example_requests_work_unchanged() {
 async fn revenue_goals_sum_the_revenue_sent_in_their_currency() {
     let dir = temp_dir("revenue");
     cli(&dir, &["site", "add", "shop.test"]);
-    let admin = key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
+    let admin = create_key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
     let server = Server::start(&dir, &[]);
     let c = client();
     let url = |p: &str| format!("{}{p}", server.url);

@@ -2,8 +2,8 @@ mod accounts;
 
 use crate::accounts::sha256_hex;
 use crate::{
-    ApiKey, Goal, GoalKind, MetaError, MetaStore, Result, Scope, SecurityCount, Site, day_is_live, parse_timezone,
-    validate_currency, validate_domain,
+    ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
+    day_is_live, parse_timezone, validate_currency, validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -90,6 +90,13 @@ impl SqliteMeta {
                  value TEXT NOT NULL,
                  UNIQUE (site_id, kind, value),
                  UNIQUE (site_id, display_name));
+             CREATE TABLE IF NOT EXISTS firewall_rules (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                 kind TEXT NOT NULL,
+                 value TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 UNIQUE (site_id, kind, value));
              CREATE TABLE IF NOT EXISTS security_counts (
                  site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
                  hour INTEGER NOT NULL,
@@ -319,6 +326,54 @@ impl MetaStore for SqliteMeta {
             .transpose()
     }
 
+    fn add_rule(&self, site_id: u32, kind: RuleKind) -> Result<FirewallRule> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO firewall_rules (site_id, kind, value, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (site_id, kind, value) DO NOTHING",
+            params![site_id, kind.name(), kind.value(), now_ms()],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                MetaError::NotFound(format!("site {site_id}"))
+            }
+            e => storage(e),
+        })?;
+        let (id, created_ms) = conn
+            .query_row(
+                "SELECT id, created_ms FROM firewall_rules WHERE site_id = ?1 AND kind = ?2 AND value = ?3",
+                params![site_id, kind.name(), kind.value()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(storage)?;
+        Ok(FirewallRule { id, site_id, kind, created_ms })
+    }
+
+    fn rules(&self, site_id: u32) -> Result<Vec<FirewallRule>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, kind, value, created_ms FROM firewall_rules WHERE site_id = ?1 ORDER BY id")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map([site_id], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(storage)?;
+        rows.map(|r| {
+            let (id, kind, value, created_ms) = r.map_err(storage)?;
+            Ok(FirewallRule { id, site_id, kind: RuleKind::parse(&kind, &value)?, created_ms })
+        })
+        .collect()
+    }
+
+    fn remove_rule(&self, site_id: u32, rule_id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        let n = conn
+            .execute("DELETE FROM firewall_rules WHERE site_id = ?1 AND id = ?2", params![site_id, rule_id])
+            .map_err(storage)?;
+        if n == 0 { Err(MetaError::NotFound(format!("rule {rule_id} of site {site_id}"))) } else { Ok(()) }
+    }
+
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction().map_err(storage)?;
@@ -448,6 +503,28 @@ pub(crate) mod tests {
         assert!(matches!(m.update_site(a.id, Some("b.example"), None), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(a.id, None, Some("Mars/Base")), Err(MetaError::Invalid(_))));
         assert!(matches!(m.update_site(77, None, None), Err(MetaError::NotFound(_))));
+    }
+
+    #[test]
+    fn firewall_rules_are_checked_kept_once_and_removed() {
+        let m = meta("rules");
+        let s = m.add_site("fw.example", "UTC").unwrap();
+        let ip = m.add_rule(s.id, RuleKind::parse("ip", "203.0.113.7/24").unwrap()).unwrap();
+        assert_eq!(ip.kind.value(), "203.0.113.0/24", "ranges are stored by their network");
+        assert_eq!(m.add_rule(s.id, RuleKind::parse("ip", "203.0.113.0/24").unwrap()).unwrap().id, ip.id);
+        m.add_rule(s.id, RuleKind::parse("country", "de").unwrap()).unwrap();
+        m.add_rule(s.id, RuleKind::parse("allow_host", "*.Example.com").unwrap()).unwrap();
+        let kinds: Vec<String> =
+            m.rules(s.id).unwrap().iter().map(|r| format!("{} {}", r.kind.name(), r.kind.value())).collect();
+        assert_eq!(kinds, ["ip 203.0.113.0/24", "country DE", "allow_host *.example.com"]);
+        for (kind, value) in
+            [("ip", "300.1.1.1"), ("country", "DEU"), ("path", "admin"), ("allow_host", "*."), ("port", "80")]
+        {
+            assert!(matches!(RuleKind::parse(kind, value), Err(MetaError::Invalid(_))), "{kind} {value}");
+        }
+        m.remove_rule(s.id, ip.id).unwrap();
+        assert!(matches!(m.remove_rule(s.id, ip.id), Err(MetaError::NotFound(_))));
+        assert_eq!(m.rules(s.id).unwrap().len(), 2);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub fn router() -> Router<Arc<Web>> {
         .route("/sites/{domain}/shares", post(sites::add_share))
         .route("/sites/{domain}/shares/{slug}/delete", post(sites::remove_share))
         .route("/sites/{domain}/invites", post(sites::invite))
+        .route("/sites/{domain}/firewall", post(sites::add_rule))
+        .route("/sites/{domain}/firewall/{id}/delete", post(sites::remove_rule))
         .route("/sites/{domain}/members/{user_id}/delete", post(sites::remove_member))
         .route("/sites/{domain}/delete", post(sites::delete))
         .route("/sites/{domain}/export.csv", get(export::csv))

@@ -283,16 +283,46 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>Role <select name=\"role\">\
      {role_options}</select></label><button type=\"submit\">Create invite link</button></form>\
      <p class=\"hint\">Invite links work once, within 7 days.</p></section>\
+     <section class=\"card\"><h2>Firewall</h2><p>Hits matching a rule are refused (<code>403</code>) within a \
+     second of adding it. Once any hostname is allowed, hits for other hostnames are refused.</p>\
+     <ul class=\"list\">{rules}</ul><form method=\"post\" action=\"{base}/firewall\" class=\"row\">{c}\
+     <label>Rule <select name=\"kind\"><option value=\"ip\">Block address or range</option>\
+     <option value=\"country\">Block country</option><option value=\"path\">Block path pattern</option>\
+     <option value=\"allow_host\">Allow hostname</option></select></label>\
+     <label>Value <input name=\"value\" required placeholder=\"203.0.113.0/24, DE, /admin/**, *.example.com\"></label>\
+     <button type=\"submit\">Add rule</button></form></section>\
      <section class=\"card\"><h2>Security</h2><p>Hits turned away in the last 24 hours (counts only; no \
-     address or User-Agent is kept):</p>{security}<p class=\"hint\">Firewall rules (addresses, countries, \
-     paths) are not available yet.</p></section>{danger}",
+     address or User-Agent is kept):</p>{security}</section>{danger}",
         c = csrf_field(t),
         security = security_table(web, site)?,
+        rules = rules_list(web, site, t)?,
         tz = timezone_options(site.timezone.name()),
         snippet = snippet_html(web, headers, site),
     );
     let page = Page::new("Settings", body).user(&s.user, t).script("site.js", json!({})).render();
     Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+/// The site's firewall rules, each with its remove button.
+fn rules_list(web: &Web, site: &Site, csrf: &str) -> Result<String> {
+    Ok(web
+        .meta
+        .rules(site.id)
+        .map_err(internal)?
+        .iter()
+        .map(|r| {
+            let what = match r.kind.name() {
+                "ip" => "address",
+                "allow_host" => "allowed hostname",
+                other => other,
+            };
+            format!(
+                "<li><span>{what} <code>{}</code></span>{}</li>",
+                esc(&r.kind.value()),
+                button_form(&format!("/sites/{}/firewall/{}/delete", site.domain, r.id), csrf, "Remove", "link danger")
+            )
+        })
+        .collect())
 }
 
 /// Turned-away hits by reason over the last 24 hours.
@@ -432,6 +462,29 @@ pub async fn invite(
         esc(&link)
     );
     settings_page(&web, &headers, &s, &site, role, &notice)
+}
+
+pub async fn add_rule(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let kind = plumb_meta::RuleKind::parse(field(&f, "kind"), field(&f, "value")).map_err(meta_reply)?;
+    web.meta.add_rule(site.id, kind).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+pub async fn remove_rule(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((domain, id)): Path<(String, u32)>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    web.meta.remove_rule(site.id, id).map_err(meta_reply)?;
+    back_to_settings(&site)
 }
 
 pub async fn remove_member(

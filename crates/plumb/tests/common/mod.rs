@@ -28,7 +28,14 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
 
 /// Creates an API key and returns its secret (the last line the CLI prints).
 pub fn create_key(data_dir: &Path, name: &str) -> String {
-    cli(data_dir, &["key", "create", "--name", name]).lines().last().unwrap().trim().to_owned()
+    create_key_with(data_dir, name, &[])
+}
+
+/// A key with other options (`--scope`, `--site`).
+pub fn create_key_with(data_dir: &Path, name: &str, args: &[&str]) -> String {
+    let mut all = vec!["key", "create", "--name", name];
+    all.extend_from_slice(args);
+    cli(data_dir, &all).lines().last().unwrap().trim().to_owned()
 }
 
 /// `plumb user add` with the password on stdin; returns whether it succeeded and its output.
