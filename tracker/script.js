@@ -43,7 +43,7 @@
   function send(name, opts) {
     opts = opts || {};
     var u = hash ? l.href : l.href.split('#')[0];
-    var body = { n: name, u: u, d: domain, r: d.referrer || null, h: hash ? 1 : 0 };
+    var body = { n: name, u: u, d: domain, r: d.referrer || null, h: hash ? 1 : 0, w: w.innerWidth };
     if (opts.props) body.p = opts.props;
     if (opts.revenue) body.$ = opts.revenue;
     if (opts.interactive === false) body.i = false;

@@ -1,7 +1,7 @@
 //! Plausible's event body (short and long field names) → validated, signed queue entries.
 
 use crate::firewall::Hit;
-use crate::useragent::Bot;
+use crate::useragent::{Bot, device_with_width};
 use crate::{ApiError, Collector, client_ip};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::DateTime;
@@ -90,6 +90,9 @@ pub struct EventBody {
     /// The tracker's report of `navigator.webdriver`: the browser is driven by automation.
     #[serde(alias = "wd")]
     webdriver: Option<bool>,
+    /// The tracker's `window.innerWidth`, in CSS pixels: a hint for the device type.
+    #[serde(alias = "w")]
+    screen_width: Option<Value>,
     /// Engagement: scroll depth in percent.
     sd: Option<Value>,
     /// Engagement: engaged time in milliseconds.
@@ -111,6 +114,7 @@ impl EventBody {
             interactive: None,
             revenue: None,
             webdriver: None,
+            screen_width: None,
             sd: None,
             e: None,
             timestamp: None,
@@ -214,6 +218,12 @@ impl EventBody {
         for site in &sites {
             c.admit_site(site.id, ctx.now_ms)?;
         }
+        let width = match &self.screen_width {
+            None | Some(Value::Null) => None,
+            Some(w) => Some(w.as_u64().filter(|w| (1..=100_000).contains(w)).ok_or_else(|| {
+                ApiError::bad_request(format!("`screen_width` must be a width in pixels (1 to 100000), got {w}"))
+            })? as u32),
+        };
         let agent = c.agents.parse(user_agent);
         let bot = if self.webdriver == Some(true) { Some(Bot::Automation) } else { agent.bot };
         if let Some(bot) = bot {
@@ -250,7 +260,7 @@ impl EventBody {
             browser_version: agent.browser_version.clone(),
             os: agent.os.clone(),
             os_version: agent.os_version.clone(),
-            device: agent.device.clone(),
+            device: device_with_width(&agent.device, width).to_owned(),
             country: place.country,
             region: place.region,
             city: place.city,

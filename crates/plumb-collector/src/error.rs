@@ -32,6 +32,14 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after_secs {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        // Answered before the body was read: the connection cannot carry another request, and
+        // saying so keeps clients from reusing it.
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
         r
     }
 }

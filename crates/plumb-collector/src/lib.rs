@@ -123,19 +123,23 @@ impl Collector {
     }
 
     /// Admits `n` events from a sender, or says why not: the collector's global limit, then the
-    /// client address's (senders with an API key are trusted servers and exempt).
-    fn admit(&self, ctx: &Context, n: u32) -> Result<(), ApiError> {
+    /// client address's (senders with an API key are trusted servers and exempt; before the body
+    /// is read only the header's presence is known, and the key is verified right after).
+    fn admit(&self, ip: IpAddr, keyed: bool, n: u32) -> Result<(), ApiError> {
         self.limits
             .global
             .take_n(&(), n)
             .map_err(|wait| ApiError::too_many("the collector is over its event rate limit", wait))?;
-        if ctx.has_key() {
+        if keyed {
             return Ok(());
         }
-        self.limits
-            .address
-            .take_n(&ctx.ip(), n)
-            .map_err(|wait| ApiError::too_many("too many events from this address", wait))
+        self.limits.address.take_n(&ip, n).map_err(|wait| ApiError::too_many("too many events from this address", wait))
+    }
+
+    /// The first admission, from the request head alone.
+    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+        let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
+        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)
     }
 
     /// One event for a site, or `429` (counted as `rate_limited` for the site).
@@ -207,9 +211,9 @@ async fn event(
     body: Body,
 ) -> Response {
     let result = async {
-        let ctx = Context::from_request(&c, peer, &headers)?;
-        c.admit(&ctx, 1)?;
+        c.admit_head(peer, &headers)?;
         let bytes = read_body(body, MAX_EVENT_BYTES).await?;
+        let ctx = Context::from_request(&c, peer, &headers)?;
         let parsed: EventBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
         let payloads = parsed.into_queued(&c, &ctx)?;
@@ -229,10 +233,10 @@ async fn batch(
     body: Body,
 ) -> Response {
     let result = async {
-        let ctx = Context::from_request(&c, peer, &headers)?;
         // One token at the door, the rest once the batch's size is known.
-        c.admit(&ctx, 1)?;
+        c.admit_head(peer, &headers)?;
         let bytes = read_body(body, MAX_BATCH_BYTES).await?;
+        let ctx = Context::from_request(&c, peer, &headers)?;
         let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body must be a JSON array of events: {e}")))?;
         if items.len() > MAX_BATCH_EVENTS {
@@ -242,7 +246,7 @@ async fn batch(
             ));
         }
         if items.len() > 1 {
-            c.admit(&ctx, items.len() as u32 - 1)?;
+            c.admit(ctx.ip(), ctx.has_key(), items.len() as u32 - 1)?;
         }
         let mut payloads = Vec::with_capacity(items.len());
         let mut accepted = 0usize;
@@ -290,8 +294,8 @@ async fn pixel(
     params: Result<Query<PixelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
+        c.admit_head(peer, &headers)?;
         let ctx = Context::from_request(&c, peer, &headers)?;
-        c.admit(&ctx, 1)?;
         let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
         let host =
             q.h.filter(|h| !h.is_empty())

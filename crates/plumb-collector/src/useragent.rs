@@ -120,6 +120,18 @@ impl Default for UserAgents {
     }
 }
 
+/// The device type, refined by the window width the tracker reports: a desktop browser in a
+/// phone-sized window is a phone (and a tablet-sized one a tablet) only when the User-Agent
+/// could not tell — a User-Agent that names a phone or tablet wins.
+pub fn device_with_width(device: &str, width: Option<u32>) -> &str {
+    match (device, width) {
+        ("Desktop" | "", Some(w)) if w < 576 => "Mobile",
+        ("Desktop" | "", Some(w)) if w < 992 => "Tablet",
+        ("", Some(_)) => "Desktop",
+        (d, _) => d,
+    }
+}
+
 /// Tablets by name or by Android without `Mobile` (Google's rule for Android tablets); phones by
 /// the mobile operating systems; everything else is a desktop.
 fn device_type(ua: &str, os: &str, device_family: &str) -> &'static str {
@@ -194,6 +206,17 @@ mod tests {
             ),
             Some(Bot::Headless)
         );
+    }
+
+    #[test]
+    fn the_window_width_refines_only_what_the_user_agent_left_open() {
+        assert_eq!(device_with_width("Desktop", Some(390)), "Mobile");
+        assert_eq!(device_with_width("Desktop", Some(800)), "Tablet");
+        assert_eq!(device_with_width("Desktop", Some(1440)), "Desktop");
+        assert_eq!(device_with_width("", Some(1440)), "Desktop");
+        assert_eq!(device_with_width("Mobile", Some(1200)), "Mobile", "the User-Agent wins");
+        assert_eq!(device_with_width("Tablet", None), "Tablet");
+        assert_eq!(device_with_width("", None), "");
     }
 
     #[test]

@@ -15,8 +15,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A port nothing listens on, never handed out twice in this process: tests of one binary run at
+/// once, and the OS may offer a just-released port again before its server has bound it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Runs a `plumb` CLI command and returns its stdout; panics with stderr if it fails.
@@ -100,11 +110,13 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
+            let listening = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            // Checked after connecting: what answered must be this process, still running.
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("plumb serve exited early: {status}");
+            }
+            if listening {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

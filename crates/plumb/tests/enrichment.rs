@@ -1,6 +1,9 @@
-//! Bots over real HTTP: crawler, headless, automated and User-Agent-less hits are answered like
-//! any other (so bots learn nothing) but not counted; they show up as security counters per site
-//! and reason. Server-side events that carry a `user_agent` are judged the same way.
+//! Enrichment over real HTTP.
+//! - Bots: crawler, headless, automated and User-Agent-less hits are answered like any other (so
+//!   bots learn nothing) but not counted; they show up as security counters per site and reason.
+//!   Server-side events that carry a `user_agent` are judged the same way.
+//! - Devices: the User-Agent names the browser, OS and device type; the tracker's window width
+//!   settles the device type when the User-Agent cannot.
 
 mod common;
 
@@ -79,4 +82,53 @@ async fn bot_hits_are_tallied_not_counted() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_come_from_the_user_agent_and_the_window_width() {
+    let dir = temp_dir("devices");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let key = create_key(&dir, "reader");
+    let server = Server::start(&dir, &[]);
+    let c = reqwest::Client::new();
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    let sends = [
+        (iphone, json!(null)),
+        (BROWSER_UA, json!(1440)),
+        (BROWSER_UA, json!(390)), // a desktop browser in a phone-sized window
+    ];
+    for (n, (ua, width)) in sends.into_iter().enumerate() {
+        let r = c
+            .post(format!("{}/api/event", server.url))
+            .header("user-agent", format!("{ua} v{n}"))
+            .json(&json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "w": width}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let bad = c
+        .post(format!("{}/api/event", server.url))
+        .header("user-agent", BROWSER_UA)
+        .json(&json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test", "w": "wide"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("screen_width"));
+    let query = json!({"site_id": "shop.test", "metrics": ["visitors"], "date_range": "day",
+                       "dimensions": ["visit:device", "visit:browser"], "order_by": [["visit:device", "asc"]]});
+    let want = json!([
+        {"dimensions": ["Desktop", "Firefox"], "metrics": [1]},
+        {"dimensions": ["Mobile", "Firefox"], "metrics": [1]},
+        {"dimensions": ["Mobile", "Mobile Safari"], "metrics": [1]},
+    ]);
+    let cc = client();
+    let seen = eventually(Duration::from_secs(10), || async {
+        let r = cc.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&query).send().await.unwrap();
+        r.json::<Value>().await.unwrap()["results"] == want
+    })
+    .await;
+    let r = cc.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&query).send().await.unwrap();
+    assert!(seen, "{}", r.json::<Value>().await.unwrap()["results"]);
 }
