@@ -109,19 +109,20 @@ fn page<T>(
 }
 
 /// `GET /api/v1/sites`: the sites the key can read, by domain, paged with `after`.
-pub async fn list(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let after = p.get("after").map(String::as_str).unwrap_or_default();
-        let mut visible = Vec::new();
-        for s in web.meta.list_sites().map_err(ApiError::internal)? {
-            let can = caller.can(&web, Scope::StatsRead, &s)? || caller.can(&web, Scope::SitesAdmin, &s)?;
-            if can && s.domain.as_str() > after {
-                visible.push(s);
-            }
+pub async fn list(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let after = p.get("after").map(String::as_str).unwrap_or_default();
+    let mut visible = Vec::new();
+    for s in web.meta.list_sites().map_err(ApiError::internal)? {
+        let can = caller.can(&web, Scope::StatsRead, &s)? || caller.can(&web, Scope::SitesAdmin, &s)?;
+        if can && s.domain.as_str() > after {
+            visible.push(s);
         }
-        page("sites", &visible, &p, |s| json!(s.domain), site_json)
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    }
+    page("sites", &visible, &p, |s| json!(s.domain), site_json)
 }
 
 /// `POST /api/v1/sites` with `domain` and optional `timezone` (default UTC).
@@ -130,30 +131,29 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let Some(key) = &caller.key else {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "adding a site through the API needs an API key"));
-        };
-        if !key.scopes.contains(&Scope::SitesAdmin) || key.sites.is_some() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("API key `{}` cannot create sites: it needs sites:admin on every site", key.name),
-            ));
-        }
-        let f = fields(&headers, &body)?;
-        let timezone = text(&f, "timezone")?.unwrap_or("UTC");
-        let s = web.meta.add_site(required(&f, "domain")?, timezone).map_err(meta_error)?;
-        Ok(Json(site_json(&s)).into_response())
+) -> Result<Response, ApiError> {
+    let Some(key) = &caller.key else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "adding a site through the API needs an API key"));
     };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    if !key.scopes.contains(&Scope::SitesAdmin) || key.sites.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("API key `{}` cannot create sites: it needs sites:admin on every site", key.name),
+        ));
+    }
+    let f = fields(&headers, &body)?;
+    let timezone = text(&f, "timezone")?.unwrap_or("UTC");
+    let s = web.meta.add_site(required(&f, "domain")?, timezone).map_err(meta_error)?;
+    Ok(Json(site_json(&s)).into_response())
 }
 
 /// `GET /api/v1/sites/{site_id}`.
-pub async fn show(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
-    authorized_site(&web, &caller, &domain, Scope::StatsRead)
-        .map(|s| Json(site_json(&s)).into_response())
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn show(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(site_json(&authorized_site(&web, &caller, &domain, Scope::StatsRead)?)).into_response())
 }
 
 /// `PUT /api/v1/sites/{site_id}` with a new `domain` and/or `timezone`.
@@ -163,29 +163,27 @@ pub async fn update(
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-        let f = fields(&headers, &body)?;
-        let (new_domain, timezone) = (text(&f, "domain")?, text(&f, "timezone")?);
-        if new_domain.is_none() && timezone.is_none() {
-            return Err(ApiError::bad("nothing to change: send `domain` and/or `timezone`"));
-        }
-        let s = web.meta.update_site(site.id, new_domain, timezone).map_err(meta_error)?;
-        Ok(Json(site_json(&s)).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let f = fields(&headers, &body)?;
+    let (new_domain, timezone) = (text(&f, "domain")?, text(&f, "timezone")?);
+    if new_domain.is_none() && timezone.is_none() {
+        return Err(ApiError::bad("nothing to change: send `domain` and/or `timezone`"));
+    }
+    let s = web.meta.update_site(site.id, new_domain, timezone).map_err(meta_error)?;
+    Ok(Json(site_json(&s)).into_response())
 }
 
 /// `DELETE /api/v1/sites/{site_id}`: the site stops accepting events; its goals, links, roles
 /// and stored rows go with it.
-pub async fn delete(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
-    let answer = async || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-        delete_site(&web, &site).await?;
-        Ok(Json(json!({"deleted": true})).into_response())
-    };
-    answer().await.unwrap_or_else(IntoResponse::into_response)
+pub async fn delete(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    delete_site(&web, &site).await?;
+    Ok(Json(json!({"deleted": true})).into_response())
 }
 
 /// Removes the site's metadata first (so the collector refuses its events from then on), then
@@ -200,20 +198,21 @@ pub async fn delete_site(web: &Arc<Web>, site: &Site) -> Result<u64, ApiError> {
 }
 
 /// `GET /api/v1/sites/goals?site_id=…`.
-pub async fn list_goals(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
-        let site = authorized_site(&web, &caller, domain, Scope::StatsRead)?;
-        let after: u32 = match p.get("after") {
-            None => 0,
-            Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
-        };
-        let mut goals = web.meta.list_goals(site.id).map_err(ApiError::internal)?;
-        goals.sort_by_key(|g| g.id);
-        goals.retain(|g| g.id > after);
-        page("goals", &goals, &p, |g| json!(g.id), goal_json)
+pub async fn list_goals(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
+    let site = authorized_site(&web, &caller, domain, Scope::StatsRead)?;
+    let after: u32 = match p.get("after") {
+        None => 0,
+        Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
     };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    let mut goals = web.meta.list_goals(site.id).map_err(ApiError::internal)?;
+    goals.sort_by_key(|g| g.id);
+    goals.retain(|g| g.id > after);
+    page("goals", &goals, &p, |g| json!(g.id), goal_json)
 }
 
 /// `PUT /api/v1/sites/goals` with `site_id`, `goal_type` (`event` or `page`) and `event_name` or
@@ -223,22 +222,19 @@ pub async fn put_goal(
     caller: Caller,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let f = fields(&headers, &body)?;
-        let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
-        let kind = match required(&f, "goal_type")? {
-            "event" => GoalKind::Event(required(&f, "event_name")?.to_owned()),
-            "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
-            other => return Err(ApiError::bad(format!("goal_type `{other}` must be event or page"))),
-        };
-        let g = web
-            .meta
-            .add_goal_with_currency(site.id, kind, text(&f, "display_name")?, text(&f, "currency")?)
-            .map_err(meta_error)?;
-        Ok(Json(goal_json(&g)).into_response())
+) -> Result<Response, ApiError> {
+    let f = fields(&headers, &body)?;
+    let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
+    let kind = match required(&f, "goal_type")? {
+        "event" => GoalKind::Event(required(&f, "event_name")?.to_owned()),
+        "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
+        other => return Err(ApiError::bad(format!("goal_type `{other}` must be event or page"))),
     };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    let g = web
+        .meta
+        .add_goal_with_currency(site.id, kind, text(&f, "display_name")?, text(&f, "currency")?)
+        .map_err(meta_error)?;
+    Ok(Json(goal_json(&g)).into_response())
 }
 
 /// `DELETE /api/v1/sites/goals/{goal_id}` with `site_id` in the body.
@@ -248,16 +244,12 @@ pub async fn delete_goal(
     headers: HeaderMap,
     Path(goal_id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let goal_id: u32 =
-            goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
-        let f = fields(&headers, &body)?;
-        let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
-        web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
-        Ok(Json(json!({"deleted": true})).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, ApiError> {
+    let goal_id: u32 = goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
+    let f = fields(&headers, &body)?;
+    let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
+    web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
+    Ok(Json(json!({"deleted": true})).into_response())
 }
 
 /// `GET /api/v1/sites/{site_id}/security?hours=24`: hits turned away (bots, and later rate limits
@@ -267,29 +259,26 @@ pub async fn security(
     caller: Caller,
     Path(domain): Path<String>,
     QueryParams(p): QueryParams<Params>,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::StatsRead)?;
-        let hours: i64 = match p.get("hours") {
-            None => 24,
-            Some(h) => h
-                .parse()
-                .ok()
-                .filter(|n| (1..=24 * 90).contains(n))
-                .ok_or_else(|| ApiError::bad(format!("hours must be 1 to 2160, got `{h}`")))?,
-        };
-        let (since, counts) = security_counts(&web, &site, hours)?;
-        let mut totals = Map::new();
-        for c in &counts {
-            let t = totals.entry(c.reason.clone()).or_insert(json!(0));
-            *t = json!(t.as_u64().unwrap_or(0) + c.count);
-        }
-        let hourly: Vec<Value> =
-            counts.iter().map(|c| json!({"hour": hour_label(c.hour), "reason": c.reason, "count": c.count})).collect();
-        Ok(Json(json!({"site_id": site.domain, "since": hour_label(since), "totals": totals, "hours": hourly}))
-            .into_response())
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::StatsRead)?;
+    let hours: i64 = match p.get("hours") {
+        None => 24,
+        Some(h) => h
+            .parse()
+            .ok()
+            .filter(|n| (1..=24 * 90).contains(n))
+            .ok_or_else(|| ApiError::bad(format!("hours must be 1 to 2160, got `{h}`")))?,
     };
-    answer().unwrap_or_else(IntoResponse::into_response)
+    let (since, counts) = security_counts(&web, &site, hours)?;
+    let mut totals = Map::new();
+    for c in &counts {
+        let t = totals.entry(c.reason.clone()).or_insert(json!(0));
+        *t = json!(t.as_u64().unwrap_or(0) + c.count);
+    }
+    let hourly: Vec<Value> =
+        counts.iter().map(|c| json!({"hour": hour_label(c.hour), "reason": c.reason, "count": c.count})).collect();
+    Ok(Json(json!({"site_id": site.domain, "since": hour_label(since), "totals": totals, "hours": hourly}))
+        .into_response())
 }
 
 /// The site's security counts over the last `hours` hours (this one included), and the first
@@ -308,13 +297,14 @@ fn rule_json(r: &plumb_meta::FirewallRule) -> Value {
 }
 
 /// `GET /api/v1/sites/{site_id}/firewall`: the site's rules.
-pub async fn list_rules(State(web): State<Arc<Web>>, caller: Caller, Path(domain): Path<String>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-        let rules: Vec<Value> = web.meta.rules(site.id).map_err(meta_error)?.iter().map(rule_json).collect();
-        Ok(Json(json!({"rules": rules})).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+pub async fn list_rules(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let rules: Vec<Value> = web.meta.rules(site.id).map_err(meta_error)?.iter().map(rule_json).collect();
+    Ok(Json(json!({"rules": rules})).into_response())
 }
 
 /// `POST /api/v1/sites/{site_id}/firewall` with `kind` and `value`; in effect within a second.
@@ -324,15 +314,12 @@ pub async fn add_rule(
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-        let f = fields(&headers, &body)?;
-        let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?).map_err(meta_error)?;
-        let rule = web.meta.add_rule(site.id, kind).map_err(meta_error)?;
-        Ok(Json(rule_json(&rule)).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let f = fields(&headers, &body)?;
+    let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?).map_err(meta_error)?;
+    let rule = web.meta.add_rule(site.id, kind).map_err(meta_error)?;
+    Ok(Json(rule_json(&rule)).into_response())
 }
 
 /// `DELETE /api/v1/sites/{site_id}/firewall/{rule_id}`.
@@ -340,12 +327,9 @@ pub async fn remove_rule(
     State(web): State<Arc<Web>>,
     caller: Caller,
     Path((domain, rule_id)): Path<(String, String)>,
-) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-        let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
-        web.meta.remove_rule(site.id, id).map_err(meta_error)?;
-        Ok(Json(json!({"deleted": true})).into_response())
-    };
-    answer().unwrap_or_else(IntoResponse::into_response)
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
+    web.meta.remove_rule(site.id, id).map_err(meta_error)?;
+    Ok(Json(json!({"deleted": true})).into_response())
 }
