@@ -39,6 +39,7 @@ pub static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         per_site: 1_000_000,
         global: 1_000_000,
         geoip_db: None,
+        keep_query_params: vec!["q".into()],
     };
     let collector = Collector::new(Arc::new(meta), Arc::new(Discard), config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

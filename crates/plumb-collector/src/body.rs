@@ -8,7 +8,7 @@ use chrono::DateTime;
 use plumb_core::signature::visitor_signature;
 use plumb_core::source::classify;
 use plumb_core::time::local_day_hour;
-use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url, parse_referrer, truncate};
+use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url_keeping, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use plumb_meta::{ApiKey, Scope, validate_domain};
 use serde::Deserialize;
@@ -143,7 +143,8 @@ impl EventBody {
             Some(Value::Number(n)) => n.as_i64() == Some(1),
             Some(other) => return Err(ApiError::bad_request(format!("`hash_mode` must be 0 or 1, got {other}"))),
         };
-        let page = parse_page_url(&url, hash_mode).map_err(ApiError::bad_request)?;
+        let page =
+            parse_page_url_keeping(&url, hash_mode, &c.config.keep_query_params).map_err(ApiError::bad_request)?;
         let props = parse_props(self.props)?;
         let revenue = self.revenue.filter(|v| !v.is_null()).map(parse_revenue).transpose()?;
         let (engaged_ms, scroll_depth) = if kind == EventKind::Engagement {

@@ -48,6 +48,8 @@ pub struct CollectorConfig {
     pub global: u32,
     /// An MMDB file (DB-IP Lite or MaxMind) for regions and cities; countries need none.
     pub geoip_db: Option<std::path::PathBuf>,
+    /// Query parameters kept in page paths (all others are dropped).
+    pub keep_query_params: Vec<String>,
 }
 
 /// Token buckets that turn floods away with `429` before any parsing or storage work.

@@ -42,6 +42,12 @@ pub fn normalize_hostname(host: &str) -> String {
 
 /// Parses a page URL. `hash_mode` keeps the fragment (single-page apps that route by `#`).
 pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
+    parse_page_url_keeping(raw, hash_mode, &[])
+}
+
+/// As [`parse_page_url`], but the query parameters named in `keep` stay in the path (in the
+/// URL's order, e.g. `/search?q=shoes`); every other parameter is dropped, as always.
+pub fn parse_page_url_keeping(raw: &str, hash_mode: bool, keep: &[String]) -> Result<PageUrl, String> {
     let url = Url::parse(raw).map_err(|e| format!("`url` is not a valid absolute URL ({e})"))?;
     if url.scheme() == "data" || url.scheme() == "javascript" {
         return Err(format!("`url` scheme `{}` is not allowed", url.scheme()));
@@ -51,13 +57,14 @@ pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
     if path.len() > 1 && path.ends_with('/') {
         path.pop();
     }
-    // Only route-like fragments: `#access_token=…` and the like must never be stored.
-    if hash_mode && let Some(f) = url.fragment().filter(|f| !f.is_empty() && !f.contains(['=', '&'])) {
-        path.push('#');
-        path.push_str(f);
-    }
-    page.pathname = truncate(&decode_path(&path), MAX_PATH);
+    let mut path = decode_path(&path);
+    let mut kept = url::form_urlencoded::Serializer::new(String::new());
+    let mut any_kept = false;
     for (k, v) in url.query_pairs() {
+        if keep.iter().any(|name| *name == k) {
+            kept.append_pair(&k, &truncate(&v, MAX_VALUE));
+            any_kept = true;
+        }
         let v = truncate(v.trim(), MAX_VALUE);
         match k.as_ref() {
             "utm_medium" => page.utm_medium = v,
@@ -70,6 +77,16 @@ pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
             _ => {}
         }
     }
+    if any_kept {
+        path.push('?');
+        path.push_str(&kept.finish());
+    }
+    // Only route-like fragments: `#access_token=…` and the like must never be stored.
+    if hash_mode && let Some(f) = url.fragment().filter(|f| !f.is_empty() && !f.contains(['=', '&'])) {
+        path.push('#');
+        path.push_str(f);
+    }
+    page.pathname = truncate(&path, MAX_PATH);
     Ok(page)
 }
 
@@ -139,6 +156,13 @@ mod tests {
         assert_eq!(parse_page_url("https://example.com", false).unwrap().pathname, "/");
         assert!(parse_page_url("not a url", false).is_err());
         assert!(parse_page_url("data:text/plain,hi", false).is_err());
+        let keep = ["q".to_owned(), "page".to_owned()];
+        let p =
+            parse_page_url_keeping("https://shop.test/search/?page=2&secret=x&q=red+shoes&utm_source=n", false, &keep);
+        assert_eq!(p.unwrap().pathname, "/search?page=2&q=red+shoes", "kept in URL order, others dropped");
+        let p = parse_page_url_keeping("https://shop.test/app?q=1#/route", true, &keep).unwrap();
+        assert_eq!(p.pathname, "/app?q=1#/route");
+        assert_eq!(parse_page_url_keeping("https://shop.test/a?x=1", false, &keep).unwrap().pathname, "/a");
     }
 
     #[test]

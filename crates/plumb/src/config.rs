@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// without one.
     #[arg(long, env = "PLUMB_GEOIP_DB")]
     geoip_db: Option<PathBuf>,
+    /// Query parameters kept in page paths, e.g. q,page (every other one is dropped) [default: none].
+    #[arg(long, env = "PLUMB_KEEP_QUERY_PARAMS", value_delimiter = ',', value_parser = parse_param_name)]
+    keep_query_params: Vec<String>,
     /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
     #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
@@ -59,6 +62,7 @@ struct FileConfig {
     global_rate_limit: Option<u32>,
     max_connections: Option<u32>,
     geoip_db: Option<PathBuf>,
+    keep_query_params: Option<Vec<String>>,
     public_url: Option<String>,
 }
 
@@ -74,7 +78,15 @@ pub struct Config {
     pub global_rate_limit: u32,
     pub max_connections: usize,
     pub geoip_db: Option<PathBuf>,
+    pub keep_query_params: Vec<String>,
     pub public_url: Option<String>,
+}
+
+/// A query parameter name: 1 to 50 letters, digits, `_`, `-` or `.`.
+pub fn parse_param_name(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim();
+    let ok = (1..=50).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok { Ok(s.to_owned()) } else { Err(format!("`{s}` is not a query parameter name (letters, digits, _ - .)")) }
 }
 
 /// An absolute http(s) address without a trailing slash.
@@ -143,6 +155,13 @@ impl Config {
             global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
             max_connections: file.max_connections.unwrap_or(10_000) as usize,
             geoip_db: file.geoip_db,
+            keep_query_params: file
+                .keep_query_params
+                .unwrap_or_default()
+                .iter()
+                .map(|p| parse_param_name(p))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("config file: keep_query_params: {e}"))?,
             public_url: file
                 .public_url
                 .map(|u| parse_public_url(&u))
@@ -175,6 +194,9 @@ impl Config {
         }
         if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
             bail!("event rate limits must be at least 1 event per second");
+        }
+        if !args.keep_query_params.is_empty() {
+            self.keep_query_params = args.keep_query_params;
         }
         if let Some(p) = args.geoip_db {
             self.geoip_db = Some(p);
@@ -226,6 +248,8 @@ mod tests {
         assert_eq!(parse_public_url("https://stats.example.com/").unwrap(), "https://stats.example.com");
         assert!(parse_public_url("stats.example.com").is_err());
         assert!(parse_public_url("ftp://stats.example.com").is_err());
+        assert_eq!(parse_param_name(" q ").unwrap(), "q");
+        assert!(parse_param_name("a b").is_err() && parse_param_name("").is_err());
     }
 
     #[test]

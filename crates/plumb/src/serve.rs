@@ -43,6 +43,7 @@ pub fn run(config: Config) -> Result<()> {
             per_site: config.site_rate_limit,
             global: config.global_rate_limit,
             geoip_db: config.geoip_db.clone(),
+            keep_query_params: config.keep_query_params.clone(),
         },
     )
     .map_err(anyhow::Error::msg)?;

@@ -132,3 +132,41 @@ async fn devices_come_from_the_user_agent_and_the_window_width() {
     let r = cc.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&query).send().await.unwrap();
     assert!(seen, "{}", r.json::<Value>().await.unwrap()["results"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_configured_query_parameters_stay_in_page_paths() {
+    let dir = temp_dir("keep-query");
+    cli(&dir, &["site", "add", "shop.test"]);
+    let key = create_key(&dir, "reader");
+    let server = Server::start(&dir, &["--keep-query-params", "q,page"]);
+    let c = client();
+    for url in ["https://shop.test/search/?session=s3cr3t&q=red+shoes", "https://shop.test/blog?utm_source=x&id=7"] {
+        let r = c
+            .post(format!("{}/api/event", server.url))
+            .json(&json!({"n": "pageview", "u": url, "d": "shop.test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let query = json!({"site_id": "shop.test", "metrics": ["pageviews"], "date_range": "day",
+                       "dimensions": ["event:page"], "order_by": [["event:page", "asc"]]});
+    let want = json!([
+        {"dimensions": ["/blog"], "metrics": [1]},
+        {"dimensions": ["/search?q=red+shoes"], "metrics": [1]},
+    ]);
+    let seen = eventually(Duration::from_secs(10), || async {
+        let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&query).send().await.unwrap();
+        r.json::<Value>().await.unwrap()["results"] == want
+    })
+    .await;
+    let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&query).send().await.unwrap();
+    assert!(seen, "{}", r.json::<Value>().await.unwrap()["results"]);
+    let bad = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--keep-query-params", "a b"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("is not a query parameter name"));
+}
