@@ -40,26 +40,33 @@ fn snapshot(web: &Web, site: &Site) -> LiveSnapshot {
 }
 
 /// `GET /api/v1/stats/realtime/visitors`: the number alone.
-pub async fn visitors(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
-    readable_site(&web, &caller, p)
-        .map(|site| Json(snapshot(&web, &site).visitors).into_response())
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn visitors(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let site = readable_site(&web, &caller, p)?;
+    Ok(Json(snapshot(&web, &site).visitors).into_response())
 }
 
 /// `GET /api/v1/stats/realtime`: `{visitors, pages: [{name, visitors}], sources: [...]}`.
-pub async fn breakdown(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
-    readable_site(&web, &caller, p)
-        .map(|site| Json(snapshot(&web, &site)).into_response())
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn breakdown(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let site = readable_site(&web, &caller, p)?;
+    Ok(Json(snapshot(&web, &site)).into_response())
 }
 
 /// `GET /api/v1/stats/realtime/stream`: an `event: realtime` with the breakdown's JSON at once
 /// and after every change; comments keep idle connections open.
-pub async fn stream(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p): QueryParams<Params>) -> Response {
-    let site = match readable_site(&web, &caller, p) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
+pub async fn stream(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let site = readable_site(&web, &caller, p)?;
     let events = futures_util::stream::unfold(None::<LiveSnapshot>, move |last| {
         let (web, site) = (web.clone(), site.clone());
         async move {
@@ -73,5 +80,5 @@ pub async fn stream(State(web): State<Arc<Web>>, caller: Caller, QueryParams(p):
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

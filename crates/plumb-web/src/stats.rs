@@ -285,13 +285,13 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).to_rfc3339()
 }
 
-pub async fn query_v2(State(web): State<Arc<Web>>, caller: Caller, body: axum::body::Bytes) -> Response {
-    let answer = async || -> Result<Response, ApiError> {
-        let body: Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
-        Ok(Json(answer_v2(&web, &caller, body).await?).into_response())
-    };
-    answer().await.unwrap_or_else(IntoResponse::into_response)
+pub async fn query_v2(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
+    Ok(Json(answer_v2(&web, &caller, body).await?).into_response())
 }
 
 /// Runs a v2 query body for the caller and returns the answer's JSON (also used for CSV).

@@ -36,16 +36,28 @@ enum Kind {
     Breakdown,
 }
 
-pub async fn aggregate(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
-    answer(s, c, p, Kind::Aggregate).await
+pub async fn aggregate(
+    State(w): State<Arc<Web>>,
+    c: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    run(w, c, p, Kind::Aggregate).await
 }
 
-pub async fn timeseries(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
-    answer(s, c, p, Kind::Timeseries).await
+pub async fn timeseries(
+    State(w): State<Arc<Web>>,
+    c: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    run(w, c, p, Kind::Timeseries).await
 }
 
-pub async fn breakdown(s: State<Arc<Web>>, c: Caller, p: QueryParams<Params>) -> Response {
-    answer(s, c, p, Kind::Breakdown).await
+pub async fn breakdown(
+    State(w): State<Arc<Web>>,
+    c: Caller,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    run(w, c, p, Kind::Breakdown).await
 }
 
 /// `visit:source==Google|Twitter;event:page!=/blog*` — `;` joins conditions, `|` joins values,
@@ -90,15 +102,6 @@ fn parse_filters(s: &str, range: DayRange, goals: &[GoalDef]) -> Result<Option<F
 /// The v1 name of a property's values in breakdown rows (`visit:source` → `source`).
 fn property_key(property: &str) -> &str {
     property.rsplit(':').next().unwrap_or(property)
-}
-
-async fn answer(
-    State(web): State<Arc<Web>>,
-    caller: Caller,
-    QueryParams(p): QueryParams<Params>,
-    kind: Kind,
-) -> Response {
-    run(web, caller, p, kind).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Response, ApiError> {
