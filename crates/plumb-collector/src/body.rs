@@ -123,6 +123,21 @@ impl EventBody {
         }
     }
 
+    /// The sites the event names (its `domain` list, else its URL's host), read leniently so an
+    /// invalid event can still be counted against a site.
+    pub fn claimed_domains(&self) -> Vec<String> {
+        match self.domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(list) => list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect(),
+            None => self
+                .url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(plumb_core::url::normalize_hostname))
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Validates the event and returns one queue entry per site it is recorded for.
     pub fn into_queued(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
         let name =

@@ -144,6 +144,25 @@ impl Collector {
         self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)
     }
 
+    /// Counts a refused event as `invalid` for the registered sites it names.
+    fn count_invalid(&self, domains: &[String], now_ms: i64) {
+        for d in domains.iter().take(body::MAX_DOMAINS) {
+            if let Ok(Some(site)) = self.sites.get(self.meta.as_ref(), d) {
+                self.tally.add(site.id, "invalid", now_ms);
+            }
+        }
+    }
+
+    /// Validates one event; a `400` is counted as `invalid` for the sites it names.
+    fn queue_entries(&self, event: EventBody, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+        let domains = event.claimed_domains();
+        event.into_queued(self, ctx).inspect_err(|e| {
+            if e.status == StatusCode::BAD_REQUEST {
+                self.count_invalid(&domains, chrono::Utc::now().timestamp_millis());
+            }
+        })
+    }
+
     /// One event for a site, or `429` (counted as `rate_limited` for the site).
     fn admit_site(&self, site_id: u32, now_ms: i64) -> Result<(), ApiError> {
         self.limits.site.take(&site_id).map_err(|wait| {
@@ -218,7 +237,7 @@ async fn event(
         let ctx = Context::from_request(&c, peer, &headers)?;
         let parsed: EventBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
-        let payloads = parsed.into_queued(&c, &ctx)?;
+        let payloads = c.queue_entries(parsed, &ctx)?;
         c.enqueue(payloads).await
     }
     .await;
@@ -256,7 +275,7 @@ async fn batch(
         for (index, item) in items.into_iter().enumerate() {
             let one = serde_json::from_value::<EventBody>(item)
                 .map_err(|e| ApiError::bad_request(format!("not a valid event: {e}")))
-                .and_then(|ev| ev.into_queued(&c, &ctx));
+                .and_then(|ev| c.queue_entries(ev, &ctx));
             match one {
                 Ok(p) => {
                     accepted += 1;
@@ -314,7 +333,7 @@ async fn pixel(
         };
         let sid = q.sid.filter(known);
         let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), sid, q.r);
-        let payloads = body.into_queued(&c, &ctx)?;
+        let payloads = c.queue_entries(body, &ctx)?;
         c.enqueue(payloads).await
     }
     .await;

@@ -1,6 +1,7 @@
 //! Enrichment over real HTTP.
 //! - Bots: crawler, headless, automated and User-Agent-less hits are answered like any other (so
-//!   bots learn nothing) but not counted; they show up as security counters per site and reason.
+//!   bots learn nothing) but not counted; they show up as security counters per site and reason,
+//!   as do invalid events.
 //!   Server-side events that carry a `user_agent` are judged the same way.
 //! - Devices: the User-Agent names the browser, OS and device type; the tracker's window width
 //!   settles the device type when the User-Agent cannot.
@@ -51,8 +52,19 @@ async fn bot_hits_are_tallied_not_counted() {
         let r = r.send().await.unwrap();
         assert_eq!(r.status(), 202, "{body}");
     }
+    // An invalid event for the site is refused and counted too (one for an unknown site is not).
+    for domain in ["shop.test", "elsewhere.test"] {
+        let r = no_ua
+            .post(&url)
+            .header("user-agent", BROWSER_UA)
+            .json(&json!({"n": "pageview", "u": "https://shop.test/", "d": domain, "h": "yes"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
     let c = client();
-    let reasons = json!({"automation": 1, "crawler": 2, "headless": 1, "no_user_agent": 1});
+    let reasons = json!({"automation": 1, "crawler": 2, "headless": 1, "invalid": 1, "no_user_agent": 1});
     let tallied = eventually(Duration::from_secs(10), || async {
         let r =
             c.get(format!("{}/api/v1/sites/shop.test/security", server.url)).bearer_auth(&key).send().await.unwrap();
