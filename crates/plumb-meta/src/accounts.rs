@@ -78,7 +78,6 @@ pub trait Accounts: Send + Sync {
     /// instance.
     fn add_user(&self, email: &str, password: &str) -> Result<User>;
     fn list_users(&self) -> Result<Vec<User>>;
-    fn user_by_id(&self, id: u32) -> Result<Option<User>>;
     /// The user, if the e-mail is known and the password is theirs.
     fn check_password(&self, email: &str, password: &str) -> Result<Option<User>>;
 
@@ -127,11 +126,16 @@ pub trait Accounts: Send + Sync {
     fn server_key(&self) -> Result<[u8; 32]>;
 }
 
-/// Random bytes as lower-case hex: session, invite and link tokens.
-pub fn random_token(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
+/// Bytes from the OS's random source: every secret this crate makes (tokens, keys, codes).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut raw = [0u8; N];
     getrandom::fill(&mut raw).expect("the OS random source is available");
-    hex(&raw)
+    raw
+}
+
+/// `N` random bytes as lower-case hex: API keys, session, invite and link tokens.
+pub fn random_token<const N: usize>() -> String {
+    hex(&random_bytes::<N>())
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -209,9 +213,7 @@ pub fn normalize_recovery_code(code: &str) -> String {
 
 pub fn new_recovery_code() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    let mut raw = [0u8; 10];
-    getrandom::fill(&mut raw).expect("the OS random source is available");
-    let chars: String = raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let chars: String = random_bytes::<10>().iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
     format!("{}-{}", &chars[..5], &chars[5..])
 }
 

@@ -1,7 +1,7 @@
 use super::{SqliteMeta, now_ms, storage};
 use crate::accounts::{
-    INVITE_TTL_MS, MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code, random_token,
-    sha256_hex, totp,
+    INVITE_TTL_MS, MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code, random_bytes,
+    random_token, sha256_hex, totp,
 };
 use crate::{Accounts, MetaError, Result, Role, Session, SharedLink, Site, User, validate_email, validate_password};
 use argon2::Argon2;
@@ -81,15 +81,6 @@ fn password_matches(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-impl SqliteMeta {
-    fn user_where(&self, clause: &str, param: &dyn rusqlite::ToSql) -> Result<Option<User>> {
-        let conn = self.conn.lock().unwrap();
-        conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE {clause}"), [param], user_row)
-            .optional()
-            .map_err(storage)
-    }
-}
-
 impl Accounts for SqliteMeta {
     fn add_user(&self, email: &str, password: &str) -> Result<User> {
         let email = validate_email(email)?;
@@ -116,26 +107,28 @@ impl Accounts for SqliteMeta {
         stmt.query_map([], user_row).map_err(storage)?.collect::<rusqlite::Result<_>>().map_err(storage)
     }
 
-    fn user_by_id(&self, id: u32) -> Result<Option<User>> {
-        self.user_where("id = ?1", &id)
-    }
-
     fn check_password(&self, email: &str, password: &str) -> Result<Option<User>> {
         let Ok(email) = validate_email(email) else { return Ok(None) };
-        let Some(user) = self.user_where("email = ?1", &email)? else {
+        let found: Option<(User, String)> = {
+            let conn = self.conn.lock().unwrap();
+            conn.query_row(
+                &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"),
+                [&email],
+                |r| Ok((user_row(r)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(storage)?
+        };
+        let Some((user, hash)) = found else {
             // Hash anyway, so an unknown address takes as long to refuse as a wrong password.
             let _ = hash_password(password);
             return Ok(None);
-        };
-        let hash: String = {
-            let conn = self.conn.lock().unwrap();
-            conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [user.id], |r| r.get(0)).map_err(storage)?
         };
         Ok(password_matches(&hash, password).then_some(user))
     }
 
     fn create_session(&self, user_id: u32, mfa_pending: bool) -> Result<String> {
-        let token = random_token(32);
+        let token = random_token::<32>();
         let now = now_ms();
         let conn = self.conn.lock().unwrap();
         conn.execute(
@@ -188,8 +181,7 @@ impl Accounts for SqliteMeta {
 
     fn begin_totp(&self, user_id: u32) -> Result<Vec<u8>> {
         // 160 bits, the HMAC-SHA1 block RFC 4226 recommends.
-        let mut secret = vec![0u8; 20];
-        getrandom::fill(&mut secret).map_err(|e| MetaError::Storage(e.to_string()))?;
+        let secret = random_bytes::<20>().to_vec();
         let conn = self.conn.lock().unwrap();
         conn.execute("UPDATE users SET totp_pending = ?1 WHERE id = ?2", params![secret, user_id]).map_err(storage)?;
         Ok(secret)
@@ -343,7 +335,7 @@ impl Accounts for SqliteMeta {
     }
 
     fn create_invite(&self, site_id: u32, role: Role) -> Result<String> {
-        let token = random_token(24);
+        let token = random_token::<24>();
         let conn = self.conn.lock().unwrap();
         conn.execute("DELETE FROM invites WHERE expires_ms < ?1", [now_ms()]).map_err(storage)?;
         conn.execute(
@@ -404,8 +396,13 @@ impl Accounts for SqliteMeta {
             }
             None => None,
         };
-        let link =
-            SharedLink { site_id, slug: random_token(16), name: name.to_owned(), password_hash, created_ms: now_ms() };
+        let link = SharedLink {
+            site_id,
+            slug: random_token::<16>(),
+            name: name.to_owned(),
+            password_hash,
+            created_ms: now_ms(),
+        };
         let conn = self.conn.lock().unwrap();
         conn.execute(
             "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -456,8 +453,7 @@ impl Accounts for SqliteMeta {
 
     fn server_key(&self) -> Result<[u8; 32]> {
         let conn = self.conn.lock().unwrap();
-        let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh).map_err(|e| MetaError::Storage(e.to_string()))?;
+        let fresh = random_bytes::<32>();
         conn.execute("INSERT OR IGNORE INTO server_keys (name, value) VALUES ('cookies', ?1)", [fresh.as_slice()])
             .map_err(storage)?;
         let key: Vec<u8> = conn
@@ -539,7 +535,7 @@ mod tests {
         assert!(m.enable_totp(u.id, "000000x", now).is_err());
         let codes = m.enable_totp(u.id, &code(now), now).unwrap();
         assert_eq!(codes.len(), 10);
-        assert!(m.user_by_id(u.id).unwrap().unwrap().totp_enabled);
+        assert!(m.list_users().unwrap()[0].totp_enabled);
         assert!(!m.check_second_factor(u.id, &code(now), now).unwrap(), "the enrolment code is spent");
         let later = now + 60_000;
         assert!(m.check_second_factor(u.id, &code(later), later).unwrap());

@@ -1,6 +1,6 @@
 mod accounts;
 
-use crate::accounts::sha256_hex;
+use crate::accounts::{random_token, sha256_hex};
 use crate::{
     ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
     day_is_live, parse_timezone, validate_currency, validate_domain,
@@ -277,9 +277,7 @@ impl MetaStore for SqliteMeta {
         if scopes.is_empty() {
             return Err(MetaError::Invalid("a key needs at least one scope".into()));
         }
-        let mut raw = [0u8; 24];
-        getrandom::fill(&mut raw).map_err(|e| MetaError::Storage(e.to_string()))?;
-        let secret: String = format!("plumb_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let secret = format!("plumb_{}", random_token::<24>());
         let prefix = secret[..12].to_owned();
         let created_ms = now_ms();
         let scope_text = scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");

@@ -177,7 +177,7 @@ impl Csrf {
         match cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
             Some(t) => Csrf { token: t.to_owned(), set: None },
             None => {
-                let token = random_token(32);
+                let token = random_token::<32>();
                 let set = set_cookie(CSRF_COOKIE, &token, None, "Strict", secure(web, headers));
                 Csrf { token, set: Some(set) }
             }
