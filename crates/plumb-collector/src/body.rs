@@ -2,7 +2,7 @@
 
 use crate::firewall::Hit;
 use crate::useragent::{Bot, device_with_width};
-use crate::{ApiError, Collector, client_ip};
+use crate::{ApiError, Collector};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::DateTime;
 use plumb_core::signature::visitor_signature;
@@ -13,7 +13,7 @@ use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use plumb_meta::{ApiKey, Scope, validate_domain};
 use serde::Deserialize;
 use serde_json::Value;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 pub const MAX_NAME: usize = 120;
 pub const MAX_PROPS: usize = 30;
@@ -33,7 +33,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn from_request(c: &Collector, peer: SocketAddr, headers: &HeaderMap) -> Result<Self, ApiError> {
+    /// `ip` is the client's address as the collector believes it (see [`crate::client_ip`]).
+    pub fn from_request(c: &Collector, ip: IpAddr, headers: &HeaderMap) -> Result<Self, ApiError> {
         let key = match headers.get(header::AUTHORIZATION) {
             None => None,
             Some(v) => {
@@ -46,7 +47,7 @@ impl Context {
         };
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         Ok(Self {
-            ip: client_ip(peer.ip(), headers, &c.config.trusted_proxies),
+            ip,
             user_agent: truncate(user_agent, MAX_USER_AGENT),
             key,
             now_ms: chrono::Utc::now().timestamp_millis(),
@@ -62,6 +63,17 @@ impl Context {
     pub fn has_key(&self) -> bool {
         self.key.is_some()
     }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+}
+
+/// `domain` as a list of lower-cased domains (Plausible allows several, comma-separated);
+/// `None` when it is missing or blank.
+fn domain_list(domain: Option<&str>) -> Option<Vec<String>> {
+    let list = domain.map(str::trim).filter(|d| !d.is_empty())?;
+    Some(list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -126,16 +138,10 @@ impl EventBody {
     /// The sites the event names (its `domain` list, else its URL's host), read leniently so an
     /// invalid event can still be counted against a site.
     pub fn claimed_domains(&self) -> Vec<String> {
-        match self.domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            Some(list) => list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect(),
-            None => self
-                .url
-                .as_deref()
-                .and_then(|u| url::Url::parse(u).ok())
-                .and_then(|u| u.host_str().map(plumb_core::url::normalize_hostname))
-                .into_iter()
-                .collect(),
-        }
+        domain_list(self.domain.as_deref()).unwrap_or_else(|| {
+            let host = self.url.as_deref().and_then(|u| url::Url::parse(u).ok());
+            host.and_then(|u| u.host_str().map(plumb_core::url::normalize_hostname)).into_iter().collect()
+        })
     }
 
     /// Validates the event and returns one queue entry per site it is recorded for.
@@ -193,8 +199,8 @@ impl EventBody {
         let user_agent = self.user_agent.map(|u| truncate(&u, MAX_USER_AGENT));
         let user_agent = user_agent.as_deref().unwrap_or(&ctx.user_agent);
 
-        let domains = match self.domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            Some(list) => list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect(),
+        let domains = match domain_list(self.domain.as_deref()) {
+            Some(list) => list,
             None if !page.hostname.is_empty() => vec![page.hostname.clone()],
             None => return Err(ApiError::bad_request("`domain` is required when `url` has no host")),
         };
@@ -231,15 +237,16 @@ impl EventBody {
             ));
         }
 
-        for site in &sites {
-            c.admit_site(site.id, ctx.now_ms)?;
-        }
         let width = match &self.screen_width {
             None | Some(Value::Null) => None,
             Some(w) => Some(w.as_u64().filter(|w| (1..=100_000).contains(w)).ok_or_else(|| {
                 ApiError::bad_request(format!("`screen_width` must be a width in pixels (1 to 100000), got {w}"))
             })? as u32),
         };
+        // Last of the checks: a refused event takes none of the site's budget.
+        for site in &sites {
+            c.admit_site(site.id, ctx.now_ms)?;
+        }
         let agent = c.agents.parse(user_agent);
         let bot = if self.webdriver == Some(true) { Some(Bot::Automation) } else { agent.bot };
         if let Some(bot) = bot {

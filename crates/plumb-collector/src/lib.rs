@@ -138,10 +138,11 @@ impl Collector {
         self.limits.address.take_n(&ip, n).map_err(|wait| ApiError::too_many("too many events from this address", wait))
     }
 
-    /// The first admission, from the request head alone.
-    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The first admission, from the request head alone; returns the client's address.
+    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, ApiError> {
         let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
-        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)
+        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)?;
+        Ok(ip)
     }
 
     /// Counts a refused event as `invalid` for the registered sites it names.
@@ -158,7 +159,7 @@ impl Collector {
         let domains = event.claimed_domains();
         event.into_queued(self, ctx).inspect_err(|e| {
             if e.status == StatusCode::BAD_REQUEST {
-                self.count_invalid(&domains, chrono::Utc::now().timestamp_millis());
+                self.count_invalid(&domains, ctx.now_ms());
             }
         })
     }
@@ -232,9 +233,9 @@ async fn event(
     body: Body,
 ) -> Response {
     let result = async {
-        c.admit_head(peer, &headers)?;
+        let ip = c.admit_head(peer, &headers)?;
         let bytes = read_body(body, MAX_EVENT_BYTES).await?;
-        let ctx = Context::from_request(&c, peer, &headers)?;
+        let ctx = Context::from_request(&c, ip, &headers)?;
         let parsed: EventBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
         let payloads = c.queue_entries(parsed, &ctx)?;
@@ -255,9 +256,9 @@ async fn batch(
 ) -> Response {
     let result = async {
         // One token at the door, the rest once the batch's size is known.
-        c.admit_head(peer, &headers)?;
+        let ip = c.admit_head(peer, &headers)?;
         let bytes = read_body(body, MAX_BATCH_BYTES).await?;
-        let ctx = Context::from_request(&c, peer, &headers)?;
+        let ctx = Context::from_request(&c, ip, &headers)?;
         let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("request body must be a JSON array of events: {e}")))?;
         if items.len() > MAX_BATCH_EVENTS {
@@ -315,8 +316,8 @@ async fn pixel(
     params: Result<Query<PixelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        c.admit_head(peer, &headers)?;
-        let ctx = Context::from_request(&c, peer, &headers)?;
+        let ip = c.admit_head(peer, &headers)?;
+        let ctx = Context::from_request(&c, ip, &headers)?;
         let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
         let host =
             q.h.filter(|h| !h.is_empty())
