@@ -4,7 +4,7 @@
 //! GeoIP2/GeoLite2 City or Country database — country, region and city come from it.
 
 use maxminddb::Reader;
-use serde_json::Value;
+use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -46,8 +46,8 @@ impl Geo {
         let from_db = self
             .db
             .as_ref()
-            .and_then(|db| db.lookup(ip).ok()?.decode::<Value>().ok().flatten())
-            .map(|record| place_of(&record))
+            .and_then(|db| db.lookup(ip).ok()?.decode::<Record>().ok().flatten())
+            .map(Record::place)
             .filter(|p| !p.country.is_empty());
         from_db.unwrap_or_else(|| Place {
             country: iptocc::country_code(ip).filter(|c| c.len() == 2).unwrap_or_default().to_owned(),
@@ -58,25 +58,58 @@ impl Geo {
 
 /// A record in either layout: DB-IP Lite's flat one (`country_code`, `state1`, `city`) or
 /// MaxMind's nested one (`country.iso_code`, `subdivisions[0].names.en`, `city.names.en`).
-fn place_of(r: &Value) -> Place {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let english = |v: &Value| v.get("names").and_then(|n| n.get("en")).map(text).unwrap_or_default();
-    let country = match (r.get("country_code"), r.get("country")) {
-        (Some(c), _) => text(c),
-        (None, Some(c)) => c.get("iso_code").map(text).unwrap_or_default(),
-        _ => String::new(),
-    };
-    let region = match (r.get("state1"), r.get("subdivisions")) {
-        (Some(s), _) => text(s),
-        (None, Some(s)) => s.get(0).map(english).unwrap_or_default(),
-        _ => String::new(),
-    };
-    let city = match r.get("city") {
-        Some(Value::String(c)) => c.clone(),
-        Some(c) => english(c),
-        None => String::new(),
-    };
-    Place { country: country.to_ascii_uppercase(), region, city }
+/// Only these fields are decoded; the rest of a record (other languages, coordinates…) is
+/// skipped, which matters on every hit.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Record {
+    country_code: Option<String>,
+    country: Option<Coded>,
+    state1: Option<String>,
+    subdivisions: Vec<Named>,
+    city: Option<City>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Coded {
+    iso_code: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named {
+    names: Names,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Names {
+    en: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum City {
+    Flat(String),
+    Named(Named),
+}
+
+impl Record {
+    fn place(self) -> Place {
+        let country = self.country_code.or(self.country.and_then(|c| c.iso_code)).unwrap_or_default();
+        let region = self.state1.or_else(|| self.subdivisions.into_iter().next().and_then(|s| s.names.en));
+        let city = match self.city {
+            Some(City::Flat(c)) => Some(c),
+            Some(City::Named(n)) => n.names.en,
+            None => None,
+        };
+        Place {
+            country: country.to_ascii_uppercase(),
+            region: region.unwrap_or_default(),
+            city: city.unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,8 +144,9 @@ mod tests {
             region: region.into(),
             city: city.into(),
         };
-        assert_eq!(place_of(&dbip), p("DE", "Berlin", "Berlin (Mitte)"));
-        assert_eq!(place_of(&maxmind), p("FR", "Île-de-France", "Paris"));
-        assert_eq!(place_of(&json!({"country": {"iso_code": "JP"}})), p("JP", "", ""));
+        let place_of = |v: serde_json::Value| serde_json::from_value::<Record>(v).unwrap().place();
+        assert_eq!(place_of(dbip), p("DE", "Berlin", "Berlin (Mitte)"));
+        assert_eq!(place_of(maxmind), p("FR", "Île-de-France", "Paris"));
+        assert_eq!(place_of(json!({"country": {"iso_code": "JP"}})), p("JP", "", ""));
     }
 }
