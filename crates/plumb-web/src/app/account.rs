@@ -2,7 +2,8 @@
 
 use super::html::{Page, button_form, csrf_field, esc};
 use super::{
-    Csrf, Reply, Result, error_page, field, form, internal, local_path, meta_reply, secure, set_cookie, user_session,
+    Csrf, Reply, Result, error_page, field, form, internal, local_path, meta_reply, off_workers, secure, set_cookie,
+    user_session,
 };
 use crate::Web;
 use crate::auth::{SESSION_COOKIE, cookie, signed_in};
@@ -137,10 +138,8 @@ pub async fn login(
     let email = field(&f, "email").to_lowercase();
     let account = format!("login:{email}");
     attempts_left(&web, &account, &addr)?;
-    // Argon2 takes tens of milliseconds of CPU: off the async workers.
     let (meta, e, p) = (web.meta.clone(), email.clone(), field(&f, "password").to_owned());
-    let user =
-        tokio::task::spawn_blocking(move || meta.check_password(&e, &p)).await.map_err(internal)?.map_err(internal)?;
+    let user = off_workers(move || meta.check_password(&e, &p)).await?.map_err(internal)?;
     let Some(user) = user else {
         failed_attempt(&web, &account, &addr);
         let csrf = cookie(&headers, super::CSRF_COOKIE).unwrap_or_default();
@@ -320,7 +319,8 @@ pub async fn totp_disable(
     let s = user_session(&web, &headers, "/account")?;
     let account = format!("login:{}", s.user.email);
     attempts_left(&web, &account, &addr)?;
-    if web.meta.check_password(&s.user.email, field(&f, "password")).map_err(internal)?.is_none() {
+    let (meta, e, p) = (web.meta.clone(), s.user.email.clone(), field(&f, "password").to_owned());
+    if off_workers(move || meta.check_password(&e, &p)).await?.map_err(internal)?.is_none() {
         failed_attempt(&web, &account, &addr);
         return Err(error_page(StatusCode::UNAUTHORIZED, "Wrong password", "Two-factor authentication stays on."));
     }

@@ -3,12 +3,15 @@
 //! asks the Stats API for every number, each panel on its own.
 
 use super::html::{Page, csrf_field, esc};
-use super::{Csrf, Reply, Result, error_page, field, form, internal, secure, set_cookie, site_access, user_session};
+use super::{
+    Csrf, Framable, Reply, Result, error_page, field, form, internal, off_workers, secure, set_cookie, site_access,
+    user_session,
+};
 use crate::Web;
 use crate::auth::{SHARE_COOKIE, open_share, share_cookie_value};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use plumb_meta::{Role, SharedLink, Site};
 use serde_json::{Value, json};
@@ -111,15 +114,7 @@ fn share_password_page(link: &SharedLink, csrf: &str, embed: bool, error: Option
 fn embeddable(reply: Reply, embed: bool) -> Response {
     let mut r = reply.into_response();
     if embed {
-        let h = r.headers_mut();
-        h.insert("x-plumb-embed", HeaderValue::from_static("1"));
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                 connect-src 'self'; frame-ancestors *; form-action 'self'; base-uri 'none'",
-            ),
-        );
+        r.extensions_mut().insert(Framable);
     }
     r
 }
@@ -164,14 +159,15 @@ pub async fn share_password(
     body: Bytes,
 ) -> Response {
     let embed = p.get("embed").is_some_and(|v| v == "true");
-    let go = || -> Result<Reply> {
+    let go = async || -> Result<Reply> {
         let f = form(&headers, &body)?;
         let link = web.meta.shared_link(&slug).map_err(internal)?.ok_or_else(|| {
             error_page(StatusCode::NOT_FOUND, "Not found", "This shared link does not exist or was revoked.")
         })?;
         let account = format!("share:{slug}");
         super::account::attempts_left(&web, &account, &addr)?;
-        if !web.meta.check_shared_password(&link, field(&f, "password")) {
+        let (meta, l, password) = (web.meta.clone(), link.clone(), field(&f, "password").to_owned());
+        if !off_workers(move || meta.check_shared_password(&l, &password)).await? {
             super::account::failed_attempt(&web, &account, &addr);
             let page = share_password_page(&link, field(&f, "csrf"), embed, Some("Wrong password."));
             return Err(Reply::html(StatusCode::UNAUTHORIZED, page));
@@ -182,5 +178,5 @@ pub async fn share_password(
         let to = format!("/share/{slug}{}", if embed { "?embed=true" } else { "" });
         Ok(Reply::redirect(&to).cookie(c))
     };
-    embeddable(go().unwrap_or_else(|e| e), embed)
+    embeddable(go().await.unwrap_or_else(|e| e), embed)
 }

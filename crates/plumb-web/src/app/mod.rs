@@ -60,22 +60,34 @@ pub fn router() -> Router<Arc<Web>> {
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// Pages may not be framed (shared links in embed mode set their own policy), load nothing from
-/// elsewhere, and run no inline script.
+/// Marks a response other sites may frame: a shared dashboard in embed mode.
+#[derive(Clone, Copy)]
+pub struct Framable;
+
+/// Pages load nothing from elsewhere and run no inline script; only [`Framable`] ones may be
+/// framed, by anyone.
 async fn security_headers(mut r: Response) -> Response {
+    let framable = r.extensions().get::<Framable>().is_some();
     let h = r.headers_mut();
-    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-         connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    ));
-    if !h.contains_key("x-plumb-embed") {
+    let csp = format!(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; \
+         frame-ancestors {}; form-action 'self'; base-uri 'none'",
+        if framable { "*" } else { "'none'" }
+    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ASCII"));
+    if !framable {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
-    h.remove("x-plumb-embed");
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     r
+}
+
+/// Password hashing and checking (Argon2: tens of milliseconds of CPU) runs off the async
+/// workers, so sign-ins do not stall other requests.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)
 }
 
 /// Cookies go out with `Secure` when browsers reach Plumb over HTTPS (the public URL says so,
