@@ -270,6 +270,17 @@ mod tests {
             .unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.trusted_proxies.len(), 1);
+        for (text, msg) in [
+            ("keep_query_params = [\"a b\"]", "is not a query parameter name"),
+            ("public_url = \"stats.example.com\"", "is not an http(s) address"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+            assert!(e.contains(msg), "{text}: {e}");
+        }
+        std::fs::write(&path, "max_connections = 0\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap().with_serve_args(ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("max connections must be at least 1"), "{e}");
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ncolour = \"blue\"\n").unwrap();
         assert!(format!("{:#}", Config::load(Some(&path)).unwrap_err()).contains("colour"));
     }

@@ -101,7 +101,7 @@ enum GoalCommand {
         #[arg(long)]
         name: Option<String>,
         /// Event goals: report revenue sent with the event in this ISO 4217 currency (e.g. EUR).
-        #[arg(long, requires = "event")]
+        #[arg(long)]
         currency: Option<String>,
     },
     List {

@@ -377,6 +377,19 @@ async fn shared_links_need_their_password_and_deleting_a_site_deletes_its_data()
             .starts_with("attachment; filename=\"shop.test_visit_source_")
     );
     assert_eq!(csv.text().await.unwrap(), "source,visitors\r\n,1\r\n");
+    // Export parameters that are not JSON are named in a 400.
+    for path in ["export.csv?q=not-json", "export.zip?filters=%5B", "export.csv?q=%5B%5D"] {
+        let r = stranger
+            .c
+            .get(format!("{}/sites/shop.test/{path}&share={private}", server.url))
+            .header("cookie", stranger.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let e = r.text().await.unwrap();
+        assert!(e.contains("is not valid JSON") || e.contains("must be a v2 query object"), "{path}: {e}");
+    }
     // Revoked: gone.
     b.post(&format!("/sites/shop.test/shares/{private}/delete"), &[], &[]).await;
     assert_eq!(stranger.share_query(&private, "shop.test").await, 404);

@@ -149,6 +149,21 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["goal", "add", "stats.test", "--event", "pageview"][..], "not `pageview`"),
         (&["goal", "add", "stats.test"][..], "--page"),
         (&["goal", "remove", "stats.test", "99"][..], "goal 99"),
+        (&["goal", "add", "stats.test", "--event", "Buy", "--currency", "euro"][..], "not a currency code"),
+        (
+            &["goal", "add", "stats.test", "--page", "/x", "--currency", "EUR"][..],
+            "only custom-event goals carry revenue",
+        ),
+        (&["invite", "stats.test", "--role", "root"][..], "is not a role"),
+        (&["invite", "nope.test"][..], "site `nope.test` not found"),
+        (&["block", "add", "stats.test", "port", "80"][..], "is not a rule kind"),
+        (&["block", "add", "stats.test", "ip", "10.0.0.0/33"][..], "is not an IP address or CIDR range"),
+        (&["block", "add", "stats.test", "country", "Germany"][..], "two-letter country code"),
+        (&["block", "remove", "stats.test", "5"][..], "rule 5"),
+        // Serving options are checked before anything starts.
+        (&["serve", "--ip-rate-limit", "0"][..], "--ip-rate-limit"),
+        (&["serve", "--max-connections", "0"][..], "--max-connections"),
+        (&["serve", "--public-url", "ftp://stats.example.com"][..], "is not an http(s) address"),
     ] {
         let out = std::process::Command::new(BIN).arg("--data-dir").arg(&dir).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
