@@ -10,13 +10,20 @@ use std::time::Instant;
 pub struct RateLimiter<K> {
     pub capacity: u32,
     per_sec: f64,
-    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+    buckets: Mutex<Buckets<K>>,
 }
+
+/// Tokens left and when they were counted, per key; and when full buckets were last dropped.
+type Buckets<K> = (HashMap<K, (f64, Instant)>, Instant);
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(capacity: u32, period_secs: u64) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, per_sec: capacity as f64 / period_secs.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            capacity,
+            per_sec: capacity as f64 / period_secs.max(1) as f64,
+            buckets: Mutex::new((HashMap::new(), Instant::now())),
+        }
     }
 
     pub fn per_minute(n: u32) -> Self {
@@ -40,11 +47,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     fn with_bucket(&self, key: &K, take: f64) -> Result<(), u64> {
         let capacity = self.capacity as f64;
-        let mut buckets = self.buckets.lock().unwrap();
-        // Full buckets carry no information: drop them now and then so the map stays small.
-        if buckets.len() > 10_000 {
+        let mut guard = self.buckets.lock().unwrap();
+        let (buckets, pruned_at) = &mut *guard;
+        // Full buckets carry no information: drop them now and then so the map stays small. At
+        // most once a second, so a flood from many addresses does not make every call walk it.
+        if buckets.len() > 10_000 && pruned_at.elapsed().as_secs() >= 1 {
             let per_sec = self.per_sec;
             buckets.retain(|_, (t, at)| *t + at.elapsed().as_secs_f64() * per_sec < capacity);
+            *pruned_at = Instant::now();
         }
         let (tokens, at) = buckets.entry(key.clone()).or_insert((capacity, Instant::now()));
         *tokens = (*tokens + at.elapsed().as_secs_f64() * self.per_sec).min(capacity);
