@@ -10,30 +10,37 @@ const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Default)]
 pub struct Tally {
-    counts: Mutex<HashMap<(u32, i64, String), u64>>,
+    /// Counted on the hot path: reasons are static names, so adding allocates nothing.
+    counts: Mutex<HashMap<(u32, i64, &'static str), u64>>,
+    /// Counts a flush could not write, merged into the next one.
+    unsent: Mutex<Vec<SecurityCount>>,
 }
 
 impl Tally {
-    pub fn add(&self, site_id: u32, reason: &str, now_ms: i64) {
+    pub fn add(&self, site_id: u32, reason: &'static str, now_ms: i64) {
         let hour = now_ms.div_euclid(HOUR_MS);
-        *self.counts.lock().unwrap().entry((site_id, hour, reason.to_owned())).or_default() += 1;
+        *self.counts.lock().unwrap().entry((site_id, hour, reason)).or_default() += 1;
     }
 
-    /// Everything counted since the last call.
+    /// Everything counted since the last call, with what could not be written before.
     pub fn take(&self) -> Vec<SecurityCount> {
-        let counts = std::mem::take(&mut *self.counts.lock().unwrap());
-        counts
+        let fresh = std::mem::take(&mut *self.counts.lock().unwrap());
+        let mut merged: HashMap<(u32, i64, String), u64> = HashMap::new();
+        for c in std::mem::take(&mut *self.unsent.lock().unwrap()) {
+            *merged.entry((c.site_id, c.hour, c.reason)).or_default() += c.count;
+        }
+        for ((site_id, hour, reason), n) in fresh {
+            *merged.entry((site_id, hour, reason.to_owned())).or_default() += n;
+        }
+        merged
             .into_iter()
             .map(|((site_id, hour, reason), count)| SecurityCount { site_id, hour, reason, count })
             .collect()
     }
 
-    /// Puts back counts that could not be written, so none is lost.
+    /// Keeps counts that could not be written for the next flush, so none is lost.
     pub fn restore(&self, counts: Vec<SecurityCount>) {
-        let mut map = self.counts.lock().unwrap();
-        for c in counts {
-            *map.entry((c.site_id, c.hour, c.reason)).or_default() += c.count;
-        }
+        self.unsent.lock().unwrap().extend(counts);
     }
 }
 
