@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use plumb_collector::{Collector, CollectorConfig};
+use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, SqliteMeta};
 use plumb_queue::{AppendFuture, Producer};
 use std::net::SocketAddr;
@@ -38,8 +39,9 @@ pub static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         per_address: 1_000_000,
         per_site: 1_000_000,
         global: 1_000_000,
+        per_visitor: 1_000_000,
         geoip_db: None,
-        keep_query_params: vec!["q".into()],
+        pages: PageRules { keep_query_params: vec!["q".into()], keep_www: false },
     };
     let collector = Collector::new(Arc::new(meta), Arc::new(Discard), config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -13,6 +13,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut req = Request::post("/api/event")
         .header("user-agent", common::BROWSER)
+        .header("accept-language", "en-GB,en;q=0.8")
         .body(Body::from(
             r#"{"n":"pageview","u":"https://shop.test/a?utm_source=x","d":"shop.test","r":"https://t.co/"}"#,
         ))

@@ -69,6 +69,8 @@ fn main() {
             // Every connection comes from loopback: one address, so its limit is lifted.
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ip-rate-limit", "10000000"])
             .args(["--global-rate-limit", "10000000", "--site-rate-limit", "10000000"])
+            // Each connection is one visitor sending as fast as it can: no person is that fast.
+            .args(["--visitor-rate-limit", "100000000"])
             .env("PLUMB_LOG", "warn")
             .spawn()
             .unwrap(),
@@ -193,7 +195,7 @@ fn request(n: u64, conn: usize) -> Vec<u8> {
         n % 200
     );
     format!(
-        "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Bench/{conn}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Bench/{conn}\r\nAccept-Language: en-GB,en;q=0.9\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

@@ -1,14 +1,15 @@
 //! Plausible's event body (short and long field names) → validated, signed queue entries.
 
 use crate::firewall::Hit;
-use crate::useragent::{Bot, device_with_width};
+use crate::useragent::device_with_width;
 use crate::{ApiError, Collector};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::DateTime;
+use plumb_core::security::Reason;
 use plumb_core::signature::visitor_signature;
 use plumb_core::source::classify;
 use plumb_core::time::local_day_hour;
-use plumb_core::url::{MAX_PATH, MAX_VALUE, parse_page_url_keeping, parse_referrer, truncate};
+use plumb_core::url::{MAX_PATH, MAX_VALUE, normalize_hostname, parse_page_url_with, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use plumb_meta::{ApiKey, Scope, validate_domain};
 use serde::Deserialize;
@@ -29,6 +30,9 @@ pub struct Context {
     /// The API key presented, if any: with `events:write` the sender may set `timestamp`, `ip`
     /// and `user_agent`.
     key: Option<ApiKey>,
+    /// Whether the request carries a header every browser sends with the tracker's requests
+    /// (`Accept-Language`, or the `Sec-Fetch-*` ones of modern browsers).
+    browser_headers: bool,
     now_ms: i64,
 }
 
@@ -46,10 +50,12 @@ impl Context {
             }
         };
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let browser_headers = headers.contains_key(header::ACCEPT_LANGUAGE) || headers.contains_key("sec-fetch-mode");
         Ok(Self {
             ip,
             user_agent: truncate(user_agent, MAX_USER_AGENT),
             key,
+            browser_headers,
             now_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
@@ -164,8 +170,9 @@ impl EventBody {
             Some(Value::Number(n)) => n.as_i64() == Some(1),
             Some(other) => return Err(ApiError::bad_request(format!("`hash_mode` must be 0 or 1, got {other}"))),
         };
-        let page =
-            parse_page_url_keeping(&url, hash_mode, &c.config.keep_query_params).map_err(ApiError::bad_request)?;
+        let page = parse_page_url_with(&url, hash_mode, &c.config.pages).map_err(ApiError::bad_request)?;
+        // Sites are named without `www.`, even where page hostnames keep it.
+        let site_host = normalize_hostname(&page.hostname);
         let props = parse_props(self.props)?;
         let revenue = self.revenue.filter(|v| !v.is_null()).map(parse_revenue).transpose()?;
         let (engaged_ms, scroll_depth) = if kind == EventKind::Engagement {
@@ -196,12 +203,15 @@ impl EventBody {
                 .map_err(|_| ApiError::bad_request(format!("`ip` `{ip}` is not an IP address")))?,
             None => ctx.ip,
         };
+        // A sender with a key is a server speaking for its visitors: the request's own headers and
+        // pace say nothing about them.
+        let trusted = ctx.key.is_some();
         let user_agent = self.user_agent.map(|u| truncate(&u, MAX_USER_AGENT));
         let user_agent = user_agent.as_deref().unwrap_or(&ctx.user_agent);
 
         let domains = match domain_list(self.domain.as_deref()) {
             Some(list) => list,
-            None if !page.hostname.is_empty() => vec![page.hostname.clone()],
+            None if !site_host.is_empty() => vec![site_host.clone()],
             None => return Err(ApiError::bad_request("`domain` is required when `url` has no host")),
         };
         if domains.len() > MAX_DOMAINS {
@@ -248,11 +258,27 @@ impl EventBody {
             c.admit_site(site.id, ctx.now_ms)?;
         }
         let agent = c.agents.parse(user_agent);
-        let bot = if self.webdriver == Some(true) { Some(Bot::Automation) } else { agent.bot };
-        if let Some(bot) = bot {
-            // Answered like any hit, so bots learn nothing; counted, never stored.
+        let referrer = self.referrer.as_deref().and_then(parse_referrer);
+        // A referrer from the site itself is navigation, not a source.
+        let referrer = referrer.filter(|(_, host)| *host != site_host && !domains.contains(host));
+        let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
+        let turned_away = if self.webdriver == Some(true) {
+            Some(Reason::Automation)
+        } else if agent.bot.is_some() {
+            agent.bot
+        } else if !trusted && !ctx.browser_headers && claims_browser(user_agent) {
+            Some(Reason::Scripted)
+        } else if referrer.as_ref().is_some_and(|(_, host)| c.spam.is_spam(host))
+            || (!tag.is_empty() && c.spam.is_spam(&tag.to_ascii_lowercase()))
+        {
+            Some(Reason::Spam)
+        } else {
+            None
+        };
+        if let Some(reason) = turned_away {
+            // Answered like any hit, so bots and spammers learn nothing; counted, never stored.
             for site in &sites {
-                c.tally.add(site.id, bot.name(), ctx.now_ms);
+                c.tally.add(site.id, reason, ctx.now_ms);
             }
             return Ok(vec![]);
         }
@@ -261,14 +287,10 @@ impl EventBody {
         let hit = Hit { ip, country: &place.country, hostname: &page.hostname, pathname: &page.pathname };
         for site in &sites {
             if let Some(rule) = c.firewall.rules(c.meta.as_ref(), site.id).map_err(internal)?.blocks(&hit) {
-                c.tally.add(site.id, "blocked", ctx.now_ms);
+                c.tally.add(site.id, Reason::Blocked, ctx.now_ms);
                 return Err(ApiError::new(StatusCode::FORBIDDEN, format!("blocked by a firewall rule ({rule})")));
             }
         }
-        let referrer = self.referrer.as_deref().and_then(parse_referrer);
-        // A referrer from the site itself is navigation, not a source.
-        let referrer = referrer.filter(|(_, host)| *host != page.hostname && !domains.contains(host));
-        let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
         let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium, &page.click_id);
         let visit = VisitInfo {
             source: source.source,
@@ -289,17 +311,23 @@ impl EventBody {
             city: place.city,
         };
         let interactive = self.interactive.unwrap_or(true);
-        sites
-            .into_iter()
-            .map(|site| {
-                let (day, hour) = local_day_hour(site.timezone, ts_ms);
-                let salt = c.salts.get(c.meta.as_ref(), day, ctx.now_ms).map_err(internal)?;
-                Ok(QueuedEvent {
+        let mut entries = Vec::with_capacity(sites.len());
+        for site in sites {
+            let (day, hour) = local_day_hour(site.timezone, ts_ms);
+            let salt = c.salts.get(c.meta.as_ref(), day, ctx.now_ms).map_err(internal)?;
+            let signature = visitor_signature(&salt, site.id, day, ip, user_agent);
+            // Faster than a person can browse: a script, however browser-like it looks.
+            if !trusted && c.limits.visitor.take(&(site.id, signature)).is_err() {
+                c.tally.add(site.id, Reason::TooFast, ctx.now_ms);
+                continue;
+            }
+            entries.push(
+                QueuedEvent {
                     site_id: site.id,
                     ts_ms,
                     day,
                     hour,
-                    signature: visitor_signature(&salt, site.id, day, ip, user_agent),
+                    signature,
                     kind,
                     name: if kind == EventKind::Custom { name.clone() } else { String::new() },
                     hostname: page.hostname.clone(),
@@ -311,10 +339,16 @@ impl EventBody {
                     engaged_ms,
                     scroll_depth,
                 }
-                .encode())
-            })
-            .collect()
+                .encode(),
+            );
+        }
+        Ok(entries)
     }
+}
+
+/// Every browser's User-Agent starts so (Opera's old Presto ones with `Opera/`).
+fn claims_browser(user_agent: &str) -> bool {
+    user_agent.starts_with("Mozilla/") || user_agent.starts_with("Opera/")
 }
 
 /// Props: an object (or a JSON string holding one) of at most 30 scalar values. Lists, maps and

@@ -35,9 +35,10 @@ impl Geo {
         Ok(Geo { db: Some(reader), dbip })
     }
 
-    /// The notice the database's licence asks to show, if any (DB-IP Lite: CC BY 4.0).
-    pub fn attribution(&self) -> Option<&'static str> {
-        self.dbip.then_some("IP Geolocation by DB-IP")
+    /// The notice the database's licence asks to show, and the address it links to, if any
+    /// (DB-IP Lite, CC BY 4.0: a link back to DB-IP).
+    pub fn attribution(&self) -> Option<(&'static str, &'static str)> {
+        self.dbip.then_some(("IP Geolocation by DB-IP", "https://db-ip.com/"))
     }
 
     pub fn locate(&self, ip: IpAddr) -> Place {

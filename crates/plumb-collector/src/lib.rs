@@ -8,6 +8,7 @@ mod client_ip;
 mod error;
 mod firewall;
 pub mod geo;
+pub mod spam;
 mod tally;
 mod tracker;
 pub mod useragent;
@@ -25,6 +26,8 @@ use body::{Context, EventBody};
 use cache::{SaltCache, SiteCache};
 use ipnet::IpNet;
 use plumb_core::limit::RateLimiter;
+use plumb_core::security::Reason;
+use plumb_core::url::PageRules;
 use plumb_meta::MetaStore;
 use plumb_queue::{Producer, QueueError};
 use serde_json::json;
@@ -46,17 +49,23 @@ pub struct CollectorConfig {
     pub per_address: u32,
     pub per_site: u32,
     pub global: u32,
+    /// Events per minute one visitor may send (burst: a minute's worth); faster is not a person.
+    /// API-key senders are exempt.
+    pub per_visitor: u32,
     /// An MMDB file (DB-IP Lite or MaxMind) for regions and cities; countries need none.
     pub geoip_db: Option<std::path::PathBuf>,
-    /// Query parameters kept in page paths (all others are dropped).
-    pub keep_query_params: Vec<String>,
+    /// What page URLs keep (query parameters, `www.`).
+    pub pages: PageRules,
 }
 
-/// Token buckets that turn floods away with `429` before any parsing or storage work.
+/// Token buckets that turn floods away with `429` before any parsing or storage work, and the
+/// per-visitor one that tells people from scripts.
 struct Limits {
     address: RateLimiter<IpAddr>,
     site: RateLimiter<u32>,
     global: RateLimiter<()>,
+    /// By site and visitor signature.
+    visitor: RateLimiter<(u32, u64)>,
 }
 
 impl Limits {
@@ -65,6 +74,7 @@ impl Limits {
             address: RateLimiter::new(c.per_address.saturating_mul(5), 5),
             site: RateLimiter::new(c.per_site.saturating_mul(2), 2),
             global: RateLimiter::new(c.global, 1),
+            visitor: RateLimiter::per_minute(c.per_visitor),
         }
     }
 }
@@ -80,6 +90,7 @@ pub struct Collector {
     limits: Limits,
     geo: geo::Geo,
     firewall: firewall::Firewall,
+    spam: spam::SpamList,
 }
 
 impl Collector {
@@ -93,12 +104,12 @@ impl Collector {
         let (sites, salts, tally) = (SiteCache::default(), SaltCache::default(), tally::Tally::default());
         let limits = Limits::new(&config);
         let geo = geo::Geo::open(config.geoip_db.as_deref())?;
-        let firewall = firewall::Firewall::default();
-        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, meta, queue, config }))
+        let (firewall, spam) = (firewall::Firewall::default(), spam::SpamList::new());
+        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, spam, meta, queue, config }))
     }
 
-    /// The notice the geolocation database's licence asks the dashboard to show.
-    pub fn geo_attribution(&self) -> Option<&'static str> {
+    /// The notice the geolocation database's licence asks the dashboard to show, and its link.
+    pub fn geo_attribution(&self) -> Option<(&'static str, &'static str)> {
         self.geo.attribution()
     }
 
@@ -141,15 +152,29 @@ impl Collector {
     /// The first admission, from the request head alone; returns the client's address.
     fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, ApiError> {
         let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
-        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)?;
+        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)
+            .map_err(|e| self.refused_unread(headers, Reason::RateLimited, e))?;
         Ok(ip)
     }
 
-    /// Counts a refused event as `invalid` for the registered sites it names.
-    fn count_invalid(&self, domains: &[String], now_ms: i64) {
+    /// Counts a request refused before its events could be read (over a limit before the body
+    /// was read, or a body that is not events) for the site its page is on, as far as the request
+    /// head tells: the `Origin` browsers send with the tracker's requests, else the `Referer`.
+    /// Both can be forged, which can only make a site's counters read higher.
+    fn refused_unread(&self, headers: &HeaderMap, reason: Reason, e: ApiError) -> ApiError {
+        let page = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
+        let host = page.and_then(|v| v.to_str().ok()).and_then(|v| url::Url::parse(v).ok());
+        if let Some(host) = host.as_ref().and_then(|u| u.host_str()) {
+            self.count(&[plumb_core::url::normalize_hostname(host)], reason, chrono::Utc::now().timestamp_millis());
+        }
+        e
+    }
+
+    /// Counts a hit under `reason` for the registered sites among `domains`.
+    fn count(&self, domains: &[String], reason: Reason, now_ms: i64) {
         for d in domains.iter().take(body::MAX_DOMAINS) {
             if let Ok(Some(site)) = self.sites.get(self.meta.as_ref(), d) {
-                self.tally.add(site.id, "invalid", now_ms);
+                self.tally.add(site.id, reason, now_ms);
             }
         }
     }
@@ -159,7 +184,7 @@ impl Collector {
         let domains = event.claimed_domains();
         event.into_queued(self, ctx).inspect_err(|e| {
             if e.status == StatusCode::BAD_REQUEST {
-                self.count_invalid(&domains, ctx.now_ms());
+                self.count(&domains, Reason::Invalid, ctx.now_ms());
             }
         })
     }
@@ -167,7 +192,7 @@ impl Collector {
     /// One event for a site, or `429` (counted as `rate_limited` for the site).
     fn admit_site(&self, site_id: u32, now_ms: i64) -> Result<(), ApiError> {
         self.limits.site.take(&site_id).map_err(|wait| {
-            self.tally.add(site_id, "rate_limited", now_ms);
+            self.tally.add(site_id, Reason::RateLimited, now_ms);
             ApiError::too_many("this site is over its event rate limit", wait)
         })
     }
@@ -217,13 +242,21 @@ async fn preflight() -> Response {
 /// A body must arrive within this long: slow senders do not get to hold a connection.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+/// Reads a body of at most `limit` bytes; a refusal (too slow, too large) is counted as
+/// `invalid` for the request's site.
+async fn read_body(
+    c: &Collector,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
             ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {BODY_TIMEOUT:?}"))
         })?
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes")))
+        .map_err(|e| c.refused_unread(headers, Reason::Invalid, e))
 }
 
 async fn event(
@@ -234,10 +267,12 @@ async fn event(
 ) -> Response {
     let result = async {
         let ip = c.admit_head(peer, &headers)?;
-        let bytes = read_body(body, MAX_EVENT_BYTES).await?;
+        let bytes = read_body(&c, &headers, body, MAX_EVENT_BYTES).await?;
         let ctx = Context::from_request(&c, ip, &headers)?;
-        let parsed: EventBody = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("request body is not a valid event: {e}")))?;
+        let parsed: EventBody = serde_json::from_slice(&bytes).map_err(|e| {
+            let e = ApiError::bad_request(format!("request body is not a valid event: {e}"));
+            c.refused_unread(&headers, Reason::Invalid, e)
+        })?;
         let payloads = c.queue_entries(parsed, &ctx)?;
         c.enqueue(payloads).await
     }
@@ -257,18 +292,22 @@ async fn batch(
     let result = async {
         // One token at the door, the rest once the batch's size is known.
         let ip = c.admit_head(peer, &headers)?;
-        let bytes = read_body(body, MAX_BATCH_BYTES).await?;
+        let bytes = read_body(&c, &headers, body, MAX_BATCH_BYTES).await?;
         let ctx = Context::from_request(&c, ip, &headers)?;
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("request body must be a JSON array of events: {e}")))?;
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            let e = ApiError::bad_request(format!("request body must be a JSON array of events: {e}"));
+            c.refused_unread(&headers, Reason::Invalid, e)
+        })?;
         if items.len() > MAX_BATCH_EVENTS {
-            return Err(ApiError::new(
+            let e = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a batch holds at most {MAX_BATCH_EVENTS} events, got {}", items.len()),
-            ));
+            );
+            return Err(c.refused_unread(&headers, Reason::Invalid, e));
         }
         if items.len() > 1 {
-            c.admit(ctx.ip(), ctx.has_key(), items.len() as u32 - 1)?;
+            c.admit(ctx.ip(), ctx.has_key(), items.len() as u32 - 1)
+                .map_err(|e| c.refused_unread(&headers, Reason::RateLimited, e))?;
         }
         let mut payloads = Vec::with_capacity(items.len());
         let mut accepted = 0usize;
@@ -318,13 +357,13 @@ async fn pixel(
     let result = async {
         let ip = c.admit_head(peer, &headers)?;
         let ctx = Context::from_request(&c, ip, &headers)?;
-        let Query(q) = params.map_err(|e| ApiError::bad_request(format!("invalid pixel query: {e}")))?;
+        let invalid = |message: String| c.refused_unread(&headers, Reason::Invalid, ApiError::bad_request(message));
+        let Query(q) = params.map_err(|e| invalid(format!("invalid pixel query: {e}")))?;
         let host =
-            q.h.filter(|h| !h.is_empty())
-                .ok_or_else(|| ApiError::bad_request("`h` (page scheme and host) is required"))?;
+            q.h.filter(|h| !h.is_empty()).ok_or_else(|| invalid("`h` (page scheme and host) is required".into()))?;
         let path = q.p.unwrap_or_else(|| "/".into());
         if !path.starts_with('/') {
-            return Err(ApiError::bad_request(format!("`p` must be a path starting with `/`, got `{path}`")));
+            return Err(invalid(format!("`p` must be a path starting with `/`, got `{path}`")));
         }
         // Fathom Lite's `sid` is its own site code; a registered domain is accepted there, and
         // otherwise the site is found from the page's host.

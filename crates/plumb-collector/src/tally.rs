@@ -1,7 +1,8 @@
-//! Security counters: hits turned away, per site, hour and reason (a bot's kind, and later rate
-//! limits and rules). Counted in memory on the hot path and written to metadata every few
-//! seconds; no address or User-Agent is kept, only the counts.
+//! Security counters: hits turned away, per site, hour and [`Reason`]. Counted in memory on the
+//! hot path and written to metadata every few seconds; no address or User-Agent is kept, only
+//! the counts.
 
+use plumb_core::security::Reason;
 use plumb_meta::SecurityCount;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,14 +11,14 @@ const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Default)]
 pub struct Tally {
-    /// Counted on the hot path: reasons are static names, so adding allocates nothing.
-    counts: Mutex<HashMap<(u32, i64, &'static str), u64>>,
+    /// Counted on the hot path: adding allocates nothing.
+    counts: Mutex<HashMap<(u32, i64, Reason), u64>>,
     /// Counts a flush could not write, merged into the next one.
     unsent: Mutex<Vec<SecurityCount>>,
 }
 
 impl Tally {
-    pub fn add(&self, site_id: u32, reason: &'static str, now_ms: i64) {
+    pub fn add(&self, site_id: u32, reason: Reason, now_ms: i64) {
         let hour = now_ms.div_euclid(HOUR_MS);
         *self.counts.lock().unwrap().entry((site_id, hour, reason)).or_default() += 1;
     }
@@ -30,7 +31,7 @@ impl Tally {
             *merged.entry((c.site_id, c.hour, c.reason)).or_default() += c.count;
         }
         for ((site_id, hour, reason), n) in fresh {
-            *merged.entry((site_id, hour, reason.to_owned())).or_default() += n;
+            *merged.entry((site_id, hour, reason.name().to_owned())).or_default() += n;
         }
         merged
             .into_iter()
@@ -52,19 +53,19 @@ mod tests {
     fn counts_group_by_site_hour_and_reason() {
         let t = Tally::default();
         let h = 500 * HOUR_MS;
-        t.add(1, "crawler", h + 1);
-        t.add(1, "crawler", h + 2);
-        t.add(1, "crawler", h + HOUR_MS);
-        t.add(2, "headless", h);
+        t.add(1, Reason::Crawler, h + 1);
+        t.add(1, Reason::Crawler, h + 2);
+        t.add(1, Reason::Crawler, h + HOUR_MS);
+        t.add(2, Reason::Headless, h);
         let mut got = t.take();
         got.sort_by_key(|c| (c.site_id, c.hour));
         let got: Vec<_> = got.iter().map(|c| (c.site_id, c.hour, c.reason.as_str(), c.count)).collect();
         assert_eq!(got, [(1, 500, "crawler", 2), (1, 501, "crawler", 1), (2, 500, "headless", 1)]);
         assert!(t.take().is_empty());
-        t.add(1, "crawler", h);
+        t.add(1, Reason::Crawler, h);
         let first = t.take();
         t.restore(first.clone());
-        t.add(1, "crawler", h);
+        t.add(1, Reason::Crawler, h);
         assert_eq!(t.take()[0].count, 2, "restored counts add up with new ones");
     }
 }

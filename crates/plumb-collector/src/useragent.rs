@@ -3,6 +3,7 @@
 //! a cache in front: a few hundred distinct strings make up most traffic, and a full parse costs
 //! microseconds.
 
+use plumb_core::security::Reason;
 use regex::RegexSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,30 +13,6 @@ use ua_parser::{Extractor, Regexes};
 const REGEXES: &str = include_str!("../data/uap-regexes.json");
 /// The crawler-user-agents project's patterns (MIT; see `data/NOTICE`).
 const CRAWLER_PATTERNS: &str = include_str!("../data/crawler-patterns.json");
-
-/// Why a hit is taken for a bot's. The names are what security counters show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Bot {
-    /// No User-Agent at all: every browser sends one.
-    NoUserAgent,
-    /// A known crawler, by the pattern list or uap-core's `Spider` device family.
-    Crawler,
-    /// A headless browser that says so (`HeadlessChrome`, PhantomJS…).
-    Headless,
-    /// The tracker reported `navigator.webdriver`: a browser driven by automation.
-    Automation,
-}
-
-impl Bot {
-    pub fn name(self) -> &'static str {
-        match self {
-            Bot::NoUserAgent => "no_user_agent",
-            Bot::Crawler => "crawler",
-            Bot::Headless => "headless",
-            Bot::Automation => "automation",
-        }
-    }
-}
 
 /// Distinct strings kept; the cache starts over when full, which is cheap and bounds memory.
 const CACHE_SIZE: usize = 20_000;
@@ -50,7 +27,8 @@ pub struct Agent {
     pub os_version: String,
     /// `Desktop`, `Mobile` or `Tablet`.
     pub device: String,
-    pub bot: Option<Bot>,
+    /// Why the User-Agent alone says this is a bot: `NoUserAgent`, `Crawler` or `Headless`.
+    pub bot: Option<Reason>,
 }
 
 pub struct UserAgents {
@@ -84,7 +62,7 @@ impl UserAgents {
 
     pub fn parse_uncached(&self, ua: &str) -> Agent {
         if ua.trim().is_empty() {
-            return Agent { bot: Some(Bot::NoUserAgent), ..Agent::default() };
+            return Agent { bot: Some(Reason::NoUserAgent), ..Agent::default() };
         }
         let (browser, os, device) = self.extractor.extract(ua);
         let version = |major: Option<&str>, minor: Option<&str>| match (major, minor) {
@@ -104,9 +82,9 @@ impl UserAgents {
         let device_family = device.map(|d| d.device.into_owned()).unwrap_or_default();
         let device = device_type(ua, &os, &device_family).to_owned();
         let bot = if ["HeadlessChrome", "PhantomJS", "SlimerJS", "Headless"].iter().any(|h| ua.contains(h)) {
-            Some(Bot::Headless)
+            Some(Reason::Headless)
         } else if device_family == "Spider" || self.crawlers.is_match(ua) {
-            Some(Bot::Crawler)
+            Some(Reason::Crawler)
         } else {
             None
         };
@@ -197,14 +175,17 @@ mod tests {
             assert_eq!(a.bot, None, "{ua}");
         }
         let bot = |ua: &str| u.parse(ua).bot;
-        assert_eq!(bot(""), Some(Bot::NoUserAgent));
-        assert_eq!(bot("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"), Some(Bot::Crawler));
-        assert_eq!(bot("curl/8.5.0"), Some(Bot::Crawler));
+        assert_eq!(bot(""), Some(Reason::NoUserAgent));
+        assert_eq!(
+            bot("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
+            Some(Reason::Crawler)
+        );
+        assert_eq!(bot("curl/8.5.0"), Some(Reason::Crawler));
         assert_eq!(
             bot(
                 "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36"
             ),
-            Some(Bot::Headless)
+            Some(Reason::Headless)
         );
     }
 

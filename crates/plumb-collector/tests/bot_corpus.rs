@@ -1,14 +1,27 @@
 //! Bot detection against public corpora (vendored in `tests/data`, see `data/NOTICE`): crawlers
 //! from the crawler-user-agents project and uap-core's `Spider` test cases must be caught; real
-//! browser User-Agents (top-user-agents, uap-core's Firefox and browser test strings) must not.
-//! Prints the rates.
+//! browser User-Agents must not be — 10,000 samples of real browser traffic (the user-agents
+//! package, counted as traffic: one sample, one hit) besides top-user-agents and uap-core's
+//! Firefox and browser test strings. Prints the rates, and how often the device type agrees with
+//! the traffic samples' own device category.
 
 use plumb_collector::useragent::UserAgents;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 
+fn data(file: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
 fn corpus(file: &str) -> BTreeMap<String, Vec<String>> {
-    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    serde_json::from_str(&data(file)).unwrap()
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    ua: String,
+    device: String,
+    samples: usize,
 }
 
 #[test]
@@ -21,20 +34,42 @@ fn crawlers_are_caught_and_browsers_are_not() {
         caught += hit;
         crawlers += uas.len();
     }
-    let (mut flagged, mut browsers) = (Vec::new(), 0);
+    // Hits: each listed string is one, each traffic sample is one.
+    let (mut flagged, mut examples, mut browsers) = (0, Vec::new(), 0);
     for (name, uas) in corpus("browsers.json") {
         let total = uas.len();
         let wrong: Vec<String> = uas.into_iter().filter(|ua| u.parse_uncached(ua).bot.is_some()).collect();
         println!("{name}: {}/{total} flagged", wrong.len());
-        flagged.extend(wrong);
+        flagged += wrong.len();
+        examples.extend(wrong);
         browsers += total;
     }
-    let caught_pct = caught as f64 * 100.0 / crawlers as f64;
-    let flagged_pct = flagged.len() as f64 * 100.0 / browsers as f64;
+    let traffic: Vec<Sample> = serde_json::from_str(&data("browser-traffic.json")).unwrap();
+    let (mut hits, mut flagged_hits, mut same_device) = (0, 0, 0);
+    for s in &traffic {
+        let agent = u.parse_uncached(&s.ua);
+        hits += s.samples;
+        if agent.bot.is_some() {
+            flagged_hits += s.samples;
+            examples.push(s.ua.clone());
+        }
+        if agent.device.eq_ignore_ascii_case(&s.device) {
+            same_device += s.samples;
+        }
+    }
     println!(
-        "crawlers caught {caught}/{crawlers} = {caught_pct:.2}%; browsers flagged {}/{browsers} = {flagged_pct:.3}%",
-        flagged.len()
+        "browser traffic (user-agents): {flagged_hits}/{hits} hits flagged, {} distinct User-Agents; device type agrees on {same_device}/{hits} = {:.2}%",
+        traffic.len(),
+        same_device as f64 * 100.0 / hits as f64
+    );
+    flagged += flagged_hits;
+    browsers += hits;
+    let caught_pct = caught as f64 * 100.0 / crawlers as f64;
+    let flagged_pct = flagged as f64 * 100.0 / browsers as f64;
+    println!(
+        "crawlers caught {caught}/{crawlers} = {caught_pct:.2}%; browser hits flagged {flagged}/{browsers} = {flagged_pct:.3}%"
     );
     assert!(caught_pct >= 95.0, "only {caught_pct:.2}% of crawlers caught");
-    assert!(flagged_pct <= 0.01, "real browsers flagged as bots: {flagged:?}");
+    assert!(flagged_pct <= 0.01, "real browsers flagged as bots: {examples:?}");
+    assert!(same_device * 100 >= hits * 95, "device type agrees on only {same_device}/{hits} hits");
 }

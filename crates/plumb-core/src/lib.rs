@@ -5,6 +5,7 @@ pub mod event;
 pub mod limit;
 pub mod live;
 pub mod row;
+pub mod security;
 pub mod signature;
 pub mod source;
 pub mod time;

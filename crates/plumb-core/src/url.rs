@@ -1,7 +1,8 @@
 //! Page URLs and referrers reduced to what is stored: hostname, path, UTM values and a source.
-//! Limits: hostname ≤ 253 bytes, path ≤ 2000 bytes, UTM values ≤ 300 bytes (longer ones are cut
-//! at a character boundary). The query string and fragment are dropped (hash mode keeps the
-//! fragment as part of the path).
+//! Hostnames are lower-cased, without a trailing dot and (unless configured) without `www.`;
+//! paths lose a trailing slash and are percent-decoded. Limits: path ≤ 2000 bytes, UTM values ≤
+//! 300 bytes (longer ones are cut at a character boundary). The query string and fragment are
+//! dropped, except configured query parameters (and, in hash mode, a route-like fragment).
 
 use url::Url;
 
@@ -35,24 +36,45 @@ pub fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// A hostname in lower case without a trailing dot, and without `www.`: how sites and
+/// referrers are named.
 pub fn normalize_hostname(host: &str) -> String {
+    clean_hostname(host, false)
+}
+
+fn clean_hostname(host: &str, keep_www: bool) -> String {
     let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    h.strip_prefix("www.").map(str::to_owned).unwrap_or(h)
+    match h.strip_prefix("www.") {
+        Some(bare) if !keep_www => bare.to_owned(),
+        _ => h,
+    }
+}
+
+/// What page URLs keep beyond their host and path: configuration, by default nothing.
+#[derive(Debug, Clone, Default)]
+pub struct PageRules {
+    /// Query parameters that stay in the path, in the URL's order (`/search?q=shoes`); every
+    /// other one is dropped.
+    pub keep_query_params: Vec<String>,
+    /// Keep a leading `www.` in page hostnames, for sites where `www.` and the bare domain are
+    /// different sites. Sites are still found by their domain without it.
+    pub keep_www: bool,
 }
 
 /// Parses a page URL. `hash_mode` keeps the fragment (single-page apps that route by `#`).
 pub fn parse_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, String> {
-    parse_page_url_keeping(raw, hash_mode, &[])
+    parse_page_url_with(raw, hash_mode, &PageRules::default())
 }
 
-/// As [`parse_page_url`], but the query parameters named in `keep` stay in the path (in the
-/// URL's order, e.g. `/search?q=shoes`); every other parameter is dropped, as always.
-pub fn parse_page_url_keeping(raw: &str, hash_mode: bool, keep: &[String]) -> Result<PageUrl, String> {
+/// As [`parse_page_url`], with what `rules` keep.
+pub fn parse_page_url_with(raw: &str, hash_mode: bool, rules: &PageRules) -> Result<PageUrl, String> {
     let url = Url::parse(raw).map_err(|e| format!("`url` is not a valid absolute URL ({e})"))?;
     if url.scheme() == "data" || url.scheme() == "javascript" {
         return Err(format!("`url` scheme `{}` is not allowed", url.scheme()));
     }
-    let mut page = PageUrl { hostname: normalize_hostname(url.host_str().unwrap_or("")), ..Default::default() };
+    let keep = &rules.keep_query_params;
+    let mut page =
+        PageUrl { hostname: clean_hostname(url.host_str().unwrap_or(""), rules.keep_www), ..Default::default() };
     let mut path = url.path().to_owned();
     if path.len() > 1 && path.ends_with('/') {
         path.pop();
@@ -156,13 +178,15 @@ mod tests {
         assert_eq!(parse_page_url("https://example.com", false).unwrap().pathname, "/");
         assert!(parse_page_url("not a url", false).is_err());
         assert!(parse_page_url("data:text/plain,hi", false).is_err());
-        let keep = ["q".to_owned(), "page".to_owned()];
-        let p =
-            parse_page_url_keeping("https://shop.test/search/?page=2&secret=x&q=red+shoes&utm_source=n", false, &keep);
+        let keep = PageRules { keep_query_params: vec!["q".to_owned(), "page".to_owned()], keep_www: false };
+        let p = parse_page_url_with("https://shop.test/search/?page=2&secret=x&q=red+shoes&utm_source=n", false, &keep);
         assert_eq!(p.unwrap().pathname, "/search?page=2&q=red+shoes", "kept in URL order, others dropped");
-        let p = parse_page_url_keeping("https://shop.test/app?q=1#/route", true, &keep).unwrap();
+        let p = parse_page_url_with("https://shop.test/app?q=1#/route", true, &keep).unwrap();
         assert_eq!(p.pathname, "/app?q=1#/route");
-        assert_eq!(parse_page_url_keeping("https://shop.test/a?x=1", false, &keep).unwrap().pathname, "/a");
+        assert_eq!(parse_page_url_with("https://shop.test/a?x=1", false, &keep).unwrap().pathname, "/a");
+        let www = PageRules { keep_www: true, ..PageRules::default() };
+        assert_eq!(parse_page_url_with("https://WWW.Shop.test./", false, &www).unwrap().hostname, "www.shop.test");
+        assert_eq!(parse_page_url("https://www.shop.test./", false).unwrap().hostname, "shop.test");
     }
 
     #[test]

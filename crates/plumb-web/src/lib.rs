@@ -35,14 +35,14 @@ pub struct Web {
     /// Where browsers reach this Plumb (`https://stats.example.com`), for snippets and invite
     /// links; without it, the request's `Host`.
     pub public_url: Option<String>,
-    /// The notice the geolocation database's licence asks dashboards to show.
-    pub geo_attribution: Option<&'static str>,
+    /// The notice the geolocation database's licence asks dashboards to show, and where it links.
+    pub geo_attribution: Option<(&'static str, &'static str)>,
 }
 
 pub struct WebConfig {
     pub key_rate_limit: u32,
     pub public_url: Option<String>,
-    pub geo_attribution: Option<&'static str>,
+    pub geo_attribution: Option<(&'static str, &'static str)>,
 }
 
 /// Failed sign-in attempts allowed per account (and, times four, per client address) every 15
@@ -238,7 +238,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         e(
             "get",
             "/api/v1/sites/{site_id}/security",
-            "Hits turned away (bots…) per hour and reason",
+            "Hits turned away per hour and reason (bots, spam, rate limits, firewall rules, invalid events)",
             StatsRead,
             &[("hours", false, "1 to 2160 [24]")],
             &[],

@@ -252,8 +252,8 @@ pub async fn delete_goal(
     Ok(Json(json!({"deleted": true})).into_response())
 }
 
-/// `GET /api/v1/sites/{site_id}/security?hours=24`: hits turned away (bots, and later rate limits
-/// and rules) per hour and reason, with totals. No addresses are kept, only counts.
+/// `GET /api/v1/sites/{site_id}/security?hours=24`: hits turned away per hour and reason (see
+/// `plumb_core::security::Reason`), with totals. No addresses are kept, only counts.
 pub async fn security(
     State(web): State<Arc<Web>>,
     caller: Caller,

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Events per second the collector accepts in all [default: 50000].
     #[arg(long, env = "PLUMB_GLOBAL_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     global_rate_limit: Option<u32>,
+    /// Events per minute one visitor may send (burst: a minute's worth); faster ones are counted
+    /// as `too_fast` and not stored [default: 60].
+    #[arg(long, env = "PLUMB_VISITOR_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    visitor_rate_limit: Option<u32>,
     /// An MMDB file (DB-IP Lite or MaxMind City/Country) for regions and cities; countries work
     /// without one.
     #[arg(long, env = "PLUMB_GEOIP_DB")]
@@ -39,6 +43,9 @@ pub struct ServeArgs {
     /// Query parameters kept in page paths, e.g. q,page (every other one is dropped) [default: none].
     #[arg(long, env = "PLUMB_KEEP_QUERY_PARAMS", value_delimiter = ',', value_parser = parse_param_name)]
     keep_query_params: Vec<String>,
+    /// Keep `www.` in page hostnames (for sites where www.example.com and example.com differ).
+    #[arg(long, env = "PLUMB_KEEP_WWW")]
+    keep_www: bool,
     /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
     #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
@@ -60,9 +67,11 @@ struct FileConfig {
     ip_rate_limit: Option<u32>,
     site_rate_limit: Option<u32>,
     global_rate_limit: Option<u32>,
+    visitor_rate_limit: Option<u32>,
     max_connections: Option<u32>,
     geoip_db: Option<PathBuf>,
     keep_query_params: Option<Vec<String>>,
+    keep_www: Option<bool>,
     public_url: Option<String>,
 }
 
@@ -76,9 +85,11 @@ pub struct Config {
     pub ip_rate_limit: u32,
     pub site_rate_limit: u32,
     pub global_rate_limit: u32,
+    pub visitor_rate_limit: u32,
     pub max_connections: usize,
     pub geoip_db: Option<PathBuf>,
     pub keep_query_params: Vec<String>,
+    pub keep_www: bool,
     pub public_url: Option<String>,
 }
 
@@ -153,6 +164,7 @@ impl Config {
             ip_rate_limit: file.ip_rate_limit.unwrap_or(20),
             site_rate_limit: file.site_rate_limit.unwrap_or(2_000),
             global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
+            visitor_rate_limit: file.visitor_rate_limit.unwrap_or(60),
             max_connections: file.max_connections.unwrap_or(10_000) as usize,
             geoip_db: file.geoip_db,
             keep_query_params: file
@@ -162,6 +174,7 @@ impl Config {
                 .map(|p| parse_param_name(p))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("config file: keep_query_params: {e}"))?,
+            keep_www: file.keep_www.unwrap_or(false),
             public_url: file
                 .public_url
                 .map(|u| parse_public_url(&u))
@@ -187,6 +200,7 @@ impl Config {
             (args.ip_rate_limit, &mut self.ip_rate_limit),
             (args.site_rate_limit, &mut self.site_rate_limit),
             (args.global_rate_limit, &mut self.global_rate_limit),
+            (args.visitor_rate_limit, &mut self.visitor_rate_limit),
         ] {
             if let Some(n) = arg {
                 *value = n;
@@ -195,6 +209,10 @@ impl Config {
         if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
             bail!("event rate limits must be at least 1 event per second");
         }
+        if self.visitor_rate_limit == 0 {
+            bail!("the visitor rate limit must be at least 1 event per minute");
+        }
+        self.keep_www |= args.keep_www;
         if !args.keep_query_params.is_empty() {
             self.keep_query_params = args.keep_query_params;
         }
@@ -278,9 +296,19 @@ mod tests {
             let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
             assert!(e.contains(msg), "{text}: {e}");
         }
-        std::fs::write(&path, "max_connections = 0\n").unwrap();
-        let e = Config::load(Some(&path)).unwrap().with_serve_args(ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("max connections must be at least 1"), "{e}");
+        for (text, msg) in [
+            ("max_connections = 0\n", "max connections must be at least 1"),
+            ("visitor_rate_limit = 0\n", "visitor rate limit must be at least 1"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load(Some(&path)).unwrap().with_serve_args(ServeArgs::default()).unwrap_err();
+            assert!(e.to_string().contains(msg), "{text}: {e}");
+        }
+        std::fs::write(&path, "keep_www = true\nvisitor_rate_limit = 30\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap().with_serve_args(ServeArgs::default()).unwrap();
+        assert!(c.keep_www && c.visitor_rate_limit == 30);
+        std::fs::write(&path, "keep_www = \"yes\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(Some(&path)).unwrap_err()).contains("keep_www"));
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ncolour = \"blue\"\n").unwrap();
         assert!(format!("{:#}", Config::load(Some(&path)).unwrap_err()).contains("colour"));
     }

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use plumb_collector::{Collector, CollectorConfig};
+use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig};
 use plumb_queue::SqliteSpool;
@@ -42,8 +43,9 @@ pub fn run(config: Config) -> Result<()> {
             per_address: config.ip_rate_limit,
             per_site: config.site_rate_limit,
             global: config.global_rate_limit,
+            per_visitor: config.visitor_rate_limit,
             geoip_db: config.geoip_db.clone(),
-            keep_query_params: config.keep_query_params.clone(),
+            pages: PageRules { keep_query_params: config.keep_query_params.clone(), keep_www: config.keep_www },
         },
     )
     .map_err(anyhow::Error::msg)?;

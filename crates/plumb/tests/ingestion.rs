@@ -162,6 +162,8 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["block", "remove", "stats.test", "5"][..], "rule 5"),
         // Serving options are checked before anything starts.
         (&["serve", "--ip-rate-limit", "0"][..], "--ip-rate-limit"),
+        (&["serve", "--visitor-rate-limit", "0"][..], "--visitor-rate-limit"),
+        (&["serve", "--keep-www", "yes"][..], "unexpected argument"),
         (&["serve", "--max-connections", "0"][..], "--max-connections"),
         (&["serve", "--public-url", "ftp://stats.example.com"][..], "is not an http(s) address"),
     ] {

