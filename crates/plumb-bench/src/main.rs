@@ -1,7 +1,9 @@
 //! Collector benchmark (not a test). Starts `plumb serve` and a do-nothing HTTP server as
 //! separate processes, drives each with the same keep-alive load on loopback for a bounded time,
-//! and prints requests/s and latency percentiles side by side; then measures how long an event
-//! takes from its `202` to being visible in the Stats API.
+//! and prints requests/s, latency percentiles and the server's CPU time per request side by side;
+//! then measures how long an event takes from its `202` to being visible in the Stats API, and
+//! what a flood costs: the same load against a Plumb whose per-address limit turns nearly all of
+//! it away with `429`.
 //!
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
 //!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
@@ -53,7 +55,7 @@ fn main() {
         Command::new(std::env::current_exe().unwrap()).args(["--null-server", &port.to_string()]).spawn().unwrap(),
     );
     wait_listening(port);
-    let base = rt.block_on(load(port, seconds, connections));
+    let base = rt.block_on(load(port, null.0.id(), seconds, connections, 202));
     drop(null);
 
     // 2. Plumb, on a fresh data directory.
@@ -76,20 +78,17 @@ fn main() {
             .unwrap(),
     );
     wait_listening(port);
-    let plumb_load = rt.block_on(load(port, seconds, connections));
+    let plumb_load = rt.block_on(load(port, server.0.id(), seconds, connections, 202));
 
     println!(
         "collector benchmark: {seconds} s per server, {connections} keep-alive connections, loopback, 2 cores shared with the load generator"
     );
-    println!("{:<28} {:>12} {:>10} {:>10} {:>10}", "server", "requests/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<28} {:>12} {:>10} {:>10} {:>14} {:>10} {:>11}",
+        "server", "requests/s", "p50 ms", "p99 ms", "server CPU µs", "errors", "reconnects"
+    );
     for (name, r) in [("do-nothing axum", &base), ("plumb /api/event (durable)", &plumb_load)] {
-        println!(
-            "{name:<28} {:>12.0} {:>10.2} {:>10.2} {:>10}",
-            r.ok as f64 / r.elapsed.as_secs_f64(),
-            r.percentile(0.50),
-            r.percentile(0.99),
-            r.errors
-        );
+        r.print(name);
     }
     println!(
         "plumb / do-nothing: {:.0}%",
@@ -136,6 +135,29 @@ fn main() {
     });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+
+    // 3. A flood: Plumb with a per-address limit of one event a second, so nearly every request
+    // is answered 429 (which closes its connection: a flood pays a connection per request).
+    let flood_dir = dir.with_extension("flood");
+    let _ = std::fs::remove_dir_all(&flood_dir);
+    run(&plumb, &flood_dir, &["site", "add", DOMAIN]);
+    let flood_port = free_port();
+    let flooded = Proc(
+        Command::new(&plumb)
+            .arg("--data-dir")
+            .arg(&flood_dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{flood_port}"), "--ip-rate-limit", "1"])
+            .env("PLUMB_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(flood_port);
+    let flood = rt.block_on(load(flood_port, flooded.0.id(), seconds.min(5), connections, 429));
+    drop(flooded);
+    let _ = std::fs::remove_dir_all(&flood_dir);
+
+    println!("then a flood of {} s against a per-address limit of 1 event/s:", seconds.min(5));
+    flood.print("plumb flooded (429)");
 }
 
 struct Proc(Child);
@@ -173,14 +195,43 @@ fn null_server(port: u16) {
 }
 
 struct LoadResult {
+    /// Answers with the expected status.
     ok: u64,
+    /// Answers with any other status.
     errors: u64,
+    /// Connections opened again after the server closed one.
+    reconnects: u64,
     elapsed: Duration,
     /// Sorted latencies in microseconds.
     latencies: Vec<u32>,
+    /// CPU time the server process used during the load (user + system).
+    cpu_secs: f64,
+}
+
+/// User + system CPU seconds a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15; the kernel counts them in USER_HZ, 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl LoadResult {
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<28} {:>12.0} {:>10.2} {:>10.2} {:>14.1} {:>10} {:>11}",
+            self.ok as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.cpu_secs * 1e6 / self.ok.max(1) as f64,
+            self.errors,
+            self.reconnects
+        );
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return 0.0;
@@ -201,9 +252,16 @@ fn request(n: u64, conn: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body from a keep-alive stream; returns its
-/// status and body and leaves any bytes of the next response in `buf`.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, Vec<u8>)> {
+/// One response: its status, its body, and whether the server closes the connection after it.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    close: bool,
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a keep-alive stream, leaving any
+/// bytes of the next response in `buf`.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Answer> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -214,8 +272,9 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 let body = buf[end + 4..end + 4 + len].to_vec();
+                let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
                 buf.drain(..end + 4 + len);
-                return Ok((status, body));
+                return Ok(Answer { status, body, close });
             }
         }
         let mut chunk = [0u8; 4096];
@@ -227,47 +286,69 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     }
 }
 
-async fn load(port: u16, seconds: u64, connections: usize) -> LoadResult {
+async fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Drives `connections` clients at full speed for `seconds`; answers with status `expect` count as
+/// served. A connection the server closes is opened again.
+async fn load(port: u16, pid: u32, seconds: u64, connections: usize, expect: u16) -> LoadResult {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for conn in 0..connections {
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::new());
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            stream.set_nodelay(true).unwrap();
+            let (mut ok, mut errors, mut reconnects, mut lat) = (0u64, 0u64, 0u64, Vec::new());
+            let mut stream = connect(port).await;
             let mut buf = Vec::new();
             let mut n = conn as u64 * 1_000_000;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let t = Instant::now();
-                stream.write_all(&request(n, conn)).await.unwrap();
-                match read_response(&mut stream, &mut buf).await {
-                    Ok((202, _)) => {
-                        ok += 1;
-                        lat.push(t.elapsed().as_micros() as u32);
+                let answer = match stream.write_all(&request(n, conn)).await {
+                    Ok(()) => read_response(&mut stream, &mut buf).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(a) => {
+                        if a.status == expect {
+                            ok += 1;
+                            lat.push(t.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
+                        if a.close {
+                            stream = connect(port).await;
+                            buf.clear();
+                            reconnects += 1;
+                        }
                     }
-                    Ok(_) => errors += 1,
                     Err(_) => {
                         errors += 1;
-                        break;
+                        stream = connect(port).await;
+                        buf.clear();
+                        reconnects += 1;
                     }
                 }
             }
-            (ok, errors, lat)
+            (ok, errors, reconnects, lat)
         }));
     }
-    let start = Instant::now();
+    let (start, cpu_before) = (Instant::now(), cpu_secs(pid));
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut r = LoadResult { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let cpu = cpu_secs(pid) - cpu_before;
+    let elapsed = start.elapsed();
+    let mut r = LoadResult { ok: 0, errors: 0, reconnects: 0, elapsed, latencies: Vec::new(), cpu_secs: cpu };
     for t in tasks {
-        let (ok, errors, lat) = t.await.unwrap();
+        let (ok, errors, reconnects, lat) = t.await.unwrap();
         r.ok += ok;
         r.errors += errors;
+        r.reconnects += reconnects;
         r.latencies.extend(lat);
     }
-    r.elapsed = start.elapsed();
     r.latencies.sort_unstable();
     r
 }
@@ -275,7 +356,7 @@ async fn load(port: u16, seconds: u64, connections: usize) -> LoadResult {
 async fn post_event(port: u16, i: u64) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(&request(i, 9999)).await.unwrap();
-    read_response(&mut s, &mut Vec::new()).await.unwrap().0
+    read_response(&mut s, &mut Vec::new()).await.unwrap().status
 }
 
 async fn pageviews(port: u16, key: &str) -> i64 {
@@ -286,7 +367,7 @@ async fn pageviews(port: u16, key: &str) -> i64 {
     );
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
-    let (status, body) = read_response(&mut s, &mut Vec::new()).await.unwrap();
+    let Answer { status, body, .. } = read_response(&mut s, &mut Vec::new()).await.unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     v["results"][0]["metrics"][0].as_i64().unwrap()
