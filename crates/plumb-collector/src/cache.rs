@@ -30,6 +30,13 @@ impl SiteCache {
         entries.insert(domain.to_owned(), (site.clone(), Instant::now()));
         Ok(site)
     }
+
+    /// The site as last looked up, however long ago, without asking the metadata store: for
+    /// attributing a refusal that must stay cheap. Site ids are never reused, so a stale entry
+    /// can only name a site that was deleted since (whose counts are then dropped).
+    pub fn cached(&self, domain: &str) -> Option<Site> {
+        self.entries.read().unwrap().get(domain).and_then(|(site, _)| site.clone())
+    }
 }
 
 /// Salts by day. Days current somewhere come from the metadata store (shared by every collector
@@ -62,5 +69,27 @@ impl SaltCache {
     pub fn retain_live(&self, now_ms: i64) {
         self.live.lock().unwrap().retain(|day, _| day_is_live(*day, now_ms));
         self.backdated.lock().unwrap().retain(|_, (_, used)| used.elapsed() < BACKDATED_IDLE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_meta::SqliteMeta;
+
+    #[test]
+    fn the_cache_alone_knows_only_sites_looked_up_before() {
+        let dir = std::env::temp_dir().join(format!("plumb-site-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = SqliteMeta::open(&dir.join("meta.db")).unwrap();
+        meta.add_site("shop.test", "Europe/Berlin").unwrap();
+        let cache = SiteCache::default();
+        assert_eq!(cache.cached("shop.test"), None, "registered, but never looked up");
+        assert_eq!(cache.get(&meta, "shop.test").unwrap().map(|s| s.domain), Some("shop.test".into()));
+        assert_eq!(cache.cached("shop.test").map(|s| s.domain), Some("shop.test".into()));
+        assert_eq!(cache.get(&meta, "made-up.test").unwrap(), None);
+        assert_eq!(cache.cached("made-up.test"), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -164,8 +164,18 @@ impl Collector {
     fn refused_unread(&self, headers: &HeaderMap, reason: Reason, e: ApiError) -> ApiError {
         let page = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
         let host = page.and_then(|v| v.to_str().ok()).and_then(|v| url::Url::parse(v).ok());
-        if let Some(host) = host.as_ref().and_then(|u| u.host_str()) {
-            self.count(&[plumb_core::url::normalize_hostname(host)], reason, chrono::Utc::now().timestamp_millis());
+        let Some(domain) = host.as_ref().and_then(|u| u.host_str()).map(plumb_core::url::normalize_hostname) else {
+            return e;
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if reason == Reason::RateLimited {
+            // Over a limit, the request may be one of a flood, which must stay cheap however many
+            // made-up sites it names: only a site already in the cache is counted.
+            if let Some(site) = self.sites.cached(&domain) {
+                self.tally.add(site.id, reason, now_ms);
+            }
+        } else {
+            self.count(&[domain], reason, now_ms);
         }
         e
     }
