@@ -1,9 +1,11 @@
-//! Collector benchmark (not a test). Starts `plumb serve` and a do-nothing HTTP server as
-//! separate processes, drives each with the same keep-alive load on loopback for a bounded time,
-//! and prints requests/s, latency percentiles and the server's CPU time per request side by side;
-//! then measures how long an event takes from its `202` to being visible in the Stats API, and
-//! what a flood costs: the same load against a Plumb whose per-address limit turns nearly all of
-//! it away with `429`.
+//! Collector benchmark (not a test). Drives a do-nothing HTTP server, `plumb serve` (every role in
+//! one process) and `plumb collect` (the collector alone) with the same keep-alive load on
+//! loopback for a bounded time, each as a separate process, and prints requests/s, latency
+//! percentiles and the server's CPU time per request side by side. After each Plumb run it times
+//! the drain of what was accepted (for `plumb collect`, by a `plumb work` started after the load)
+//! and how long an event takes from its `202` to being visible in the Stats API. Last, what a
+//! flood costs: the same load against a per-address limit that turns nearly all of it away with
+//! `429`.
 //!
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
 //!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
@@ -58,106 +60,122 @@ fn main() {
     let base = rt.block_on(load(port, null.0.id(), seconds, connections, 202));
     drop(null);
 
-    // 2. Plumb, on a fresh data directory.
-    let dir = std::env::temp_dir().join(format!("plumb-bench-{}", std::process::id()));
+    // 2. Plumb with every role in one process, on a fresh data directory.
+    let (dir, key) = fresh_data_dir(&plumb, "serve");
+    let (server, port) = start(&plumb, &dir, "serve", &LIFTED);
+    let all_in_one = rt.block_on(load(port, server.0.id(), seconds, connections, 202));
+    rt.block_on(drain(port, &key, all_in_one.ok as i64, "the pipeline"));
+    rt.block_on(visibility(port, port, &key, all_in_one.ok as i64 + 1));
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    run(&plumb, &dir, &["site", "add", DOMAIN]);
-    let key = run(&plumb, &dir, &["key", "create", "--name", "bench"]).lines().last().unwrap().trim().to_owned();
-    let port = free_port();
-    let server = Proc(
-        Command::new(&plumb)
-            .arg("--data-dir")
-            .arg(&dir)
-            // Every connection comes from loopback: one address, so its limit is lifted.
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ip-rate-limit", "10000000"])
-            .args(["--global-rate-limit", "10000000", "--site-rate-limit", "10000000"])
-            // Each connection is one visitor sending as fast as it can: no person is that fast.
-            .args(["--visitor-rate-limit", "100000000"])
-            .env("PLUMB_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
-    let plumb_load = rt.block_on(load(port, server.0.id(), seconds, connections, 202));
+
+    // 3. The collector alone (`plumb collect`); then `plumb work` works off what it queued.
+    let (dir, key) = fresh_data_dir(&plumb, "collect");
+    let (collector, collect_port) = start(&plumb, &dir, "collect", &LIFTED);
+    let alone = rt.block_on(load(collect_port, collector.0.id(), seconds, connections, 202));
+    let (worker, work_port) = start(&plumb, &dir, "work", &[]);
+    rt.block_on(drain(work_port, &key, alone.ok as i64, "plumb work, started after the load,"));
+    rt.block_on(visibility(collect_port, work_port, &key, alone.ok as i64 + 1));
+    drop((collector, worker));
+    let _ = std::fs::remove_dir_all(&dir);
 
     println!(
         "collector benchmark: {seconds} s per server, {connections} keep-alive connections, loopback, 2 cores shared with the load generator"
     );
     println!(
-        "{:<28} {:>12} {:>10} {:>10} {:>14} {:>10} {:>11}",
+        "{:<34} {:>12} {:>10} {:>10} {:>14} {:>10} {:>11}",
         "server", "requests/s", "p50 ms", "p99 ms", "server CPU µs", "errors", "reconnects"
     );
-    for (name, r) in [("do-nothing axum", &base), ("plumb /api/event (durable)", &plumb_load)] {
-        r.print(name);
+    base.print("do-nothing axum");
+    all_in_one.print("plumb serve /api/event (durable)");
+    alone.print("plumb collect /api/event (durable)");
+    for (name, r) in [("plumb serve", &all_in_one), ("plumb collect", &alone)] {
+        println!("{name} / do-nothing: {:.0}%", 100.0 * r.rate() / base.rate());
     }
-    println!(
-        "plumb / do-nothing: {:.0}%",
-        100.0 * plumb_load.ok as f64 / plumb_load.elapsed.as_secs_f64() / (base.ok as f64 / base.elapsed.as_secs_f64())
-    );
 
-    rt.block_on(async {
-        let drain_start = Instant::now();
-        let accepted = plumb_load.ok as i64;
-        loop {
-            if pageviews(port, &key).await >= accepted {
-                break;
-            }
-            assert!(drain_start.elapsed() < Duration::from_secs(600), "pipeline did not catch up within 10 minutes");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        println!(
-            "pipeline drained the {accepted} accepted events {:.2} s after the load stopped",
-            drain_start.elapsed().as_secs_f64()
-        );
-
-        // 202 → visible: one event at a time, polling the Stats API every 5 ms.
-        let mut lat = Vec::new();
-        let mut count = accepted;
-        for i in 0..40 {
-            let status = post_event(port, i).await;
-            assert_eq!(status, 202);
-            let acked = Instant::now();
-            count += 1;
-            while pageviews(port, &key).await < count {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            lat.push(acked.elapsed().as_secs_f64() * 1000.0);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        lat.sort_by(f64::total_cmp);
-        println!(
-            "202 → visible in the Stats API over {} events: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-            lat.len(),
-            lat[lat.len() / 2],
-            lat[lat.len() * 95 / 100],
-            lat[lat.len() - 1]
-        );
-    });
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
-
-    // 3. A flood: Plumb with a per-address limit of one event a second, so nearly every request
+    // 4. A flood: Plumb with a per-address limit of one event a second, so nearly every request
     // is answered 429 (which closes its connection: a flood pays a connection per request).
-    let flood_dir = dir.with_extension("flood");
-    let _ = std::fs::remove_dir_all(&flood_dir);
-    run(&plumb, &flood_dir, &["site", "add", DOMAIN]);
-    let flood_port = free_port();
-    let flooded = Proc(
-        Command::new(&plumb)
-            .arg("--data-dir")
-            .arg(&flood_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{flood_port}"), "--ip-rate-limit", "1"])
-            .env("PLUMB_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(flood_port);
+    let (dir, _) = fresh_data_dir(&plumb, "flood");
+    let (flooded, flood_port) = start(&plumb, &dir, "collect", &["--ip-rate-limit", "1"]);
     let flood = rt.block_on(load(flood_port, flooded.0.id(), seconds.min(5), connections, 429));
     drop(flooded);
-    let _ = std::fs::remove_dir_all(&flood_dir);
-
+    let _ = std::fs::remove_dir_all(&dir);
     println!("then a flood of {} s against a per-address limit of 1 event/s:", seconds.min(5));
-    flood.print("plumb flooded (429)");
+    flood.print("plumb collect flooded (429)");
+}
+
+/// Every connection comes from loopback (one address) and is one visitor sending as fast as it
+/// can: the per-address and per-visitor limits are lifted, as are the others.
+const LIFTED: [&str; 8] = [
+    "--ip-rate-limit",
+    "10000000",
+    "--global-rate-limit",
+    "10000000",
+    "--site-rate-limit",
+    "10000000",
+    "--visitor-rate-limit",
+    "100000000",
+];
+
+/// A new data directory with the benchmark's site and a key; returns both.
+fn fresh_data_dir(plumb: &Path, name: &str) -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("plumb-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run(plumb, &dir, &["site", "add", DOMAIN]);
+    let key = run(plumb, &dir, &["key", "create", "--name", "bench"]).lines().last().unwrap().trim().to_owned();
+    (dir, key)
+}
+
+/// `plumb <role>` on a free port, listening when this returns.
+fn start(plumb: &Path, dir: &Path, role: &str, args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(plumb)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([role, "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("PLUMB_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    wait_listening(port);
+    (proc, port)
+}
+
+/// Waits until the Stats API on `port` counts `accepted` pageviews; prints how long it took.
+async fn drain(port: u16, key: &str, accepted: i64, who: &str) {
+    let start = Instant::now();
+    while pageviews(port, key).await < accepted {
+        assert!(start.elapsed() < Duration::from_secs(600), "{who} did not catch up within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{who} drained the {accepted} accepted events {secs:.2} s after the load stopped");
+}
+
+/// 202 → visible: one event at a time to `collect_port`, polling the Stats API on `query_port`
+/// every 5 ms until it counts `count`, then one more, and so on.
+async fn visibility(collect_port: u16, query_port: u16, key: &str, mut count: i64) {
+    let mut lat = Vec::new();
+    for i in 0..40 {
+        let status = post_event(collect_port, i).await;
+        assert_eq!(status, 202);
+        let acked = Instant::now();
+        while pageviews(query_port, key).await < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(acked.elapsed().as_secs_f64() * 1000.0);
+        count += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "202 → visible in the Stats API over {} events: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[lat.len() * 95 / 100],
+        lat[lat.len() - 1]
+    );
 }
 
 struct Proc(Child);
@@ -168,7 +186,7 @@ impl Drop for Proc {
     }
 }
 
-fn run(plumb: &Path, dir: &PathBuf, args: &[&str]) -> String {
+fn run(plumb: &Path, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(plumb).arg("--data-dir").arg(dir).args(args).stderr(Stdio::inherit()).output().unwrap();
     assert!(out.status.success(), "plumb {args:?} failed");
     String::from_utf8(out.stdout).unwrap()
@@ -220,10 +238,14 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
     fn print(&self, name: &str) {
         println!(
-            "{name:<28} {:>12.0} {:>10.2} {:>10.2} {:>14.1} {:>10} {:>11}",
-            self.ok as f64 / self.elapsed.as_secs_f64(),
+            "{name:<34} {:>12.0} {:>10.2} {:>10.2} {:>14.1} {:>10} {:>11}",
+            self.rate(),
             self.percentile(0.50),
             self.percentile(0.99),
             self.cpu_secs * 1e6 / self.ok.max(1) as f64,

@@ -5,7 +5,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteSpool;
+pub use sqlite::{SqliteConsumer, SqliteSpool};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,9 @@
 //! Embedded spool: one SQLite file in WAL mode. A single writer thread takes every append that
 //! is waiting and commits them in one transaction with `synchronous=FULL` (group commit), so
-//! durability costs one fsync per batch rather than per event.
+//! durability costs one fsync per batch rather than per event. The consumer may live in the same
+//! process (woken by the writer) or in another one on the same machine (`plumb collect` beside
+//! `plumb work`), which looks for new entries every few milliseconds; SQLite's locking keeps the
+//! two processes apart.
 
 use crate::{AppendFuture, Consumer, Entry, Producer, QueueError};
 use rusqlite::{Connection, params};
@@ -18,6 +21,8 @@ const MAX_GROUP: usize = 4_096;
 /// checkpoint briefly holds up the writer, so under load it runs this seldom; when the queue is
 /// idle it runs right after a deletion.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How often a consumer in another process than the writer looks for new entries while waiting.
+const POLL_EVERY: Duration = Duration::from_millis(20);
 
 type Job = (Vec<Vec<u8>>, oneshot::Sender<Result<(), QueueError>>);
 
@@ -72,8 +77,29 @@ impl SqliteSpool {
         Ok(Self { path, tx, tail })
     }
 
+    /// A consumer in this process, woken by the writer as entries commit.
     pub fn consumer(&self) -> Result<SqliteConsumer, QueueError> {
-        Ok(SqliteConsumer { conn: open(&self.path)?, tail: self.tail.clone(), last_checkpoint: Instant::now() })
+        Ok(SqliteConsumer { conn: open(&self.path)?, tail: Some(self.tail.clone()), last_checkpoint: Instant::now() })
+    }
+}
+
+impl SqliteConsumer {
+    /// A consumer of a spool whose writer runs in another process (or not yet): it learns of new
+    /// entries by looking.
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        Ok(SqliteConsumer { conn: open(path)?, tail: None, last_checkpoint: Instant::now() })
+    }
+
+    /// The highest committed sequence number.
+    fn last_seq(&self) -> Result<u64, QueueError> {
+        match &self.tail {
+            Some(tail) => Ok(*tail.last.lock().unwrap()),
+            None => self
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM spool", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(storage),
+        }
     }
 }
 
@@ -132,7 +158,8 @@ impl Producer for SqliteSpool {
 
 pub struct SqliteConsumer {
     conn: Connection,
-    tail: Arc<Tail>,
+    /// The writer's tail when it runs in this process; otherwise the file is asked.
+    tail: Option<Arc<Tail>>,
     last_checkpoint: Instant,
 }
 
@@ -151,9 +178,17 @@ impl Consumer for SqliteConsumer {
     }
 
     fn wait(&mut self, after: u64, timeout: Duration) {
-        let last = self.tail.last.lock().unwrap();
-        if *last <= after {
-            let _ = self.tail.grew.wait_timeout(last, timeout);
+        if let Some(tail) = &self.tail {
+            let last = tail.last.lock().unwrap();
+            if *last <= after {
+                let _ = tail.grew.wait_timeout(last, timeout);
+            }
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        // A failed look is the same as nothing new: the caller reads, and reports, anyway.
+        while self.last_seq().is_ok_and(|last| last <= after) && Instant::now() < deadline {
+            std::thread::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
 
@@ -175,7 +210,7 @@ impl Consumer for SqliteConsumer {
             .conn
             .execute("DELETE FROM spool WHERE seq <= ?1 AND received_ms < ?2", params![processed as i64, cutoff_ms])
             .map_err(storage)?;
-        let idle = *self.tail.last.lock().unwrap() <= processed;
+        let idle = self.last_seq()? <= processed;
         if (n > 0 && idle) || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             // TRUNCATE empties the WAL file, so frames holding deleted entries are gone too.
             let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -252,5 +287,32 @@ mod tests {
         c.resume_after(10).unwrap();
         spool.append(vec![b"y".to_vec()]).await.unwrap();
         assert_eq!(c.read(1_001, 10).unwrap()[0].seq, 1_002);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_without_the_writer_finds_new_entries_by_looking() {
+        let path = temp_path("apart");
+        // As `plumb work` would open it: the writer (here in the same test process) is not told.
+        let mut c = SqliteConsumer::open(&path).unwrap();
+        let spool = Arc::new(SqliteSpool::open(&path).unwrap());
+        let started = Instant::now();
+        c.wait(0, Duration::from_millis(100));
+        assert!(started.elapsed() >= Duration::from_millis(100), "nothing to find: waits the whole timeout");
+        let writer = spool.clone();
+        let append = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            writer.append(vec![b"late".to_vec()]).await
+        });
+        let waiting = Instant::now();
+        let found = tokio::task::spawn_blocking(move || {
+            c.wait(0, Duration::from_secs(10));
+            (c.read(0, 10).unwrap(), c)
+        });
+        append.await.unwrap().unwrap();
+        let (entries, mut c) = found.await.unwrap();
+        assert_eq!(entries.len(), 1, "woke for the entry, not the timeout");
+        assert!(waiting.elapsed() < Duration::from_secs(2), "{:?}", waiting.elapsed());
+        assert_eq!(c.release(entries[0].seq, now_ms() + 1).unwrap(), 1);
+        assert!(c.read(0, 10).unwrap().is_empty());
     }
 }

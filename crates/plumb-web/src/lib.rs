@@ -35,6 +35,9 @@ pub struct Web {
     /// Where browsers reach this Plumb (`https://stats.example.com`), for snippets and invite
     /// links; without it, the request's `Host`.
     pub public_url: Option<String>,
+    /// Where browsers reach the collector when it runs apart (`plumb collect`); without it, the
+    /// public URL.
+    pub collector_url: Option<String>,
     /// The notice the geolocation database's licence asks dashboards to show, and where it links.
     pub geo_attribution: Option<(&'static str, &'static str)>,
 }
@@ -42,6 +45,7 @@ pub struct Web {
 pub struct WebConfig {
     pub key_rate_limit: u32,
     pub public_url: Option<String>,
+    pub collector_url: Option<String>,
     pub geo_attribution: Option<(&'static str, &'static str)>,
 }
 
@@ -65,6 +69,7 @@ impl Web {
             login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
             address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            collector_url: config.collector_url.map(|u| u.trim_end_matches('/').to_owned()),
             geo_attribution: config.geo_attribution,
         })
     }

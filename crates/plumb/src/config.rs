@@ -9,20 +9,27 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What every serving role takes.
 #[derive(Args, Debug, Default)]
-pub struct ServeArgs {
+pub struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:8000].
     #[arg(long, env = "PLUMB_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
+    #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// An MMDB file (DB-IP Lite or MaxMind City/Country) for regions and cities; countries work
+    /// without one. The collector looks addresses up in it; the dashboard shows its attribution.
+    #[arg(long, env = "PLUMB_GEOIP_DB")]
+    geoip_db: Option<PathBuf>,
+}
+
+/// The collector's options.
+#[derive(Args, Debug, Default)]
+pub struct CollectorArgs {
     /// A proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable.
     #[arg(long = "trusted-proxy", env = "PLUMB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxies: Vec<IpNet>,
-    /// How long processed events stay in the queue for replay, e.g. 30m, 2s [default: 30m].
-    #[arg(long, env = "PLUMB_QUEUE_RETENTION", value_parser = parse_duration)]
-    queue_retention: Option<Duration>,
-    /// Stats API requests per minute allowed to each API key [default: 600].
-    #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
-    key_rate_limit: Option<u32>,
     /// Events per second accepted from one client address (burst: 5 s worth) [default: 20].
     #[arg(long, env = "PLUMB_IP_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     ip_rate_limit: Option<u32>,
@@ -36,23 +43,42 @@ pub struct ServeArgs {
     /// as `too_fast` and not stored [default: 60].
     #[arg(long, env = "PLUMB_VISITOR_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     visitor_rate_limit: Option<u32>,
-    /// An MMDB file (DB-IP Lite or MaxMind City/Country) for regions and cities; countries work
-    /// without one.
-    #[arg(long, env = "PLUMB_GEOIP_DB")]
-    geoip_db: Option<PathBuf>,
     /// Query parameters kept in page paths, e.g. q,page (every other one is dropped) [default: none].
     #[arg(long, env = "PLUMB_KEEP_QUERY_PARAMS", value_delimiter = ',', value_parser = parse_param_name)]
     keep_query_params: Vec<String>,
     /// Keep `www.` in page hostnames (for sites where www.example.com and example.com differ).
     #[arg(long, env = "PLUMB_KEEP_WWW")]
     keep_www: bool,
-    /// Open connections served at once; more wait in the kernel's backlog [default: 10000].
-    #[arg(long, env = "PLUMB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: Option<u32>,
+}
+
+/// The pipeline's and the dashboard's options.
+#[derive(Args, Debug, Default)]
+pub struct WorkerArgs {
+    /// How long processed events stay in the queue for replay, e.g. 30m, 2s [default: 30m].
+    #[arg(long, env = "PLUMB_QUEUE_RETENTION", value_parser = parse_duration)]
+    queue_retention: Option<Duration>,
+    /// Stats API requests per minute allowed to each API key [default: 600].
+    #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    key_rate_limit: Option<u32>,
     /// Where browsers reach Plumb, e.g. https://stats.example.com (snippets, invite links,
     /// Secure cookies) [default: the request's Host].
     #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// Where browsers reach the collector, when it runs apart (`plumb collect`), e.g.
+    /// https://collect.example.com: the snippet loads the tracker from there [default: the public URL].
+    #[arg(long, env = "PLUMB_COLLECTOR_URL", value_parser = parse_public_url)]
+    collector_url: Option<String>,
+}
+
+/// `plumb serve`: every role in one process.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// The TOML file's shape; every key is optional.
@@ -73,6 +99,7 @@ struct FileConfig {
     keep_query_params: Option<Vec<String>>,
     keep_www: Option<bool>,
     public_url: Option<String>,
+    collector_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +118,7 @@ pub struct Config {
     pub keep_query_params: Vec<String>,
     pub keep_www: bool,
     pub public_url: Option<String>,
+    pub collector_url: Option<String>,
 }
 
 /// A query parameter name: 1 to 50 letters, digits, `_`, `-` or `.`.
@@ -180,21 +208,38 @@ impl Config {
                 .map(|u| parse_public_url(&u))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("config file: public_url: {e}"))?,
+            collector_url: file
+                .collector_url
+                .map(|u| parse_public_url(&u))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("config file: collector_url: {e}"))?,
         })
     }
 
-    pub fn with_serve_args(mut self, args: ServeArgs) -> Result<Self> {
+    /// Every role's options (`plumb serve`).
+    pub fn with_serve_args(self, args: ServeArgs) -> Result<Self> {
+        self.with_server_args(args.server)?.with_collector_args(args.collector)?.with_worker_args(args.worker)
+    }
+
+    pub fn with_server_args(mut self, args: ServerArgs) -> Result<Self> {
         if let Some(l) = args.listen {
             self.listen = l;
         }
+        if let Some(n) = args.max_connections {
+            self.max_connections = n as usize;
+        }
+        if self.max_connections == 0 {
+            bail!("max connections must be at least 1");
+        }
+        if let Some(p) = args.geoip_db {
+            self.geoip_db = Some(p);
+        }
+        Ok(self)
+    }
+
+    pub fn with_collector_args(mut self, args: CollectorArgs) -> Result<Self> {
         if !args.trusted_proxies.is_empty() {
             self.trusted_proxies = args.trusted_proxies;
-        }
-        if let Some(r) = args.queue_retention {
-            self.queue_retention = r;
-        }
-        if let Some(n) = args.key_rate_limit {
-            self.key_rate_limit = n;
         }
         for (arg, value) in [
             (args.ip_rate_limit, &mut self.ip_rate_limit),
@@ -212,21 +257,25 @@ impl Config {
         if self.visitor_rate_limit == 0 {
             bail!("the visitor rate limit must be at least 1 event per minute");
         }
-        self.keep_www |= args.keep_www;
         if !args.keep_query_params.is_empty() {
             self.keep_query_params = args.keep_query_params;
         }
-        if let Some(p) = args.geoip_db {
-            self.geoip_db = Some(p);
+        self.keep_www |= args.keep_www;
+        Ok(self)
+    }
+
+    pub fn with_worker_args(mut self, args: WorkerArgs) -> Result<Self> {
+        if let Some(r) = args.queue_retention {
+            self.queue_retention = r;
         }
-        if let Some(n) = args.max_connections {
-            self.max_connections = n as usize;
-        }
-        if self.max_connections == 0 {
-            bail!("max connections must be at least 1");
+        if let Some(n) = args.key_rate_limit {
+            self.key_rate_limit = n;
         }
         if let Some(u) = args.public_url {
             self.public_url = Some(u);
+        }
+        if let Some(u) = args.collector_url {
+            self.collector_url = Some(u);
         }
         if self.key_rate_limit == 0 {
             bail!("key rate limit must be at least 1 request per minute");
@@ -283,9 +332,8 @@ mod tests {
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.queue_retention, Duration::from_secs(300));
-        let c = c
-            .with_serve_args(ServeArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() })
-            .unwrap();
+        let server = ServerArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let c = c.with_serve_args(ServeArgs { server, ..Default::default() }).unwrap();
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.trusted_proxies.len(), 1);
         for (text, msg) in [

@@ -1,5 +1,6 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
-//! the embedded backends; `site`, `goal`, `key` and `user` manage metadata (also while a server runs).
+//! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
+//! `goal`, `key`, `user`, `block` and `invite` manage metadata (also while a server runs).
 
 mod config;
 mod http;
@@ -7,8 +8,9 @@ mod serve;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use config::{Config, ServeArgs};
+use config::{CollectorArgs, Config, ServeArgs, ServerArgs, WorkerArgs};
 use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, RuleKind, Scope, Site, SqliteMeta, validate_domain};
+use serve::Roles;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -26,8 +28,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run collector, pipeline and API in one process.
+    /// Run collector, pipeline, API and dashboard in one process.
     Serve(ServeArgs),
+    /// Run the collector alone: events in, onto the queue; run `plumb work` beside it on the same
+    /// data directory.
+    Collect {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        collector: CollectorArgs,
+    },
+    /// Run the pipeline, the API and the dashboard alone, working off the queue `plumb collect`
+    /// fills.
+    Work {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -163,7 +181,13 @@ fn run() -> Result<()> {
         config.data_dir = dir;
     }
     match cli.command {
-        Command::Serve(args) => serve::run(config.with_serve_args(args)?),
+        Command::Serve(args) => serve::run(config.with_serve_args(args)?, Roles::All),
+        Command::Collect { server, collector } => {
+            serve::run(config.with_server_args(server)?.with_collector_args(collector)?, Roles::Collect)
+        }
+        Command::Work { server, worker } => {
+            serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Work)
+        }
         Command::Site(cmd) => site(&open_meta(&config)?, cmd),
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),

@@ -166,6 +166,10 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["serve", "--keep-www", "yes"][..], "unexpected argument"),
         (&["serve", "--max-connections", "0"][..], "--max-connections"),
         (&["serve", "--public-url", "ftp://stats.example.com"][..], "is not an http(s) address"),
+        // Each role takes only its own options.
+        (&["work", "--ip-rate-limit", "5"][..], "unexpected argument"),
+        (&["collect", "--public-url", "https://stats.example.com"][..], "unexpected argument"),
+        (&["work", "--collector-url", "collect.example.com"][..], "is not an http(s) address"),
     ] {
         let out = std::process::Command::new(BIN).arg("--data-dir").arg(&dir).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

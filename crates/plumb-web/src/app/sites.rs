@@ -135,11 +135,9 @@ pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes
 }
 
 fn snippet_html(web: &Web, headers: &HeaderMap, site: &Site) -> String {
-    let tag = format!(
-        "<script defer data-domain=\"{}\" src=\"{}/js/script.js\"></script>",
-        site.domain,
-        base_url(web, headers)
-    );
+    // The tracker sends its events back to where it was loaded from: the collector.
+    let collector = web.collector_url.clone().unwrap_or_else(|| base_url(web, headers));
+    let tag = format!("<script defer data-domain=\"{}\" src=\"{collector}/js/script.js\"></script>", site.domain);
     format!(
         "<p>Put this in the <code>&lt;head&gt;</code> of every page of <strong>{d}</strong>:</p>\
          <div class=\"snippet\"><pre><code id=\"snippet\">{tag}</code></pre>\

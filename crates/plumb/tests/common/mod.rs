@@ -70,16 +70,25 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     port: u16,
+    /// `serve`, `collect` or `work`.
+    role: &'static str,
     args: Vec<String>,
 }
 
 impl Server {
+    /// `plumb serve`: every role in one process.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Server::start_role(data_dir, "serve", args)
+    }
+
+    /// `plumb serve`, `plumb collect` or `plumb work`.
+    pub fn start_role(data_dir: &Path, role: &'static str, args: &[&str]) -> Server {
         let mut s = Server {
             child: None,
             url: String::new(),
             data_dir: data_dir.to_owned(),
             port: free_port(),
+            role,
             args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.url = format!("http://127.0.0.1:{}", s.port);
@@ -91,15 +100,15 @@ impl Server {
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("serve")
+            .arg(self.role)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             // Tests send everything from one loopback address, as fast as they can: lift the
-            // event rate limits unless the test is about them.
+            // collector's event rate limits unless the test is about them.
             .args(
                 ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit", "--visitor-rate-limit"]
                     .into_iter()
-                    .filter(|flag| !self.args.iter().any(|a| a == flag))
+                    .filter(|flag| self.role != "work" && !self.args.iter().any(|a| a == flag))
                     .flat_map(|flag| [flag, "1000000"]),
             )
             .args(&self.args)
@@ -113,14 +122,14 @@ impl Server {
             let listening = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
             // Checked after connecting: what answered must be this process, still running.
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("plumb serve exited early: {status}");
+                panic!("plumb {} exited early: {status}", self.role);
             }
             if listening {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("plumb serve did not start listening within 60 s");
+        panic!("plumb {} did not start listening within 60 s", self.role);
     }
 
     /// Same data directory and port, new process.
@@ -141,7 +150,7 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             sigterm(c.id());
             let status = c.wait().unwrap();
-            assert!(status.success(), "plumb serve exited with {status} after SIGTERM");
+            assert!(status.success(), "plumb {} exited with {status} after SIGTERM", self.role);
         }
     }
 }
