@@ -71,12 +71,7 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
     server.stop();
 
     // Look at the stored rows themselves: one pageview per acknowledged page, none twice.
-    let db = duckdb::Connection::open(dir.join("events.duckdb")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT pathname, sum(pageviews)::BIGINT, sum(visitors)::BIGINT FROM events GROUP BY pathname")
-        .unwrap();
-    let rows: Vec<(String, i64, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let rows = stored_pages(&dir);
     let stored: HashSet<&str> = rows.iter().map(|(p, _, _)| p.as_str()).collect();
     for (path, pageviews, visitors) in &rows {
         assert_eq!(*pageviews, 1, "{path} counted {pageviews} times");

@@ -125,12 +125,7 @@ async fn events_wait_for_the_worker_and_survive_its_kill_9_exactly_once() {
     work.stop();
 
     // The stored rows themselves: every acknowledged page once, nothing else, nothing twice.
-    let db = duckdb::Connection::open(dir.join("events.duckdb")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT pathname, sum(pageviews)::BIGINT, sum(visitors)::BIGINT FROM events GROUP BY pathname")
-        .unwrap();
-    let rows: Vec<(String, i64, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let rows = stored_pages(&dir);
     for (path, pageviews, visitors) in &rows {
         assert_eq!((*pageviews, *visitors), (1, 1), "{path}");
     }

@@ -265,3 +265,13 @@ pub async fn signed_in_page(url: &str, path: &str) -> String {
     assert_eq!(page.status(), 200, "{path}");
     page.text().await.unwrap()
 }
+
+/// The stored rows summed per page, read from a stopped server's event store: (path, pageviews,
+/// visitors).
+pub fn stored_pages(data_dir: &Path) -> Vec<(String, i64, i64)> {
+    let db = duckdb::Connection::open(data_dir.join("events.duckdb")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT pathname, sum(pageviews)::BIGINT, sum(visitors)::BIGINT FROM events GROUP BY pathname")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
