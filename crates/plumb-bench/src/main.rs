@@ -62,7 +62,7 @@ fn main() {
 
     // 2. Plumb with every role in one process, on a fresh data directory.
     let (dir, key) = fresh_data_dir(&plumb, "serve");
-    let (server, port) = start(&plumb, &dir, "serve", &LIFTED);
+    let (server, port) = start(&plumb, &dir, "serve", &[&LIFTED[..], &POLLING[..]].concat());
     let all_in_one = rt.block_on(load(port, server.0.id(), seconds, connections, 202));
     rt.block_on(drain(port, &key, all_in_one.ok as i64, "the pipeline"));
     rt.block_on(visibility(port, port, &key, all_in_one.ok as i64 + 1));
@@ -73,7 +73,7 @@ fn main() {
     let (dir, key) = fresh_data_dir(&plumb, "collect");
     let (collector, collect_port) = start(&plumb, &dir, "collect", &LIFTED);
     let alone = rt.block_on(load(collect_port, collector.0.id(), seconds, connections, 202));
-    let (worker, work_port) = start(&plumb, &dir, "work", &[]);
+    let (worker, work_port) = start(&plumb, &dir, "work", &POLLING);
     rt.block_on(drain(work_port, &key, alone.ok as i64, "plumb work, started after the load,"));
     rt.block_on(visibility(collect_port, work_port, &key, alone.ok as i64 + 1));
     drop((collector, worker));
@@ -116,6 +116,9 @@ const LIFTED: [&str; 8] = [
     "--visitor-rate-limit",
     "100000000",
 ];
+
+/// The benchmark polls the Stats API every few milliseconds while it waits for events.
+const POLLING: [&str; 2] = ["--key-rate-limit", "10000000"];
 
 /// A new data directory with the benchmark's site and a key; returns both.
 fn fresh_data_dir(plumb: &Path, name: &str) -> (PathBuf, String) {
