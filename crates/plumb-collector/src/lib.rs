@@ -113,8 +113,10 @@ impl Collector {
         self.geo.attribution()
     }
 
-    /// Deletes salts of days that have ended everywhere, from the store and from memory.
-    pub fn purge_salts(&self, now_ms: i64) -> Result<usize, plumb_meta::MetaError> {
+    /// Deletes salts of days that have ended everywhere, from the store and from memory, and
+    /// forgets visitors whose rate bucket has filled up again (their signatures are its keys).
+    pub fn forget_expired(&self, now_ms: i64) -> Result<usize, plumb_meta::MetaError> {
+        self.limits.visitor.forget_full();
         self.salts.retain_live(now_ms);
         self.meta.purge_salts(now_ms)
     }

@@ -45,6 +45,20 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.with_bucket(key, 0.0)
     }
 
+    /// Drops every full bucket: they carry no information, and their keys (a visitor's
+    /// signature, say) need not be kept.
+    pub fn forget_full(&self) {
+        let mut guard = self.buckets.lock().unwrap();
+        let (buckets, pruned_at) = &mut *guard;
+        self.prune(buckets);
+        *pruned_at = Instant::now();
+    }
+
+    fn prune(&self, buckets: &mut HashMap<K, (f64, Instant)>) {
+        let (capacity, per_sec) = (self.capacity as f64, self.per_sec);
+        buckets.retain(|_, (t, at)| *t + at.elapsed().as_secs_f64() * per_sec < capacity);
+    }
+
     fn with_bucket(&self, key: &K, take: f64) -> Result<(), u64> {
         let capacity = self.capacity as f64;
         let mut guard = self.buckets.lock().unwrap();
@@ -52,8 +66,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         // Full buckets carry no information: drop them now and then so the map stays small. At
         // most once a second, so a flood from many addresses does not make every call walk it.
         if buckets.len() > 10_000 && pruned_at.elapsed().as_secs() >= 1 {
-            let per_sec = self.per_sec;
-            buckets.retain(|_, (t, at)| *t + at.elapsed().as_secs_f64() * per_sec < capacity);
+            self.prune(buckets);
             *pruned_at = Instant::now();
         }
         let (tokens, at) = buckets.entry(key.clone()).or_insert((capacity, Instant::now()));
@@ -81,6 +94,20 @@ mod tests {
         assert_eq!(l.take(&1), Err(20));
         assert_eq!(l.check(&1), Err(20));
         assert!(l.take(&2).is_ok());
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_and_others_kept() {
+        let l = RateLimiter::new(2, 1);
+        l.take(&"busy").unwrap();
+        l.take(&"busy").unwrap();
+        l.check(&"idle").unwrap(); // a bucket created full
+        l.forget_full();
+        let keys: Vec<_> = l.buckets.lock().unwrap().0.keys().copied().collect();
+        assert_eq!(keys, ["busy"]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        l.forget_full();
+        assert!(l.buckets.lock().unwrap().0.is_empty(), "refilled after a second, then forgotten");
     }
 
     #[test]

@@ -141,7 +141,8 @@ fn worker(
     Ok((pipeline, Arc::new(web)))
 }
 
-/// Writes security counters every few seconds and deletes the salts of days that have ended.
+/// Writes security counters every few seconds; every minute deletes the salts of days that have
+/// ended and forgets idle visitors' rate buckets.
 fn spawn_collector_chores(collector: Arc<Collector>) {
     let counts = collector.clone();
     tokio::spawn(async move {
@@ -161,7 +162,7 @@ fn spawn_collector_chores(collector: Arc<Collector>) {
         loop {
             tick.tick().await;
             let now = chrono::Utc::now().timestamp_millis();
-            match collector.purge_salts(now) {
+            match collector.forget_expired(now) {
                 Ok(n) if n > 0 => tracing::info!("deleted {n} expired daily salt(s)"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot purge expired salts: {e}"),
