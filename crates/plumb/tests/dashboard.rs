@@ -268,7 +268,10 @@ async fn wrong_passwords_and_codes_are_refused_and_rate_limited() {
     let key = page.split("<p class=\"secret\"><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let secret = data_encoding::BASE32_NOPAD.decode(key.as_bytes()).unwrap();
     let code = |step: i64| format!("{:06}", plumb_meta::accounts::totp::code_at(&secret, step));
-    let (status, _, page) = s.post("/account/2fa/enable", &[("code", &code(step(0)))], &[]).await;
+    // The step the enrolment spends: later codes are counted from it, so a 30 s boundary passing
+    // during the test changes nothing.
+    let enrolled = step(0);
+    let (status, _, page) = s.post("/account/2fa/enable", &[("code", &code(enrolled))], &[]).await;
     assert!(status == 200 && page.contains("Recovery codes"), "{status} {page}");
     let recovery = page.split("<li><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
 
@@ -281,9 +284,9 @@ async fn wrong_passwords_and_codes_are_refused_and_rate_limited() {
     let (status, _, page) = t.post("/login/2fa", &[("code", "123456")], &[]).await;
     assert!(status == 401 && page.contains("not valid"), "{status}");
     // The enrolment code was spent; the next step's code (one step of drift allowed) works once.
-    let (status, _, _) = t.post("/login/2fa", &[("code", &code(step(0)))], &[]).await;
+    let (status, _, _) = t.post("/login/2fa", &[("code", &code(enrolled))], &[]).await;
     assert_eq!(status, 401, "a used code is refused");
-    let (status, headers, _) = t.post("/login/2fa", &[("code", &code(step(1))), ("next", "/account")], &[]).await;
+    let (status, headers, _) = t.post("/login/2fa", &[("code", &code(enrolled + 1)), ("next", "/account")], &[]).await;
     assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/account"));
     assert_eq!(t.get("/sites").await.0, 200);
 
