@@ -262,13 +262,16 @@ async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<axum::body::Bytes, ApiError> {
-    tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
+    let refused = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => return Ok(bytes),
+        Ok(Err(_)) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
+        }
+        Err(_) => {
             ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {BODY_TIMEOUT:?}"))
-        })?
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes")))
-        .map_err(|e| c.refused_unread(headers, Reason::Invalid, e))
+        }
+    };
+    Err(c.refused_unread(headers, Reason::Invalid, refused))
 }
 
 async fn event(

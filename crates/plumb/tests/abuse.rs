@@ -158,6 +158,7 @@ async fn raw(addr: &str, send: &[u8], wait: Duration) -> (String, Duration) {
 async fn slow_and_bloated_clients_are_cut_off_and_connections_are_capped() {
     let dir = temp_dir("slow");
     cli(&dir, &["site", "add", "shop.test"]);
+    let key = create_key(&dir, "reader");
     let server = Server::start(&dir, &["--max-connections", "3"]);
     let addr = server.url.trim_start_matches("http://").to_owned();
     let c = client();
@@ -166,7 +167,7 @@ async fn slow_and_bloated_clients_are_cut_off_and_connections_are_capped() {
     let slow_head = raw(&addr, b"POST /api/event HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(20));
     let slow_body = raw(
         &addr,
-        b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{\"n\":",
+        b"POST /api/event HTTP/1.1\r\nHost: x\r\nOrigin: https://shop.test\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{\"n\":",
         Duration::from_secs(20),
     );
     // Meanwhile the server answers others.
@@ -180,6 +181,12 @@ async fn slow_and_bloated_clients_are_cut_off_and_connections_are_capped() {
     assert!(!head.starts_with("HTTP/1.1 2"), "unfinished headers got an answer: {head}");
     assert!(body.starts_with("HTTP/1.1 408"), "slow body: {body}");
     assert!(body.contains("did not arrive within") && body_after < Duration::from_secs(15), "{body_after:?} {body}");
+    // The slow body counts as invalid for the site its `Origin` names.
+    let counted = eventually(Duration::from_secs(10), || async {
+        security_totals(&c, &server.url, &key, "shop.test").await == json!({"invalid": 1})
+    })
+    .await;
+    assert!(counted, "{}", security_totals(&c, &server.url, &key, "shop.test").await);
 
     // A head larger than 16 KiB is refused.
     let big = format!("POST /api/event HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(20_000));

@@ -87,9 +87,7 @@ async fn bot_hits_are_tallied_not_counted() {
     let reasons = json!({"automation": 1, "crawler": 2, "headless": 1, "invalid": 1, "no_user_agent": 1,
                          "scripted": 1, "spam": 2});
     let tallied = eventually(Duration::from_secs(10), || async {
-        let r =
-            c.get(format!("{}/api/v1/sites/shop.test/security", server.url)).bearer_auth(&key).send().await.unwrap();
-        r.json::<Value>().await.unwrap()["totals"] == reasons
+        security_totals(&c, &server.url, &key, "shop.test").await == reasons
     })
     .await;
     let answer: Value = c
@@ -255,15 +253,10 @@ async fn visitors_faster_than_people_are_tallied_not_counted() {
     let got = aggregate(&cc, &server.url, &key, "shop.test", &["pageviews", "visitors"], json!("day")).await;
     assert!(counted, "{got:?}");
     let tallied = eventually(Duration::from_secs(10), || async {
-        security_totals(&cc, &server.url, &key).await == json!({"too_fast": 5})
+        security_totals(&cc, &server.url, &key, "shop.test").await == json!({"too_fast": 5})
     })
     .await;
-    assert!(tallied, "{}", security_totals(&cc, &server.url, &key).await);
-}
-
-async fn security_totals(c: &reqwest::Client, url: &str, key: &str) -> Value {
-    let r = c.get(format!("{url}/api/v1/sites/shop.test/security")).bearer_auth(key).send().await.unwrap();
-    r.json::<Value>().await.unwrap()["totals"].clone()
+    assert!(tallied, "{}", security_totals(&cc, &server.url, &key, "shop.test").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +285,9 @@ async fn refusals_before_the_events_are_read_count_for_the_origin_site() {
     }
     assert!(limited >= 6, "{limited} of 12 limited");
     let want = json!({"invalid": 3, "rate_limited": limited});
-    let tallied =
-        eventually(Duration::from_secs(10), || async { security_totals(&c, &server.url, &key).await == want }).await;
-    assert!(tallied, "want {want}, got {}", security_totals(&c, &server.url, &key).await);
+    let tallied = eventually(Duration::from_secs(10), || async {
+        security_totals(&c, &server.url, &key, "shop.test").await == want
+    })
+    .await;
+    assert!(tallied, "want {want}, got {}", security_totals(&c, &server.url, &key, "shop.test").await);
 }

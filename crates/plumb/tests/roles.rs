@@ -47,8 +47,7 @@ async fn the_collector_and_the_worker_run_apart_on_one_data_directory() {
     let counted = eventually(Duration::from_secs(10), || async { pageviews(&c, &work.url, &key).await == 20 }).await;
     assert!(counted, "the worker counted {} of 20", pageviews(&c, &work.url, &key).await);
     let tallied = eventually(Duration::from_secs(10), || async {
-        let r = c.get(format!("{}/api/v1/sites/shop.test/security", work.url)).bearer_auth(&key).send().await.unwrap();
-        r.json::<serde_json::Value>().await.unwrap()["totals"] == json!({"crawler": 1})
+        security_totals(&c, &work.url, &key, "shop.test").await == json!({"crawler": 1})
     })
     .await;
     assert!(tallied, "the collector's counters reach the worker's API");

@@ -194,18 +194,23 @@ pub fn browser_headers() -> reqwest::header::HeaderMap {
     h
 }
 
+fn browser_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().default_headers(browser_headers()).timeout(Duration::from_secs(30))
+}
+
 /// A client that sends a browser's headers but no User-Agent (each request sets its own).
 pub fn browser_without_user_agent() -> reqwest::Client {
-    reqwest::Client::builder().default_headers(browser_headers()).timeout(Duration::from_secs(30)).build().unwrap()
+    browser_builder().build().unwrap()
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(BROWSER_UA)
-        .default_headers(browser_headers())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    browser_builder().user_agent(BROWSER_UA).build().unwrap()
+}
+
+/// The totals of a site's security counters (`GET /api/v1/sites/{site}/security`).
+pub async fn security_totals(c: &reqwest::Client, url: &str, key: &str, site: &str) -> serde_json::Value {
+    let r = c.get(format!("{url}/api/v1/sites/{site}/security")).bearer_auth(key).send().await.unwrap();
+    r.json::<serde_json::Value>().await.unwrap()["totals"].clone()
 }
 
 /// `POST /api/v2/query` with aggregate metrics; returns the metric values.
