@@ -14,6 +14,7 @@ use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use plumb_meta::{ApiKey, Scope, validate_domain};
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 pub const MAX_NAME: usize = 120;
@@ -172,7 +173,11 @@ impl EventBody {
         };
         let page = parse_page_url_with(&url, hash_mode, &c.config.pages).map_err(ApiError::bad_request)?;
         // Sites are named without `www.`, even where page hostnames keep it.
-        let site_host = normalize_hostname(&page.hostname);
+        let site_host: Cow<str> = if c.config.pages.keep_www {
+            Cow::Owned(normalize_hostname(&page.hostname))
+        } else {
+            Cow::Borrowed(&page.hostname)
+        };
         let props = parse_props(self.props)?;
         let revenue = self.revenue.filter(|v| !v.is_null()).map(parse_revenue).transpose()?;
         let (engaged_ms, scroll_depth) = if kind == EventKind::Engagement {
@@ -211,7 +216,7 @@ impl EventBody {
 
         let domains = match domain_list(self.domain.as_deref()) {
             Some(list) => list,
-            None if !site_host.is_empty() => vec![site_host.clone()],
+            None if !site_host.is_empty() => vec![site_host.to_string()],
             None => return Err(ApiError::bad_request("`domain` is required when `url` has no host")),
         };
         if domains.len() > MAX_DOMAINS {

@@ -79,7 +79,7 @@ impl SqliteSpool {
 
     /// A consumer in this process, woken by the writer as entries commit.
     pub fn consumer(&self) -> Result<SqliteConsumer, QueueError> {
-        Ok(SqliteConsumer { conn: open(&self.path)?, tail: Some(self.tail.clone()), last_checkpoint: Instant::now() })
+        SqliteConsumer::new(&self.path, Some(self.tail.clone()))
     }
 }
 
@@ -87,7 +87,11 @@ impl SqliteConsumer {
     /// A consumer of a spool whose writer runs in another process (or not yet): it learns of new
     /// entries by looking.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        Ok(SqliteConsumer { conn: open(path)?, tail: None, last_checkpoint: Instant::now() })
+        SqliteConsumer::new(path, None)
+    }
+
+    fn new(path: &Path, tail: Option<Arc<Tail>>) -> Result<Self, QueueError> {
+        Ok(SqliteConsumer { conn: open(path)?, tail, last_checkpoint: Instant::now() })
     }
 
     /// The highest committed sequence number.

@@ -162,6 +162,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// A URL from the config file, checked like the flag's.
+fn file_url(value: Option<String>, key: &str) -> Result<Option<String>> {
+    value.map(|u| parse_public_url(&u)).transpose().map_err(|e| anyhow::anyhow!("config file: {key}: {e}"))
+}
+
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let file: FileConfig = match path {
@@ -203,16 +208,8 @@ impl Config {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("config file: keep_query_params: {e}"))?,
             keep_www: file.keep_www.unwrap_or(false),
-            public_url: file
-                .public_url
-                .map(|u| parse_public_url(&u))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("config file: public_url: {e}"))?,
-            collector_url: file
-                .collector_url
-                .map(|u| parse_public_url(&u))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("config file: collector_url: {e}"))?,
+            public_url: file_url(file.public_url, "public_url")?,
+            collector_url: file_url(file.collector_url, "collector_url")?,
         })
     }
 
@@ -339,6 +336,7 @@ mod tests {
         for (text, msg) in [
             ("keep_query_params = [\"a b\"]", "is not a query parameter name"),
             ("public_url = \"stats.example.com\"", "is not an http(s) address"),
+            ("collector_url = \"collect.example.com\"", "collector_url"),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
