@@ -40,6 +40,7 @@ pub static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         per_site: 1_000_000,
         global: 1_000_000,
         per_visitor: 1_000_000,
+        per_key: 1_000_000,
         geoip_db: None,
         pages: PageRules { keep_query_params: vec!["q".into()], keep_www: false },
     };

@@ -10,7 +10,9 @@
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
 //!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
 //!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
+//!        target/release/plumb-bench --abuse [--rows N] [--seconds N]   (resource ceilings, see `abuse.rs`)
 
+mod abuse;
 mod queries;
 
 use std::net::SocketAddr;
@@ -45,10 +47,13 @@ fn main() {
     if args.iter().any(|a| a == "--query-rows") {
         return queries::run(arg("--query-rows", 1_000_000) as usize);
     }
-    let seconds = arg("--seconds", 10).min(120);
-    let connections = arg("--connections", 64).clamp(1, 1024) as usize;
     let plumb = std::env::current_exe().unwrap().with_file_name("plumb");
     assert!(plumb.exists(), "{} not found: run `cargo build --release --workspace` first", plumb.display());
+    if args.iter().any(|a| a == "--abuse") {
+        return abuse::run(&plumb, arg("--rows", 2_000_000) as usize, arg("--seconds", 30).min(120));
+    }
+    let seconds = arg("--seconds", 10).min(120);
+    let connections = arg("--connections", 64).clamp(1, 1024) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
 
     // 1. The do-nothing server: same HTTP stack (axum on tokio), answers 202 without reading.

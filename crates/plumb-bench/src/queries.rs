@@ -181,7 +181,7 @@ pub fn run(rows: usize) {
     let mut store = DuckStore::open(&path).expect("open store");
     let t = Instant::now();
     fill(&mut store, rows, FIRST_DAY);
-    let reader = store.reader().expect("reader");
+    let reader = store.reader(std::time::Duration::from_secs(600)).expect("reader");
     drop(store);
     let fill_secs = t.elapsed().as_secs_f64();
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
@@ -244,7 +244,7 @@ pub fn dashboard_data(dir: &Path, rows: usize) {
     let meta = plumb_meta::SqliteMeta::open(&dir.join("meta.db")).expect("open metadata");
     let site = meta.add_site("bench.test", "UTC").expect("add site bench.test (is the directory fresh?)");
     assert_eq!(site.id, 1, "the generated rows belong to site 1");
-    meta.add_user("bench@example.com", "bench password").expect("add user");
+    meta.add_user("bench@example.com", "bench password", plumb_meta::NewUser::OwnerIfNone).expect("add user");
     let today = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400) as i32;
     let mut store = DuckStore::open(&dir.join("events.duckdb")).expect("open store");
     let t = Instant::now();

@@ -11,7 +11,8 @@ use plumb_core::source::classify;
 use plumb_core::time::local_day_hour;
 use plumb_core::url::{MAX_PATH, MAX_VALUE, normalize_hostname, parse_page_url_with, parse_referrer, truncate};
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
-use plumb_meta::{ApiKey, Scope, validate_domain};
+use plumb_meta::permission::{Action, allowed, key_holders};
+use plumb_meta::{ApiKey, Site, validate_domain};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -24,12 +25,19 @@ pub const MAX_DOMAINS: usize = 10;
 /// Authenticated senders may date events this far into the future (clock skew).
 const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
+/// Who sends a request, as its head tells: the client's address and the API key it presented
+/// (verified before the body is read).
+pub struct Sender {
+    pub ip: IpAddr,
+    /// A valid key. With `events:write` on an event's sites the sender is a trusted server (see
+    /// `plumb_meta::permission::Action::SendAsServer`); any other key is refused for them.
+    pub key: Option<ApiKey>,
+}
+
 /// What the request itself says about the sender.
 pub struct Context {
     ip: IpAddr,
     user_agent: String,
-    /// The API key presented, if any: with `events:write` the sender may set `timestamp`, `ip`
-    /// and `user_agent`.
     key: Option<ApiKey>,
     /// Whether the request carries a header every browser sends with the tracker's requests
     /// (`Accept-Language`, or the `Sec-Fetch-*` ones of modern browsers).
@@ -38,37 +46,24 @@ pub struct Context {
 }
 
 impl Context {
-    /// `ip` is the client's address as the collector believes it (see [`crate::client_ip`]).
-    pub fn from_request(c: &Collector, ip: IpAddr, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let key = match headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(v) => {
-                let secret = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <API key>`")
-                })?;
-                let key = c.meta.verify_key(secret.trim()).map_err(internal)?;
-                Some(key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"))?)
-            }
-        };
+    pub fn from_request(sender: Sender, headers: &HeaderMap) -> Self {
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         let browser_headers = headers.contains_key(header::ACCEPT_LANGUAGE) || headers.contains_key("sec-fetch-mode");
-        Ok(Self {
-            ip,
+        Self {
+            ip: sender.ip,
             user_agent: truncate(user_agent, MAX_USER_AGENT),
-            key,
+            key: sender.key,
             browser_headers,
             now_ms: chrono::Utc::now().timestamp_millis(),
-        })
+        }
     }
-}
 
-impl Context {
     pub fn ip(&self) -> IpAddr {
         self.ip
     }
 
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
+    pub fn key(&self) -> Option<&ApiKey> {
+        self.key.as_ref()
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -83,7 +78,7 @@ fn domain_list(domain: Option<&str>) -> Option<Vec<String>> {
     Some(list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("collector metadata look-up failed: {e}");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector cannot reach its metadata, retry shortly")
 }
@@ -151,8 +146,9 @@ impl EventBody {
         })
     }
 
-    /// Validates the event and returns one queue entry per site it is recorded for.
-    pub fn into_queued(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+    /// Checks everything that can refuse the event (`400` for what is malformed, `403` for a key
+    /// that may not send for its sites or a firewall rule) before any rate budget is spent.
+    pub fn validate(self, c: &Collector, ctx: &Context) -> Result<Checked, ApiError> {
         let name =
             self.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::bad_request("`name` is required"))?;
         if name.chars().count() > MAX_NAME {
@@ -208,11 +204,8 @@ impl EventBody {
                 .map_err(|_| ApiError::bad_request(format!("`ip` `{ip}` is not an IP address")))?,
             None => ctx.ip,
         };
-        // A sender with a key is a server speaking for its visitors: the request's own headers and
-        // pace say nothing about them.
-        let trusted = ctx.key.is_some();
-        let user_agent = self.user_agent.map(|u| truncate(&u, MAX_USER_AGENT));
-        let user_agent = user_agent.as_deref().unwrap_or(&ctx.user_agent);
+        let user_agent =
+            self.user_agent.map(|u| truncate(&u, MAX_USER_AGENT)).unwrap_or_else(|| ctx.user_agent.clone());
 
         let domains = match domain_list(self.domain.as_deref()) {
             Some(list) => list,
@@ -240,13 +233,15 @@ impl EventBody {
                 domains.join(",")
             )));
         }
-        if let (Some(field), Some(key)) = (privileged, &ctx.key)
-            && let Some(site) = sites.iter().find(|s| !key.allows(Scope::EventsWrite, s.id))
+        // A key speaks for its visitors only where it may: elsewhere it is refused, not taken
+        // for a browser.
+        if let Some(key) = &ctx.key
+            && let Some(site) = sites.iter().find(|s| !allowed(Action::SendAsServer, &key_holders(key, Some(s.id))))
         {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "API key `{}` may not send `{field}` for `{}` (needs events:write on that site)",
+                    "API key `{}` may not send events for `{}` (needs events:write on that site)",
                     key.name, site.domain
                 ),
             ));
@@ -258,20 +253,93 @@ impl EventBody {
                 ApiError::bad_request(format!("`screen_width` must be a width in pixels (1 to 100000), got {w}"))
             })? as u32),
         };
-        // Last of the checks: a refused event takes none of the site's budget.
+        // The address is used here and dropped; only the place goes on.
+        let place = c.geo.locate(ip);
+        let hit = Hit { ip, country: &place.country, hostname: &page.hostname, pathname: &page.pathname };
         for site in &sites {
-            c.admit_site(site.id, ctx.now_ms)?;
+            if let Some(rule) = c.firewall.rules(c.meta.as_ref(), site.id).map_err(internal)?.blocks(&hit) {
+                c.tally.add(site.id, Reason::Blocked, ctx.now_ms);
+                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("blocked by a firewall rule ({rule})")));
+            }
         }
-        let agent = c.agents.parse(user_agent);
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
         // A referrer from the site itself is navigation, not a source.
         let referrer = referrer.filter(|(_, host)| *host != site_host && !domains.contains(host));
+        Ok(Checked {
+            kind,
+            name,
+            page,
+            props,
+            revenue,
+            engaged_ms,
+            scroll_depth,
+            ts_ms,
+            ip,
+            user_agent,
+            trusted: ctx.key.is_some(),
+            sites,
+            referrer,
+            width,
+            place,
+            webdriver: self.webdriver == Some(true),
+            interactive: self.interactive.unwrap_or(true),
+        })
+    }
+}
+
+/// A valid event, admitted or not yet: what remains is to judge it (bots, spam, pace) and sign it.
+pub struct Checked {
+    kind: EventKind,
+    name: String,
+    page: plumb_core::url::PageUrl,
+    props: Vec<(String, String)>,
+    revenue: Option<Revenue>,
+    engaged_ms: u32,
+    scroll_depth: Option<u8>,
+    ts_ms: i64,
+    ip: IpAddr,
+    user_agent: String,
+    /// Sent by a key with `events:write` on every one of `sites`: a server speaking for its
+    /// visitors, whose own headers and pace say nothing about them.
+    trusted: bool,
+    pub sites: Vec<Site>,
+    referrer: Option<(String, String)>,
+    width: Option<u32>,
+    place: crate::geo::Place,
+    webdriver: bool,
+    interactive: bool,
+}
+
+impl Checked {
+    /// One queue entry per site the event is recorded for; none for a bot, spam or a visitor
+    /// faster than a person (counted, answered like any hit).
+    pub fn into_entries(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+        let Checked {
+            kind,
+            name,
+            page,
+            props,
+            revenue,
+            engaged_ms,
+            scroll_depth,
+            ts_ms,
+            ip,
+            user_agent,
+            trusted,
+            sites,
+            referrer,
+            width,
+            place,
+            webdriver,
+            interactive,
+        } = self;
+        let agent = c.agents.parse(&user_agent);
         let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
-        let turned_away = if self.webdriver == Some(true) {
+        let turned_away = if webdriver {
             Some(Reason::Automation)
         } else if agent.bot.is_some() {
             agent.bot
-        } else if !trusted && !ctx.browser_headers && claims_browser(user_agent) {
+        } else if !trusted && !ctx.browser_headers && claims_browser(&user_agent) {
             Some(Reason::Scripted)
         } else if referrer.as_ref().is_some_and(|(_, host)| c.spam.is_spam(host))
             || (!tag.is_empty() && c.spam.is_spam(&tag.to_ascii_lowercase()))
@@ -286,15 +354,6 @@ impl EventBody {
                 c.tally.add(site.id, reason, ctx.now_ms);
             }
             return Ok(vec![]);
-        }
-        // The address is used here and dropped; only the place goes on.
-        let place = c.geo.locate(ip);
-        let hit = Hit { ip, country: &place.country, hostname: &page.hostname, pathname: &page.pathname };
-        for site in &sites {
-            if let Some(rule) = c.firewall.rules(c.meta.as_ref(), site.id).map_err(internal)?.blocks(&hit) {
-                c.tally.add(site.id, Reason::Blocked, ctx.now_ms);
-                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("blocked by a firewall rule ({rule})")));
-            }
         }
         let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium, &page.click_id);
         let visit = VisitInfo {
@@ -315,12 +374,11 @@ impl EventBody {
             region: place.region,
             city: place.city,
         };
-        let interactive = self.interactive.unwrap_or(true);
         let mut entries = Vec::with_capacity(sites.len());
         for site in sites {
             let (day, hour) = local_day_hour(site.timezone, ts_ms);
             let salt = c.salts.get(c.meta.as_ref(), day, ctx.now_ms).map_err(internal)?;
-            let signature = visitor_signature(&salt, site.id, day, ip, user_agent);
+            let signature = visitor_signature(&salt, site.id, day, ip, &user_agent);
             // Faster than a person can browse: a script, however browser-like it looks.
             if !trusted && c.limits.visitor.take(&(site.id, signature)).is_err() {
                 c.tally.add(site.id, Reason::TooFast, ctx.now_ms);

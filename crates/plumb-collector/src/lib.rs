@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use body::{Context, EventBody};
+use body::{Checked, Context, EventBody, Sender};
 use cache::{SaltCache, SiteCache};
 use ipnet::IpNet;
 use plumb_core::limit::RateLimiter;
@@ -43,14 +43,16 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 pub struct CollectorConfig {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Events per second allowed from one client address (API-key senders are exempt), for one
-    /// site, and for the whole collector (defaults: `plumb serve --help`). Each allows a burst:
-    /// 5 s, 2 s and 1 s of its rate.
+    /// Events per second allowed from one client network (see `plumb_core::net::limit_key`), for
+    /// one site, and for the whole collector (defaults: `plumb serve --help`); API-key senders
+    /// have their own limit per key instead of the first two. Each allows a burst: 5 s, 2 s, 1 s
+    /// and 10 s of its rate.
     pub per_address: u32,
     pub per_site: u32,
     pub global: u32,
+    pub per_key: u32,
     /// Events per minute one visitor may send (burst: a minute's worth); faster is not a person.
-    /// API-key senders are exempt.
+    /// Trusted senders (keys with `events:write`) are exempt.
     pub per_visitor: u32,
     /// An MMDB file (DB-IP Lite or MaxMind) for regions and cities; countries need none.
     pub geoip_db: Option<std::path::PathBuf>,
@@ -61,9 +63,12 @@ pub struct CollectorConfig {
 /// Token buckets that turn floods away with `429` before any parsing or storage work, and the
 /// per-visitor one that tells people from scripts.
 struct Limits {
+    /// By client network.
     address: RateLimiter<IpAddr>,
     site: RateLimiter<u32>,
     global: RateLimiter<()>,
+    /// By API key id: server-side senders, apart from browsers' traffic.
+    key: RateLimiter<u32>,
     /// By site and visitor signature.
     visitor: RateLimiter<(u32, u64)>,
 }
@@ -74,6 +79,7 @@ impl Limits {
             address: RateLimiter::new(c.per_address.saturating_mul(5), 5),
             site: RateLimiter::new(c.per_site.saturating_mul(2), 2),
             global: RateLimiter::new(c.global, 1),
+            key: RateLimiter::new(c.per_key.saturating_mul(10), 10),
             visitor: RateLimiter::per_minute(c.per_visitor),
         }
     }
@@ -114,9 +120,12 @@ impl Collector {
     }
 
     /// Deletes salts of days that have ended everywhere, from the store and from memory, and
-    /// forgets visitors whose rate bucket has filled up again (their signatures are its keys).
+    /// forgets what identifies idle clients: rate buckets that have filled up again (keyed by
+    /// visitor signature or client address) and User-Agents not seen for minutes.
     pub fn forget_expired(&self, now_ms: i64) -> Result<usize, plumb_meta::MetaError> {
         self.limits.visitor.forget_full();
+        self.limits.address.forget_full();
+        self.agents.age();
         self.salts.retain_live(now_ms);
         self.meta.purge_salts(now_ms)
     }
@@ -137,26 +146,96 @@ impl Collector {
         }
     }
 
-    /// Admits `n` events from a sender, or says why not: the collector's global limit, then the
-    /// client address's (senders with an API key are trusted servers and exempt; before the body
-    /// is read only the header's presence is known, and the key is verified right after).
-    fn admit(&self, ip: IpAddr, keyed: bool, n: u32) -> Result<(), ApiError> {
-        self.limits
-            .global
-            .take_n(&(), n)
-            .map_err(|wait| ApiError::too_many("the collector is over its event rate limit", wait))?;
-        if keyed {
-            return Ok(());
-        }
-        self.limits.address.take_n(&ip, n).map_err(|wait| ApiError::too_many("too many events from this address", wait))
+    /// The first look at a request, from its head alone: `429` when the collector, the client's
+    /// network or the presented key has no budget left (nothing is taken yet: tokens are spent
+    /// only on events found valid), `401` for a key that is not valid (which costs its network a
+    /// token, so guessing keys is rate-limited like anything else).
+    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Sender, ApiError> {
+        let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
+        let network = plumb_core::net::limit_key(ip);
+        let refuse = |e| self.refused_unread(headers, Reason::RateLimited, e);
+        let over = |what: &str, wait| ApiError::too_many(format!("{what} is over its event rate limit"), wait);
+        self.limits.global.check(&()).map_err(|w| refuse(over("the collector", w)))?;
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            self.limits.address.check(&network).map_err(|w| refuse(over("this address", w)))?;
+            return Ok(Sender { ip, key: None });
+        };
+        // A key that is not valid costs its network a token: guessing keys is rate-limited like
+        // any other traffic, while a valid key's sender is counted apart from its network.
+        let unauthorized = |m: &str| match self.limits.address.take(&network) {
+            Ok(()) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            Err(w) => refuse(over("this address", w)),
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("Authorization must be `Bearer <API key>`"))?;
+        let key = self
+            .meta
+            .verify_key(secret.trim())
+            .map_err(body::internal)?
+            .ok_or_else(|| unauthorized("API key is invalid or revoked"))?;
+        self.limits.key.check(&key.id).map_err(|w| refuse(over(&format!("API key `{}`", key.name), w)))?;
+        Ok(Sender { ip, key: Some(key) })
     }
 
-    /// The first admission, from the request head alone; returns the client's address.
-    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, ApiError> {
-        let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
-        self.admit(ip, headers.contains_key(header::AUTHORIZATION), 1)
-            .map_err(|e| self.refused_unread(headers, Reason::RateLimited, e))?;
-        Ok(ip)
+    /// Spends the rate budget of valid events all at once, or none of it: the collector's, then
+    /// the key's (server-side senders) or the client network's and each site's (browsers). A
+    /// batch over any limit is refused whole with `429` and `Retry-After`, so a sender retries
+    /// it whole and events of one visitor are never split across retries.
+    fn admit(&self, ctx: &Context, events: &[Checked]) -> Result<(), ApiError> {
+        let n = events.len() as u32;
+        let mut per_site: Vec<(u32, u32)> = Vec::new();
+        for site in events.iter().flat_map(|e| &e.sites) {
+            match per_site.iter_mut().find(|(id, _)| *id == site.id) {
+                Some((_, count)) => *count += 1,
+                None => per_site.push((site.id, 1)),
+            }
+        }
+        let refused = |what: String, wait| {
+            for (site, _) in &per_site {
+                self.tally.add(*site, Reason::RateLimited, ctx.now_ms());
+            }
+            ApiError::too_many(format!("{what} is over its event rate limit"), wait)
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        // A batch larger than a burst can never pass: say so instead of asking for a retry.
+        let sender_burst = if ctx.key().is_some() { self.limits.key.capacity } else { self.limits.address.capacity };
+        let burst = [self.limits.global.capacity, sender_burst].into_iter().min().unwrap_or(0);
+        let site_burst = self.limits.site.capacity;
+        if n > burst || (ctx.key().is_none() && per_site.iter().any(|(_, c)| *c > site_burst)) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{n} events at once are more than this sender may send in one burst; send smaller batches"),
+            ));
+        }
+        self.limits.global.take_n(&(), n).map_err(|w| refused("the collector".into(), w))?;
+        let refund_global = || self.limits.global.give_back(&(), n);
+        if let Some(key) = ctx.key() {
+            return self.limits.key.take_n(&key.id, n).map_err(|w| {
+                refund_global();
+                refused(format!("API key `{}`", key.name), w)
+            });
+        }
+        let network = plumb_core::net::limit_key(ctx.ip());
+        self.limits.address.take_n(&network, n).map_err(|w| {
+            refund_global();
+            refused("this address".into(), w)
+        })?;
+        for (i, (site, count)) in per_site.iter().enumerate() {
+            if let Err(wait) = self.limits.site.take_n(site, *count) {
+                for (taken, count) in &per_site[..i] {
+                    self.limits.site.give_back(taken, *count);
+                }
+                self.limits.address.give_back(&network, n);
+                refund_global();
+                return Err(refused("this site".into(), wait));
+            }
+        }
+        Ok(())
     }
 
     /// Counts a request refused before its events could be read (over a limit before the body
@@ -192,21 +271,23 @@ impl Collector {
     }
 
     /// Validates one event; a `400` is counted as `invalid` for the sites it names.
-    fn queue_entries(&self, event: EventBody, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+    fn validate(&self, event: EventBody, ctx: &Context) -> Result<Checked, ApiError> {
         let domains = event.claimed_domains();
-        event.into_queued(self, ctx).inspect_err(|e| {
+        event.validate(self, ctx).inspect_err(|e| {
             if e.status == StatusCode::BAD_REQUEST {
                 self.count(&domains, Reason::Invalid, ctx.now_ms());
             }
         })
     }
 
-    /// One event for a site, or `429` (counted as `rate_limited` for the site).
-    fn admit_site(&self, site_id: u32, now_ms: i64) -> Result<(), ApiError> {
-        self.limits.site.take(&site_id).map_err(|wait| {
-            self.tally.add(site_id, Reason::RateLimited, now_ms);
-            ApiError::too_many("this site is over its event rate limit", wait)
-        })
+    /// Admits the valid events of a request and turns them into queue entries.
+    fn entries(&self, ctx: &Context, events: Vec<Checked>) -> Result<Vec<Vec<u8>>, ApiError> {
+        self.admit(ctx, &events)?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.extend(e.into_entries(self, ctx)?);
+        }
+        Ok(out)
     }
 
     async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), ApiError> {
@@ -226,14 +307,37 @@ impl Collector {
     }
 }
 
+/// The collector's paths: events in, the tracker out, the health check.
+const PATHS: [&str; 6] = ["/api/event", "/api/events", "/collect", "/api/health", "/js/script.js", "/script.js"];
+
+/// Whether a request path is the collector's (the server keeps connections apart by it).
+pub fn is_collector_path(path: &str) -> bool {
+    PATHS.contains(&path)
+}
+
+/// Method, path and permission of every collector route: anyone may send browser events; a key
+/// is checked per event (`Action::SendAsServer`).
+pub fn routes() -> Vec<(&'static str, &'static str, plumb_meta::permission::Action)> {
+    use plumb_meta::permission::Action::Public;
+    vec![
+        ("post", PATHS[0], Public),
+        ("post", PATHS[1], Public),
+        ("get", PATHS[2], Public),
+        ("get", PATHS[3], Public),
+        ("get", PATHS[4], Public),
+        ("get", PATHS[5], Public),
+    ]
+}
+
 pub fn router(collector: Arc<Collector>) -> Router {
+    let [event_path, batch_path, pixel_path, health_path, script, short_script] = PATHS;
     Router::new()
-        .route("/api/event", post(event).options(preflight))
-        .route("/api/events", post(batch).options(preflight))
-        .route("/collect", get(pixel))
-        .route("/api/health", get(health))
-        .route("/js/script.js", get(tracker::script))
-        .route("/script.js", get(tracker::script))
+        .route(event_path, post(event).options(preflight))
+        .route(batch_path, post(batch).options(preflight))
+        .route(pixel_path, get(pixel))
+        .route(health_path, get(health))
+        .route(script, get(tracker::script))
+        .route(short_script, get(tracker::script))
         .with_state(collector)
 }
 
@@ -281,14 +385,15 @@ async fn event(
     body: Body,
 ) -> Response {
     let result = async {
-        let ip = c.admit_head(peer, &headers)?;
+        let sender = c.admit_head(peer, &headers)?;
         let bytes = read_body(&c, &headers, body, MAX_EVENT_BYTES).await?;
-        let ctx = Context::from_request(&c, ip, &headers)?;
+        let ctx = Context::from_request(sender, &headers);
         let parsed: EventBody = serde_json::from_slice(&bytes).map_err(|e| {
             let e = ApiError::bad_request(format!("request body is not a valid event: {e}"));
             c.refused_unread(&headers, Reason::Invalid, e)
         })?;
-        let payloads = c.queue_entries(parsed, &ctx)?;
+        let checked = c.validate(parsed, &ctx)?;
+        let payloads = c.entries(&ctx, vec![checked])?;
         c.enqueue(payloads).await
     }
     .await;
@@ -305,10 +410,9 @@ async fn batch(
     body: Body,
 ) -> Response {
     let result = async {
-        // One token at the door, the rest once the batch's size is known.
-        let ip = c.admit_head(peer, &headers)?;
+        let sender = c.admit_head(peer, &headers)?;
         let bytes = read_body(&c, &headers, body, MAX_BATCH_BYTES).await?;
-        let ctx = Context::from_request(&c, ip, &headers)?;
+        let ctx = Context::from_request(sender, &headers);
         let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
             let e = ApiError::bad_request(format!("request body must be a JSON array of events: {e}"));
             c.refused_unread(&headers, Reason::Invalid, e)
@@ -320,34 +424,33 @@ async fn batch(
             );
             return Err(c.refused_unread(&headers, Reason::Invalid, e));
         }
-        if items.len() > 1 {
-            c.admit(ctx.ip(), ctx.has_key(), items.len() as u32 - 1)
-                .map_err(|e| c.refused_unread(&headers, Reason::RateLimited, e))?;
-        }
-        let mut payloads = Vec::with_capacity(items.len());
-        let mut accepted = 0usize;
+        let mut valid = Vec::with_capacity(items.len());
         let mut rejected = Vec::new();
+        let mut refusals = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             let one = serde_json::from_value::<EventBody>(item)
                 .map_err(|e| ApiError::bad_request(format!("not a valid event: {e}")))
-                .and_then(|ev| c.queue_entries(ev, &ctx));
+                .and_then(|ev| c.validate(ev, &ctx));
             match one {
-                Ok(p) => {
-                    accepted += 1;
-                    payloads.extend(p);
-                }
+                Ok(checked) => valid.push(checked),
                 // Our fault, not the event's: the client should retry the whole batch.
                 Err(e) if e.status.is_server_error() => return Err(e),
-                Err(e) => rejected.push(json!({"index": index, "error": e.message})),
+                Err(e) => {
+                    refusals.push(e.status);
+                    rejected.push(json!({"index": index, "error": e.message}));
+                }
             }
         }
+        let accepted = valid.len();
         if accepted == 0 && !rejected.is_empty() {
+            // Every event refused for one reason (a key that may not send for the site): that
+            // reason's status; for several, `400`.
+            let status = if refusals.iter().all(|s| *s == refusals[0]) { refusals[0] } else { StatusCode::BAD_REQUEST };
             let body = json!({"error": "no event in the batch is valid", "accepted": 0, "rejected": rejected});
-            return Ok((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+            return Ok((status, axum::Json(body)).into_response());
         }
-        if !payloads.is_empty() {
-            c.enqueue(payloads).await?;
-        }
+        let payloads = c.entries(&ctx, valid)?;
+        c.enqueue(payloads).await?;
         Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": accepted, "rejected": rejected}))).into_response())
     }
     .await;
@@ -370,8 +473,8 @@ async fn pixel(
     params: Result<Query<PixelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        let ip = c.admit_head(peer, &headers)?;
-        let ctx = Context::from_request(&c, ip, &headers)?;
+        let sender = c.admit_head(peer, &headers)?;
+        let ctx = Context::from_request(sender, &headers);
         let invalid = |message: String| c.refused_unread(&headers, Reason::Invalid, ApiError::bad_request(message));
         let Query(q) = params.map_err(|e| invalid(format!("invalid pixel query: {e}")))?;
         let host =
@@ -388,7 +491,8 @@ async fn pixel(
         };
         let sid = q.sid.filter(known);
         let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), sid, q.r);
-        let payloads = c.queue_entries(body, &ctx)?;
+        let checked = c.validate(body, &ctx)?;
+        let payloads = c.entries(&ctx, vec![checked])?;
         c.enqueue(payloads).await
     }
     .await;

@@ -14,7 +14,7 @@ const REGEXES: &str = include_str!("../data/uap-regexes.json");
 /// The crawler-user-agents project's patterns (MIT; see `data/NOTICE`).
 const CRAWLER_PATTERNS: &str = include_str!("../data/crawler-patterns.json");
 
-/// Distinct strings kept; the cache starts over when full, which is cheap and bounds memory.
+/// Distinct strings kept in each of the cache's two generations; a full one ages at once.
 const CACHE_SIZE: usize = 20_000;
 
 /// What a User-Agent says, as stored on a visit. Empty strings: unknown.
@@ -34,7 +34,15 @@ pub struct Agent {
 pub struct UserAgents {
     extractor: Extractor<'static>,
     crawlers: RegexSet,
-    cache: Mutex<HashMap<String, Arc<Agent>>>,
+    cache: Mutex<Generations>,
+}
+
+/// Strings seen since the last [`UserAgents::age`] and in the period before: a string unseen for
+/// two periods is forgotten, so no User-Agent stays in memory long after its visitor left.
+#[derive(Default)]
+struct Generations {
+    current: HashMap<String, Arc<Agent>>,
+    previous: HashMap<String, Arc<Agent>>,
 }
 
 impl UserAgents {
@@ -43,21 +51,34 @@ impl UserAgents {
         let extractor = Extractor::try_from(regexes).expect("the vendored uap-core regexes compile");
         let patterns: Vec<String> =
             serde_json::from_str(CRAWLER_PATTERNS).expect("the vendored crawler patterns parse");
-        let crawlers = RegexSet::new(&patterns).expect("the vendored crawler patterns compile");
-        UserAgents { extractor, crawlers, cache: Mutex::new(HashMap::new()) }
+        let anchored: Vec<String> = patterns.iter().map(|p| anchored(p)).collect();
+        let crawlers = RegexSet::new(&anchored).expect("the vendored crawler patterns compile");
+        UserAgents { extractor, crawlers, cache: Mutex::new(Generations::default()) }
     }
 
     pub fn parse(&self, ua: &str) -> Arc<Agent> {
-        if let Some(a) = self.cache.lock().unwrap().get(ua) {
-            return a.clone();
+        {
+            let mut cache = self.cache.lock().unwrap();
+            if let Some(a) = cache.current.get(ua) {
+                return a.clone();
+            }
+            if let Some((k, a)) = cache.previous.remove_entry(ua) {
+                cache.current.insert(k, a.clone());
+                return a;
+            }
         }
         let agent = Arc::new(self.parse_uncached(ua));
         let mut cache = self.cache.lock().unwrap();
-        if cache.len() >= CACHE_SIZE {
-            cache.clear();
+        if cache.current.len() >= CACHE_SIZE {
+            cache.age();
         }
-        cache.insert(ua.to_owned(), agent.clone());
+        cache.current.insert(ua.to_owned(), agent.clone());
         agent
+    }
+
+    /// Starts a new period (every minute): strings not seen in the last two are forgotten.
+    pub fn age(&self) {
+        self.cache.lock().unwrap().age();
     }
 
     pub fn parse_uncached(&self, ua: &str) -> Agent {
@@ -81,14 +102,45 @@ impl UserAgents {
         };
         let device_family = device.map(|d| d.device.into_owned()).unwrap_or_default();
         let device = device_type(ua, &os, &device_family).to_owned();
+        // uap-core's `Spider` family and a product token named like a crawler catch crawlers that
+        // do not pose as browsers; a browser-shaped User-Agent is one only by a listed crawler's
+        // own token, since apps' in-app browsers append their names (`StudyBot/2.0`, `yahoo`).
+        let crawler_like = || device_family == "Spider" || CRAWLER_TOKEN.is_match(ua);
         let bot = if ["HeadlessChrome", "PhantomJS", "SlimerJS", "Headless"].iter().any(|h| ua.contains(h)) {
             Some(Reason::Headless)
-        } else if device_family == "Spider" || self.crawlers.is_match(ua) {
+        } else if self.crawlers.is_match(ua) || (!browser_shaped(ua) && crawler_like()) {
             Some(Reason::Crawler)
         } else {
             None
         };
         Agent { browser, browser_version, os, os_version, device, bot }
+    }
+}
+
+/// A product token whose name ends like a crawler's: `Whoiswebsitebot/0.1`, `FooCrawler;`.
+static CRAWLER_TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?:^|[^A-Za-z0-9])[A-Za-z][A-Za-z0-9_.-]*(?:[Bb]ot|BOT|[Cc]rawler|[Ss]pider|[Ss]craper)(?:[/;)-]|$)",
+    )
+    .expect("the crawler token pattern compiles")
+});
+
+/// A crawler pattern held to the start of a word of the User-Agent: a crawler names itself
+/// (`Googlebot/2.1`, `compatible; bingbot/2.0`), so `bot` must not match inside `Abbot`, nor
+/// `eright` inside `Copyright`, nor `exabot` inside `Alexabot` (caught as a crawler token).
+fn anchored(pattern: &str) -> String {
+    let starts_with_word = pattern.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[');
+    if starts_with_word { format!("(?:^|[^A-Za-z0-9])(?:{pattern})") } else { pattern.to_owned() }
+}
+
+/// Shaped like a browser's User-Agent: `Mozilla/5.0 (platform) AppleWebKit/…` or `… Gecko/…`.
+fn browser_shaped(ua: &str) -> bool {
+    ua.starts_with("Mozilla/5.0 (") && (ua.contains("AppleWebKit/") || ua.contains("Gecko/"))
+}
+
+impl Generations {
+    fn age(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
     }
 }
 
@@ -182,6 +234,20 @@ mod tests {
         );
         assert_eq!(bot("curl/8.5.0"), Some(Reason::Crawler));
         assert_eq!(
+            bot("Mozilla/5.0 (compatible; Alexabot/1.0; +http://www.alexa.com/help/certifyscan)"),
+            Some(Reason::Crawler)
+        );
+        assert_eq!(bot("NewsGator/3.0"), Some(Reason::Crawler), "uap-core's Spider family, not shaped like a browser");
+        // In-app browsers that name their app: browsers, whatever the name.
+        for webview in [
+            "Mozilla/5.0 (Linux; Android 13; SM-T220 Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.230 Safari/537.36 StudyBot/2.4.1",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 YJApp-IOS jp.co.yahoo.ipn.appli/4.52.2",
+            "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 ClassroomCrawler/1.0 (education)",
+            "Mozilla/5.0 (Linux; Android 12; Abbott FreeStyle Build/SP1A) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0 Mobile Safari/537.36",
+        ] {
+            assert_eq!(bot(webview), None, "{webview}");
+        }
+        assert_eq!(
             bot(
                 "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36"
             ),
@@ -209,7 +275,17 @@ mod tests {
         for i in 0..CACHE_SIZE + 5 {
             u.parse(&format!("Agent/{i}"));
         }
-        assert!(u.cache.lock().unwrap().len() <= CACHE_SIZE);
+        let sizes = |u: &UserAgents| {
+            let c = u.cache.lock().unwrap();
+            (c.current.len(), c.previous.len())
+        };
+        assert!(sizes(&u).0 <= CACHE_SIZE && sizes(&u).1 <= CACHE_SIZE);
         assert_eq!(*u.parse(ua), *a);
+        // Two periods unseen: forgotten; seen in the last one: kept.
+        u.age();
+        u.parse(ua);
+        u.age();
+        let c = u.cache.lock().unwrap();
+        assert!(c.previous.contains_key(ua) && !c.previous.contains_key("Agent/1") && c.current.is_empty());
     }
 }

@@ -64,6 +64,26 @@ fn crawlers_are_caught_and_browsers_are_not() {
     );
     flagged += flagged_hits;
     browsers += hits;
+    // A second, newer corpus of real traffic the rules were not made from (in-app browsers
+    // among it), weighted by each User-Agent's share of that traffic.
+    #[derive(Deserialize)]
+    struct Share {
+        ua: String,
+        percent: f64,
+    }
+    let recent: Vec<Share> = serde_json::from_str(&data("browser-traffic-2025.json")).unwrap();
+    let wrong: Vec<&Share> = recent.iter().filter(|s| u.parse_uncached(&s.ua).bot.is_some()).collect();
+    let total_share: f64 = recent.iter().map(|s| s.percent).sum();
+    let wrong_share = wrong.iter().fold(0.0, |sum, s| sum + s.percent);
+    println!(
+        "browser traffic (fake-useragent 2.2.0): {}/{} User-Agents flagged, {:.4}% of the traffic",
+        wrong.len(),
+        recent.len(),
+        wrong_share * 100.0 / total_share
+    );
+    flagged += wrong.len();
+    browsers += recent.len();
+    examples.extend(wrong.iter().map(|s| s.ua.clone()));
     let caught_pct = caught as f64 * 100.0 / crawlers as f64;
     let flagged_pct = flagged as f64 * 100.0 / browsers as f64;
     println!(

@@ -4,6 +4,7 @@ pub mod country;
 pub mod event;
 pub mod limit;
 pub mod live;
+pub mod net;
 pub mod row;
 pub mod security;
 pub mod signature;

@@ -40,6 +40,15 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.with_bucket(key, n as f64)
     }
 
+    /// Returns `n` tokens taken for something that turned out not to count against the limit
+    /// (a right password), or taken alongside another limiter's that refused.
+    pub fn give_back(&self, key: &K, n: u32) {
+        let mut guard = self.buckets.lock().unwrap();
+        if let Some((tokens, _)) = guard.0.get_mut(key) {
+            *tokens = (*tokens + n as f64).min(self.capacity as f64);
+        }
+    }
+
     /// Whether a token is there, without taking it.
     pub fn check(&self, key: &K) -> Result<(), u64> {
         self.with_bucket(key, 0.0)
@@ -108,6 +117,18 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         l.forget_full();
         assert!(l.buckets.lock().unwrap().0.is_empty(), "refilled after a second, then forgotten");
+    }
+
+    #[test]
+    fn tokens_given_back_count_again_up_to_the_capacity() {
+        let l = RateLimiter::new(2, 3600);
+        l.take(&"a").unwrap();
+        l.take(&"a").unwrap();
+        assert!(l.take(&"a").is_err());
+        l.give_back(&"a", 1);
+        assert!(l.take(&"a").is_ok());
+        l.give_back(&"a", 10);
+        assert!(l.take_n(&"a", 2).is_ok() && l.take(&"a").is_err(), "never above the capacity");
     }
 
     #[test]

@@ -67,6 +67,23 @@ pub struct SharedLink {
     pub created_ms: i64,
 }
 
+/// Whether a new user may become the instance owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewUser {
+    /// First-run set-up and `plumb user add`: the owner, if this Plumb has none yet.
+    OwnerIfNone,
+    /// Someone who accepted an invite: never the owner.
+    Member,
+}
+
+/// An unused, unexpired invite: for one e-mail address, to one site, with one role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invite {
+    pub site: Site,
+    pub role: Role,
+    pub email: String,
+}
+
 /// Sessions last 30 days; a session waiting for its second factor, 10 minutes.
 pub const SESSION_TTL_MS: i64 = 30 * 86_400_000;
 pub const MFA_PENDING_TTL_MS: i64 = 10 * 60_000;
@@ -74,12 +91,14 @@ pub const MFA_PENDING_TTL_MS: i64 = 10 * 60_000;
 pub const INVITE_TTL_MS: i64 = 7 * 86_400_000;
 
 pub trait Accounts: Send + Sync {
-    /// Adds a user; the password is stored only as an Argon2id hash. The first user owns the
-    /// instance.
-    fn add_user(&self, email: &str, password: &str) -> Result<User>;
+    /// Adds a user; the password is stored only as an Argon2id hash.
+    fn add_user(&self, email: &str, password: &str, new: NewUser) -> Result<User>;
     fn list_users(&self) -> Result<Vec<User>>;
     /// The user, if the e-mail is known and the password is theirs.
     fn check_password(&self, email: &str, password: &str) -> Result<Option<User>>;
+    /// The account of `email` if the password is its (`None` if not), or a new account (never
+    /// the owner) with that password when there is none: how an invited person joins.
+    fn sign_in_or_join(&self, email: &str, password: &str) -> Result<Option<User>>;
 
     /// Starts a session and returns its secret token (for the cookie).
     fn create_session(&self, user_id: u32, mfa_pending: bool) -> Result<String>;
@@ -96,6 +115,8 @@ pub trait Accounts: Send + Sync {
     /// Requires TOTP from now on if `code` is valid for the enrolling secret; returns ten
     /// one-time recovery codes (shown once, stored hashed).
     fn enable_totp(&self, user_id: u32, code: &str, now_ms: i64) -> Result<Vec<String>>;
+    /// The secret being enrolled, if any.
+    fn pending_totp(&self, user_id: u32) -> Result<Option<Vec<u8>>>;
     fn disable_totp(&self, user_id: u32) -> Result<()>;
     /// Checks a TOTP code (each time step accepted once) or a recovery code (used up).
     fn check_second_factor(&self, user_id: u32, code: &str, now_ms: i64) -> Result<bool>;
@@ -109,11 +130,12 @@ pub trait Accounts: Send + Sync {
     /// The sites the user can see, with their role, by domain.
     fn user_sites(&self, user_id: u32) -> Result<Vec<(Site, Role)>>;
 
-    /// A one-time invite to the site with that role; returns its secret token.
-    fn create_invite(&self, site_id: u32, role: Role) -> Result<String>;
+    /// A one-time invite for `email` to the site with that role; returns its secret token.
+    fn create_invite(&self, site_id: u32, role: Role, email: &str) -> Result<String>;
     /// What an unused, unexpired invite offers.
-    fn invite(&self, token: &str) -> Result<Option<(Site, Role)>>;
-    /// Uses the invite up and gives the user its role (never lowering a higher one).
+    fn invite(&self, token: &str) -> Result<Option<Invite>>;
+    /// Uses the invite up and gives the user its role (never lowering a higher one); the user
+    /// must be the one it is for.
     fn accept_invite(&self, token: &str, user_id: u32) -> Result<(Site, Role)>;
 
     fn create_shared_link(&self, site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink>;

@@ -2,9 +2,10 @@
 //! mostly.
 
 pub mod accounts;
+pub mod permission;
 mod sqlite;
 
-pub use accounts::{Accounts, Role, Session, SharedLink, User};
+pub use accounts::{Accounts, Invite, NewUser, Role, Session, SharedLink, User};
 pub use sqlite::SqliteMeta;
 
 use chrono_tz::Tz;
@@ -242,8 +243,14 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     /// Changes a site's domain and/or timezone. A new timezone applies to events from then on;
     /// stored rows keep the local days they were counted in.
     fn update_site(&self, id: u32, domain: Option<&str>, timezone: Option<&str>) -> Result<Site>;
-    /// Removes the site and its goals. Site ids are never reused, so keys limited to it lose it.
-    fn remove_site(&self, domain: &str) -> Result<()>;
+    /// Removes the site with its goals, links and roles, and leaves a tombstone for its stored
+    /// rows, which the pipeline deletes (see [`deleted_sites`](Self::deleted_sites)). Site ids
+    /// are never reused, so keys limited to it lose it.
+    fn remove_site(&self, domain: &str) -> Result<Site>;
+    /// Every removed site's id, and whether its stored rows are deleted yet.
+    fn deleted_sites(&self) -> Result<Vec<(u32, bool)>>;
+    /// Records that a removed site's stored rows are deleted.
+    fn mark_purged(&self, site_id: u32) -> Result<()>;
     fn site_by_domain(&self, domain: &str) -> Result<Option<Site>>;
     fn site_by_id(&self, id: u32) -> Result<Option<Site>>;
 

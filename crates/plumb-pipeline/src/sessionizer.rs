@@ -21,21 +21,32 @@ fn digest(parts: &[&str]) -> u64 {
 }
 
 struct Session {
-    /// Queue position of the session's first hit: the queue keeps entries from here on while
-    /// the session is open, so a restart replays whole sessions.
-    first_seq: u64,
+    /// Event time of the session's earliest and latest hit: where later hits are placed.
+    first_ts: i64,
+    last_ts: i64,
     /// Queue receive time of the latest hit.
     last_touch_ms: i64,
-    last_ts: i64,
+    /// Queue positions of the session's hits: they stay in the queue while the session is
+    /// recent, so a restart replays it whole, and are released together once it is not.
+    seqs: Vec<u64>,
     pageviews: u32,
     bounce: bool,
     entry_page: String,
     visit: Arc<VisitInfo>,
-    /// The page holding the session's exit flag: hostname, pathname, local hour.
-    exit_page: Option<(String, String, u8)>,
+    /// The page holding the session's exit flag: hostname, pathname, local hour, event time.
+    exit_page: Option<(String, String, u8, i64)>,
     pages: HashSet<u64>,
     /// Deepest scroll reported per page in this session.
     scroll: HashMap<u64, u8>,
+}
+
+impl Session {
+    /// How far a hit at `ts` is from the session, in event time (0 within it), if it is close
+    /// enough to belong to it.
+    fn distance(&self, ts: i64) -> Option<i64> {
+        let d = (self.first_ts - ts).max(ts - self.last_ts).max(0);
+        (d <= SESSION_TIMEOUT_MS).then_some(d)
+    }
 }
 
 #[derive(Default)]
@@ -50,12 +61,18 @@ struct VisitorDay {
     /// Sessions of this visitor-day whose exit is on each page (hostname + pathname digest).
     exits: HashMap<u64, u32>,
     attr_values: [HashSet<u64>; VisitAttr::ALL.len()],
-    session: Option<Session>,
+    /// The day's sessions, in no particular order: a hit joins the one whose time span it is
+    /// within 30 minutes of (the nearest, if two), so hits that arrive out of time order (from
+    /// several senders, or retried) still split into the sessions their timestamps say.
+    sessions: Vec<Session>,
 }
 
 #[derive(Default)]
 pub struct Sessionizer {
     days: HashMap<(u32, u64, i32), VisitorDay>,
+    /// Queue positions no session needs any more: hits that joined none, and sessions that are
+    /// no longer recent.
+    releasable: Vec<u64>,
 }
 
 /// Counters of a row that are not copied from the event.
@@ -84,12 +101,20 @@ impl Sessionizer {
     }
 
     /// Applies one hit and appends the rows it produces to `out` (none for an engagement ping
-    /// outside any open session).
+    /// outside any session).
     pub fn apply(&mut self, ev: &QueuedEvent, seq: u64, received_ms: i64, out: &mut Vec<Row>) {
         let key = (ev.site_id, ev.signature, ev.day);
-        let open =
-            |vd: &VisitorDay| vd.session.as_ref().filter(|s| ev.ts_ms - s.last_ts <= SESSION_TIMEOUT_MS).is_some();
-        if ev.kind == EventKind::Engagement && !self.days.get(&key).is_some_and(open) {
+        let nearest = |vd: &VisitorDay| {
+            vd.sessions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.distance(ev.ts_ms).map(|d| (d, i)))
+                .min()
+                .map(|(_, i)| i)
+        };
+        let joins = self.days.get(&key).and_then(nearest);
+        if ev.kind == EventKind::Engagement && joins.is_none() {
+            self.releasable.push(seq);
             return;
         }
         let new_visitor = !self.days.contains_key(&key);
@@ -97,33 +122,41 @@ impl Sessionizer {
         vd.last_touch_ms = vd.last_touch_ms.max(received_ms);
         let mut f = Flags { visitors: new_visitor as i8, ..Default::default() };
 
-        if !open(vd) {
-            f.visits = 1;
-            f.bounces = 1;
-            let visit = Arc::new(ev.visit.clone());
-            for attr in VisitAttr::ALL {
-                if vd.attr_values[attr as usize].insert(digest(&[&attr.value(&ev.pathname, &visit)])) {
-                    f.attr_first |= attr.bit();
+        let at = match joins {
+            Some(i) => i,
+            None => {
+                f.visits = 1;
+                f.bounces = 1;
+                let visit = Arc::new(ev.visit.clone());
+                for attr in VisitAttr::ALL {
+                    if vd.attr_values[attr as usize].insert(digest(&[&attr.value(&ev.pathname, &visit)])) {
+                        f.attr_first |= attr.bit();
+                    }
                 }
+                vd.sessions.push(Session {
+                    first_ts: ev.ts_ms,
+                    last_ts: ev.ts_ms,
+                    last_touch_ms: received_ms,
+                    seqs: Vec::new(),
+                    pageviews: 0,
+                    bounce: true,
+                    entry_page: ev.pathname.clone(),
+                    visit,
+                    exit_page: None,
+                    pages: HashSet::new(),
+                    scroll: HashMap::new(),
+                });
+                vd.sessions.len() - 1
             }
-            vd.session = Some(Session {
-                first_seq: seq,
-                last_touch_ms: received_ms,
-                last_ts: ev.ts_ms,
-                pageviews: 0,
-                bounce: true,
-                entry_page: ev.pathname.clone(),
-                visit,
-                exit_page: None,
-                pages: HashSet::new(),
-                scroll: HashMap::new(),
-            });
-        }
-        let s = vd.session.as_mut().expect("a session is open");
+        };
+        let s = &mut vd.sessions[at];
+        s.seqs.push(seq);
         s.last_touch_ms = s.last_touch_ms.max(received_ms);
-        // Events from one visitor should arrive in order; a late one adds no negative time.
-        f.duration_ms = (ev.ts_ms - s.last_ts).max(0);
+        // The session's duration is its last hit's time less its first's: a hit outside the
+        // span adds what it extends it by, on either side; one within adds nothing.
+        f.duration_ms = (ev.ts_ms - s.last_ts).max(0) + (s.first_ts - ev.ts_ms).max(0);
         s.last_ts = s.last_ts.max(ev.ts_ms);
+        s.first_ts = s.first_ts.min(ev.ts_ms);
 
         if ev.kind != EventKind::Engagement {
             f.events = 1;
@@ -140,26 +173,30 @@ impl Sessionizer {
                 let page = digest(&[&ev.hostname, &ev.pathname]);
                 f.page_visitors = vd.pages.insert(page) as i8;
                 f.page_visits = s.pages.insert(page) as i8;
-                f.exits = 1;
-                let now_exit = (ev.hostname.clone(), ev.pathname.clone(), ev.hour);
-                if let Some((host, path, hour)) = s.exit_page.replace(now_exit) {
-                    // The visitor-day stops exiting on the old page if no other session does.
-                    let old = vd.exits.entry(digest(&[&host, &path])).or_default();
-                    *old = old.saturating_sub(1);
-                    let exit_visitors = -((*old == 0) as i8);
-                    out.push(Row {
-                        kind: RowKind::Adjustment,
-                        hostname: host,
-                        pathname: path,
-                        hour,
-                        exits: -1,
-                        exit_visitors,
-                        ..base_row(ev, s, "")
-                    });
+                // The exit is the session's latest pageview; an earlier one arriving late leaves
+                // it where it is.
+                if s.exit_page.as_ref().is_none_or(|(_, _, _, ts)| ev.ts_ms >= *ts) {
+                    f.exits = 1;
+                    let now_exit = (ev.hostname.clone(), ev.pathname.clone(), ev.hour, ev.ts_ms);
+                    if let Some((host, path, hour, _)) = s.exit_page.replace(now_exit) {
+                        // The visitor-day stops exiting on the old page if no other session does.
+                        let old = vd.exits.entry(digest(&[&host, &path])).or_default();
+                        *old = old.saturating_sub(1);
+                        let exit_visitors = -((*old == 0) as i8);
+                        out.push(Row {
+                            kind: RowKind::Adjustment,
+                            hostname: host,
+                            pathname: path,
+                            hour,
+                            exits: -1,
+                            exit_visitors,
+                            ..base_row(ev, s, "")
+                        });
+                    }
+                    let now = vd.exits.entry(page).or_default();
+                    *now += 1;
+                    f.exit_visitors = (*now == 1) as i8;
                 }
-                let now = vd.exits.entry(page).or_default();
-                *now += 1;
-                f.exit_visitors = (*now == 1) as i8;
             }
             EventKind::Custom => f.name_visitors = vd.names.insert(digest(&[&ev.name])) as i8,
             EventKind::Engagement => {
@@ -204,23 +241,32 @@ impl Sessionizer {
         out.push(row);
     }
 
-    /// The queue position where the oldest session with a hit in the last `window_ms` (queue
-    /// time) began: entries from there on stay in the queue, so a restart replays those sessions
-    /// whole.
-    pub fn oldest_recent_session(&self, now_ms: i64, window_ms: i64) -> Option<u64> {
-        self.days
-            .values()
-            .filter_map(|vd| vd.session.as_ref())
-            .filter(|s| now_ms - s.last_touch_ms <= window_ms)
-            .map(|s| s.first_seq)
-            .min()
+    /// Hands out the queue positions no session needs any more: hits that joined no session,
+    /// and those of sessions without a hit in the last `window_ms` of queue time (a restart then
+    /// has nothing of them to rebuild). The caller releases those it has committed.
+    pub fn take_releasable(&mut self, now_ms: i64, window_ms: i64) -> Vec<u64> {
+        let mut out = std::mem::take(&mut self.releasable);
+        for s in self.days.values_mut().flat_map(|vd| vd.sessions.iter_mut()) {
+            if now_ms - s.last_touch_ms > window_ms {
+                out.append(&mut s.seqs);
+            }
+        }
+        out
     }
 
     /// Forgets visitor-days whose local day is over (per `day_over`) and which saw no hit for
-    /// `idle_ms` of queue time. Returns how many were dropped.
+    /// `idle_ms` of queue time, handing their sessions' queue positions to `take_releasable`.
+    /// Returns how many were dropped.
     pub fn evict(&mut self, now_ms: i64, idle_ms: i64, mut day_over: impl FnMut(u32, i32) -> bool) -> usize {
         let before = self.days.len();
-        self.days.retain(|(site, _, day), vd| !(now_ms - vd.last_touch_ms > idle_ms && day_over(*site, *day)));
+        let releasable = &mut self.releasable;
+        self.days.retain(|(site, _, day), vd| {
+            let keep = !(now_ms - vd.last_touch_ms > idle_ms && day_over(*site, *day));
+            if !keep {
+                releasable.extend(vd.sessions.iter_mut().flat_map(|s| s.seqs.drain(..)));
+            }
+            keep
+        });
         before - self.days.len()
     }
 }
@@ -428,16 +474,68 @@ mod tests {
     }
 
     #[test]
-    fn recent_sessions_pin_their_first_queue_entry() {
+    fn a_session_releases_its_queue_entries_once_it_is_no_longer_recent() {
         let mut s = Sessionizer::default();
         let mut rows = Vec::new();
+        // Visitor 1 stays active; visitor 2 came once; a stray ping joins no session.
         s.apply(&hit(1, 10, 0, EventKind::Pageview, "/", ""), 5, 1_000, &mut rows);
-        s.apply(&hit(1, 10, MIN, EventKind::Pageview, "/", ""), 9, 61_000, &mut rows);
-        s.apply(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 7, 2_000, &mut rows);
-        assert_eq!(s.oldest_recent_session(61_000, SESSION_TIMEOUT_MS), Some(5));
-        // Visitor 2's session has been idle for over 30 minutes of queue time; visitor 1's not.
-        assert_eq!(s.oldest_recent_session(2_000 + 30 * MIN + 1, SESSION_TIMEOUT_MS), Some(5));
-        assert_eq!(s.oldest_recent_session(61_000 + 31 * MIN, SESSION_TIMEOUT_MS), None);
+        s.apply(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 6, 2_000, &mut rows);
+        s.apply(&hit(3, 10, 0, EventKind::Engagement, "/", ""), 7, 2_000, &mut rows);
+        s.apply(&hit(1, 10, 20 * MIN, EventKind::Pageview, "/a", ""), 8, 20 * MIN, &mut rows);
+        assert_eq!(s.take_releasable(20 * MIN, SESSION_TIMEOUT_MS), vec![7], "the ping is needed by nobody");
+        s.apply(&hit(1, 10, 40 * MIN, EventKind::Pageview, "/b", ""), 9, 40 * MIN, &mut rows);
+        // Visitor 2 is idle for over 30 minutes of queue time: released, though visitor 1 is not.
+        let mut released = s.take_releasable(40 * MIN, SESSION_TIMEOUT_MS);
+        released.sort();
+        assert_eq!(released, vec![6]);
+        assert!(s.take_releasable(40 * MIN + 29 * MIN, SESSION_TIMEOUT_MS).is_empty());
+        let mut released = s.take_releasable(40 * MIN + 31 * MIN, SESSION_TIMEOUT_MS);
+        released.sort();
+        assert_eq!(released, vec![5, 8, 9], "visitor 1's whole session at once");
+    }
+
+    #[test]
+    fn visits_sent_newest_first_split_into_their_sessions() {
+        let t0 = 1_000 * MIN;
+        // Three visits an hour apart, two pages each, sent newest visit first (each visit in order).
+        let visits = [(t0 + 120 * MIN, "/c"), (t0 + 60 * MIN, "/b"), (t0, "/a")];
+        let mut in_order = Sessionizer::default();
+        let mut reversed = Sessionizer::default();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let hits = |(ts, page): (i64, &str)| {
+            [hit(1, 10, ts, EventKind::Pageview, page, "Google"), hit(1, 10, ts + MIN, EventKind::Pageview, "/x", "")]
+        };
+        for v in visits.iter().rev() {
+            for h in hits(*v) {
+                in_order.apply_t(&h, h.ts_ms, &mut a);
+            }
+        }
+        for v in visits {
+            for h in hits(v) {
+                reversed.apply_t(&h, h.ts_ms, &mut b);
+            }
+        }
+        for rows in [&a, &b] {
+            assert_eq!(sum(rows, |r| r.visits as i64), 3);
+            assert_eq!(sum(rows, |r| r.visitors as i64), 1);
+            assert_eq!(sum(rows, |r| r.bounces as i64), 0);
+            assert_eq!(sum(rows, |r| r.duration_ms), 3 * MIN);
+            assert_eq!(sum(rows, |r| if r.pathname == "/x" { r.exits as i64 } else { 0 }), 3);
+            let entries: Vec<&str> =
+                rows.iter().filter(|r| r.visits == 1).map(|r| r.entry_page.as_str()).collect::<Vec<_>>();
+            assert_eq!(entries.len(), 3);
+        }
+        // Pages out of order within a session: the exit stays on the latest, the duration spans
+        // first to last.
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        for (ts, page) in [(t0 + 5 * MIN, "/last"), (t0, "/first"), (t0 + 2 * MIN, "/middle")] {
+            s.apply_t(&hit(1, 10, ts, EventKind::Pageview, page, ""), ts, &mut rows);
+        }
+        assert_eq!(sum(&rows, |r| r.visits as i64), 1);
+        assert_eq!(sum(&rows, |r| r.duration_ms), 5 * MIN);
+        let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.exits as i64 } else { 0 });
+        assert_eq!((exits("/last"), exits("/first"), exits("/middle")), (1, 0, 0));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use plumb_core::time::local_day;
 use plumb_meta::MetaStore;
 use plumb_queue::Consumer;
 use plumb_store::EventWriter;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -101,10 +101,16 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         let mut read_pos = 0u64;
         let mut rows = Vec::new();
         let mut replayed = Vec::new();
+        // Processed entries no session needs any more, deleted from the queue once committed.
+        let mut to_release: Vec<u64> = Vec::new();
         let mut last_housekeeping = Instant::now();
         // When the first row not yet committed was produced.
         let mut pending_since: Option<Instant> = None;
         let retention_ms = self.config.retention.as_millis() as i64;
+        // Removed sites: their stored rows are deleted here, where the store is written, and
+        // their events still in the queue produce no rows.
+        let mut deleted: HashSet<u32> = HashSet::new();
+        self.purge_removed_sites(&mut deleted, stop);
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
         while !stop.load(Ordering::SeqCst) {
@@ -125,6 +131,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                         Err(e) => {
                             // A bad entry is skipped alone; the rest of the batch goes on.
                             tracing::error!(seq = entry.seq, "skipping undecodable queue entry: {e}");
+                            to_release.push(entry.seq);
                             continue;
                         }
                     };
@@ -152,6 +159,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             // under load rows gather for up to COMMIT_EVERY; that is all the delay it adds.
             let due = pending_since.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) || rows.len() >= self.config.batch;
             if due {
+                rows.retain(|r| !deleted.contains(&r.site_id));
                 let (writer, batch) = (&mut self.writer, &rows);
                 if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
                     return; // stopping; the uncommitted rows are replayed on the next start
@@ -162,13 +170,17 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
+                self.purge_removed_sites(&mut deleted, stop);
                 let now = now_ms();
-                // The window runs from a session's latest hit: sessions active within it are kept
-                // whole for replay. Nothing uncommitted is ever released.
-                let keep_from = sessions.oldest_recent_session(now, retention_ms).unwrap_or(u64::MAX);
-                let releasable = committed_pos.min(keep_from.saturating_sub(1));
-                if let Err(e) = self.consumer.release(releasable, now - retention_ms) {
-                    tracing::warn!("pipeline cannot release queue entries: {e}");
+                // Each session's entries stay until it has had no hit for the retention window, so
+                // a restart replays recent sessions whole, and leave together then, whatever other
+                // visitors still do. Nothing uncommitted is ever released.
+                to_release.extend(sessions.take_releasable(now, retention_ms));
+                let (ready, later): (Vec<u64>, Vec<u64>) = to_release.drain(..).partition(|s| *s <= committed_pos);
+                to_release = later;
+                if let Err(e) = self.consumer.release(&ready) {
+                    tracing::warn!("pipeline cannot release queue entries (trying again): {e}");
+                    to_release.extend(ready);
                 }
                 let meta = &self.meta;
                 let evicted = sessions.evict(now, retention_ms, |site, day| {
@@ -193,10 +205,38 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 self.consumer.wait(read_pos, timeout);
             }
         }
+        rows.retain(|r| !deleted.contains(&r.site_id));
         if pending_since.is_some()
             && let Err(e) = self.writer.commit(&rows, read_pos)
         {
             tracing::warn!("last commit before stopping failed; the queue replays it on start: {e}");
+        }
+    }
+}
+
+impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
+    /// Deletes the stored rows of sites removed since the last look (however they were removed:
+    /// dashboard, API or CLI) and adds them to `deleted`.
+    fn purge_removed_sites(&mut self, deleted: &mut HashSet<u32>, stop: &AtomicBool) {
+        let removed = match self.meta.deleted_sites() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("pipeline cannot list removed sites: {e}");
+                return;
+            }
+        };
+        for (site, purged) in removed {
+            deleted.insert(site);
+            if purged {
+                continue;
+            }
+            // Deleting twice is harmless: until it is recorded as done, it is done again.
+            let writer = &mut self.writer;
+            let Some(n) = retry(stop, "delete a removed site's rows", || writer.delete_site(site)) else { return };
+            tracing::info!(site, events = n, "deleted the stored rows of a removed site");
+            if let Err(e) = self.meta.mark_purged(site) {
+                tracing::warn!("cannot record that site {site}'s rows are deleted (trying again): {e}");
+            }
         }
     }
 }

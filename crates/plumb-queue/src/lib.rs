@@ -47,7 +47,7 @@ pub trait Consumer: Send + 'static {
     /// Makes sure entries appended from now on are numbered above `seq` (the store's committed
     /// position), so a lost or recreated queue file cannot make new events look processed.
     fn resume_after(&mut self, seq: u64) -> Result<(), QueueError>;
-    /// Deletes entries with `seq <= processed` received before `cutoff_ms`, so their bytes leave
-    /// the disk. Returns how many were deleted.
-    fn release(&mut self, processed: u64, cutoff_ms: i64) -> Result<u64, QueueError>;
+    /// Deletes these (processed) entries, so their bytes leave the disk. Returns how many were
+    /// deleted.
+    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError>;
 }

@@ -209,12 +209,19 @@ impl Consumer for SqliteConsumer {
         tx.commit().map_err(storage)
     }
 
-    fn release(&mut self, processed: u64, cutoff_ms: i64) -> Result<u64, QueueError> {
-        let n = self
-            .conn
-            .execute("DELETE FROM spool WHERE seq <= ?1 AND received_ms < ?2", params![processed as i64, cutoff_ms])
-            .map_err(storage)?;
-        let idle = self.last_seq()? <= processed;
+    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError> {
+        let mut n = 0;
+        if !seqs.is_empty() {
+            let tx = self.conn.transaction().map_err(storage)?;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1").map_err(storage)?;
+                for seq in seqs {
+                    n += delete.execute([*seq as i64]).map_err(storage)?;
+                }
+            }
+            tx.commit().map_err(storage)?;
+        }
+        let idle = seqs.iter().max().is_some_and(|m| self.last_seq().is_ok_and(|last| last <= *m));
         if (n > 0 && idle) || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             // TRUNCATE empties the WAL file, so frames holding deleted entries are gone too.
             let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -261,20 +268,19 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn release_deletes_only_processed_old_entries_and_never_reuses_seq() {
+    async fn release_deletes_exactly_the_entries_named_and_never_reuses_seq() {
         let path = temp_path("release");
         let spool = SqliteSpool::open(&path).unwrap();
         let mut c = spool.consumer().unwrap();
         spool.append(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await.unwrap();
         let all = c.read(0, 10).unwrap();
-        // Processed up to the second entry, all received before the cutoff.
-        assert_eq!(c.release(all[1].seq, now_ms() + 1).unwrap(), 2);
+        // The first and the third: the second stays.
+        assert_eq!(c.release(&[all[0].seq, all[2].seq]).unwrap(), 2);
         let rest = c.read(0, 10).unwrap();
         assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].payload, b"c");
-        // Nothing newer than the cutoff is deleted.
-        assert_eq!(c.release(all[2].seq, 0).unwrap(), 0);
-        c.release(all[2].seq, now_ms() + 1).unwrap();
+        assert_eq!(rest[0].payload, b"b");
+        assert_eq!(c.release(&[all[0].seq]).unwrap(), 0, "released once");
+        c.release(&[all[1].seq]).unwrap();
         spool.append(vec![b"d".to_vec()]).await.unwrap();
         assert!(c.read(0, 10).unwrap()[0].seq > all[2].seq);
     }
@@ -316,7 +322,7 @@ mod tests {
         let (entries, mut c) = found.await.unwrap();
         assert_eq!(entries.len(), 1, "woke for the entry, not the timeout");
         assert!(waiting.elapsed() < Duration::from_secs(2), "{:?}", waiting.elapsed());
-        assert_eq!(c.release(entries[0].seq, now_ms() + 1).unwrap(), 1);
+        assert_eq!(c.release(&[entries[0].seq]).unwrap(), 1);
         assert!(c.read(0, 10).unwrap().is_empty());
     }
 }

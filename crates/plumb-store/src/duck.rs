@@ -1,7 +1,7 @@
 //! DuckDB backend: one file, opened read-write by this process only. The pipeline writes through
 //! one connection with the Appender; readers share clones of it.
 
-use crate::query::{GroupSums, SumsBackend, SumsQuery};
+use crate::query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use crate::rollup;
 use crate::sql::{DuckDialect, Param, compile, compile_on};
 use crate::{EventReader, EventWriter, Result, StoreError};
@@ -10,6 +10,7 @@ use plumb_core::Row;
 use plumb_core::row::RowProp;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 fn backend(e: duckdb::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -80,6 +81,10 @@ CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGIN
 
 const ROLLUPS: [&rollup::Table; 2] = [&rollup::DAYS, &rollup::VISITS];
 
+/// Memory the database may use for queries and writes; a query that needs more fails with a
+/// clear error instead of taking the machine's memory.
+pub const MEMORY_LIMIT: &str = "1GB";
+
 /// Rollup rows appended since the last compaction, before the touched days are compacted: each
 /// commit adds a row per dimension value it saw, so without compaction small batches would
 /// make the rollup larger than the rows it sums.
@@ -96,6 +101,7 @@ pub struct DuckStore {
 impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path).map_err(backend)?;
+        writer.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'")).map_err(backend)?;
         let tables: Vec<String> = ROLLUPS.iter().map(|t| format!("'{}'", t.name)).collect();
         let had_rollups: bool = writer
             .query_row(
@@ -128,8 +134,9 @@ impl DuckStore {
         Ok(store)
     }
 
-    pub fn reader(&self) -> Result<ReaderHandle> {
-        Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true })
+    /// A read connection whose queries are stopped after `timeout`.
+    pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
+        Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true, timeout })
     }
 
     /// Merges rollup rows with the same key, for the days given (all days if `None`).
@@ -157,6 +164,16 @@ impl DuckStore {
 }
 
 impl EventWriter for DuckStore {
+    fn delete_site(&mut self, site_id: u32) -> Result<u64> {
+        let tx = self.writer.transaction().map_err(backend)?;
+        let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id]).map_err(backend)?;
+        for table in ROLLUPS {
+            tx.execute(&format!("DELETE FROM {} WHERE site_id = ?", table.name), [site_id]).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(n as u64)
+    }
+
     fn position(&mut self) -> Result<u64> {
         let seq: Option<u64> =
             self.writer.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
@@ -255,39 +272,15 @@ impl EventWriter for DuckStore {
     }
 }
 
-impl EventReader for ReaderHandle {
-    fn delete_site(&self, site_id: u32) -> Result<u64> {
-        let conn = self.conn.lock().unwrap();
-        // The writer may be compacting the same rollup rows; DuckDB then aborts one of the two
-        // transactions, so try again a few times.
-        let mut attempt = 0;
-        loop {
-            let run = || -> duckdb::Result<u64> {
-                let tx = conn.unchecked_transaction()?;
-                let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id])?;
-                for table in ROLLUPS {
-                    tx.execute(&format!("DELETE FROM {} WHERE site_id = ?", table.name), [site_id])?;
-                }
-                tx.commit()?;
-                Ok(n as u64)
-            };
-            match run() {
-                Ok(n) => return Ok(n),
-                Err(e) if attempt < 5 && e.to_string().contains("onflict") => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
-    }
-}
-
 pub struct ReaderHandle {
     conn: Mutex<Connection>,
     /// Answer what the rollups can serve from them (off only to compare with raw rows in tests).
     rollups: bool,
+    /// How long one query may run before it is stopped.
+    timeout: Duration,
 }
+
+impl EventReader for ReaderHandle {}
 
 impl SumsBackend for ReaderHandle {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
@@ -302,8 +295,32 @@ impl SumsBackend for ReaderHandle {
         } else {
             compile(&DuckDialect, q)
         };
+        // At most one group more than an answer may hold, to tell that it would be too many.
+        let sql = if q.group_by.is_empty() { sql } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
         let conn = self.conn.lock().unwrap();
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let watchdog = Watchdog::arm(&conn, self.timeout);
+        let result = self.run(&conn, &sql, &params, q);
+        if watchdog.fired() {
+            return Err(StoreError::Timeout(self.timeout));
+        }
+        let groups = result.map_err(|e| match e {
+            StoreError::Backend(m) if m.contains("Out of Memory") => StoreError::TooLarge(format!(
+                "the query needs more memory than the event store may use ({MEMORY_LIMIT}); narrow the range or add a filter"
+            )),
+            other => other,
+        })?;
+        if groups.len() > MAX_GROUPS {
+            return Err(StoreError::TooLarge(format!(
+                "the answer has more than {MAX_GROUPS} groups; narrow the range or add a filter"
+            )));
+        }
+        Ok(groups)
+    }
+}
+
+impl ReaderHandle {
+    fn run(&self, conn: &Connection, sql: &str, params: &[Param], q: &SumsQuery) -> Result<Vec<GroupSums>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
         let bound: Vec<&dyn duckdb::ToSql> = params
             .iter()
             .map(|p| match p {
@@ -323,6 +340,34 @@ impl SumsBackend for ReaderHandle {
             })
             .map_err(backend)?;
         rows.collect::<std::result::Result<_, _>>().map_err(backend)
+    }
+}
+
+/// Stops a query on a connection once its time is up: a thread that waits for the query to end
+/// or the deadline to pass, whichever comes first.
+struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn arm(conn: &Connection, timeout: Duration) -> Watchdog {
+        let handle = conn.interrupt_handle();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("query-watchdog".into()).spawn(move || {
+            let timed_out = wait.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+            if timed_out {
+                handle.interrupt();
+            }
+            timed_out
+        });
+        Watchdog { done: Some(done), thread: thread.ok() }
+    }
+
+    /// Ends the watch; whether it stopped the query.
+    fn fired(mut self) -> bool {
+        drop(self.done.take());
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(false)
     }
 }
 
@@ -379,17 +424,55 @@ mod tests {
         let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
         let rows: Vec<Row> = (0..40).map(|i| Row { site_id: 1 + i % 2, ..row(100, "/", "Google", 1) }).collect();
         store.commit(&rows, 1).unwrap();
-        let reader = store.reader().unwrap();
+        let reader = store.reader(Duration::from_secs(10)).unwrap();
         let count = |table: &str, site: u32| -> i64 {
             let sql = format!("SELECT count(*) FROM {table} WHERE site_id = ?");
             reader.conn.lock().unwrap().query_row(&sql, [site], |r| r.get(0)).unwrap()
         };
         assert!(count("rollup_days", 1) > 0 && count("rollup_visits", 1) > 0);
-        assert_eq!(reader.delete_site(1).unwrap(), 20);
+        assert_eq!(store.delete_site(1).unwrap(), 20);
         for table in ["events", "rollup_days", "rollup_visits"] {
             assert_eq!(count(table, 1), 0, "{table} still holds site 1");
             assert!(count(table, 2) > 0, "{table} lost site 2");
         }
+    }
+
+    #[test]
+    fn queries_over_their_time_or_size_are_stopped_and_the_next_one_runs() {
+        let dir = std::env::temp_dir().join(format!("plumb-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let rows: Vec<Row> = (0..MAX_GROUPS + 10).map(|i| row(100, &format!("/page/{i}"), "Google", 1)).collect();
+        store.commit(&rows, 1).unwrap();
+        let by_page = |filter: Option<Filter>| SumsQuery {
+            site_id: 1,
+            range: DayRange { from: 100, to: 100 },
+            group_by: vec![Column::Pathname],
+            filter,
+            kinds: vec![],
+            prop_key: None,
+            sums: vec![Sum::Pageviews],
+        };
+        let mut reader = store.reader(Duration::from_secs(60)).unwrap();
+        match reader.sums(&by_page(None)) {
+            Err(StoreError::TooLarge(m)) => assert!(m.contains("more than 200000 groups"), "{m}"),
+            other => panic!("too many groups must be refused, got {:?}", other.map(|g| g.len())),
+        }
+        // A regular expression over every row takes longer than a millisecond.
+        let slow = Filter::Condition {
+            op: Op::Matches,
+            column: Column::Pathname,
+            values: vec!["^/page/(1|2|3)+[0-9]*9$".into()],
+            case_sensitive: false,
+        };
+        reader.timeout = Duration::from_millis(1);
+        assert!(matches!(reader.sums(&by_page(Some(slow.clone()))), Err(StoreError::Timeout(_))));
+        // The same connection answers the next query.
+        reader.timeout = Duration::from_secs(60);
+        let groups = reader.sums(&by_page(Some(slow))).unwrap();
+        assert!(!groups.is_empty() && groups.len() < MAX_GROUPS);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -405,8 +488,8 @@ mod tests {
                 .collect();
             store.commit(&rows, batch as u64 + 1).unwrap();
         }
-        let rolled = store.reader().unwrap();
-        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
+        let rolled = store.reader(Duration::from_secs(10)).unwrap();
+        let raw = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
         let source_bit = Column::Source.first_session_bit().unwrap();
         let all = vec![
             Sum::Visitors,
@@ -480,14 +563,14 @@ mod tests {
         // A store opened again keeps its rollups (and compacts them).
         drop((rolled, raw, store));
         let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
-        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
-        check(&store.reader().unwrap(), &raw);
+        let raw = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
+        check(&store.reader(Duration::from_secs(10)).unwrap(), &raw);
         // A store from before rollups: they are built from its rows on open.
         store.writer.execute_batch("DROP TABLE rollup_days; DROP TABLE rollup_visits").unwrap();
         drop((raw, store));
         let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
-        let raw = ReaderHandle { rollups: false, ..store.reader().unwrap() };
-        check(&store.reader().unwrap(), &raw);
+        let raw = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
+        check(&store.reader(Duration::from_secs(10)).unwrap(), &raw);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,6 +16,13 @@ use query::SumsBackend;
 pub enum StoreError {
     #[error("event store failed: {0}")]
     Backend(String),
+    /// A query ran longer than its time budget and was stopped.
+    #[error("the query ran longer than {0:?} and was stopped; narrow the range or add a filter")]
+    Timeout(std::time::Duration),
+    /// A query would answer more groups than one answer may hold, or needed more memory than the
+    /// store may use.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -26,11 +33,10 @@ pub trait EventWriter: Send + 'static {
     /// Appends `rows` and moves the position to `position` in one transaction: either both
     /// happen or neither, which is what makes counting exactly-once across crashes.
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
+    /// Deletes every stored row of a deleted site (events and rollups). Returns the events
+    /// deleted.
+    fn delete_site(&mut self, site_id: u32) -> Result<u64>;
 }
 
-/// Read side: sums per group (see [`query::run`] for everything built on them), and the one
-/// change readers may make: forgetting a deleted site.
-pub trait EventReader: SumsBackend + Send + Sync + 'static {
-    /// Deletes every stored row of the site (events and rollups). Returns the events deleted.
-    fn delete_site(&self, site_id: u32) -> Result<u64>;
-}
+/// Read side: sums per group (see [`query::run`] for everything built on them).
+pub trait EventReader: SumsBackend + Send + Sync + 'static {}

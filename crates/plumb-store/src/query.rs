@@ -405,6 +405,12 @@ impl Filter {
     }
 }
 
+/// Time buckets one answer may hold: a year of hours, or 27 years of days.
+pub const MAX_TIME_BUCKETS: i64 = 10_000;
+/// Groups a backend may return for one query (and so the memory one answer takes). A breakdown
+/// with more values in its range is refused with a message that says how to narrow it.
+pub const MAX_GROUPS: usize = 200_000;
+
 /// Additive sums a backend can return per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sum {
@@ -644,6 +650,15 @@ impl Query {
                 return Err(Invalid(format!("dimensions: dimension #{} is repeated", i + 1)));
             }
         }
+        if let Some(bucket) = self.time_bucket() {
+            let n = [Some(self.range), self.comparison].into_iter().flatten().map(|r| bucket_count(bucket, r)).max();
+            let n = n.unwrap_or(0);
+            if n > MAX_TIME_BUCKETS {
+                return Err(Invalid(format!(
+                    "dimensions: {n} time buckets is more than {MAX_TIME_BUCKETS}; use a coarser interval or a shorter date_range"
+                )));
+            }
+        }
         if self.limit == 0 || self.limit > 10_000 {
             return Err(Invalid(format!("pagination: limit must be 1 to 10000, got {}", self.limit)));
         }
@@ -756,6 +771,21 @@ fn bucket_label(bucket: TimeBucket, day: i32, hour: Option<u8>) -> String {
             plumb_core::time::date_of_day(day - date.weekday().num_days_from_monday() as i32).to_string()
         }
         TimeBucket::Month => date.with_day(1).expect("day 1 exists").to_string(),
+    }
+}
+
+/// How many buckets a range has, without making their labels.
+pub fn bucket_count(bucket: TimeBucket, range: DayRange) -> i64 {
+    use chrono::Datelike;
+    let days = i64::from(range.days().max(0));
+    match bucket {
+        TimeBucket::Hour => days * 24,
+        TimeBucket::Day => days,
+        TimeBucket::Week => days / 7 + 2,
+        TimeBucket::Month => {
+            let (a, b) = (plumb_core::time::date_of_day(range.from), plumb_core::time::date_of_day(range.to));
+            i64::from(b.year() - a.year()) * 12 + i64::from(b.month0()) - i64::from(a.month0()) + 1
+        }
     }
 }
 

@@ -1,17 +1,23 @@
 //! Who is calling and what they may do. The API accepts three kinds of caller:
-//! - an API key (`Authorization: Bearer …`), limited by scopes and sites, rate-limited per key;
+//! - an API key (`Authorization: Bearer …`), limited by scopes and sites;
 //! - a signed-in dashboard user (session cookie), limited by their role on each site; their
 //!   state-changing calls must also carry the CSRF token (`X-Plumb-CSRF` header);
 //! - a shared link (slug in `X-Plumb-Share` or `?share=`), read-only on its one site; a link with
 //!   a password also needs the cookie its password form sets.
+//!
+//! What each may do is `plumb_meta::permission`'s table; the action a route needs is declared
+//! once, in the route tables (`lib.rs`, `app/mod.rs`), and reaches the handler with the request.
+//! Every caller is rate-limited: per key, per user, and per shared link and client address.
 
 use crate::Web;
-use crate::stats::ApiError;
-use axum::extract::FromRequestParts;
+use crate::error::ApiError;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use plumb_meta::accounts::{constant_time_eq, sign};
-use plumb_meta::{ApiKey, Role, Scope, Session, SharedLink, Site};
+use plumb_meta::permission::{Action, Holder, allowed, key_holders, user_holders};
+use plumb_meta::{ApiKey, Session, SharedLink, Site};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "plumb_session";
@@ -20,109 +26,205 @@ pub const SHARE_COOKIE: &str = "plumb_share";
 pub const CSRF_HEADER: &str = "x-plumb-csrf";
 pub const SHARE_HEADER: &str = "x-plumb-share";
 
+/// The credentials a request carried, kept so a long-lived answer (an event stream) can check
+/// them again.
+#[derive(Clone)]
+struct Credentials {
+    key_secret: Option<String>,
+    session_token: Option<String>,
+    share: Option<(String, Option<String>)>,
+}
+
+/// Who a caller is, for rate limits and stream caps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerId {
+    Key(u32),
+    User(u32),
+    /// A shared link, per client network (see `plumb_core::net::limit_key`): one reader cannot
+    /// use up a public link for everyone.
+    Link(String, IpAddr),
+}
+
 /// A caller of the API. At least one of the three is set.
 pub struct Caller {
     pub key: Option<ApiKey>,
     pub session: Option<Session>,
     pub share: Option<SharedLink>,
+    /// What the route asks for.
+    action: Action,
     /// The request carried the CSRF token matching its cookie.
     csrf_ok: bool,
+    credentials: Credentials,
+    /// Who this is, for rate limits and stream caps.
+    pub id: Option<CallerId>,
 }
 
 impl FromRequestParts<Arc<Web>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, ApiError> {
-        let headers = &parts.headers;
-        if headers.contains_key(header::AUTHORIZATION) {
-            let key = require_key(web, headers)?;
-            return Ok(Caller { key: Some(key), session: None, share: None, csrf_ok: false });
-        }
-        let session = signed_in(web, headers)?;
-        let slug = headers.get(SHARE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned).or_else(|| {
-            url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-                .find(|(k, _)| k == "share")
-                .map(|(_, v)| v.into_owned())
-        });
-        let share = match slug {
-            Some(slug) => Some(open_share(web, headers, &slug)?),
-            None => None,
+        let action = *parts.extensions.get::<Action>().ok_or_else(|| ApiError::internal("route without an action"))?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = web.client_ip(peer, &parts.headers);
+        let credentials = Credentials {
+            key_secret: bearer(&parts.headers)?,
+            session_token: cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned),
+            share: parts
+                .headers
+                .get(SHARE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| {
+                    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+                        .find(|(k, _)| k == "share")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .map(|slug| (slug, cookie(&parts.headers, SHARE_COOKIE).map(str::to_owned))),
         };
-        if session.is_none() && share.is_none() {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing API key: send `Authorization: Bearer <key>`"));
-        }
-        let csrf_ok = csrf_header_ok(headers);
-        Ok(Caller { key: None, session, share, csrf_ok })
+        let mut caller = Caller::resolve(web, credentials, action)?;
+        caller.csrf_ok = csrf_header_ok(&parts.headers);
+        let id = caller.identify(ip).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing API key: send `Authorization: Bearer <key>`")
+        })?;
+        caller.id = Some(id.clone());
+        web.caller_limiter.take(&id).map_err(|wait| {
+            let limit = web.caller_limiter.capacity;
+            ApiError::too_many(format!("{} is over its limit of {limit} requests per minute", caller.who()), wait)
+        })?;
+        Ok(caller)
     }
 }
 
 impl Caller {
-    /// A signed-in user, for queries the app runs on their behalf.
+    /// A signed-in user, for reads the dashboard makes on their behalf.
     pub fn user(session: Session) -> Caller {
-        Caller { key: None, session: Some(session), share: None, csrf_ok: false }
+        Caller {
+            key: None,
+            session: Some(session),
+            share: None,
+            action: Action::Read,
+            csrf_ok: false,
+            credentials: Credentials { key_secret: None, session_token: None, share: None },
+            id: None,
+        }
     }
 
-    /// Whether the caller may do `scope` on `site`.
-    pub fn can(&self, web: &Web, scope: Scope, site: &Site) -> Result<bool, ApiError> {
+    /// The caller the credentials stand for now (`401` for a key, link or session that is not
+    /// valid). A key, when present, is the only credential looked at.
+    fn resolve(web: &Web, credentials: Credentials, action: Action) -> Result<Caller, ApiError> {
+        let mut caller = Caller {
+            key: None,
+            session: None,
+            share: None,
+            action,
+            csrf_ok: false,
+            credentials: credentials.clone(),
+            id: None,
+        };
+        if let Some(secret) = &credentials.key_secret {
+            let key = web
+                .meta
+                .verify_key(secret)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"))?;
+            caller.key = Some(key);
+            return Ok(caller);
+        }
+        if let Some(token) = &credentials.session_token {
+            caller.session = web.meta.session(token).map_err(ApiError::internal)?.filter(|s| !s.mfa_pending);
+        }
+        if let Some((slug, cookie)) = &credentials.share {
+            caller.share = Some(open_share(web, cookie.as_deref(), slug)?);
+        }
+        Ok(caller)
+    }
+
+    /// The same credentials, checked again (`Err` once they no longer hold): a revoked key or
+    /// link, an ended session.
+    pub fn recheck(&self, web: &Web) -> Result<Caller, ApiError> {
+        let mut again = Caller::resolve(web, self.credentials.clone(), self.action)?;
+        if again.key.is_none() && again.session.is_none() && again.share.is_none() {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the session has ended"));
+        }
+        again.id = self.id.clone();
+        Ok(again)
+    }
+
+    /// Who this is, for rate limits and stream caps; `None` without any credential.
+    fn identify(&self, ip: IpAddr) -> Option<CallerId> {
+        match (&self.key, &self.session, &self.share) {
+            (Some(k), _, _) => Some(CallerId::Key(k.id)),
+            (None, Some(s), _) => Some(CallerId::User(s.user.id)),
+            (None, None, Some(l)) => Some(CallerId::Link(l.slug.clone(), plumb_core::net::limit_key(ip))),
+            (None, None, None) => None,
+        }
+    }
+
+    /// What the caller is on `site` (or on no site in particular).
+    fn holders(&self, web: &Web, site: Option<&Site>) -> Result<Vec<Holder>, ApiError> {
+        let mut out = vec![Holder::Anyone];
         if let Some(key) = &self.key {
-            return Ok(key.allows(scope, site.id));
+            return Ok(key_holders(key, site.map(|s| s.id)));
         }
         if let Some(s) = &self.session {
-            let role = web.meta.role(s.user.id, site.id).map_err(ApiError::internal)?;
-            let allowed = match scope {
-                Scope::StatsRead => role.is_some(),
-                Scope::SitesAdmin => role >= Some(Role::Admin),
-                Scope::EventsWrite => false,
+            let role = match site {
+                Some(site) => web.meta.role(s.user.id, site.id).map_err(ApiError::internal)?,
+                None => None,
             };
-            if allowed {
-                return Ok(true);
-            }
+            out = user_holders(role, s.user.is_owner);
         }
-        Ok(scope == Scope::StatsRead && self.share.as_ref().is_some_and(|l| l.site_id == site.id))
+        if self.share.as_ref().is_some_and(|l| site.is_some_and(|site| l.site_id == site.id)) {
+            out.push(Holder::Link);
+        }
+        Ok(out)
     }
 
-    /// `403` unless the caller may do `scope` on `site`; a signed-in user's writes also need the
-    /// CSRF token.
-    pub fn authorize(&self, web: &Web, scope: Scope, site: &Site) -> Result<(), ApiError> {
-        if !self.can(web, scope, site)? {
-            let who = match (&self.key, &self.session) {
-                (Some(k), _) => format!("API key `{}`", k.name),
-                (None, Some(s)) => format!("user `{}`", s.user.email),
-                (None, None) => "this shared link".to_owned(),
-            };
+    /// How messages name the caller.
+    fn who(&self) -> String {
+        match (&self.key, &self.session) {
+            (Some(k), _) => format!("API key `{}`", k.name),
+            (None, Some(s)) => format!("user `{}`", s.user.email),
+            (None, None) => "this shared link".to_owned(),
+        }
+    }
+
+    /// Whether the caller may do `action` on `site`.
+    pub fn allows(&self, web: &Web, action: Action, site: Option<&Site>) -> Result<bool, ApiError> {
+        Ok(allowed(action, &self.holders(web, site)?))
+    }
+
+    /// `403` unless the caller may do what its route asks on `site`; a signed-in user's changes
+    /// also need the CSRF token.
+    pub fn authorize(&self, web: &Web, site: Option<&Site>) -> Result<(), ApiError> {
+        self.authorize_as(web, self.action, site)
+    }
+
+    /// [`authorize`](Self::authorize) for an action beyond the route's (a rename is `own`).
+    pub fn authorize_as(&self, web: &Web, action: Action, site: Option<&Site>) -> Result<(), ApiError> {
+        if !self.allows(web, action, site)? {
+            let on = site.map(|s| format!(" on `{}`", s.domain)).unwrap_or_default();
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("{who} lacks {} on `{}`", scope.name(), site.domain),
+                format!("{} lacks the `{}` permission{on} ({})", self.who(), action.name(), action.describe()),
             ));
         }
-        if self.key.is_none() && scope == Scope::SitesAdmin && !self.csrf_ok {
+        let changes = !matches!(action, Action::Public | Action::Account | Action::Read);
+        if self.key.is_none() && changes && !self.csrf_ok {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token (X-Plumb-CSRF header)"));
         }
         Ok(())
     }
 }
 
-/// The API key named by `Authorization: Bearer <key>` (`401` if missing or unknown), counted
-/// against its rate limit (`429` with `Retry-After` when over it).
-fn require_key(web: &Web, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
-    let secret = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// The secret of `Authorization: Bearer <key>`, if the header is there (`401` if malformed).
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let secret = v
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <API key>`"))?;
-    let key = web
-        .meta
-        .verify_key(secret.trim())
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"))?;
-    web.key_limiter.take(&key.id).map_err(|wait_secs| ApiError {
-        retry_after_secs: Some(wait_secs),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("API key `{}` is over its limit of {} requests per minute", key.name, web.key_limiter.capacity),
-        )
-    })?;
-    Ok(key)
+    Ok(Some(secret.trim().to_owned()))
 }
 
 /// The value of one cookie of the request.
@@ -157,7 +259,7 @@ pub fn share_cookie_value(key: &[u8; 32], link: &SharedLink) -> String {
 }
 
 /// The shared link named by `slug`; one with a password needs the cookie its form set.
-pub fn open_share(web: &Web, headers: &HeaderMap, slug: &str) -> Result<SharedLink, ApiError> {
+pub fn open_share(web: &Web, share_cookie: Option<&str>, slug: &str) -> Result<SharedLink, ApiError> {
     let link = web
         .meta
         .shared_link(slug)
@@ -165,7 +267,7 @@ pub fn open_share(web: &Web, headers: &HeaderMap, slug: &str) -> Result<SharedLi
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this shared link does not exist or was revoked"))?;
     if link.password_hash.is_some() {
         let want = share_cookie_value(&web.server_key, &link);
-        if !cookie(headers, SHARE_COOKIE).is_some_and(|c| constant_time_eq(c, &want)) {
+        if !share_cookie.is_some_and(|c| constant_time_eq(c, &want)) {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "this shared link needs its password"));
         }
     }

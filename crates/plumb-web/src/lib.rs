@@ -5,31 +5,45 @@
 
 mod app;
 mod auth;
+mod error;
 mod openapi;
 mod realtime;
 mod sites;
 mod stats;
 mod v1;
 
-use axum::Router;
-use axum::routing::{MethodRouter, delete, get, post, put};
-use plumb_core::live::LiveVisitors;
-use plumb_meta::{MetaError, MetaStore, Scope};
-use plumb_store::EventReader;
-use std::sync::Arc;
+pub use auth::CallerId;
+pub use error::ApiError;
 
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Extension, Router};
+use ipnet::IpNet;
 use plumb_core::limit::RateLimiter;
+use plumb_core::live::LiveVisitors;
+use plumb_meta::permission::Action;
+use plumb_meta::{MetaError, MetaStore};
+use plumb_store::EventReader;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub struct Web {
     pub meta: Arc<dyn MetaStore>,
     pub reader: Arc<dyn EventReader>,
     pub live: Arc<LiveVisitors>,
-    /// Stats API requests per key.
-    pub key_limiter: RateLimiter<u32>,
+    /// API requests per caller: key, user, or shared link and client network.
+    pub caller_limiter: RateLimiter<CallerId>,
     /// Failed sign-ins, second factors and shared-link passwords, per account (or link)…
     pub login_limiter: RateLimiter<String>,
-    /// …and per client address.
-    pub address_limiter: RateLimiter<std::net::IpAddr>,
+    /// …and per client network (`plumb_core::net::limit_key`).
+    pub address_limiter: RateLimiter<IpAddr>,
+    /// Password hashes computed at once: each Argon2id hash holds 19 MiB.
+    pub hashing: Arc<Semaphore>,
+    /// Stats queries answered at once; more wait their turn for a while, then get `503`.
+    pub queries: Arc<Semaphore>,
+    /// Open event streams per caller, and in all.
+    pub streams: realtime::Streams,
     /// Signs the cookies the server sets (shared-link access).
     pub server_key: [u8; 32],
     /// Where browsers reach this Plumb (`https://stats.example.com`), for snippets and invite
@@ -40,18 +54,28 @@ pub struct Web {
     pub collector_url: Option<String>,
     /// The notice the geolocation database's licence asks dashboards to show, and where it links.
     pub geo_attribution: Option<(&'static str, &'static str)>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 pub struct WebConfig {
-    pub key_rate_limit: u32,
+    /// API requests per minute per caller.
+    pub rate_limit: u32,
     pub public_url: Option<String>,
     pub collector_url: Option<String>,
     pub geo_attribution: Option<(&'static str, &'static str)>,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
-/// Failed sign-in attempts allowed per account (and, times four, per client address) every 15
+/// Failed sign-in attempts allowed per account (and, times four, per client network) every 15
 /// minutes; tokens come back evenly over that time.
 pub const LOGIN_ATTEMPTS: u32 = 5;
+/// Password hashes at once (19 MiB each), and how long a sign-in waits for its turn.
+pub const MAX_HASHES: usize = 4;
+pub const HASH_WAIT: Duration = Duration::from_secs(5);
+/// Stats queries at once, and how long one waits for its turn before a `503`.
+pub const MAX_QUERIES: usize = 4;
+pub const QUERY_WAIT: Duration = Duration::from_secs(10);
 
 impl Web {
     pub fn new(
@@ -65,13 +89,32 @@ impl Web {
             meta,
             reader,
             live,
-            key_limiter: RateLimiter::per_minute(config.key_rate_limit),
+            caller_limiter: RateLimiter::per_minute(config.rate_limit),
             login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
             address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
+            hashing: Arc::new(Semaphore::new(MAX_HASHES)),
+            queries: Arc::new(Semaphore::new(MAX_QUERIES)),
+            streams: realtime::Streams::default(),
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             collector_url: config.collector_url.map(|u| u.trim_end_matches('/').to_owned()),
             geo_attribution: config.geo_attribution,
+            trusted_proxies: config.trusted_proxies,
         })
+    }
+
+    /// The client's address: the peer's, or behind a trusted proxy the one it forwards.
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &axum::http::HeaderMap) -> IpAddr {
+        let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        plumb_core::net::client_ip(peer, forwarded, &self.trusted_proxies)
+    }
+
+    /// Forgets limiter entries that carry no information any more (full buckets), so client
+    /// addresses do not stay in memory; run every minute.
+    pub fn forget_idle(&self) {
+        self.caller_limiter.forget_full();
+        self.login_limiter.forget_full();
+        self.address_limiter.forget_full();
     }
 }
 
@@ -80,8 +123,8 @@ pub struct Endpoint {
     pub method: &'static str,
     pub path: &'static str,
     pub summary: &'static str,
-    /// The key scope it needs; `None`: open.
-    pub scope: Option<Scope>,
+    /// What the caller must be allowed to do (`plumb_meta::permission`).
+    pub action: Action,
     /// Query-string parameters (name, required, description).
     pub query: &'static [(&'static str, bool, &'static str)],
     /// Body fields (name, required, description); the v2 query has its own schema.
@@ -102,24 +145,24 @@ const V1_PARAMS: &[(&str, bool, &str)] = &[
 ];
 
 pub fn endpoints() -> Vec<Endpoint> {
-    use Scope::{SitesAdmin, StatsRead};
-    let e = |method, path, summary, scope, query, body, handler| Endpoint {
+    use Action::{CreateSite, Manage, Own, Read};
+    let e = |method, path, summary, action, query, body, handler| Endpoint {
         method,
         path,
         summary,
-        scope: Some(scope),
+        action,
         query,
         body,
         handler,
     };
     vec![
-        e("post", "/api/v2/query", "Stats API v2 query", StatsRead, &[], &[], post(stats::query_v2)),
-        e("get", "/api/v1/stats/aggregate", "Totals for a period (v1)", StatsRead, V1_PARAMS, &[], get(v1::aggregate)),
+        e("post", "/api/v2/query", "Stats API v2 query", Read, &[], &[], post(stats::query_v2)),
+        e("get", "/api/v1/stats/aggregate", "Totals for a period (v1)", Read, V1_PARAMS, &[], get(v1::aggregate)),
         e(
             "get",
             "/api/v1/stats/timeseries",
             "Metrics per time bucket (v1)",
-            StatsRead,
+            Read,
             &[SITE_ID, ("period", false, "as for aggregate"), ("interval", false, "hour, date, week or month")],
             &[],
             get(v1::timeseries),
@@ -128,7 +171,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/stats/breakdown",
             "Metrics per value of a property (v1)",
-            StatsRead,
+            Read,
             &[
                 SITE_ID,
                 ("property", true, "a dimension, e.g. visit:source"),
@@ -142,7 +185,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/stats/realtime/visitors",
             "Visitors in the last 5 minutes",
-            StatsRead,
+            Read,
             &[SITE_ID],
             &[],
             get(realtime::visitors),
@@ -151,7 +194,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/stats/realtime",
             "Current visitors by page and source",
-            StatsRead,
+            Read,
             &[SITE_ID],
             &[],
             get(realtime::breakdown),
@@ -160,35 +203,27 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/stats/realtime/stream",
             "Server-sent events: `realtime` with the current visitors whenever they change",
-            StatsRead,
+            Read,
             &[SITE_ID],
             &[],
             get(realtime::stream),
         ),
-        e("get", "/api/v1/sites", "Sites the key can see", StatsRead, &[LIMIT, AFTER], &[], get(sites::list)),
+        e("get", "/api/v1/sites", "Sites the key can see", Read, &[LIMIT, AFTER], &[], get(sites::list)),
         e(
             "post",
             "/api/v1/sites",
-            "Add a site (key with sites:admin on every site)",
-            SitesAdmin,
+            "Add a site (instance owner, or a key with sites:admin limited to no sites)",
+            CreateSite,
             &[],
             &[("domain", true, "the site's domain"), ("timezone", false, "IANA timezone [UTC]")],
             post(sites::create),
         ),
-        e(
-            "get",
-            "/api/v1/sites/goals",
-            "A site's goals",
-            StatsRead,
-            &[SITE_ID, LIMIT, AFTER],
-            &[],
-            get(sites::list_goals),
-        ),
+        e("get", "/api/v1/sites/goals", "A site's goals", Read, &[SITE_ID, LIMIT, AFTER], &[], get(sites::list_goals)),
         e(
             "put",
             "/api/v1/sites/goals",
             "Add a goal (idempotent)",
-            SitesAdmin,
+            Manage,
             &[],
             &[
                 SITE_ID,
@@ -204,17 +239,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             "delete",
             "/api/v1/sites/goals/{goal_id}",
             "Remove a goal",
-            SitesAdmin,
+            Manage,
             &[],
             &[SITE_ID],
             delete(sites::delete_goal),
         ),
-        e("get", "/api/v1/sites/{site_id}", "A site", StatsRead, &[], &[], get(sites::show)),
+        e("get", "/api/v1/sites/{site_id}", "A site", Read, &[], &[], get(sites::show)),
         e(
             "get",
             "/api/v1/sites/{site_id}/firewall",
             "A site's firewall rules",
-            SitesAdmin,
+            Manage,
             &[],
             &[],
             get(sites::list_rules),
@@ -223,7 +258,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "post",
             "/api/v1/sites/{site_id}/firewall",
             "Add a firewall rule (in effect within a second)",
-            SitesAdmin,
+            Manage,
             &[],
             &[
                 ("kind", true, "ip (address or CIDR), country (ISO code), path (wildcards) or allow_host"),
@@ -235,7 +270,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "delete",
             "/api/v1/sites/{site_id}/firewall/{rule_id}",
             "Remove a firewall rule",
-            SitesAdmin,
+            Manage,
             &[],
             &[],
             delete(sites::remove_rule),
@@ -244,7 +279,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/sites/{site_id}/security",
             "Hits turned away per hour and reason (bots, spam, rate limits, firewall rules, invalid events)",
-            StatsRead,
+            Read,
             &[("hours", false, "1 to 2160 [24]")],
             &[],
             get(sites::security),
@@ -252,8 +287,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         e(
             "put",
             "/api/v1/sites/{site_id}",
-            "Change a site's domain or timezone",
-            SitesAdmin,
+            "Change a site's timezone (admin) or domain (owner)",
+            Manage,
             &[],
             &[("domain", false, "new domain"), ("timezone", false, "new IANA timezone, for events from now on")],
             put(sites::update),
@@ -262,7 +297,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "delete",
             "/api/v1/sites/{site_id}",
             "Remove a site with its goals, shared links and stored events",
-            SitesAdmin,
+            Own,
             &[],
             &[],
             delete(sites::delete),
@@ -271,7 +306,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             method: "get",
             path: "/api/openapi.json",
             summary: "This document",
-            scope: None,
+            action: Action::Public,
             query: &[],
             body: &[],
             handler: get(openapi::serve),
@@ -279,7 +314,39 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
+/// Every route this crate serves: method, path and the action it needs (the API's, then the
+/// dashboard's).
+pub fn routes() -> Vec<(&'static str, &'static str, Action)> {
+    let api = endpoints().into_iter().map(|e| (e.method, e.path, e.action));
+    api.chain(app::routes().into_iter().map(|r| (r.0, r.1, r.2))).collect()
+}
+
 pub fn router(web: Arc<Web>) -> Router {
-    let api = endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler));
-    api.merge(app::router()).with_state(web)
+    // Each route carries its action to the handler, so the table is the only place it is said.
+    let api = endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler.layer(Extension(e.action))));
+    api.merge(app::router()).layer(axum::middleware::from_fn(bounded_body)).with_state(web)
+}
+
+/// The largest body an API or dashboard request may have, and how long it may take to arrive.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the whole body first, within the size and time limits: a slow or bloated client is
+/// answered `408`/`413` and its connection closed, and no handler ever waits on a client.
+async fn bounded_body(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!("request body did not arrive within {BODY_TIMEOUT:?}"),
+        )
+        .into_response(),
+    }
 }

@@ -4,6 +4,7 @@
 use crate::endpoints;
 use crate::stats::PERIODS;
 use axum::Json;
+use plumb_meta::permission::{Action, Holder};
 use plumb_store::query::{Dimension, Metric, Op};
 use serde_json::{Map, Value, json};
 
@@ -76,9 +77,23 @@ pub fn document() -> Value {
             "parameters": parameters,
             "responses": {"200": {"description": "OK", "content": {"application/json": {}}}, "4XX": error},
         });
-        if let Some(scope) = e.scope {
+        if e.action != Action::Public {
+            let keys: Vec<String> = e
+                .action
+                .holders()
+                .iter()
+                .filter_map(|h| match h {
+                    Holder::Key(s) => Some(format!("`{}`", s.name())),
+                    Holder::UnlimitedKey(s) => Some(format!("`{}` (limited to no sites)", s.name())),
+                    _ => None,
+                })
+                .collect();
             op["security"] = json!([{"apiKey": []}]);
-            op["description"] = json!(format!("Needs an API key with the `{}` scope.", scope.name()));
+            op["description"] = json!(format!(
+                "Needs the `{}` permission: an API key with {}, or a session or shared link allowed it (see the README's permission table).",
+                e.action.name(),
+                keys.join(" or ")
+            ));
         }
         // The v2 query is JSON only; the Sites API also takes forms, as Plausible's examples send.
         let content = if e.path == "/api/v2/query" {

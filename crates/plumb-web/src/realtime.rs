@@ -3,19 +3,21 @@
 //! server-sent-event stream that pushes the same JSON whenever it changes.
 
 use crate::Web;
-use crate::auth::Caller;
-use crate::stats::{ApiError, site};
+use crate::auth::{Caller, CallerId};
+use crate::error::ApiError;
+use crate::stats::site;
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use plumb_core::live::LiveSnapshot;
-use plumb_meta::{Scope, Site};
+use plumb_meta::Site;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How often the stream looks for a change.
 const STREAM_TICK: Duration = Duration::from_secs(1);
@@ -31,7 +33,7 @@ pub struct Params {
 fn readable_site(web: &Web, caller: &Caller, p: Params) -> Result<Site, ApiError> {
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(web, &domain)?;
-    caller.authorize(web, Scope::StatsRead, &site)?;
+    caller.authorize(web, Some(&site))?;
     Ok(site)
 }
 
@@ -59,22 +61,99 @@ pub async fn breakdown(
     Ok(Json(snapshot(&web, &site)).into_response())
 }
 
+/// Event streams open at once per caller, and in all: each holds a connection and a timer.
+pub const STREAMS_PER_CALLER: usize = 5;
+pub const MAX_STREAMS: usize = 1_000;
+/// How often a stream checks that its caller may still read the site (a revoked link or key,
+/// an ended session or a removed member ends it within this time and a tick).
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The event streams open now, per caller.
+#[derive(Default)]
+pub struct Streams {
+    open: Mutex<HashMap<CallerId, usize>>,
+}
+
+/// One open stream; closing it (dropping this) frees its place.
+pub struct StreamPlace {
+    web: Arc<Web>,
+    id: CallerId,
+}
+
+impl Streams {
+    /// A place for one more stream of `id`, or `429` when the caller or the server has as many
+    /// open as allowed.
+    fn take(web: &Arc<Web>, id: CallerId) -> Result<StreamPlace, ApiError> {
+        let mut open = web.streams.open.lock().unwrap();
+        if open.values().sum::<usize>() >= MAX_STREAMS {
+            return Err(ApiError::busy(format!("the server has {MAX_STREAMS} event streams open; retry later"), 10));
+        }
+        let mine = open.entry(id.clone()).or_default();
+        if *mine >= STREAMS_PER_CALLER {
+            return Err(ApiError::too_many(
+                format!("at most {STREAMS_PER_CALLER} event streams may be open at once per caller"),
+                10,
+            ));
+        }
+        *mine += 1;
+        Ok(StreamPlace { web: web.clone(), id })
+    }
+
+    /// How many streams are open in all.
+    pub fn count(&self) -> usize {
+        self.open.lock().unwrap().values().sum()
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        let mut open = self.web.streams.open.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// What a stream carries from tick to tick.
+struct StreamState {
+    last: Option<LiveSnapshot>,
+    caller: Caller,
+    checked: Instant,
+    _place: StreamPlace,
+}
+
 /// `GET /api/v1/stats/realtime/stream`: an `event: realtime` with the breakdown's JSON at once
-/// and after every change; comments keep idle connections open.
+/// and after every change; comments keep idle connections open. The stream ends when the
+/// caller may no longer read the site.
 pub async fn stream(
     State(web): State<Arc<Web>>,
     caller: Caller,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
     let site = readable_site(&web, &caller, p)?;
-    let events = futures_util::stream::unfold(None::<LiveSnapshot>, move |last| {
+    let id = caller.id.clone().ok_or_else(|| ApiError::internal("a stream without a caller"))?;
+    let place = Streams::take(&web, id)?;
+    let state = StreamState { last: None, caller, checked: Instant::now(), _place: place };
+    let events = futures_util::stream::unfold(state, move |mut st| {
         let (web, site) = (web.clone(), site.clone());
         async move {
             loop {
+                if st.checked.elapsed() >= RECHECK_EVERY {
+                    let still = st.caller.recheck(&web).and_then(|c| c.authorize(&web, Some(&site)).map(|()| c));
+                    match still {
+                        Ok(c) => st.caller = c,
+                        Err(_) => return None,
+                    }
+                    st.checked = Instant::now();
+                }
                 let now = snapshot(&web, &site);
-                if last.as_ref() != Some(&now) {
+                if st.last.as_ref() != Some(&now) {
                     let event = Event::default().event("realtime").json_data(&now).unwrap_or_default();
-                    return Some((Ok::<_, Infallible>(event), Some(now)));
+                    st.last = Some(now);
+                    return Some((Ok::<_, Infallible>(event), st));
                 }
                 tokio::time::sleep(STREAM_TICK).await;
             }

@@ -4,12 +4,14 @@
 
 use crate::Web;
 use crate::auth::Caller;
-use crate::stats::{ApiError, site};
+use crate::error::ApiError;
+use crate::stats::site;
 use axum::Json;
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use plumb_meta::{Goal, GoalKind, MetaError, Scope, Site};
+use plumb_meta::permission::Action;
+use plumb_meta::{Goal, GoalKind, MetaError, Site};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,14 +75,14 @@ fn goal_json(g: &Goal) -> Value {
     })
 }
 
-/// The site named by `site_id`, after checking the key may do `scope` on it.
-fn authorized_site(web: &Web, caller: &Caller, domain: &str, scope: Scope) -> Result<Site, ApiError> {
+/// The site named by `site_id`, after checking the caller may do what the route asks on it.
+fn authorized_site(web: &Web, caller: &Caller, domain: &str) -> Result<Site, ApiError> {
     // An unknown site in the path is a missing resource, not a malformed request.
     let site = site(web, domain).map_err(|e| match e.status {
         StatusCode::BAD_REQUEST => ApiError { status: StatusCode::NOT_FOUND, ..e },
         _ => e,
     })?;
-    caller.authorize(web, scope, &site)?;
+    caller.authorize(web, Some(&site))?;
     Ok(site)
 }
 
@@ -117,7 +119,7 @@ pub async fn list(
     let after = p.get("after").map(String::as_str).unwrap_or_default();
     let mut visible = Vec::new();
     for s in web.meta.list_sites().map_err(ApiError::internal)? {
-        let can = caller.can(&web, Scope::StatsRead, &s)? || caller.can(&web, Scope::SitesAdmin, &s)?;
+        let can = caller.allows(&web, Action::Read, Some(&s))? || caller.allows(&web, Action::Manage, Some(&s))?;
         if can && s.domain.as_str() > after {
             visible.push(s);
         }
@@ -132,15 +134,7 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(key) = &caller.key else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "adding a site through the API needs an API key"));
-    };
-    if !key.scopes.contains(&Scope::SitesAdmin) || key.sites.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("API key `{}` cannot create sites: it needs sites:admin on every site", key.name),
-        ));
-    }
+    caller.authorize(&web, None)?;
     let f = fields(&headers, &body)?;
     let timezone = text(&f, "timezone")?.unwrap_or("UTC");
     let s = web.meta.add_site(required(&f, "domain")?, timezone).map_err(meta_error)?;
@@ -153,7 +147,7 @@ pub async fn show(
     caller: Caller,
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(site_json(&authorized_site(&web, &caller, &domain, Scope::StatsRead)?)).into_response())
+    Ok(Json(site_json(&authorized_site(&web, &caller, &domain)?)).into_response())
 }
 
 /// `PUT /api/v1/sites/{site_id}` with a new `domain` and/or `timezone`.
@@ -164,11 +158,14 @@ pub async fn update(
     Path(domain): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, &domain)?;
     let f = fields(&headers, &body)?;
     let (new_domain, timezone) = (text(&f, "domain")?, text(&f, "timezone")?);
     if new_domain.is_none() && timezone.is_none() {
         return Err(ApiError::bad("nothing to change: send `domain` and/or `timezone`"));
+    }
+    if new_domain.is_some() {
+        caller.authorize_as(&web, Action::Own, Some(&site))?;
     }
     let s = web.meta.update_site(site.id, new_domain, timezone).map_err(meta_error)?;
     Ok(Json(site_json(&s)).into_response())
@@ -181,20 +178,29 @@ pub async fn delete(
     caller: Caller,
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
-    delete_site(&web, &site).await?;
-    Ok(Json(json!({"deleted": true})).into_response())
+    let site = authorized_site(&web, &caller, &domain)?;
+    let purged = delete_site(&web, &site).await?;
+    Ok(Json(json!({"deleted": true, "events_deleted": purged})).into_response())
 }
 
-/// Removes the site's metadata first (so the collector refuses its events from then on), then
-/// its rows in the store.
-pub async fn delete_site(web: &Arc<Web>, site: &Site) -> Result<u64, ApiError> {
+/// How long deleting a site waits for the pipeline to delete its stored rows before answering.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes the site's metadata (the collector refuses its events from then on), then waits until
+/// the pipeline, which owns the event store, has deleted its stored rows. Returns whether they
+/// are gone; if not yet, the pipeline deletes them when it next can.
+pub async fn delete_site(web: &Arc<Web>, site: &Site) -> Result<bool, ApiError> {
     web.meta.remove_site(&site.domain).map_err(meta_error)?;
-    let (reader, id) = (web.reader.clone(), site.id);
-    let deleted = tokio::task::spawn_blocking(move || reader.delete_site(id)).await.map_err(ApiError::internal)?;
-    let n = deleted.map_err(ApiError::internal)?;
-    tracing::info!("deleted site {} and its {n} stored events", site.domain);
-    Ok(n)
+    let deadline = tokio::time::Instant::now() + PURGE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if web.meta.deleted_sites().map_err(ApiError::internal)?.contains(&(site.id, true)) {
+            tracing::info!("deleted site {} and its stored events", site.domain);
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tracing::warn!("site {} removed; its stored events are not deleted yet", site.domain);
+    Ok(false)
 }
 
 /// `GET /api/v1/sites/goals?site_id=…`.
@@ -204,7 +210,7 @@ pub async fn list_goals(
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
     let domain = p.get("site_id").ok_or_else(|| ApiError::bad("`site_id` is required"))?;
-    let site = authorized_site(&web, &caller, domain, Scope::StatsRead)?;
+    let site = authorized_site(&web, &caller, domain)?;
     let after: u32 = match p.get("after") {
         None => 0,
         Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
@@ -224,7 +230,7 @@ pub async fn put_goal(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let f = fields(&headers, &body)?;
-    let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, required(&f, "site_id")?)?;
     let kind = match required(&f, "goal_type")? {
         "event" => GoalKind::Event(required(&f, "event_name")?.to_owned()),
         "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
@@ -247,7 +253,7 @@ pub async fn delete_goal(
 ) -> Result<Response, ApiError> {
     let goal_id: u32 = goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
     let f = fields(&headers, &body)?;
-    let site = authorized_site(&web, &caller, required(&f, "site_id")?, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, required(&f, "site_id")?)?;
     web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
     Ok(Json(json!({"deleted": true})).into_response())
 }
@@ -260,7 +266,7 @@ pub async fn security(
     Path(domain): Path<String>,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::StatsRead)?;
+    let site = authorized_site(&web, &caller, &domain)?;
     let hours: i64 = match p.get("hours") {
         None => 24,
         Some(h) => h
@@ -302,7 +308,7 @@ pub async fn list_rules(
     caller: Caller,
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, &domain)?;
     let rules: Vec<Value> = web.meta.rules(site.id).map_err(meta_error)?.iter().map(rule_json).collect();
     Ok(Json(json!({"rules": rules})).into_response())
 }
@@ -315,7 +321,7 @@ pub async fn add_rule(
     Path(domain): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, &domain)?;
     let f = fields(&headers, &body)?;
     let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?).map_err(meta_error)?;
     let rule = web.meta.add_rule(site.id, kind).map_err(meta_error)?;
@@ -328,7 +334,7 @@ pub async fn remove_rule(
     caller: Caller,
     Path((domain, rule_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let site = authorized_site(&web, &caller, &domain, Scope::SitesAdmin)?;
+    let site = authorized_site(&web, &caller, &domain)?;
     let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
     web.meta.remove_rule(site.id, id).map_err(meta_error)?;
     Ok(Json(json!({"deleted": true})).into_response())

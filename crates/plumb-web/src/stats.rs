@@ -2,9 +2,9 @@
 
 use crate::Web;
 use crate::auth::Caller;
+use crate::error::ApiError;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Months;
 use chrono::{Datelike, NaiveDate, Utc};
@@ -12,47 +12,15 @@ use chrono_tz::Tz;
 use plumb_core::time::{date_of_day, day_number, day_start_ms};
 use plumb_core::url::wildcard_regex;
 use plumb_meta::GoalKind;
-use plumb_meta::Scope;
 use plumb_meta::Site;
+use plumb_store::StoreError;
 use plumb_store::query::{
     self, Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
+    QueryOutput,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-/// An error answer: status, a message naming what is wrong, and for `429` when to retry.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub retry_after_secs: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after_secs: None }
-    }
-
-    pub fn bad(msg: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, msg)
-    }
-
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!("stats API failed: {e}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error while answering the query")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
-        }
-        r
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,10 +76,17 @@ pub fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
         .ok_or_else(|| ApiError::bad(format!("site_id `{domain}` is not a site of this Plumb")))
 }
 
+/// Dates a query may name: from 1970 through 2199.
+const FIRST_YEAR: i32 = 1970;
+const LAST_YEAR: i32 = 2199;
+
 fn parse_date(v: &Value) -> Result<i32, ApiError> {
     let s = v.as_str().unwrap_or_default();
     let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
         .map_err(|_| ApiError::bad(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&d.year()) {
+        return Err(ApiError::bad(format!("date_range: `{v}` is not between {FIRST_YEAR} and {LAST_YEAR}")));
+    }
     Ok(day_number(d))
 }
 
@@ -147,8 +122,8 @@ pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
     Ok(DayRange { from, to })
 }
 
-/// First day of `all`: before any plausible data, so back-filled history is included.
-const ALL_FROM: i32 = -25_000;
+/// First day of `all` (1970-01-01): before any plausible data, so back-filled history is included.
+const ALL_FROM: i32 = 0;
 
 pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, ApiError> {
     let mode = v.get("mode").and_then(Value::as_str).unwrap_or_default();
@@ -203,18 +178,58 @@ pub fn goal_filter(op: Op, values: &[String], case_sensitive: bool, goals: &[Goa
     Ok(Filter::Or(picked))
 }
 
-fn parse_filter(v: &Value, range: DayRange, goals: &[GoalDef]) -> Result<Filter, ApiError> {
+/// Dimensions one query may group by.
+pub const MAX_DIMENSIONS: usize = 5;
+
+/// How much a query's filters may hold: conditions in all, nesting, values per condition and
+/// bytes per value.
+pub const MAX_CONDITIONS: usize = 30;
+pub const MAX_FILTER_DEPTH: usize = 5;
+pub const MAX_FILTER_VALUES: usize = 100;
+pub const MAX_FILTER_VALUE_BYTES: usize = 2_000;
+
+/// All the filters of a query, checked against the bounds above.
+pub fn parse_filters(vs: &[Value], range: DayRange, goals: &[GoalDef]) -> Result<Option<Filter>, ApiError> {
+    let mut conditions = 0;
+    let mut filters =
+        vs.iter().map(|f| parse_filter(f, range, goals, 1, &mut conditions)).collect::<Result<Vec<_>, _>>()?;
+    Ok(match filters.len() {
+        0 => None,
+        1 => filters.pop(),
+        _ => Some(Filter::And(filters)),
+    })
+}
+
+fn parse_filter(
+    v: &Value,
+    range: DayRange,
+    goals: &[GoalDef],
+    depth: usize,
+    conditions: &mut usize,
+) -> Result<Filter, ApiError> {
     let bad = || ApiError::bad(format!("filters: `{v}` is not a filter like [\"is\", \"visit:source\", [\"Google\"]]"));
+    if depth > MAX_FILTER_DEPTH {
+        return Err(ApiError::bad(format!("filters: nested deeper than {MAX_FILTER_DEPTH} levels")));
+    }
     let parts = v.as_array().ok_or_else(bad)?;
     let op = parts.first().and_then(Value::as_str).ok_or_else(bad)?;
     match op {
         "and" | "or" => {
             let inner = parts.get(1).and_then(Value::as_array).ok_or_else(bad)?;
-            let fs = inner.iter().map(|f| parse_filter(f, range, goals)).collect::<Result<Vec<_>, _>>()?;
+            let fs = inner
+                .iter()
+                .map(|f| parse_filter(f, range, goals, depth + 1, conditions))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(if op == "and" { Filter::And(fs) } else { Filter::Or(fs) })
         }
-        "not" => Ok(Filter::Not(Box::new(parse_filter(parts.get(1).ok_or_else(bad)?, range, goals)?))),
+        "not" => {
+            Ok(Filter::Not(Box::new(parse_filter(parts.get(1).ok_or_else(bad)?, range, goals, depth + 1, conditions)?)))
+        }
         _ => {
+            *conditions += 1;
+            if *conditions > MAX_CONDITIONS {
+                return Err(ApiError::bad(format!("filters: more than {MAX_CONDITIONS} conditions")));
+            }
             let op = Op::parse(op).ok_or_else(|| ApiError::bad(format!("filters: unknown operator `{op}`")))?;
             let dim = parts.get(1).and_then(Value::as_str).ok_or_else(bad)?;
             let dimension = Dimension::parse(dim, range);
@@ -229,6 +244,15 @@ fn parse_filter(v: &Value, range: DayRange, goals: &[GoalDef]) -> Result<Filter,
                     other => Err(ApiError::bad(format!("filters: value {other} for `{dim}` must be a string"))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if values.len() > MAX_FILTER_VALUES {
+                return Err(ApiError::bad(format!("filters: more than {MAX_FILTER_VALUES} values for `{dim}`")));
+            }
+            if let Some(long) = values.iter().find(|v| v.len() > MAX_FILTER_VALUE_BYTES) {
+                let start: String = long.chars().take(20).collect();
+                return Err(ApiError::bad(format!(
+                    "filters: value `{start}…` for `{dim}` is longer than {MAX_FILTER_VALUE_BYTES} bytes"
+                )));
+            }
             let case_sensitive =
                 parts.get(3).and_then(|m| m.get("case_sensitive")).and_then(Value::as_bool).unwrap_or(true);
             let column = match dimension {
@@ -285,6 +309,32 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).to_rfc3339()
 }
 
+/// Runs a query under the budgets every caller shares. It is checked first, so a query that makes
+/// no sense or asks for too many time buckets is refused at once; then it waits at most
+/// `QUERY_WAIT` for one of `MAX_QUERIES` places and runs off the async workers, where the store
+/// stops it once it is over its time budget.
+pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
+    q.validate().map_err(|i| ApiError::bad(i.0))?;
+    let permit = tokio::time::timeout(crate::QUERY_WAIT, web.queries.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::busy("the server is answering too many queries; retry shortly", 5))?
+        .map_err(ApiError::internal)?;
+    let reader = web.reader.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let out = query::run(reader.as_ref(), &q);
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    out.map_err(|e| match e {
+        QueryError::Invalid(i) => ApiError::bad(i.0),
+        QueryError::Store(StoreError::TooLarge(m)) => ApiError::bad(m),
+        QueryError::Store(e @ StoreError::Timeout(_)) => ApiError::busy(e.to_string(), 10),
+        QueryError::Store(e) => ApiError::internal(e),
+    })
+}
+
 pub async fn query_v2(
     State(web): State<Arc<Web>>,
     caller: Caller,
@@ -299,7 +349,13 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     let body: QueryBody =
         serde_json::from_value(body).map_err(|e| ApiError::bad(format!("invalid query body: {e}")))?;
     let site = site(web, &body.site_id)?;
-    caller.authorize(web, Scope::StatsRead, &site)?;
+    caller.authorize(web, Some(&site))?;
+    if body.metrics.len() > Metric::ALL.len() || body.dimensions.len() > MAX_DIMENSIONS {
+        return Err(ApiError::bad(format!(
+            "at most {} metrics and {MAX_DIMENSIONS} dimensions per query",
+            Metric::ALL.len()
+        )));
+    }
     let metrics = body
         .metrics
         .iter()
@@ -318,12 +374,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         })
         .collect::<Result<Vec<_>, _>>()?;
     let goals = site_goals(web, site.id)?;
-    let filters = body.filters.iter().map(|f| parse_filter(f, range, &goals)).collect::<Result<Vec<_>, _>>()?;
-    let filter = match filters.len() {
-        0 => None,
-        1 => filters.into_iter().next(),
-        _ => Some(Filter::And(filters)),
-    };
+    let filter = parse_filters(&body.filters, range, &goals)?;
     let order_by = body
         .order_by
         .iter()
@@ -359,16 +410,8 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         total_rows: body.include.total_rows,
         goals,
     };
-    let reader = web.reader.clone();
     let time_bucket = q.dimensions.iter().find_map(|d| if let Dimension::Time(t) = d { Some(*t) } else { None });
-    let q2 = q.clone();
-    let out =
-        tokio::task::spawn_blocking(move || query::run(reader.as_ref(), &q2)).await.map_err(ApiError::internal)?;
-    let out = match out {
-        Ok(o) => o,
-        Err(QueryError::Invalid(i)) => return Err(ApiError::bad(i.0)),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let out = run_query(web, q.clone()).await?;
     let tz = site.timezone;
     let shown_range =
         json!([rfc3339(tz, day_start_ms(tz, range.from)), rfc3339(tz, day_start_ms(tz, range.to + 1) - 1000)]);
@@ -427,6 +470,8 @@ mod tests {
             assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
         }
         assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
+        let e = resolve_range(&json!(["0000-01-01", "9999-12-31"]), today).unwrap_err();
+        assert!(e.message.contains("between 1970 and 2199"), "{}", e.message);
     }
 
     #[test]
@@ -435,17 +480,29 @@ mod tests {
         let prev = comparison_range(&json!({"mode": "previous_period"}), range, 200).ok();
         assert_eq!(prev, Some(DayRange { from: 93, to: 99 }));
         assert!(comparison_range(&json!({"mode": "last_week"}), range, 200).is_err());
-        let f = parse_filter(
-            &json!(["or", [["is", "visit:source", ["Google"]], ["not", ["contains", "event:page", ["/blog"], {"case_sensitive": false}]]]]),
+        let f = parse_filters(
+            &[
+                json!(["or", [["is", "visit:source", ["Google"]], ["not", ["contains", "event:page", ["/blog"], {"case_sensitive": false}]]]]),
+            ],
             range,
             &[],
         );
         assert!(f.is_ok());
-        let bad = |v: Value| parse_filter(&v, range, &[]).is_err();
+        let bad = |v: Value| parse_filters(&[v], range, &[]).is_err();
         assert!(bad(json!(["is", "visit:nope", ["x"]])));
         assert!(bad(json!(["resembles", "visit:source", ["x"]])));
         assert!(bad(json!(["matches", "event:page", ["(unclosed"]])));
         assert!(bad(json!(["is", "time:day", ["2024-01-01"]])));
+        // Bounded: conditions, nesting, values and their length.
+        let many: Vec<Value> = (0..=MAX_CONDITIONS).map(|i| json!(["is", "visit:source", [i.to_string()]])).collect();
+        assert!(parse_filters(&many, range, &[]).unwrap_err().message.contains("more than 30 conditions"));
+        let mut deep = json!(["is", "visit:source", ["x"]]);
+        for _ in 0..MAX_FILTER_DEPTH {
+            deep = json!(["not", deep]);
+        }
+        assert!(bad(deep));
+        assert!(bad(json!(["is", "visit:source", vec!["x"; MAX_FILTER_VALUES + 1]])));
+        assert!(bad(json!(["is", "visit:source", ["x".repeat(MAX_FILTER_VALUE_BYTES + 1)]])));
     }
 
     #[test]
@@ -459,12 +516,13 @@ mod tests {
                 currency: None,
             },
         ];
-        let f = parse_filter(&json!(["is", "event:goal", ["Signup"]]), range, &goals).unwrap();
+        let one = |v: Value| parse_filters(&[v], range, &goals).map(Option::unwrap);
+        let f = one(json!(["is", "event:goal", ["Signup"]])).unwrap();
         assert_eq!(f, Filter::Or(vec![Filter::Goal(GoalCondition::Event("Signup".into()))]));
-        let f = parse_filter(&json!(["contains", "event:goal", ["visit"], {"case_sensitive": false}]), range, &goals);
+        let f = one(json!(["contains", "event:goal", ["visit"], {"case_sensitive": false}]));
         assert_eq!(f.unwrap(), Filter::Or(vec![Filter::Goal(GoalCondition::Page("^/blog/.*$".into()))]));
-        let e = parse_filter(&json!(["is", "event:goal", ["Nope"]]), range, &goals).unwrap_err();
+        let e = one(json!(["is", "event:goal", ["Nope"]])).unwrap_err();
         assert_eq!(e.message, "filters: `Nope` is not a goal of this site");
-        assert!(parse_filter(&json!(["is_not", "event:goal", ["Signup"]]), range, &goals).is_err());
+        assert!(one(json!(["is_not", "event:goal", ["Signup"]])).is_err());
     }
 }

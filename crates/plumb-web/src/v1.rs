@@ -3,14 +3,16 @@
 
 use crate::Web;
 use crate::auth::Caller;
-use crate::stats::{ApiError, comparison_range, goal_filter, resolve_range, site, site_goals};
+use crate::error::ApiError;
+use crate::stats::{
+    MAX_CONDITIONS, MAX_FILTER_VALUES, comparison_range, goal_filter, resolve_range, run_query, site, site_goals,
+};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use plumb_core::url::wildcard_regex;
-use plumb_meta::Scope;
-use plumb_store::query::{self, DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, QueryError, TimeBucket};
+use plumb_store::query::{self, DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, TimeBucket};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -70,6 +72,11 @@ fn parse_filters(s: &str, range: DayRange, goals: &[GoalDef]) -> Result<Option<F
             .find_map(|op| part.split_once(op).map(|(d, r)| (d.trim(), *op, r)))
             .ok_or_else(|| ApiError::bad(format!("filters: `{part}` needs ==, !=, ~ or !~")))?;
         let values: Vec<String> = rest.split('|').map(|v| v.trim().to_owned()).collect();
+        if all.len() >= MAX_CONDITIONS || values.len() > MAX_FILTER_VALUES {
+            return Err(ApiError::bad(format!(
+                "filters: at most {MAX_CONDITIONS} conditions of at most {MAX_FILTER_VALUES} values each"
+            )));
+        }
         let column = match Dimension::parse(dim, range) {
             Some(Dimension::Column(c)) => c,
             Some(Dimension::Goal) if op == "==" => {
@@ -107,7 +114,7 @@ fn property_key(property: &str) -> &str {
 async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Response, ApiError> {
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(&web, &domain)?;
-    caller.authorize(&web, Scope::StatsRead, &site)?;
+    caller.authorize(&web, Some(&site))?;
     let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
     let period = p.period.as_deref().unwrap_or("30d");
     let range_value = match (period, p.date.as_deref()) {
@@ -151,7 +158,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
                 .ok_or_else(|| ApiError::bad(format!("property: unknown property `{prop}`")))?;
             let limit = p.limit.unwrap_or(100);
             let page = p.page.unwrap_or(1).max(1);
-            (vec![dim], limit, (page - 1) * limit)
+            (vec![dim], limit, (page - 1).saturating_mul(limit))
         }
     };
     let comparison = match p.compare.as_deref() {
@@ -171,16 +178,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
         total_rows: false,
         goals,
     };
-    let reader = web.reader.clone();
-    let q2 = q.clone();
-    let out = match tokio::task::spawn_blocking(move || query::run(reader.as_ref(), &q2))
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Ok(o) => o,
-        Err(QueryError::Invalid(i)) => return Err(ApiError::bad(i.0)),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let out = run_query(&web, q.clone()).await?;
     let results = match kind {
         Kind::Aggregate => {
             let row = out.results.first();

@@ -12,6 +12,10 @@ use std::time::Duration;
 /// What every serving role takes.
 #[derive(Args, Debug, Default)]
 pub struct ServerArgs {
+    /// A proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable. The client
+    /// address it forwards is the one rate limits and geolocation see.
+    #[arg(long = "trusted-proxy", env = "PLUMB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
     /// Address to listen on [default: 127.0.0.1:8000].
     #[arg(long, env = "PLUMB_LISTEN")]
     listen: Option<SocketAddr>,
@@ -27,15 +31,16 @@ pub struct ServerArgs {
 /// The collector's options.
 #[derive(Args, Debug, Default)]
 pub struct CollectorArgs {
-    /// A proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable.
-    #[arg(long = "trusted-proxy", env = "PLUMB_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
-    trusted_proxies: Vec<IpNet>,
     /// Events per second accepted from one client address (burst: 5 s worth) [default: 20].
     #[arg(long, env = "PLUMB_IP_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     ip_rate_limit: Option<u32>,
     /// Events per second accepted for one site (burst: 2 s worth) [default: 2000].
     #[arg(long, env = "PLUMB_SITE_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     site_rate_limit: Option<u32>,
+    /// Events per second accepted from one API key with `events:write` (server-side senders;
+    /// burst: 10 s worth), instead of the address and site limits [default: 1000].
+    #[arg(long, env = "PLUMB_KEY_EVENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    key_event_rate_limit: Option<u32>,
     /// Events per second the collector accepts in all [default: 50000].
     #[arg(long, env = "PLUMB_GLOBAL_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     global_rate_limit: Option<u32>,
@@ -57,9 +62,13 @@ pub struct WorkerArgs {
     /// How long processed events stay in the queue for replay, e.g. 30m, 2s [default: 30m].
     #[arg(long, env = "PLUMB_QUEUE_RETENTION", value_parser = parse_duration)]
     queue_retention: Option<Duration>,
-    /// Stats API requests per minute allowed to each API key [default: 600].
+    /// Stats and Sites API requests per minute allowed to each caller: API key, signed-in user,
+    /// or shared link per client network [default: 600].
     #[arg(long, env = "PLUMB_KEY_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     key_rate_limit: Option<u32>,
+    /// How long one Stats API query may run before it is stopped with `503`, e.g. 10s [default: 10s].
+    #[arg(long, env = "PLUMB_QUERY_TIMEOUT", value_parser = parse_duration)]
+    query_timeout: Option<Duration>,
     /// Where browsers reach Plumb, e.g. https://stats.example.com (snippets, invite links,
     /// Secure cookies) [default: the request's Host].
     #[arg(long, env = "PLUMB_PUBLIC_URL", value_parser = parse_public_url)]
@@ -89,11 +98,13 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     trusted_proxies: Option<Vec<String>>,
     queue_retention: Option<String>,
+    query_timeout: Option<String>,
     key_rate_limit: Option<u32>,
     ip_rate_limit: Option<u32>,
     site_rate_limit: Option<u32>,
     global_rate_limit: Option<u32>,
     visitor_rate_limit: Option<u32>,
+    key_event_rate_limit: Option<u32>,
     max_connections: Option<u32>,
     geoip_db: Option<PathBuf>,
     keep_query_params: Option<Vec<String>>,
@@ -108,11 +119,13 @@ pub struct Config {
     pub listen: SocketAddr,
     pub trusted_proxies: Vec<IpNet>,
     pub queue_retention: Duration,
+    pub query_timeout: Duration,
     pub key_rate_limit: u32,
     pub ip_rate_limit: u32,
     pub site_rate_limit: u32,
     pub global_rate_limit: u32,
     pub visitor_rate_limit: u32,
+    pub key_event_rate_limit: u32,
     pub max_connections: usize,
     pub geoip_db: Option<PathBuf>,
     pub keep_query_params: Vec<String>,
@@ -188,7 +201,12 @@ impl Config {
             Some(s) => parse_duration(&s).map_err(|e| anyhow::anyhow!("config file: queue_retention: {e}"))?,
             None => Duration::from_secs(30 * 60),
         };
+        let query_timeout = match file.query_timeout {
+            Some(s) => parse_duration(&s).map_err(|e| anyhow::anyhow!("config file: query_timeout: {e}"))?,
+            None => Duration::from_secs(10),
+        };
         Ok(Self {
+            query_timeout,
             data_dir: file.data_dir.unwrap_or_else(|| PathBuf::from("plumb-data")),
             listen: file.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
             trusted_proxies,
@@ -198,6 +216,7 @@ impl Config {
             site_rate_limit: file.site_rate_limit.unwrap_or(2_000),
             global_rate_limit: file.global_rate_limit.unwrap_or(50_000),
             visitor_rate_limit: file.visitor_rate_limit.unwrap_or(60),
+            key_event_rate_limit: file.key_event_rate_limit.unwrap_or(1_000),
             max_connections: file.max_connections.unwrap_or(10_000) as usize,
             geoip_db: file.geoip_db,
             keep_query_params: file
@@ -219,6 +238,9 @@ impl Config {
     }
 
     pub fn with_server_args(mut self, args: ServerArgs) -> Result<Self> {
+        if !args.trusted_proxies.is_empty() {
+            self.trusted_proxies = args.trusted_proxies;
+        }
         if let Some(l) = args.listen {
             self.listen = l;
         }
@@ -235,20 +257,18 @@ impl Config {
     }
 
     pub fn with_collector_args(mut self, args: CollectorArgs) -> Result<Self> {
-        if !args.trusted_proxies.is_empty() {
-            self.trusted_proxies = args.trusted_proxies;
-        }
         for (arg, value) in [
             (args.ip_rate_limit, &mut self.ip_rate_limit),
             (args.site_rate_limit, &mut self.site_rate_limit),
             (args.global_rate_limit, &mut self.global_rate_limit),
             (args.visitor_rate_limit, &mut self.visitor_rate_limit),
+            (args.key_event_rate_limit, &mut self.key_event_rate_limit),
         ] {
             if let Some(n) = arg {
                 *value = n;
             }
         }
-        if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit].contains(&0) {
+        if [self.ip_rate_limit, self.site_rate_limit, self.global_rate_limit, self.key_event_rate_limit].contains(&0) {
             bail!("event rate limits must be at least 1 event per second");
         }
         if self.visitor_rate_limit == 0 {
@@ -267,6 +287,12 @@ impl Config {
         }
         if let Some(n) = args.key_rate_limit {
             self.key_rate_limit = n;
+        }
+        if let Some(t) = args.query_timeout {
+            self.query_timeout = t;
+        }
+        if self.query_timeout.is_zero() || self.query_timeout > Duration::from_secs(600) {
+            bail!("the query timeout must be more than zero and at most 10m");
         }
         if let Some(u) = args.public_url {
             self.public_url = Some(u);

@@ -1,18 +1,25 @@
 //! The HTTP server loop: hyper's HTTP/1 with limits a public endpoint needs — headers must
-//! arrive within 10 s and fit in 16 KiB (slow or bloated clients are cut off), at most
-//! `max_connections` at once (further ones wait in the kernel's backlog) — and a graceful
-//! shutdown that lets in-flight requests finish.
+//! arrive within 10 s and fit in 16 KiB (slow or bloated clients are cut off, idle keep-alive
+//! connections too), at most `max_connections` at once (further ones wait in the kernel's
+//! backlog), and a graceful shutdown that lets in-flight requests finish.
+//!
+//! Where the collector and the dashboard share a process, the dashboard and API may hold only a
+//! share of the connections (`Lanes::web`): a connection whose first request is not the
+//! collector's needs a place in that lane for as long as it stays open, so a flood of dashboard
+//! connections or event streams never takes the collector's.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,8 +28,22 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a shutdown waits for open requests (server-sent event streams never end).
 const DRAIN: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, app: Router, max_connections: usize, shutdown: impl Future<Output = ()>) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+/// How connections are shared out.
+pub struct Lanes {
+    pub max_connections: usize,
+    /// Where the collector shares the process: the dashboard's and API's share.
+    pub web: Option<WebLane>,
+}
+
+/// How many connections the dashboard and API may hold, and which paths are the collector's.
+pub struct WebLane {
+    pub connections: usize,
+    pub is_collector: fn(&str) -> bool,
+}
+
+pub async fn serve(listener: TcpListener, app: Router, lanes: Lanes, shutdown: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(lanes.max_connections));
+    let web_lane = lanes.web.map(|l| (Arc::new(Semaphore::new(l.connections)), l.is_collector));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEAD_BYTES);
@@ -45,9 +66,33 @@ pub async fn serve(listener: TcpListener, app: Router, max_connections: usize, s
             () = &mut shutdown => break,
         };
         let app = app.clone();
+        // The connection's place in the web lane, once it has asked for something other than
+        // the collector's; kept until it closes.
+        let web_place: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+        let web_lane = web_lane.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            let app = app.clone();
+            let refused = match &web_lane {
+                Some((lane, is_collector)) if !is_collector(req.uri().path()) => {
+                    let mut place = web_place.lock().unwrap();
+                    if place.is_none() {
+                        *place = lane.clone().try_acquire_owned().ok();
+                    }
+                    place.is_none()
+                }
+                _ => false,
+            };
+            async move {
+                if refused {
+                    let mut r = (StatusCode::SERVICE_UNAVAILABLE, "too many dashboard connections; retry shortly\n")
+                        .into_response();
+                    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return Ok(r);
+                }
+                app.oneshot(req.map(axum::body::Body::new)).await
+            }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);

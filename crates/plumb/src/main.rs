@@ -1,6 +1,7 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
-//! `goal`, `key`, `user`, `block` and `invite` manage metadata (also while a server runs).
+//! `goal`, `key`, `user`, `member`, `block` and `invite` manage metadata (also while a server
+//! runs).
 
 mod config;
 mod http;
@@ -9,7 +10,9 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{CollectorArgs, Config, ServeArgs, ServerArgs, WorkerArgs};
-use plumb_meta::{Accounts, GoalKind, MetaError, MetaStore, Role, RuleKind, Scope, Site, SqliteMeta, validate_domain};
+use plumb_meta::{
+    Accounts, GoalKind, MetaError, MetaStore, NewUser, Role, RuleKind, Scope, Site, SqliteMeta, validate_domain,
+};
 use serve::Roles;
 use std::path::PathBuf;
 
@@ -58,12 +61,19 @@ enum Command {
     /// Manage dashboard users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage who has a role on a site (users added with `plumb user add`).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Manage a site's firewall rules (take effect within a second, also while serving).
     #[command(subcommand)]
     Block(BlockCommand),
-    /// Print a one-time link (valid 7 days) that gives whoever opens it a role on a site.
+    /// Print a one-time link (valid 7 days) that gives the person with this e-mail address a role
+    /// on a site (they sign in to their account, or create it).
     Invite {
         domain: String,
+        /// The address the invite is for.
+        #[arg(long)]
+        email: String,
         /// viewer, admin or owner.
         #[arg(long, default_value = "viewer")]
         role: String,
@@ -84,6 +94,27 @@ enum UserCommand {
         password_stdin: bool,
     },
     List,
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Give a user a role on a site (or change it).
+    Add {
+        domain: String,
+        #[arg(long)]
+        email: String,
+        /// viewer, admin or owner.
+        #[arg(long)]
+        role: String,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,7 +173,7 @@ enum SiteCommand {
         timezone: String,
     },
     List,
-    /// Unregister a site: its events are no longer accepted.
+    /// Unregister a site and delete its stored events (its events are no longer accepted).
     Remove {
         domain: String,
     },
@@ -188,17 +219,18 @@ fn run() -> Result<()> {
         Command::Work { server, worker } => {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Work)
         }
-        Command::Site(cmd) => site(&open_meta(&config)?, cmd),
+        Command::Site(cmd) => site(&open_meta(&config)?, &config, cmd),
         Command::Key(cmd) => key(&open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
         Command::User(cmd) => user(&open_meta(&config)?, cmd),
         Command::Block(cmd) => block(&open_meta(&config)?, cmd),
-        Command::Invite { domain, role, public_url } => {
+        Command::Member(cmd) => member(&open_meta(&config)?, cmd),
+        Command::Invite { domain, email, role, public_url } => {
             let meta = open_meta(&config)?;
             let site = site_named(&meta, &domain)?;
-            let token = meta.create_invite(site.id, Role::parse(&role)?)?;
+            let token = meta.create_invite(site.id, Role::parse(&role)?, &email)?;
             let base = public_url.or(config.public_url.clone()).unwrap_or_else(|| format!("http://{}", config.listen));
-            println!("invite to {} as {role} (one use, valid 7 days):", site.domain);
+            println!("invite for {} to {} as {role} (one use, valid 7 days):", email.trim(), site.domain);
             println!("{base}/invite/{token}");
             Ok(())
         }
@@ -211,7 +243,7 @@ fn open_meta(config: &Config) -> Result<SqliteMeta> {
     SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")
 }
 
-fn site(meta: &dyn MetaStore, cmd: SiteCommand) -> Result<()> {
+fn site(meta: &dyn MetaStore, config: &Config, cmd: SiteCommand) -> Result<()> {
     match cmd {
         SiteCommand::Add { domain, timezone } => {
             let s = meta.add_site(&domain, &timezone)?;
@@ -224,8 +256,25 @@ fn site(meta: &dyn MetaStore, cmd: SiteCommand) -> Result<()> {
             }
         }
         SiteCommand::Remove { domain } => {
-            meta.remove_site(&domain)?;
-            println!("removed {domain}");
+            let site = meta.remove_site(&domain)?;
+            println!("removed {}", site.domain);
+            // The stored rows go too: here if no server holds the event store, else the running
+            // server's pipeline deletes them within a second.
+            if !config.store_path().exists() {
+                meta.mark_purged(site.id)?;
+                return Ok(());
+            }
+            match plumb_store::DuckStore::open(&config.store_path()) {
+                Ok(mut store) => {
+                    let n = plumb_store::EventWriter::delete_site(&mut store, site.id)?;
+                    meta.mark_purged(site.id)?;
+                    println!("deleted its {n} stored events");
+                }
+                Err(e) if e.to_string().contains("lock") => {
+                    println!("the running server deletes its stored events within a second")
+                }
+                Err(e) => println!("its stored events are deleted when Plumb next starts ({e})"),
+            }
         }
     }
     Ok(())
@@ -243,7 +292,7 @@ fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
             let password = line.trim_end_matches(['\r', '\n']);
-            let u = meta.add_user(&email, password)?;
+            let u = meta.add_user(&email, password, NewUser::OwnerIfNone)?;
             let owner = if u.is_owner { ", owner of every site" } else { "" };
             println!("added user {} (id {}{owner})", u.email, u.id);
         }
@@ -252,6 +301,36 @@ fn user(meta: &dyn MetaStore, cmd: UserCommand) -> Result<()> {
                 let created = chrono::DateTime::from_timestamp_millis(u.created_ms).unwrap_or_default();
                 println!("{}\t{}\t{}", u.id, u.email, created.format("%Y-%m-%d %H:%M UTC"));
             }
+        }
+    }
+    Ok(())
+}
+
+fn user_named(meta: &dyn MetaStore, email: &str) -> Result<plumb_meta::User> {
+    let email = plumb_meta::validate_email(email)?;
+    Ok(meta
+        .list_users()?
+        .into_iter()
+        .find(|u| u.email == email)
+        .ok_or_else(|| MetaError::NotFound(format!("user `{email}`")))?)
+}
+
+fn member(meta: &dyn MetaStore, cmd: MemberCommand) -> Result<()> {
+    match cmd {
+        MemberCommand::Add { domain, email, role } => {
+            let (site, user, role) = (site_named(meta, &domain)?, user_named(meta, &email)?, Role::parse(&role)?);
+            meta.set_role(user.id, site.id, role)?;
+            println!("{} is {} of {}", user.email, role.name(), site.domain);
+        }
+        MemberCommand::List { domain } => {
+            for (u, r) in meta.members(site_named(meta, &domain)?.id)? {
+                println!("{}\t{}", u.email, r.name());
+            }
+        }
+        MemberCommand::Remove { domain, email } => {
+            let (site, user) = (site_named(meta, &domain)?, user_named(meta, &email)?);
+            meta.remove_member(user.id, site.id)?;
+            println!("removed {} from {}", user.email, site.domain);
         }
     }
     Ok(())

@@ -74,7 +74,16 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
         if let Some(c) = &collector {
             spawn_collector_chores(c.clone());
         }
-        crate::http::serve(listener, app, config.max_connections, shutdown_signal()).await;
+        if let Some((_, web)) = &worker {
+            spawn_web_chores(web.clone());
+        }
+        // Sharing a process, the dashboard and API may hold a quarter of the connections.
+        let web = (roles == Roles::All).then_some(crate::http::WebLane {
+            connections: (config.max_connections / 4).max(1),
+            is_collector: plumb_collector::is_collector_path,
+        });
+        let lanes = crate::http::Lanes { max_connections: config.max_connections, web };
+        crate::http::serve(listener, app, lanes, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     // In-flight requests have had their answers; let the pipeline finish its batch.
@@ -97,6 +106,7 @@ fn collector(config: &Config, meta: &Arc<dyn MetaStore>, spool: SqliteSpool) -> 
         per_site: config.site_rate_limit,
         global: config.global_rate_limit,
         per_visitor: config.visitor_rate_limit,
+        per_key: config.key_event_rate_limit,
         geoip_db: config.geoip_db.clone(),
         pages: PageRules { keep_query_params: config.keep_query_params.clone(), keep_www: config.keep_www },
     };
@@ -111,7 +121,7 @@ fn worker(
     collector: Option<&Arc<Collector>>,
 ) -> Result<(PipelineHandle, Arc<Web>)> {
     let store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;
-    let reader = store.reader().context("cannot open an event store reader")?;
+    let reader = store.reader(config.query_timeout).context("cannot open an event store reader")?;
     let pipeline = Pipeline::new(
         consumer,
         store,
@@ -131,10 +141,11 @@ fn worker(
         Arc::new(reader),
         pipeline.live.clone(),
         WebConfig {
-            key_rate_limit: config.key_rate_limit,
+            rate_limit: config.key_rate_limit,
             public_url: config.public_url.clone(),
             collector_url: config.collector_url.clone(),
             geo_attribution,
+            trusted_proxies: config.trusted_proxies.clone(),
         },
     )
     .context("cannot read the cookie-signing key")?;
@@ -167,6 +178,17 @@ fn spawn_collector_chores(collector: Arc<Collector>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot purge expired salts: {e}"),
             }
+        }
+    });
+}
+
+/// Every minute, forgets rate-limit entries that no longer limit anything (client addresses).
+fn spawn_web_chores(web: Arc<Web>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            web.forget_idle();
         }
     });
 }

@@ -59,8 +59,8 @@ async fn sites_and_goals_are_managed_through_the_api() {
         (&admin, json!({"timezone": "UTC"}), 400, "`domain` is required"),
         (&admin, json!({"domain": "b.test", "timezone": "Mars/Base"}), 400, "not an IANA timezone"),
         (&admin, json!({"domain": 7}), 400, "`domain` must be a string"),
-        (&limited, json!({"domain": "b.test"}), 403, "cannot create sites"),
-        (&reader, json!({"domain": "b.test"}), 403, "cannot create sites"),
+        (&limited, json!({"domain": "b.test"}), 403, "lacks the `create site` permission"),
+        (&reader, json!({"domain": "b.test"}), 403, "lacks the `create site` permission"),
     ] {
         let (s, v) = call(&c, Method::POST, url("/api/v1/sites"), key, Some(body)).await;
         assert_eq!(s, status, "{v}");
@@ -91,7 +91,7 @@ async fn sites_and_goals_are_managed_through_the_api() {
         call(&c, Method::PUT, url("/api/v1/sites/new.test"), &admin, Some(json!({"timezone": "Asia/Tokyo"}))).await;
     assert_eq!((s, &v["timezone"]), (200, &json!("Asia/Tokyo")));
     let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/new.test"), &reader, Some(json!({"domain": "x.test"}))).await;
-    assert_eq!((s, error_of(&v).contains("lacks sites:admin")), (403, true), "{v}");
+    assert_eq!((s, error_of(&v).contains("lacks the `own` permission on `new.test`")), (403, true), "{v}");
     let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/new.test"), &admin, Some(json!({}))).await;
     assert_eq!((s, error_of(&v).contains("nothing to change")), (400, true), "{v}");
 
@@ -117,7 +117,7 @@ async fn sites_and_goals_are_managed_through_the_api() {
         (json!({"site_id": "a.test", "goal_type": "click", "event_name": "x"}), 400, "goal_type `click`"),
         (json!({"site_id": "a.test", "goal_type": "page"}), 400, "`page_path` is required"),
         (json!({"site_id": "a.test", "goal_type": "page", "page_path": "thanks"}), 400, "must start with `/`"),
-        (json!({"site_id": "new.test", "goal_type": "event", "event_name": "x"}), 403, "lacks sites:admin"),
+        (json!({"site_id": "new.test", "goal_type": "event", "event_name": "x"}), 403, "lacks the `manage` permission"),
         (json!({"site_id": "gone.test", "goal_type": "event", "event_name": "x"}), 404, "not a site"),
     ] {
         let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/goals"), &limited, Some(body)).await;
@@ -154,7 +154,7 @@ async fn sites_and_goals_are_managed_through_the_api() {
     // Delete a site: gone from lookups.
     assert_eq!(
         call(&c, Method::DELETE, url("/api/v1/sites/form.test"), &admin, None).await,
-        (200, json!({"deleted": true}))
+        (200, json!({"deleted": true, "events_deleted": true}))
     );
     assert_eq!(call(&c, Method::GET, url("/api/v1/sites/form.test"), &admin, None).await.0, 404);
 }

@@ -194,16 +194,27 @@ async fn viewers_read_but_cannot_change_settings() {
     assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
     cli(&dir, &["site", "add", "shop.test"]);
     cli(&dir, &["site", "add", "other.test"]);
-    let printed = cli(&dir, &["invite", "shop.test", "--role", "viewer", "--public-url", "http://plumb.example"]);
+    let printed = cli(
+        &dir,
+        &[
+            "invite",
+            "shop.test",
+            "--email",
+            "viewer@example.com",
+            "--role",
+            "viewer",
+            "--public-url",
+            "http://plumb.example",
+        ],
+    );
     let link = printed.lines().last().unwrap().trim();
     let token_path = link.strip_prefix("http://plumb.example").expect(link).to_owned();
     let server = Server::start(&dir, &[]);
 
     let mut v = Browser::new(&server.url);
     let (status, _, page) = v.get(&token_path).await;
-    assert!(status == 200 && page.contains("shop.test") && page.contains("viewer"), "{page}");
-    let (status, headers, _) =
-        v.post(&token_path, &[("email", "viewer@example.com"), ("password", "viewer password 1")], &[]).await;
+    assert!(status == 200 && page.contains("shop.test") && page.contains("viewer@example.com"), "{page}");
+    let (status, headers, _) = v.post(&token_path, &[("password", "viewer password 1")], &[]).await;
     assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/sites/shop.test"));
     // The invite is used up.
     let mut late = Browser::new(&server.url);
@@ -216,7 +227,7 @@ async fn viewers_read_but_cannot_change_settings() {
     for (path, fields) in [
         ("/sites/shop.test/goals", vec![("kind", "event"), ("value", "Signup")]),
         ("/sites/shop.test/shares", vec![("name", "Mine")]),
-        ("/sites/shop.test/invites", vec![("role", "viewer")]),
+        ("/sites/shop.test/invites", vec![("email", "x@example.com"), ("role", "viewer")]),
         ("/sites/shop.test/settings", vec![("timezone", "Asia/Tokyo")]),
         ("/sites/shop.test/delete", vec![("confirm", "shop.test")]),
     ] {
@@ -259,12 +270,15 @@ async fn wrong_passwords_and_codes_are_refused_and_rate_limited() {
     // Two-factor: enrol the second user.
     let mut s = Browser::new(&server.url);
     assert_eq!(s.sign_in("second@example.com", "second password").await.0, 303);
-    let (_, _, page) = s.post("/account/2fa/start", &[], &[]).await;
+    // Setting up a second factor needs the password again.
+    let (status, _, _) = s.post("/account/2fa/start", &[("password", "not the password")], &[]).await;
+    assert_eq!(status, 401);
+    let (_, _, page) = s.post("/account/2fa/start", &[("password", "second password")], &[]).await;
     assert!(page.contains("<p class=\"secret\"><code>"), "{page}");
     let step = |offset: i64| chrono::Utc::now().timestamp() / 30 + offset;
     let (status, _, page) = s.post("/account/2fa/enable", &[("code", "000000")], &[]).await;
     assert!(status == 400 && page.contains("not valid"), "{status}");
-    let (_, _, page) = s.post("/account/2fa/start", &[], &[]).await;
+    let (_, _, page) = s.post("/account/2fa/start", &[("password", "second password")], &[]).await;
     let key = page.split("<p class=\"secret\"><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let secret = data_encoding::BASE32_NOPAD.decode(key.as_bytes()).unwrap();
     let code = |step: i64| format!("{:06}", plumb_meta::accounts::totp::code_at(&secret, step));

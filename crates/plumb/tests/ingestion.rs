@@ -154,8 +154,16 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
             &["goal", "add", "stats.test", "--page", "/x", "--currency", "EUR"][..],
             "only custom-event goals carry revenue",
         ),
-        (&["invite", "stats.test", "--role", "root"][..], "is not a role"),
-        (&["invite", "nope.test"][..], "site `nope.test` not found"),
+        (&["invite", "stats.test", "--email", "a@example.com", "--role", "root"][..], "is not a role"),
+        (&["invite", "nope.test", "--email", "a@example.com"][..], "site `nope.test` not found"),
+        (&["invite", "stats.test", "--email", "not-an-address"][..], "is not an e-mail address"),
+        (&["invite", "stats.test"][..], "--email"),
+        (
+            &["member", "add", "stats.test", "--email", "nobody@example.com", "--role", "viewer"][..],
+            "user `nobody@example.com` not found",
+        ),
+        (&["serve", "--query-timeout", "0s"][..], "query timeout"),
+        (&["serve", "--key-event-rate-limit", "0"][..], "--key-event-rate-limit"),
         (&["block", "add", "stats.test", "port", "80"][..], "is not a rule kind"),
         (&["block", "add", "stats.test", "ip", "10.0.0.0/33"][..], "is not an IP address or CIDR range"),
         (&["block", "add", "stats.test", "country", "Germany"][..], "two-letter country code"),
@@ -354,9 +362,9 @@ async fn keys_are_scoped_and_rate_limited() {
     };
     assert_eq!(query(&reader, "one.test").await.unwrap().status(), 200);
     let (status, msg) = error(query(&reader, "two.test").await.unwrap()).await;
-    assert_eq!((status, msg.contains("lacks stats:read on `two.test`")), (403, true), "{msg}");
+    assert_eq!((status, msg.contains("lacks the `read` permission on `two.test`")), (403, true), "{msg}");
     let (status, msg) = error(query(&writer, "one.test").await.unwrap()).await;
-    assert_eq!((status, msg.contains("lacks stats:read")), (403, true), "{msg}");
+    assert_eq!((status, msg.contains("lacks the `read` permission")), (403, true), "{msg}");
 
     // Server-side fields need events:write on the site.
     let send = |key: &str| {

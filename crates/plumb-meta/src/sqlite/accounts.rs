@@ -1,7 +1,7 @@
 use super::{SqliteMeta, now_ms, storage};
 use crate::accounts::{
-    INVITE_TTL_MS, MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code, random_bytes,
-    random_token, sha256_hex, totp,
+    INVITE_TTL_MS, Invite, MFA_PENDING_TTL_MS, NewUser, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code,
+    random_bytes, random_token, sha256_hex, totp,
 };
 use crate::{Accounts, MetaError, Result, Role, Session, SharedLink, Site, User, validate_email, validate_password};
 use argon2::Argon2;
@@ -56,6 +56,8 @@ pub(super) fn create_tables(conn: &Connection) -> Result<()> {
             ("totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
         ],
     )?;
+    // Invites made before they named an address carry none and are not offered.
+    super::add_missing_columns(conn, "invites", &[("email", "TEXT")])?;
     Ok(())
 }
 
@@ -82,7 +84,7 @@ fn password_matches(hash: &str, password: &str) -> bool {
 }
 
 impl Accounts for SqliteMeta {
-    fn add_user(&self, email: &str, password: &str) -> Result<User> {
+    fn add_user(&self, email: &str, password: &str, new: NewUser) -> Result<User> {
         let email = validate_email(email)?;
         validate_password(password)?;
         let hash = hash_password(password)?;
@@ -90,8 +92,8 @@ impl Accounts for SqliteMeta {
         let inserted = conn
             .execute(
                 "INSERT OR IGNORE INTO users (email, password_hash, created_ms, is_owner)
-                 VALUES (?1, ?2, ?3, NOT EXISTS (SELECT 1 FROM users))",
-                params![email, hash, now_ms()],
+                 VALUES (?1, ?2, ?3, ?4 AND NOT EXISTS (SELECT 1 FROM users WHERE is_owner))",
+                params![email, hash, now_ms(), new == NewUser::OwnerIfNone],
             )
             .map_err(storage)?;
         if inserted == 0 {
@@ -125,6 +127,24 @@ impl Accounts for SqliteMeta {
             return Ok(None);
         };
         Ok(password_matches(&hash, password).then_some(user))
+    }
+
+    fn sign_in_or_join(&self, email: &str, password: &str) -> Result<Option<User>> {
+        let email = validate_email(email)?;
+        let exists: bool = {
+            let conn = self.conn.lock().unwrap();
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE email = ?1)", [&email], |r| r.get(0))
+                .map_err(storage)?
+        };
+        if exists {
+            return self.check_password(&email, password);
+        }
+        match self.add_user(&email, password, NewUser::Member) {
+            Ok(u) => Ok(Some(u)),
+            // Made by a request racing this one: it has a password now, which is checked.
+            Err(MetaError::Invalid(_)) if validate_password(password).is_ok() => self.check_password(&email, password),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_session(&self, user_id: u32, mfa_pending: bool) -> Result<String> {
@@ -215,6 +235,15 @@ impl Accounts for SqliteMeta {
         }
         tx.commit().map_err(storage)?;
         Ok(codes)
+    }
+
+    fn pending_totp(&self, user_id: u32) -> Result<Option<Vec<u8>>> {
+        let conn = self.conn.lock().unwrap();
+        let pending: Option<Option<Vec<u8>>> = conn
+            .query_row("SELECT totp_pending FROM users WHERE id = ?1", [user_id], |r| r.get(0))
+            .optional()
+            .map_err(storage)?;
+        Ok(pending.flatten())
     }
 
     fn disable_totp(&self, user_id: u32) -> Result<()> {
@@ -334,13 +363,14 @@ impl Accounts for SqliteMeta {
         .collect()
     }
 
-    fn create_invite(&self, site_id: u32, role: Role) -> Result<String> {
+    fn create_invite(&self, site_id: u32, role: Role, email: &str) -> Result<String> {
+        let email = validate_email(email)?;
         let token = random_token::<24>();
         let conn = self.conn.lock().unwrap();
         conn.execute("DELETE FROM invites WHERE expires_ms < ?1", [now_ms()]).map_err(storage)?;
         conn.execute(
-            "INSERT INTO invites (token_sha256, site_id, role, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![sha256_hex(&token), site_id, role.name(), now_ms() + INVITE_TTL_MS],
+            "INSERT INTO invites (token_sha256, site_id, role, expires_ms, email) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![sha256_hex(&token), site_id, role.name(), now_ms() + INVITE_TTL_MS, email],
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -351,24 +381,39 @@ impl Accounts for SqliteMeta {
         Ok(token)
     }
 
-    fn invite(&self, token: &str) -> Result<Option<(Site, Role)>> {
+    fn invite(&self, token: &str) -> Result<Option<Invite>> {
         let conn = self.conn.lock().unwrap();
-        let row: Option<(u32, String, String, String)> = conn
+        let row: Option<(u32, String, String, String, String)> = conn
             .query_row(
-                "SELECT sites.id, sites.domain, sites.timezone, invites.role
+                "SELECT sites.id, sites.domain, sites.timezone, invites.role, invites.email
                  FROM invites JOIN sites ON sites.id = invites.site_id
-                 WHERE invites.token_sha256 = ?1 AND invites.expires_ms > ?2",
+                 WHERE invites.token_sha256 = ?1 AND invites.expires_ms > ?2 AND invites.email IS NOT NULL",
                 params![sha256_hex(token), now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(storage)?;
-        row.map(|(id, domain, tz, role)| Ok((site_row(id, domain, tz)?, Role::parse(&role)?))).transpose()
+        row.map(|(id, domain, tz, role, email)| {
+            Ok(Invite { site: site_row(id, domain, tz)?, role: Role::parse(&role)?, email })
+        })
+        .transpose()
     }
 
     fn accept_invite(&self, token: &str, user_id: u32) -> Result<(Site, Role)> {
-        let (site, role) =
+        let Invite { site, role, email } =
             self.invite(token)?.ok_or_else(|| MetaError::NotFound("invite (it is used up or expired)".into()))?;
+        let for_them: bool = {
+            let conn = self.conn.lock().unwrap();
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND email = ?2)",
+                params![user_id, email],
+                |r| r.get(0),
+            )
+            .map_err(storage)?
+        };
+        if !for_them {
+            return Err(MetaError::Invalid(format!("this invite is for {email}; sign in as that account")));
+        }
         let used = {
             let conn = self.conn.lock().unwrap();
             conn.execute("DELETE FROM invites WHERE token_sha256 = ?1", [sha256_hex(token)]).map_err(storage)?
@@ -482,7 +527,7 @@ mod tests {
     #[test]
     fn users_sign_in_with_their_password_only() {
         let m = meta("users");
-        let u = m.add_user(" Owner@Example.com ", "correct horse battery").unwrap();
+        let u = m.add_user(" Owner@Example.com ", "correct horse battery", NewUser::OwnerIfNone).unwrap();
         assert_eq!(u.email, "owner@example.com");
         assert!(u.is_owner, "the first user owns the instance");
         let stored: String =
@@ -491,18 +536,44 @@ mod tests {
         assert_eq!(m.check_password("OWNER@example.com", "correct horse battery").unwrap(), Some(u.clone()));
         assert_eq!(m.check_password("owner@example.com", "correct horse batterY").unwrap(), None);
         assert_eq!(m.check_password("nobody@example.com", "correct horse battery").unwrap(), None);
-        assert!(matches!(m.add_user("owner@example.com", "another long one"), Err(MetaError::Invalid(_))));
-        assert!(matches!(m.add_user("not-an-address", "long enough pw"), Err(MetaError::Invalid(_))));
-        assert!(matches!(m.add_user("b@example.com", "short"), Err(MetaError::Invalid(_))));
-        let second = m.add_user("b@example.com", "long enough pw").unwrap();
+        assert!(matches!(
+            m.add_user("owner@example.com", "another long one", NewUser::OwnerIfNone),
+            Err(MetaError::Invalid(_))
+        ));
+        assert!(matches!(
+            m.add_user("not-an-address", "long enough pw", NewUser::OwnerIfNone),
+            Err(MetaError::Invalid(_))
+        ));
+        assert!(matches!(m.add_user("b@example.com", "short", NewUser::OwnerIfNone), Err(MetaError::Invalid(_))));
+        let second = m.add_user("b@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
         assert!(!second.is_owner);
         assert_eq!(m.list_users().unwrap(), vec![second, u]);
     }
 
     #[test]
+    fn invited_people_never_own_the_instance() {
+        let m = meta("owner-rules");
+        let site = m.add_site("a.example", "UTC").unwrap();
+        // An invite made before anyone signed up (from the CLI), taken by a stranger.
+        let token = m.create_invite(site.id, Role::Viewer, "stranger@example.com").unwrap();
+        let stranger = m.sign_in_or_join("stranger@example.com", "stranger password").unwrap().unwrap();
+        assert!(!stranger.is_owner);
+        m.accept_invite(&token, stranger.id).unwrap();
+        assert_eq!(m.user_sites(stranger.id).unwrap().len(), 1, "only the invited site");
+        // The first owner still comes from set-up (or `plumb user add`).
+        let owner = m.add_user("owner@example.com", "owner password", NewUser::OwnerIfNone).unwrap();
+        assert!(owner.is_owner);
+        assert!(!m.add_user("late@example.com", "late password", NewUser::OwnerIfNone).unwrap().is_owner);
+        // Joining again is signing in: the right password gives the account, a wrong one nothing.
+        assert_eq!(m.sign_in_or_join("stranger@example.com", "stranger password").unwrap(), Some(stranger));
+        assert_eq!(m.sign_in_or_join("stranger@example.com", "wrong password").unwrap(), None);
+        assert!(m.sign_in_or_join("new@example.com", "short").is_err());
+    }
+
+    #[test]
     fn sessions_are_stored_hashed_and_end_everywhere() {
         let m = meta("sessions");
-        let u = m.add_user("a@example.com", "long enough pw").unwrap();
+        let u = m.add_user("a@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
         let t1 = m.create_session(u.id, false).unwrap();
         let t2 = m.create_session(u.id, true).unwrap();
         let stored: i64 = m
@@ -527,14 +598,16 @@ mod tests {
     #[test]
     fn totp_enrols_with_a_valid_code_and_refuses_replays_and_used_recovery_codes() {
         let m = meta("totp");
-        let u = m.add_user("a@example.com", "long enough pw").unwrap();
+        let u = m.add_user("a@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
         let now = 1_800_000_000_000;
         assert!(!m.check_second_factor(u.id, "123456", now).unwrap(), "no second factor yet");
         let secret = m.begin_totp(u.id).unwrap();
+        assert_eq!(m.pending_totp(u.id).unwrap(), Some(secret.clone()));
         let code = |t: i64| format!("{:06}", totp::code_at(&secret, t / 1000 / totp::STEP_SECS));
         assert!(m.enable_totp(u.id, "000000x", now).is_err());
         let codes = m.enable_totp(u.id, &code(now), now).unwrap();
         assert_eq!(codes.len(), 10);
+        assert_eq!(m.pending_totp(u.id).unwrap(), None);
         assert!(m.list_users().unwrap()[0].totp_enabled);
         assert!(!m.check_second_factor(u.id, &code(now), now).unwrap(), "the enrolment code is spent");
         let later = now + 60_000;
@@ -549,14 +622,16 @@ mod tests {
     #[test]
     fn roles_invites_and_shared_links() {
         let m = meta("roles");
-        let owner = m.add_user("owner@example.com", "long enough pw").unwrap();
-        let viewer = m.add_user("viewer@example.com", "long enough pw").unwrap();
+        let owner = m.add_user("owner@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
+        let viewer = m.add_user("viewer@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
         let a = m.add_site("a.example", "UTC").unwrap();
         let b = m.add_site("b.example", "UTC").unwrap();
         assert_eq!(m.role(owner.id, b.id).unwrap(), Some(Role::Owner));
         assert_eq!(m.role(viewer.id, a.id).unwrap(), None);
-        let token = m.create_invite(a.id, Role::Viewer).unwrap();
-        assert_eq!(m.invite(&token).unwrap(), Some((a.clone(), Role::Viewer)));
+        let token = m.create_invite(a.id, Role::Viewer, "Viewer@example.com").unwrap();
+        let offer = Invite { site: a.clone(), role: Role::Viewer, email: "viewer@example.com".into() };
+        assert_eq!(m.invite(&token).unwrap(), Some(offer));
+        assert!(matches!(m.accept_invite(&token, owner.id), Err(MetaError::Invalid(_))), "for someone else");
         assert_eq!(m.accept_invite(&token, viewer.id).unwrap(), (a.clone(), Role::Viewer));
         assert!(matches!(m.accept_invite(&token, viewer.id), Err(MetaError::NotFound(_))), "one-time");
         assert_eq!(m.role(viewer.id, a.id).unwrap(), Some(Role::Viewer));
@@ -565,7 +640,7 @@ mod tests {
         assert_eq!(m.members(a.id).unwrap(), vec![(viewer.clone(), Role::Viewer)]);
         // An invite never lowers a role.
         m.set_role(viewer.id, a.id, Role::Admin).unwrap();
-        let t2 = m.create_invite(a.id, Role::Viewer).unwrap();
+        let t2 = m.create_invite(a.id, Role::Viewer, "viewer@example.com").unwrap();
         assert_eq!(m.accept_invite(&t2, viewer.id).unwrap().1, Role::Admin);
         assert!(Role::parse("root").is_err());
 

@@ -105,7 +105,10 @@ impl SqliteMeta {
                  PRIMARY KEY (site_id, hour, reason));
              CREATE TABLE IF NOT EXISTS salts (
                  day INTEGER PRIMARY KEY,
-                 salt BLOB NOT NULL);",
+                 salt BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS deleted_sites (
+                 site_id INTEGER PRIMARY KEY,
+                 purged INTEGER NOT NULL);",
         )
         .map_err(storage)?;
         add_missing_columns(&conn, "goals", &[("currency", "TEXT")])?;
@@ -173,10 +176,36 @@ impl MetaStore for SqliteMeta {
         Ok(Site { id, domain, timezone: tz })
     }
 
-    fn remove_site(&self, domain: &str) -> Result<()> {
+    fn remove_site(&self, domain: &str) -> Result<Site> {
         let domain = validate_domain(domain)?;
-        let n = self.conn.lock().unwrap().execute("DELETE FROM sites WHERE domain = ?1", [&domain]).map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("site `{domain}`"))) } else { Ok(()) }
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(storage)?;
+        let site: Option<(u32, String, String)> = tx
+            .query_row("SELECT id, domain, timezone FROM sites WHERE domain = ?1", [&domain], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(storage)?;
+        let Some((id, domain, tz)) = site else { return Err(MetaError::NotFound(format!("site `{domain}`"))) };
+        tx.execute("DELETE FROM sites WHERE id = ?1", [id]).map_err(storage)?;
+        tx.execute("INSERT OR IGNORE INTO deleted_sites (site_id, purged) VALUES (?1, 0)", [id]).map_err(storage)?;
+        tx.commit().map_err(storage)?;
+        Ok(Site { id, domain, timezone: parse_timezone(&tz)? })
+    }
+
+    fn deleted_sites(&self) -> Result<Vec<(u32, bool)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare_cached("SELECT site_id, purged FROM deleted_sites").map_err(storage)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(storage)
+    }
+
+    fn mark_purged(&self, site_id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE deleted_sites SET purged = 1 WHERE site_id = ?1", [site_id]).map_err(storage)?;
+        Ok(())
     }
 
     fn site_by_domain(&self, domain: &str) -> Result<Option<Site>> {
@@ -454,12 +483,17 @@ pub(crate) mod tests {
         let m = meta("sites");
         let s = m.add_site("Example.com", "Europe/Berlin").unwrap();
         assert_eq!(m.site_by_domain("example.com").unwrap(), Some(s.clone()));
-        assert_eq!(m.site_by_id(s.id).unwrap(), Some(s));
+        assert_eq!(m.site_by_id(s.id).unwrap(), Some(s.clone()));
         assert!(matches!(m.add_site("example.com", "UTC"), Err(MetaError::Invalid(_))));
         assert!(matches!(m.add_site("b.com", "Nowhere/Land"), Err(MetaError::Invalid(_))));
-        m.remove_site("example.com").unwrap();
+        assert!(m.deleted_sites().unwrap().is_empty());
+        assert_eq!(m.remove_site("example.com").unwrap(), s);
         assert!(m.list_sites().unwrap().is_empty());
         assert!(matches!(m.remove_site("example.com"), Err(MetaError::NotFound(_))));
+        // Its stored rows are due for deletion until the pipeline says they are gone.
+        assert_eq!(m.deleted_sites().unwrap(), vec![(s.id, false)]);
+        m.mark_purged(s.id).unwrap();
+        assert_eq!(m.deleted_sites().unwrap(), vec![(s.id, true)]);
     }
 
     #[test]

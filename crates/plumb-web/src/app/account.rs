@@ -2,8 +2,8 @@
 
 use super::html::{Page, button_form, csrf_field, esc};
 use super::{
-    Csrf, Reply, Result, error_page, field, form, internal, local_path, meta_reply, off_workers, secure, set_cookie,
-    user_session,
+    Attempt, Csrf, Reply, Result, client, error_page, field, form, hashing, internal, local_path, meta_reply, secure,
+    set_cookie, user_session,
 };
 use crate::Web;
 use crate::auth::{SESSION_COOKIE, cookie, signed_in};
@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use plumb_meta::accounts::{SESSION_TTL_MS, totp};
-use plumb_meta::{Session, User};
+use plumb_meta::{NewUser, Session, User};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,12 +22,13 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn no_users(web: &Web) -> Result<bool> {
-    Ok(web.meta.list_users().map_err(internal)?.is_empty())
+/// Set-up is open until this Plumb has its owner (invited users never become it).
+fn no_owner(web: &Web) -> Result<bool> {
+    Ok(!web.meta.list_users().map_err(internal)?.iter().any(|u| u.is_owner))
 }
 
 pub async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Reply {
-    let to = match (no_users(&web), signed_in(&web, &headers)) {
+    let to = match (no_owner(&web), signed_in(&web, &headers)) {
         (Err(e), _) => return e,
         (Ok(true), _) => "/setup",
         (_, Ok(Some(_))) => "/sites",
@@ -67,7 +68,7 @@ fn card(title: &str, intro: &str, inner: &str) -> String {
 }
 
 pub async fn setup_form(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Reply> {
-    if !no_users(&web)? {
+    if !no_owner(&web)? {
         return Ok(Reply::redirect("/login"));
     }
     let csrf = Csrf::of(&web, &headers);
@@ -81,10 +82,16 @@ pub async fn setup_form(State(web): State<Arc<Web>>, headers: HeaderMap) -> Resu
 
 pub async fn setup(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Result<Reply> {
     let f = form(&headers, &body)?;
-    if !no_users(&web)? {
+    if !no_owner(&web)? {
         return Err(error_page(StatusCode::FORBIDDEN, "Already set up", "This Plumb has an owner; sign in."));
     }
-    let user = web.meta.add_user(field(&f, "email"), field(&f, "password")).map_err(meta_reply)?;
+    let (meta, email, password) = (web.meta.clone(), field(&f, "email").to_owned(), field(&f, "password").to_owned());
+    let user =
+        hashing(&web, move || meta.add_user(&email, &password, NewUser::OwnerIfNone)).await?.map_err(meta_reply)?;
+    if !user.is_owner {
+        // Two set-up forms sent at once: the other one made the owner.
+        return Err(error_page(StatusCode::FORBIDDEN, "Already set up", "This Plumb has an owner; sign in."));
+    }
     start_session(&web, &headers, &user, "/sites/new")
 }
 
@@ -95,7 +102,7 @@ fn login_page(csrf: &str, next: &str, error: Option<&str>) -> String {
 }
 
 pub async fn login_form(State(web): State<Arc<Web>>, headers: HeaderMap, Query(p): Params) -> Reply {
-    match no_users(&web) {
+    match no_owner(&web) {
         Ok(true) => return Reply::redirect("/setup"),
         Err(e) => return e,
         Ok(false) => {}
@@ -106,28 +113,6 @@ pub async fn login_form(State(web): State<Arc<Web>>, headers: HeaderMap, Query(p
     csrf.apply(Reply::html(StatusCode::OK, page))
 }
 
-/// `429` while the account or the address has no attempts left.
-pub(super) fn attempts_left(web: &Web, account: &str, addr: &SocketAddr) -> Result<()> {
-    let wait = web.login_limiter.check(&account.to_owned()).err().or(web.address_limiter.check(&addr.ip()).err());
-    match wait {
-        None => Ok(()),
-        Some(secs) => {
-            let mut r = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts",
-                &format!("Too many failed attempts. Try again in {} minute(s).", secs.div_ceil(60)),
-            );
-            r.retry_after = Some(secs);
-            Err(r)
-        }
-    }
-}
-
-pub(super) fn failed_attempt(web: &Web, account: &str, addr: &SocketAddr) {
-    let _ = web.login_limiter.take(&account.to_owned());
-    let _ = web.address_limiter.take(&addr.ip());
-}
-
 pub async fn login(
     State(web): State<Arc<Web>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -136,16 +121,15 @@ pub async fn login(
 ) -> Result<Reply> {
     let f = form(&headers, &body)?;
     let email = field(&f, "email").to_lowercase();
-    let account = format!("login:{email}");
-    attempts_left(&web, &account, &addr)?;
+    let attempt = Attempt::take(&web, format!("login:{email}"), client(&web, &addr, &headers))?;
     let (meta, e, p) = (web.meta.clone(), email.clone(), field(&f, "password").to_owned());
-    let user = off_workers(move || meta.check_password(&e, &p)).await?.map_err(internal)?;
+    let user = hashing(&web, move || meta.check_password(&e, &p)).await?.map_err(internal)?;
     let Some(user) = user else {
-        failed_attempt(&web, &account, &addr);
         let csrf = cookie(&headers, super::CSRF_COOKIE).unwrap_or_default();
         let page = login_page(csrf, field(&f, "next"), Some("Wrong e-mail or password."));
         return Err(Reply::html(StatusCode::UNAUTHORIZED, page));
     };
+    attempt.succeeded();
     start_session(&web, &headers, &user, local_path(field(&f, "next")))
 }
 
@@ -190,14 +174,13 @@ pub async fn second_factor(
 ) -> Result<Reply> {
     let f = form(&headers, &body)?;
     let (token, session) = pending_session(&web, &headers)?;
-    let account = format!("2fa:{}", session.user.id);
-    attempts_left(&web, &account, &addr)?;
+    let attempt = Attempt::take(&web, format!("2fa:{}", session.user.id), client(&web, &addr, &headers))?;
     if !web.meta.check_second_factor(session.user.id, field(&f, "code"), now_ms()).map_err(internal)? {
-        failed_attempt(&web, &account, &addr);
         let csrf = cookie(&headers, super::CSRF_COOKIE).unwrap_or_default();
         let page = second_factor_page(csrf, field(&f, "next"), Some("That code is not valid."));
         return Err(Reply::html(StatusCode::UNAUTHORIZED, page));
     }
+    attempt.succeeded();
     web.meta.complete_mfa(&token).map_err(internal)?;
     Ok(Reply::redirect(local_path(field(&f, "next"))))
 }
@@ -222,23 +205,38 @@ pub async fn logout_everywhere(State(web): State<Arc<Web>>, headers: HeaderMap, 
     Ok(clear_session(&web, &headers))
 }
 
+/// A form that changes two-factor authentication: it asks for the password again, so a
+/// borrowed or stolen session cannot take over the second factor.
+fn password_form(action: &str, csrf: &str, label: &str, button: &str, class: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"stack\">{}\
+         <label>{label} <input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
+         <button type=\"submit\" class=\"{class}\">{button}</button></form>",
+        csrf_field(csrf)
+    )
+}
+
 /// The account page; `extra` is what the last action has to show (a new key, recovery codes).
 fn account_page(web: &Web, headers: &HeaderMap, s: &Session, extra: &str) -> Reply {
     let csrf = Csrf::of(web, headers);
     let t = &csrf.token;
     let two_factor = if s.user.totp_enabled {
         format!(
-            "<p>Two-factor authentication is <strong>on</strong>.</p>\
-             <form method=\"post\" action=\"/account/2fa/disable\" class=\"stack\">{}\
-             <label>Password, to turn it off <input type=\"password\" name=\"password\" required \
-             autocomplete=\"current-password\"></label><button type=\"submit\">Turn off</button></form>",
-            csrf_field(t)
+            "<p>Two-factor authentication is <strong>on</strong>.</p>{}{}",
+            password_form(
+                "/account/2fa/start",
+                t,
+                "Password, to set it up again (new key and recovery codes)",
+                "Set up again",
+                ""
+            ),
+            password_form("/account/2fa/disable", t, "Password, to turn it off", "Turn off", "danger"),
         )
     } else {
         format!(
             "<p>Two-factor authentication is off. With it on, signing in also asks for a code from an \
              authenticator app.</p>{}",
-            button_form("/account/2fa/start", t, "Set up two-factor authentication", "primary")
+            password_form("/account/2fa/start", t, "Password", "Set up two-factor authentication", "primary")
         )
     };
     let body = format!(
@@ -276,9 +274,29 @@ fn enrol_section(csrf: &str, secret: &[u8], email: &str, error: Option<&str>) ->
     )
 }
 
-pub async fn totp_start(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Result<Reply> {
+/// The signed-in user, after they typed their password again (`401` if wrong; the try counts
+/// against the sign-in limit).
+async fn password_again(web: &Web, addr: &SocketAddr, headers: &HeaderMap, f: &Fields) -> Result<Session> {
+    let s = user_session(web, headers, "/account")?;
+    let attempt = Attempt::take(web, format!("login:{}", s.user.email), client(web, addr, headers))?;
+    let (meta, e, p) = (web.meta.clone(), s.user.email.clone(), field(f, "password").to_owned());
+    if hashing(web, move || meta.check_password(&e, &p)).await?.map_err(internal)?.is_none() {
+        return Err(error_page(StatusCode::UNAUTHORIZED, "Wrong password", "Nothing was changed."));
+    }
+    attempt.succeeded();
+    Ok(s)
+}
+
+type Fields = std::collections::HashMap<String, String>;
+
+pub async fn totp_start(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Reply> {
     let f = form(&headers, &body)?;
-    let s = user_session(&web, &headers, "/account")?;
+    let s = password_again(&web, &addr, &headers, &f).await?;
     let secret = web.meta.begin_totp(s.user.id).map_err(internal)?;
     Ok(account_page(&web, &headers, &s, &enrol_section(field(&f, "csrf"), &secret, &s.user.email, None)))
 }
@@ -298,9 +316,15 @@ pub async fn totp_enable(State(web): State<Arc<Web>>, headers: HeaderMap, body: 
             Ok(account_page(&web, &headers, &s, &shown))
         }
         Err(plumb_meta::MetaError::Invalid(m)) => {
-            // Same secret again, so the user can retry with the next code.
-            let secret = web.meta.begin_totp(s.user.id).map_err(internal)?;
-            let section = enrol_section(field(&f, "csrf"), &secret, &s.user.email, Some(&m));
+            // The key being set up again, so the user can retry with the next code; a new one
+            // needs the password.
+            let section = match web.meta.pending_totp(s.user.id).map_err(internal)? {
+                Some(secret) => enrol_section(field(&f, "csrf"), &secret, &s.user.email, Some(&m)),
+                None => format!(
+                    "<section class=\"card narrow\"><p class=\"error\" role=\"alert\">{}</p></section>",
+                    esc(&m)
+                ),
+            };
             let mut r = account_page(&web, &headers, &s, &section);
             r.status = StatusCode::BAD_REQUEST;
             Ok(r)
@@ -316,39 +340,44 @@ pub async fn totp_disable(
     body: Bytes,
 ) -> Result<Reply> {
     let f = form(&headers, &body)?;
-    let s = user_session(&web, &headers, "/account")?;
-    let account = format!("login:{}", s.user.email);
-    attempts_left(&web, &account, &addr)?;
-    let (meta, e, p) = (web.meta.clone(), s.user.email.clone(), field(&f, "password").to_owned());
-    if off_workers(move || meta.check_password(&e, &p)).await?.map_err(internal)?.is_none() {
-        failed_attempt(&web, &account, &addr);
-        return Err(error_page(StatusCode::UNAUTHORIZED, "Wrong password", "Two-factor authentication stays on."));
-    }
+    let s = password_again(&web, &addr, &headers, &f).await?;
     web.meta.disable_totp(s.user.id).map_err(internal)?;
     Ok(Reply::redirect("/account"))
 }
 
+fn invite_gone() -> Reply {
+    error_page(StatusCode::NOT_FOUND, "Invite not valid", "This invite was used already or has expired.")
+}
+
+/// An invite is for one e-mail address: whoever holds the link signs in as that account, or
+/// creates it. The page looks the same whether the account exists or not.
 pub async fn invite_form(State(web): State<Arc<Web>>, headers: HeaderMap, Path(token): Path<String>) -> Result<Reply> {
-    let (site, role) = web.meta.invite(&token).map_err(internal)?.ok_or_else(|| {
-        error_page(StatusCode::NOT_FOUND, "Invite not valid", "This invite was used already or has expired.")
-    })?;
+    let invite = web.meta.invite(&token).map_err(internal)?.ok_or_else(invite_gone)?;
     let csrf = Csrf::of(&web, &headers);
     let intro = format!(
-        "<p>You are invited to see <strong>{}</strong> as <strong>{}</strong>.</p>",
-        esc(&site.domain),
-        role.name()
+        "<p><strong>{}</strong> is invited to see <strong>{}</strong> as <strong>{}</strong>.</p>",
+        esc(&invite.email),
+        esc(&invite.site.domain),
+        invite.role.name()
     );
     let action = format!("/invite/{token}");
     let inner = match signed_in(&web, &headers).map_err(|e| internal(e.message))? {
-        Some(s) => format!(
+        Some(s) if s.user.email == invite.email => format!(
             "<p>You are signed in as {}.</p>{}",
             esc(&s.user.email),
             button_form(&action, &csrf.token, "Accept", "primary")
         ),
+        Some(s) => format!(
+            "<p>You are signed in as {}; this invite is for another address. Sign out, then open the \
+             invite again.</p>",
+            esc(&s.user.email)
+        ),
         None => format!(
-            "<p>Create your account (or <a href=\"/login?next={}\">sign in</a> if you have one):</p>{}",
-            esc(&super::url_escape(&action)),
-            credentials_form(&action, &csrf.token, "", "Create account and join", true)
+            "<form method=\"post\" action=\"{action}\" class=\"stack\">{}\
+             <label>Password: the one of your account here, or a new one (10 characters or more) \
+             <input type=\"password\" name=\"password\" required minlength=\"10\" autocomplete=\"current-password\" \
+             autofocus></label><button type=\"submit\" class=\"primary\">Join</button></form>",
+            csrf_field(&csrf.token)
         ),
     };
     let page = Page::new("Invite", card("Invite", &intro, &inner)).render();
@@ -357,23 +386,38 @@ pub async fn invite_form(State(web): State<Arc<Web>>, headers: HeaderMap, Path(t
 
 pub async fn accept_invite(
     State(web): State<Arc<Web>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
     let f = form(&headers, &body)?;
-    if web.meta.invite(&token).map_err(internal)?.is_none() {
-        return Err(error_page(
-            StatusCode::NOT_FOUND,
-            "Invite not valid",
-            "This invite was used already or has expired.",
-        ));
+    let invite = web.meta.invite(&token).map_err(internal)?.ok_or_else(invite_gone)?;
+    let to = format!("/sites/{}", invite.site.domain);
+    if let Some(s) = signed_in(&web, &headers).map_err(|e| internal(e.message))? {
+        web.meta.accept_invite(&token, s.user.id).map_err(meta_reply)?;
+        return Ok(Reply::redirect(&to));
     }
-    let (user, new) = match signed_in(&web, &headers).map_err(|e| internal(e.message))? {
-        Some(s) => (s.user, false),
-        None => (web.meta.add_user(field(&f, "email"), field(&f, "password")).map_err(meta_reply)?, true),
+    // Signed out: the password of the invited address's account, or a new account with it. A
+    // wrong password counts against that account's sign-in limit.
+    let attempt = Attempt::take(&web, format!("login:{}", invite.email), client(&web, &addr, &headers))?;
+    let (meta, email, password) = (web.meta.clone(), invite.email.clone(), field(&f, "password").to_owned());
+    let user = hashing(&web, move || meta.sign_in_or_join(&email, &password)).await?.map_err(meta_reply)?;
+    let Some(user) = user else {
+        let page = Page::new(
+            "Invite",
+            card(
+                "Invite",
+                "",
+                "<p class=\"error\" role=\"alert\">That is not the password \
+            of the account for this address.</p>",
+            ),
+        )
+        .render();
+        return Err(Reply::html(StatusCode::UNAUTHORIZED, page));
     };
-    let (site, _) = web.meta.accept_invite(&token, user.id).map_err(meta_reply)?;
-    let to = format!("/sites/{}", site.domain);
-    if new { start_session(&web, &headers, &user, &to) } else { Ok(Reply::redirect(&to)) }
+    attempt.succeeded();
+    web.meta.accept_invite(&token, user.id).map_err(meta_reply)?;
+    // With a second factor, the invite is accepted and the session still owes the code.
+    start_session(&web, &headers, &user, &to)
 }

@@ -4,15 +4,17 @@
 
 use super::html::{Page, csrf_field, esc};
 use super::{
-    Csrf, Framable, Reply, Result, error_page, field, form, internal, off_workers, secure, set_cookie, site_access,
-    user_session,
+    Attempt, Csrf, Framable, Reply, Result, client, error_page, field, form, hashing, internal, secure, set_cookie,
+    site_access, user_session,
 };
 use crate::Web;
 use crate::auth::{SHARE_COOKIE, open_share, share_cookie_value};
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use plumb_meta::permission::{Action, allowed, user_holders};
 use plumb_meta::{Role, SharedLink, Site};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Op
         "revenue": revenue,
         "csrf": csrf,
         "share": share.map(|l| &l.slug),
-        "canEdit": role.is_some_and(|r| r >= Role::Admin),
+        "canEdit": role.is_some_and(|r| allowed(Action::Manage, &user_holders(Some(r), false))),
     }))
 }
 
@@ -84,13 +86,19 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Str
     )
 }
 
-pub async fn page(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {
+pub async fn page(
+    State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+) -> Result<Reply> {
     let s = user_session(&web, &headers, &format!("/sites/{domain}"))?;
-    let (site, role) = site_access(&web, &s, &domain, Role::Viewer)?;
+    let (site, role) = site_access(&web, &s, &domain, action)?;
     let others = web.meta.user_sites(s.user.id).map_err(internal)?;
     let csrf = Csrf::of(&web, &headers);
     let boot = boot(&web, &site, &csrf.token, None, Some(role))?;
-    let page = Page::new(&site.domain, frame(&web, &site, role >= Role::Admin, &others))
+    let manages = allowed(Action::Manage, &user_holders(Some(role), s.user.is_owner));
+    let page = Page::new(&site.domain, frame(&web, &site, manages, &others))
         .user(&s.user, &csrf.token)
         .script("dashboard.js", boot)
         .render();
@@ -139,7 +147,7 @@ pub async fn share(
             error_page(StatusCode::NOT_FOUND, "Not found", "This shared link does not exist or was revoked.")
         })?;
         let csrf = Csrf::of(&web, &headers);
-        if open_share(&web, &headers, &slug).is_err() {
+        if open_share(&web, crate::auth::cookie(&headers, SHARE_COOKIE), &slug).is_err() {
             let page = share_password_page(&link, &csrf.token, embed, None);
             return Ok(csrf.apply(Reply::html(StatusCode::UNAUTHORIZED, page)));
         }
@@ -166,14 +174,13 @@ pub async fn share_password(
         let link = web.meta.shared_link(&slug).map_err(internal)?.ok_or_else(|| {
             error_page(StatusCode::NOT_FOUND, "Not found", "This shared link does not exist or was revoked.")
         })?;
-        let account = format!("share:{slug}");
-        super::account::attempts_left(&web, &account, &addr)?;
+        let attempt = Attempt::take(&web, format!("share:{slug}"), client(&web, &addr, &headers))?;
         let (meta, l, password) = (web.meta.clone(), link.clone(), field(&f, "password").to_owned());
-        if !off_workers(move || meta.check_shared_password(&l, &password)).await? {
-            super::account::failed_attempt(&web, &account, &addr);
+        if !hashing(&web, move || meta.check_shared_password(&l, &password)).await? {
             let page = share_password_page(&link, field(&f, "csrf"), embed, Some("Wrong password."));
             return Err(Reply::html(StatusCode::UNAUTHORIZED, page));
         }
+        attempt.succeeded();
         let value = share_cookie_value(&web.server_key, &link);
         // Lax: the cookie must come along when the link is opened from elsewhere.
         let c = set_cookie(SHARE_COOKIE, &value, Some(30 * 86_400), "Lax", secure(&web, &headers));

@@ -4,7 +4,8 @@
 
 use crate::Web;
 use crate::auth::Caller;
-use crate::stats::{ApiError, answer_v2};
+use crate::error::ApiError;
+use crate::stats::answer_v2;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -15,48 +15,73 @@ mod sites;
 
 use crate::Web;
 use crate::auth::{CSRF_COOKIE, cookie, signed_in};
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Extension, Router};
 use html::{Page, esc};
 use plumb_meta::accounts::{constant_time_eq, random_token};
+use plumb_meta::permission::{Action, allowed, user_holders};
 use plumb_meta::{MetaError, Role, Session, Site};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+type Handler = MethodRouter<Arc<Web>>;
+
+/// The dashboard's routes: method, path, the action it needs (`plumb_meta::permission`) and the
+/// handler, which receives that action with the request.
+fn table() -> Vec<(&'static str, &'static str, Action, Handler)> {
+    use Action::{Account, CreateSite, Manage, Own, Public, Read};
+    vec![
+        ("get", "/", Public, get(account::home)),
+        ("get", "/setup", Public, get(account::setup_form)),
+        ("post", "/setup", Public, post(account::setup)),
+        ("get", "/login", Public, get(account::login_form)),
+        ("post", "/login", Public, post(account::login)),
+        ("get", "/login/2fa", Public, get(account::second_factor_form)),
+        ("post", "/login/2fa", Public, post(account::second_factor)),
+        ("post", "/logout", Public, post(account::logout)),
+        ("get", "/account", Account, get(account::page)),
+        ("post", "/account/logout-everywhere", Account, post(account::logout_everywhere)),
+        ("post", "/account/2fa/start", Account, post(account::totp_start)),
+        ("post", "/account/2fa/enable", Account, post(account::totp_enable)),
+        ("post", "/account/2fa/disable", Account, post(account::totp_disable)),
+        ("get", "/invite/{token}", Public, get(account::invite_form)),
+        ("post", "/invite/{token}", Public, post(account::accept_invite)),
+        ("get", "/sites", Account, get(sites::list)),
+        ("get", "/sites/new", CreateSite, get(sites::new_form)),
+        ("post", "/sites/new", CreateSite, post(sites::create)),
+        ("get", "/sites/{domain}", Read, get(dashboard::page)),
+        ("get", "/sites/{domain}/snippet", Manage, get(sites::snippet)),
+        ("get", "/sites/{domain}/verify", Read, get(sites::verify)),
+        ("get", "/sites/{domain}/settings", Manage, get(sites::settings)),
+        ("post", "/sites/{domain}/settings", Manage, post(sites::update)),
+        ("post", "/sites/{domain}/goals", Manage, post(sites::add_goal)),
+        ("post", "/sites/{domain}/goals/{id}/delete", Manage, post(sites::remove_goal)),
+        ("post", "/sites/{domain}/shares", Manage, post(sites::add_share)),
+        ("post", "/sites/{domain}/shares/{slug}/delete", Manage, post(sites::remove_share)),
+        ("post", "/sites/{domain}/invites", Manage, post(sites::invite)),
+        ("post", "/sites/{domain}/firewall", Manage, post(sites::add_rule)),
+        ("post", "/sites/{domain}/firewall/{id}/delete", Manage, post(sites::remove_rule)),
+        ("post", "/sites/{domain}/members/{user_id}/delete", Own, post(sites::remove_member)),
+        ("post", "/sites/{domain}/delete", Own, post(sites::delete)),
+        ("get", "/sites/{domain}/export.csv", Read, get(export::csv)),
+        ("get", "/sites/{domain}/export.zip", Read, get(export::zip)),
+        ("get", "/share/{slug}", Public, get(dashboard::share)),
+        ("post", "/share/{slug}", Public, post(dashboard::share_password)),
+        ("get", "/assets/{name}", Public, get(assets::serve)),
+    ]
+}
+
+/// Method, path and action of every dashboard route.
+pub fn routes() -> Vec<(&'static str, &'static str, Action)> {
+    table().into_iter().map(|(m, p, a, _)| (m, p, a)).collect()
+}
+
 pub fn router() -> Router<Arc<Web>> {
-    Router::new()
-        .route("/", get(account::home))
-        .route("/setup", get(account::setup_form).post(account::setup))
-        .route("/login", get(account::login_form).post(account::login))
-        .route("/login/2fa", get(account::second_factor_form).post(account::second_factor))
-        .route("/logout", post(account::logout))
-        .route("/account", get(account::page))
-        .route("/account/logout-everywhere", post(account::logout_everywhere))
-        .route("/account/2fa/start", post(account::totp_start))
-        .route("/account/2fa/enable", post(account::totp_enable))
-        .route("/account/2fa/disable", post(account::totp_disable))
-        .route("/invite/{token}", get(account::invite_form).post(account::accept_invite))
-        .route("/sites", get(sites::list))
-        .route("/sites/new", get(sites::new_form).post(sites::create))
-        .route("/sites/{domain}", get(dashboard::page))
-        .route("/sites/{domain}/snippet", get(sites::snippet))
-        .route("/sites/{domain}/verify", get(sites::verify))
-        .route("/sites/{domain}/settings", get(sites::settings).post(sites::update))
-        .route("/sites/{domain}/goals", post(sites::add_goal))
-        .route("/sites/{domain}/goals/{id}/delete", post(sites::remove_goal))
-        .route("/sites/{domain}/shares", post(sites::add_share))
-        .route("/sites/{domain}/shares/{slug}/delete", post(sites::remove_share))
-        .route("/sites/{domain}/invites", post(sites::invite))
-        .route("/sites/{domain}/firewall", post(sites::add_rule))
-        .route("/sites/{domain}/firewall/{id}/delete", post(sites::remove_rule))
-        .route("/sites/{domain}/members/{user_id}/delete", post(sites::remove_member))
-        .route("/sites/{domain}/delete", post(sites::delete))
-        .route("/sites/{domain}/export.csv", get(export::csv))
-        .route("/sites/{domain}/export.zip", get(export::zip))
-        .route("/share/{slug}", get(dashboard::share).post(dashboard::share_password))
-        .route("/assets/{name}", get(assets::serve))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, action, handler)| r.route(path, handler.layer(Extension(action))))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -84,10 +109,68 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// Password hashing and checking (Argon2: tens of milliseconds of CPU) runs off the async
-/// workers, so sign-ins do not stall other requests.
-async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(internal)
+/// Password hashing and checking (Argon2id: tens of milliseconds of CPU and 19 MiB each) runs off
+/// the async workers, at most `MAX_HASHES` at once, so a burst of sign-ins can neither stall other
+/// requests nor exhaust memory; one that waits longer than `HASH_WAIT` for its turn gets `503`.
+async fn hashing<T: Send + 'static>(web: &Web, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let permit = tokio::time::timeout(crate::HASH_WAIT, web.hashing.clone().acquire_owned()).await;
+    let Ok(Ok(permit)) = permit else {
+        let mut r =
+            error_page(StatusCode::SERVICE_UNAVAILABLE, "Busy", "Too many sign-ins at once. Try again shortly.");
+        r.retry_after = Some(crate::HASH_WAIT.as_secs());
+        return Err(r);
+    };
+    // The permit goes with the work: if the client leaves, the hash still counts until it ends.
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(internal)
+}
+
+/// One try at a secret (a password, a second factor, a shared link's password), counted before
+/// it is checked: a token for the account and one for the client's network, taken at once, so
+/// concurrent tries cannot outrun the limit. A right answer gives both back.
+pub(super) struct Attempt<'a> {
+    web: &'a Web,
+    account: String,
+    network: std::net::IpAddr,
+}
+
+impl<'a> Attempt<'a> {
+    /// `429` with `Retry-After` when the account or the network has no tries left.
+    fn take(web: &'a Web, account: String, client: std::net::IpAddr) -> Result<Attempt<'a>> {
+        let network = plumb_core::net::limit_key(client);
+        let wait = match web.login_limiter.take(&account) {
+            Err(w) => Some(w),
+            Ok(()) => web.address_limiter.take(&network).err().inspect(|_| web.login_limiter.give_back(&account, 1)),
+        };
+        match wait {
+            None => Ok(Attempt { web, account, network }),
+            Some(secs) => {
+                let mut r = error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    &format!("Too many failed attempts. Try again in {} minute(s).", secs.div_ceil(60)),
+                );
+                r.retry_after = Some(secs);
+                Err(r)
+            }
+        }
+    }
+
+    /// The secret was right: the try does not count.
+    fn succeeded(self) {
+        self.web.login_limiter.give_back(&self.account, 1);
+        self.web.address_limiter.give_back(&self.network, 1);
+    }
+}
+
+/// The client's address (behind a trusted proxy, the one it forwards).
+fn client(web: &Web, peer: &std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    web.client_ip(Some(peer.ip()), headers)
 }
 
 /// Cookies go out with `Secure` when browsers reach Plumb over HTTPS (the public URL says so,
@@ -246,9 +329,10 @@ fn user_session(web: &Web, headers: &HeaderMap, here: &str) -> Result<Session> {
     }
 }
 
-/// The site and the user's role on it: `404` if it does not exist or the user has no role
-/// (so its existence is not revealed), `403` if the role is below `least`.
-fn site_access(web: &Web, s: &Session, domain: &str, least: Role) -> Result<(Site, Role)> {
+/// The site and the user's role on it, if the user may do `action` there: `404` if it does not
+/// exist or the user has no role on it (so its existence is not revealed), `403` if the role does
+/// not allow `action`.
+fn site_access(web: &Web, s: &Session, domain: &str, action: Action) -> Result<(Site, Role)> {
     let not_found = || {
         error_page(
             StatusCode::NOT_FOUND,
@@ -258,14 +342,23 @@ fn site_access(web: &Web, s: &Session, domain: &str, least: Role) -> Result<(Sit
     };
     let site = web.meta.site_by_domain(domain).map_err(internal)?.ok_or_else(not_found)?;
     let role = web.meta.role(s.user.id, site.id).map_err(internal)?.ok_or_else(not_found)?;
-    if role < least {
+    if !allowed(action, &user_holders(Some(role), s.user.is_owner)) {
+        let needed = action.holders().iter().find_map(|h| match h {
+            plumb_meta::permission::Holder::Role(r) => Some(r.name()),
+            _ => None,
+        });
         return Err(error_page(
             StatusCode::FORBIDDEN,
             "Not allowed",
-            &format!("This needs the {} role on {}; you are {}.", least.name(), site.domain, role.name()),
+            &format!("This needs the {} role on {}; you are {}.", needed.unwrap_or("owner"), site.domain, role.name()),
         ));
     }
     Ok((site, role))
+}
+
+/// Whether the signed-in user may add sites to this Plumb.
+fn may_create_sites(s: &Session) -> bool {
+    allowed(Action::CreateSite, &user_holders(None, s.user.is_owner))
 }
 
 /// Where browsers reach this Plumb: the configured public URL, else this request's host.
@@ -282,7 +375,37 @@ fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Only paths on this site are followed after sign-in, never `//elsewhere` or `https://…`.
+/// Only paths on this site are followed after sign-in: a `/` and then no second `/` or `\\`, and
+/// only visible ASCII (browsers drop tabs and line breaks from addresses, so `/\t/evil.example`
+/// would become `//evil.example`, another site).
 fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/sites" }
+    let visible = next.bytes().all(|b| b.is_ascii_graphic());
+    let rest = next.strip_prefix('/');
+    let safe = visible && rest.is_some_and(|r| !r.starts_with(['/', '\\'])) && !next.contains('\\');
+    if safe { next } else { "/sites" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for ok in ["/sites", "/sites/a.test?period=7d", "/"] {
+            assert_eq!(local_path(ok), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "",
+            "sites",
+            "/ /x",
+            "/%09/x\u{7f}",
+        ] {
+            assert_eq!(local_path(bad), "/sites", "{bad:?}");
+        }
+    }
 }

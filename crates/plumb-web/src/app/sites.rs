@@ -2,16 +2,21 @@
 //! settings: timezone, goals, shared links, people and deletion.
 
 use super::html::{Page, button_form, csrf_field, esc};
-use super::{Csrf, Reply, Result, base_url, error_page, field, form, internal, meta_reply, site_access, user_session};
+use super::{
+    Csrf, Reply, Result, base_url, error_page, field, form, hashing, internal, may_create_sites, meta_reply,
+    site_access, user_session,
+};
 use crate::Web;
 use crate::auth::Caller;
 use crate::stats::answer_v2;
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use plumb_core::security::Reason;
+use plumb_meta::permission::{Action, allowed, user_holders};
 use plumb_meta::{GoalKind, Role, Session, Site};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -64,15 +69,16 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Rep
             role = role.name(),
         ));
     }
-    let body = if sites.is_empty() {
-        "<section class=\"card narrow\"><h1>No sites yet</h1><p>Add your first site to get its snippet.</p>\
-         <p><a class=\"button primary\" href=\"/sites/new\">Add a site</a></p></section>"
-            .to_owned()
-    } else {
-        format!(
-            "<div class=\"bar\"><h1>Sites</h1><a class=\"button primary\" href=\"/sites/new\">Add a site</a></div>\
-             <ul class=\"sites\">{rows}</ul>"
-        )
+    let add = if may_create_sites(&s) { "<a class=\"button primary\" href=\"/sites/new\">Add a site</a>" } else { "" };
+    let body = match (sites.is_empty(), add.is_empty()) {
+        (true, false) => format!(
+            "<section class=\"card narrow\"><h1>No sites yet</h1><p>Add your first site to get its snippet.</p>\
+             <p>{add}</p></section>"
+        ),
+        (true, true) => "<section class=\"card narrow\"><h1>No sites yet</h1><p>You have no role on any site \
+             yet. Ask a site's owner for an invite.</p></section>"
+            .to_owned(),
+        (false, _) => format!("<div class=\"bar\"><h1>Sites</h1>{add}</div><ul class=\"sites\">{rows}</ul>"),
     };
     let csrf = Csrf::of(&web, &headers);
     let page = Page::new("Sites", body).user(&s.user, &csrf.token).render();
@@ -107,8 +113,21 @@ fn new_site_page(s: &Session, csrf: &str, error: Option<&str>, domain: &str, tz:
     Page::new("Add a site", body).user(&s.user, csrf).script("site.js", json!({})).render()
 }
 
+/// `403` unless the user may add sites (the instance owner).
+fn creator(web: &Web, headers: &HeaderMap) -> Result<Session> {
+    let s = user_session(web, headers, "/sites/new")?;
+    if !may_create_sites(&s) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only the owner of this Plumb adds sites. Ask them to add it and invite you.",
+        ));
+    }
+    Ok(s)
+}
+
 pub async fn new_form(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Reply> {
-    let s = user_session(&web, &headers, "/sites/new")?;
+    let s = creator(&web, &headers)?;
     let csrf = Csrf::of(&web, &headers);
     let page = new_site_page(&s, &csrf.token, None, "", "");
     Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
@@ -116,7 +135,7 @@ pub async fn new_form(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result
 
 pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Result<Reply> {
     let f = form(&headers, &body)?;
-    let s = user_session(&web, &headers, "/sites/new")?;
+    let s = creator(&web, &headers)?;
     let (domain, tz) = (field(&f, "domain"), field(&f, "timezone"));
     // People paste addresses; keep the host.
     let domain = domain.trim_start_matches("https://").trim_start_matches("http://");
@@ -148,9 +167,14 @@ fn snippet_html(web: &Web, headers: &HeaderMap, site: &Site) -> String {
     )
 }
 
-pub async fn snippet(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {
+pub async fn snippet(
+    State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+) -> Result<Reply> {
     let s = user_session(&web, &headers, &format!("/sites/{domain}/snippet"))?;
-    let (site, _) = site_access(&web, &s, &domain, Role::Admin)?;
+    let (site, _) = site_access(&web, &s, &domain, action)?;
     let body = format!(
         "<section class=\"card\"><h1>Install Plumb on {d}</h1>{snippet}\
          <div class=\"verify\" id=\"verify\" data-domain=\"{d}\" role=\"status\" aria-live=\"polite\">\
@@ -165,9 +189,14 @@ pub async fn snippet(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domai
 }
 
 /// `{"received": bool}`: whether a pageview of the site has arrived (live, or stored).
-pub async fn verify(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Response> {
+pub async fn verify(
+    State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+) -> Result<Response> {
     let s = user_session(&web, &headers, "/sites")?;
-    let (site, _) = site_access(&web, &s, &domain, Role::Viewer)?;
+    let (site, _) = site_access(&web, &s, &domain, action)?;
     let live = web.live.snapshot(site.id, chrono::Utc::now().timestamp_millis()).visitors > 0;
     let stored = live
         || answer_v2(
@@ -189,6 +218,7 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
     let t = csrf.token.as_str();
     let d = esc(&site.domain);
     let base = format!("/sites/{}", site.domain);
+    let owns = allowed(Action::Own, &user_holders(Some(role), s.user.is_owner));
     let goals: String = web
         .meta
         .list_goals(site.id)
@@ -234,7 +264,7 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
         .map_err(internal)?
         .iter()
         .map(|(u, r)| {
-            let remove = if role == Role::Owner && u.id != s.user.id {
+            let remove = if owns && u.id != s.user.id {
                 button_form(&format!("{base}/members/{}/delete", u.id), t, "Remove", "link danger")
             } else {
                 String::new()
@@ -247,7 +277,7 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
         .filter(|r| **r <= role)
         .map(|r| format!("<option{}>{}</option>", if *r == Role::Viewer { " selected" } else { "" }, r.name()))
         .collect();
-    let danger = if role == Role::Owner {
+    let danger = if owns {
         format!(
             "<section class=\"card danger-zone\"><h2>Delete site</h2><p>Deletes {d}, its goals, shared links and \
          every stored event. This cannot be undone.</p><form method=\"post\" action=\"{base}/delete\" \
@@ -279,9 +309,10 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <label>Password <input type=\"password\" name=\"password\" minlength=\"10\" placeholder=\"optional\" \
      autocomplete=\"new-password\"></label><button type=\"submit\">Create link</button></form></section>\
      <section class=\"card\"><h2>People</h2><ul class=\"list\">{members}</ul>\
-     <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>Role <select name=\"role\">\
+     <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>E-mail <input type=\"email\" \
+     name=\"email\" required autocomplete=\"off\"></label><label>Role <select name=\"role\">\
      {role_options}</select></label><button type=\"submit\">Create invite link</button></form>\
-     <p class=\"hint\">Invite links work once, within 7 days.</p></section>\
+     <p class=\"hint\">An invite link is for one e-mail address and works once, within 7 days.</p></section>\
      <section class=\"card\"><h2>Firewall</h2><p>Hits matching a rule are refused (<code>403</code>) within a \
      second of adding it. Once any hostname is allowed, hits for other hostnames are refused.</p>\
      <ul class=\"list\">{rules}</ul><form method=\"post\" action=\"{base}/firewall\" class=\"row\">{c}\
@@ -347,24 +378,29 @@ fn security_table(web: &Web, site: &Site) -> Result<String> {
     ))
 }
 
-pub async fn settings(State(web): State<Arc<Web>>, headers: HeaderMap, Path(domain): Path<String>) -> Result<Reply> {
+pub async fn settings(
+    State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+) -> Result<Reply> {
     let s = user_session(&web, &headers, &format!("/sites/{domain}/settings"))?;
-    let (site, role) = site_access(&web, &s, &domain, Role::Admin)?;
+    let (site, role) = site_access(&web, &s, &domain, action)?;
     settings_page(&web, &headers, &s, &site, role, "")
 }
 
-/// A settings form, checked: its fields, the signed-in user, the site and their role (at least
-/// `least`).
+/// A settings form, checked: its fields, the signed-in user, the site and their role (which
+/// must allow `action`).
 fn settings_form(
     web: &Web,
     headers: &HeaderMap,
     domain: &str,
     body: &Bytes,
-    least: Role,
+    action: Action,
 ) -> Result<(HashMap<String, String>, Session, Site, Role)> {
     let f = form(headers, body)?;
     let s = user_session(web, headers, &format!("/sites/{domain}/settings"))?;
-    let (site, role) = site_access(web, &s, domain, least)?;
+    let (site, role) = site_access(web, &s, domain, action)?;
     Ok((f, s, site, role))
 }
 
@@ -374,22 +410,24 @@ fn back_to_settings(site: &Site) -> Result<Reply> {
 
 pub async fn update(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.update_site(site.id, None, Some(field(&f, "timezone"))).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn add_goal(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     let value = field(&f, "value").to_owned();
     let kind = match field(&f, "kind") {
         "page" => GoalKind::Page(value),
@@ -410,56 +448,63 @@ pub async fn add_goal(
 
 pub async fn remove_goal(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path((domain, id)): Path<(String, u32)>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.remove_goal(site.id, id).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn add_share(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
-    let password = f.get("password").map(String::as_str).filter(|p| !p.is_empty());
-    web.meta.create_shared_link(site.id, field(&f, "name"), password).map_err(meta_reply)?;
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
+    let password = f.get("password").filter(|p| !p.is_empty()).cloned();
+    let (meta, name, id) = (web.meta.clone(), field(&f, "name").to_owned(), site.id);
+    hashing(&web, move || meta.create_shared_link(id, &name, password.as_deref())).await?.map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn remove_share(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path((domain, slug)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.remove_shared_link(site.id, &slug).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn invite(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, s, site, role) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (f, s, site, role) = settings_form(&web, &headers, &domain, &body, action)?;
     let wanted = Role::parse(field(&f, "role")).map_err(meta_reply)?;
     if wanted > role {
         return Err(error_page(StatusCode::FORBIDDEN, "Not allowed", "You cannot invite someone above your own role."));
     }
-    let token = web.meta.create_invite(site.id, wanted).map_err(internal)?;
+    let email = field(&f, "email");
+    let token = web.meta.create_invite(site.id, wanted, email).map_err(meta_reply)?;
     let link = format!("{}/invite/{token}", base_url(&web, &headers));
     let notice = format!(
         "<section class=\"card notice\" role=\"status\"><h2>Invite link</h2><p>Send this link to the person \
-         you invite ({}). It works once, within 7 days, and is shown only now.</p>\
+         you invite ({}, {}). It works once, within 7 days, and is shown only now.</p>\
          <div class=\"snippet\"><pre><code id=\"invite-link\">{}</code></pre>\
          <button type=\"button\" data-copy=\"invite-link\">Copy</button></div></section>",
+        esc(email),
         wanted.name(),
         esc(&link)
     );
@@ -468,11 +513,12 @@ pub async fn invite(
 
 pub async fn add_rule(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     let kind = plumb_meta::RuleKind::parse(field(&f, "kind"), field(&f, "value")).map_err(meta_reply)?;
     web.meta.add_rule(site.id, kind).map_err(meta_reply)?;
     back_to_settings(&site)
@@ -480,33 +526,36 @@ pub async fn add_rule(
 
 pub async fn remove_rule(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path((domain, id)): Path<(String, u32)>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Admin)?;
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.remove_rule(site.id, id).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn remove_member(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path((domain, user_id)): Path<(String, u32)>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Owner)?;
+    let (_, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.remove_member(user_id, site.id).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
 pub async fn delete(
     State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
     headers: HeaderMap,
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Result<Reply> {
-    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, Role::Owner)?;
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     if field(&f, "confirm") != site.domain {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
