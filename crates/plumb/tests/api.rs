@@ -91,7 +91,7 @@ async fn sites_and_goals_are_managed_through_the_api() {
         call(&c, Method::PUT, url("/api/v1/sites/new.test"), &admin, Some(json!({"timezone": "Asia/Tokyo"}))).await;
     assert_eq!((s, &v["timezone"]), (200, &json!("Asia/Tokyo")));
     let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/new.test"), &reader, Some(json!({"domain": "x.test"}))).await;
-    assert_eq!((s, error_of(&v).contains("lacks the `own` permission on `new.test`")), (403, true), "{v}");
+    assert_eq!((s, error_of(&v).contains("lacks the `manage` permission on `new.test`")), (403, true), "{v}");
     let (s, v) = call(&c, Method::PUT, url("/api/v1/sites/new.test"), &admin, Some(json!({}))).await;
     assert_eq!((s, error_of(&v).contains("nothing to change")), (400, true), "{v}");
 
