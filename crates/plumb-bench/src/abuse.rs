@@ -81,7 +81,9 @@ pub fn run(plumb: &Path, rows: usize, seconds: u64) {
     let dir = std::env::temp_dir().join(format!("plumb-bench-abuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     crate::queries::dashboard_data(&dir, rows);
-    let slug = share_link(&dir);
+    // Twenty shared links: streams are capped at five per link and client network.
+    let slugs = share_links(&dir, 20);
+    let slug = slugs[0].clone();
     let (server, port) = crate::start(plumb, &dir, "serve", &[]);
     let pid = server.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -127,11 +129,9 @@ pub fn run(plumb: &Path, rows: usize, seconds: u64) {
         // 100 event streams, read as they come.
         let streams = Arc::new(AtomicU64::new(0));
         for i in 0..100 {
-            let (stop, slug, streams) = (stop.clone(), slug.clone(), streams.clone());
+            let (stop, slug, streams) = (stop.clone(), slugs[i % slugs.len()].clone(), streams.clone());
             tasks.push(tokio::spawn(async move {
                 let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else { return };
-                // Shared-link streams are capped per client network: spoofed forwarding headers
-                // change nothing here, so most of these are refused; the rest stay open.
                 let req = format!(
                     "GET /api/v1/stats/realtime/stream?site_id=bench.test&share={slug}&n={i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                 );
@@ -190,9 +190,9 @@ fn heavy(i: u64) -> String {
     bodies[i as usize % bodies.len()].to_owned()
 }
 
-/// A public shared link of the site, made with the server stopped; its slug.
-fn share_link(dir: &Path) -> String {
+/// Public shared links of the site, made before the server starts; their slugs.
+fn share_links(dir: &Path, n: usize) -> Vec<String> {
     use plumb_meta::Accounts;
     let meta = plumb_meta::SqliteMeta::open(&dir.join("meta.db")).expect("open metadata");
-    meta.create_shared_link(1, "abuse", None).expect("a shared link").slug
+    (0..n).map(|i| meta.create_shared_link(1, &format!("abuse {i}"), None).expect("a shared link").slug).collect()
 }

@@ -40,7 +40,8 @@ pub struct Web {
     pub address_limiter: RateLimiter<IpAddr>,
     /// Password hashes computed at once: each Argon2id hash holds 19 MiB.
     pub hashing: Arc<Semaphore>,
-    /// Stats queries answered at once; more wait their turn for a while, then get `503`.
+    /// Stats queries answered at once (one per core); more wait their turn for a while, then get
+    /// `503`.
     pub queries: Arc<Semaphore>,
     /// Open event streams per caller, and in all.
     pub streams: realtime::Streams,
@@ -73,8 +74,8 @@ pub const LOGIN_ATTEMPTS: u32 = 5;
 /// Password hashes at once (19 MiB each), and how long a sign-in waits for its turn.
 pub const MAX_HASHES: usize = 4;
 pub const HASH_WAIT: Duration = Duration::from_secs(5);
-/// Stats queries at once, and how long one waits for its turn before a `503`.
-pub const MAX_QUERIES: usize = 4;
+/// How long a Stats query waits for its turn before a `503`; one runs at once per core, so the
+/// rest of the server (the collector, the health check) always has time.
 pub const QUERY_WAIT: Duration = Duration::from_secs(10);
 
 impl Web {
@@ -93,7 +94,7 @@ impl Web {
             login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
             address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
             hashing: Arc::new(Semaphore::new(MAX_HASHES)),
-            queries: Arc::new(Semaphore::new(MAX_QUERIES)),
+            queries: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             streams: realtime::Streams::default(),
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             collector_url: config.collector_url.map(|u| u.trim_end_matches('/').to_owned()),

@@ -311,7 +311,7 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
 
 /// Runs a query under the budgets every caller shares. It is checked first, so a query that makes
 /// no sense or asks for too many time buckets is refused at once; then it waits at most
-/// `QUERY_WAIT` for one of `MAX_QUERIES` places and runs off the async workers, where the store
+/// `QUERY_WAIT` for one of the places (one per core) and runs off the async workers, where the store
 /// stops it once it is over its time budget.
 pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
     q.validate().map_err(|i| ApiError::bad(i.0))?;
