@@ -29,7 +29,7 @@ async fn watch(port: u16, pid: u32, for_how_long: Duration) -> (Vec<f64>, f64) {
     while Instant::now() < until {
         peak = peak.max(rss_mib(pid));
         let t = Instant::now();
-        let ok = tokio::time::timeout(Duration::from_secs(5), get(port, "/api/health", "")).await;
+        let ok = tokio::time::timeout(Duration::from_secs(5), get(port, "/api/health")).await;
         lat.push(if matches!(ok, Ok(200)) { t.elapsed().as_secs_f64() * 1000.0 } else { f64::INFINITY });
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -37,10 +37,10 @@ async fn watch(port: u16, pid: u32, for_how_long: Duration) -> (Vec<f64>, f64) {
     (lat, peak)
 }
 
-async fn get(port: u16, path: &str, headers: &str) -> u16 {
+/// Sends one request on a new connection (closed after the answer); the answer's status, 0 if none.
+async fn status_of(port: u16, request: String) -> u16 {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else { return 0 };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
+    if s.write_all(request.as_bytes()).await.is_err() {
         return 0;
     }
     let mut head = [0u8; 12];
@@ -50,20 +50,16 @@ async fn get(port: u16, path: &str, headers: &str) -> u16 {
     }
 }
 
+async fn get(port: u16, path: &str) -> u16 {
+    status_of(port, format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")).await
+}
+
 async fn post(port: u16, path: &str, headers: &str, body: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else { return 0 };
-    let req = format!(
+    let request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return 0;
-    }
-    let mut head = [0u8; 12];
-    match s.read_exact(&mut head).await {
-        Ok(_) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
-        Err(_) => 0,
-    }
+    status_of(port, request).await
 }
 
 fn print(phase: &str, lat: &[f64], rss: f64) {

@@ -147,9 +147,10 @@ impl Collector {
     }
 
     /// The first look at a request, from its head alone: `429` when the collector, the client's
-    /// network or the presented key has no budget left (nothing is taken yet: tokens are spent
-    /// only on events found valid), `401` for a key that is not valid (which costs its network a
-    /// token, so guessing keys is rate-limited like anything else).
+    /// network or the presented key has no budget left. A browser's request costs its network
+    /// one token at once, valid or not (a flood of junk pays for itself); a key that is not valid
+    /// costs its network one too (`401`), so guessing keys is rate-limited like anything else.
+    /// The collector's and the sites' budgets are spent only on events found valid.
     fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Sender, ApiError> {
         let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
         let network = plumb_core::net::limit_key(ip);
@@ -157,7 +158,7 @@ impl Collector {
         let over = |what: &str, wait| ApiError::too_many(format!("{what} is over its event rate limit"), wait);
         self.limits.global.check(&()).map_err(|w| refuse(over("the collector", w)))?;
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            self.limits.address.check(&network).map_err(|w| refuse(over("this address", w)))?;
+            self.limits.address.take(&network).map_err(|w| refuse(over("this address", w)))?;
             return Ok(Sender { ip, key: None });
         };
         // A key that is not valid costs its network a token: guessing keys is rate-limited like
@@ -220,8 +221,9 @@ impl Collector {
                 refused(format!("API key `{}`", key.name), w)
             });
         }
+        // The request's first event was paid for at the door.
         let network = plumb_core::net::limit_key(ctx.ip());
-        self.limits.address.take_n(&network, n).map_err(|w| {
+        self.limits.address.take_n(&network, n - 1).map_err(|w| {
             refund_global();
             refused("this address".into(), w)
         })?;
@@ -230,7 +232,7 @@ impl Collector {
                 for (taken, count) in &per_site[..i] {
                     self.limits.site.give_back(taken, *count);
                 }
-                self.limits.address.give_back(&network, n);
+                self.limits.address.give_back(&network, n - 1);
                 refund_global();
                 return Err(refused("this site".into(), wait));
             }

@@ -35,8 +35,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.take_n(key, 1)
     }
 
-    /// Takes `n` tokens at once (a batch of events), or none.
+    /// Takes `n` tokens at once (a batch of events), or none. Taking none always succeeds.
     pub fn take_n(&self, key: &K, n: u32) -> Result<(), u64> {
+        if n == 0 {
+            return Ok(());
+        }
         self.with_bucket(key, n as f64)
     }
 
