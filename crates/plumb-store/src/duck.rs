@@ -79,7 +79,7 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS exit_visitors TINYINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
 ";
 
-const ROLLUPS: [&rollup::Table; 2] = [&rollup::DAYS, &rollup::VISITS];
+const ROLLUPS: [&rollup::RollupTable; 2] = [&rollup::DAYS, &rollup::VISITS];
 
 /// Memory the database may use for queries and writes; a query that needs more fails with a
 /// clear error instead of taking the machine's memory.

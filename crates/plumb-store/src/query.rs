@@ -680,13 +680,13 @@ pub enum QueryError {
 }
 
 /// Sums per metric-relevant counter, keyed by the group's dimension values.
-type Table = HashMap<Vec<String>, HashMap<Sum, i64>>;
+type GroupTable = HashMap<Vec<String>, HashMap<Sum, i64>>;
 
 fn ratio(num: i64, den: i64) -> f64 {
     if den == 0 { 0.0 } else { num as f64 / den as f64 }
 }
 
-struct Plan {
+struct MetricPlan {
     grain: Grain,
     /// The currency revenue is summed in (the filtered goals').
     currency: Option<Currency>,
@@ -696,7 +696,7 @@ struct Plan {
     visitors_sum: Sum,
 }
 
-fn plan(q: &Query) -> Plan {
+fn plan(q: &Query) -> MetricPlan {
     let grain = q.grain();
     let currency = q.filter_currencies().first().copied();
     let mut group_by = Vec::new();
@@ -757,7 +757,7 @@ fn plan(q: &Query) -> Plan {
     }
     sums.sort();
     sums.dedup();
-    Plan { grain, currency, group_by, sums, visitors_sum }
+    MetricPlan { grain, currency, group_by, sums, visitors_sum }
 }
 
 /// Label of a time bucket for a day (and hour).
@@ -805,7 +805,7 @@ pub fn time_labels(bucket: TimeBucket, range: DayRange) -> Vec<String> {
 }
 
 /// Runs the sums query of a plan over a range and folds day/hour keys into time buckets.
-fn fetch(backend: &dyn SumsBackend, q: &Query, p: &Plan, range: DayRange) -> Result<Table, QueryError> {
+fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) -> Result<GroupTable, QueryError> {
     let cols = q.columns();
     let prop_key = cols.iter().find_map(|c| if let Column::Prop(k) = c { Some(k.clone()) } else { None });
     // A breakdown by property covers the hits that have it.
@@ -824,7 +824,7 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &Plan, range: DayRange) -> Res
         prop_key,
         sums: p.sums.clone(),
     };
-    let mut table: Table = HashMap::new();
+    let mut table: GroupTable = HashMap::new();
     for g in backend.sums(&sq)? {
         let key = bucket_keys(q, &p.group_by, &g.keys);
         let entry = table.entry(key).or_default();
@@ -884,7 +884,7 @@ fn bucket_keys(q: &Query, group_by: &[Column], raw: &[String]) -> Vec<String> {
     keys
 }
 
-fn metric_value(m: Metric, p: &Plan, s: &HashMap<Sum, i64>, total_visitors: i64) -> serde_json::Value {
+fn metric_value(m: Metric, p: &MetricPlan, s: &HashMap<Sum, i64>, total_visitors: i64) -> serde_json::Value {
     let get = |k: Sum| s.get(&k).copied().unwrap_or(0);
     let visits = match p.grain {
         Grain::Page => get(Sum::PageVisits),

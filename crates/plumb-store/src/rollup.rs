@@ -52,13 +52,13 @@ fn plain_measure(s: &Sum) -> Option<&'static str> {
 
 /// A rollup table: its key columns after site and day (with types), and its measures in table
 /// order (PLAIN's, then its own).
-pub struct Table {
+pub struct RollupTable {
     pub name: &'static str,
     pub keys: &'static [(&'static str, &'static str)],
     pub extra: &'static [&'static str],
 }
 
-impl Table {
+impl RollupTable {
     pub fn measures(&self) -> impl Iterator<Item = &'static str> {
         PLAIN.iter().map(|(n, _)| *n).chain(self.extra.iter().copied())
     }
@@ -79,13 +79,13 @@ impl Table {
     }
 }
 
-pub const DAYS: Table = Table {
+pub const DAYS: RollupTable = RollupTable {
     name: "rollup_days",
     keys: &[("dim", "UTINYINT"), ("value", "VARCHAR")],
     extra: &["page_visitors", "page_visits", "first_visitors"],
 };
 
-pub const VISITS: Table = Table {
+pub const VISITS: RollupTable = RollupTable {
     name: "rollup_visits",
     keys: &[
         ("source", "VARCHAR"),
@@ -177,7 +177,7 @@ pub fn aggregate(rows: &[Row]) -> HashMap<Key<'_>, [i64; 12]> {
 
 /// `INSERT … SELECT` that fills `table` from raw rows grouped by `keys` (SQL expressions), with
 /// `extra` the sums behind the table's own measures (`None`: always 0).
-fn backfill(table: &Table, keys: &[String], extra: &[Option<Sum>]) -> String {
+fn backfill(table: &RollupTable, keys: &[String], extra: &[Option<Sum>]) -> String {
     let sums: Vec<String> = PLAIN
         .iter()
         .map(|(_, s)| Some(*s))
@@ -209,14 +209,14 @@ pub fn backfill_sql() -> Vec<String> {
 /// How a sums query reads the rollup: the dimension, where the day goes among the group
 /// columns, and the measure behind each sum. `None` when it needs raw rows.
 #[derive(Debug, PartialEq)]
-pub struct Plan {
+pub struct RollupPlan {
     pub dim: u8,
     /// Group columns in the query's order: `true` for the day, `false` for the dimension value.
     pub group: Vec<bool>,
     pub measures: Vec<&'static str>,
 }
 
-pub fn plan(q: &SumsQuery) -> Option<Plan> {
+pub fn plan(q: &SumsQuery) -> Option<RollupPlan> {
     if q.filter.is_some() || !q.kinds.is_empty() || q.prop_key.is_some() {
         return None;
     }
@@ -234,10 +234,10 @@ pub fn plan(q: &SumsQuery) -> Option<Plan> {
         Sum::FirstSessionVisitors(bit) if first_session_bit(dim) == Some(*bit) => Some("first_visitors"),
         _ => None,
     })?;
-    Some(Plan { dim, group: q.group_by.iter().map(|c| *c == Column::Day).collect(), measures })
+    Some(RollupPlan { dim, group: q.group_by.iter().map(|c| *c == Column::Day).collect(), measures })
 }
 
-impl Plan {
+impl RollupPlan {
     /// SQL over `rollup_days`; parameters: site, first day, last day.
     pub fn sql(&self) -> String {
         let mut select: Vec<String> = self
@@ -332,7 +332,10 @@ mod tests {
     fn only_unfiltered_single_column_queries_use_the_rollup() {
         let source_bit = Column::Source.first_session_bit().unwrap();
         let p = plan(&q(vec![Column::Source, Column::Day], vec![Sum::FirstSessionVisitors(source_bit), Sum::Visits]));
-        assert_eq!(p, Some(Plan { dim: 4, group: vec![false, true], measures: vec!["first_visitors", "visits"] }));
+        assert_eq!(
+            p,
+            Some(RollupPlan { dim: 4, group: vec![false, true], measures: vec!["first_visitors", "visits"] })
+        );
         assert!(plan(&q(vec![], vec![Sum::Visitors, Sum::Bounces])).is_some());
         // Another column's first-session bit, two columns, hours, names, or a filter: raw rows.
         let entry_bit = Column::EntryPage.first_session_bit().unwrap();
