@@ -124,14 +124,13 @@ impl Caller {
         if let Some(secret) = &credentials.key_secret {
             let key = web
                 .meta
-                .verify_key(secret)
-                .map_err(ApiError::internal)?
+                .verify_key(secret)?
                 .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "API key is invalid or revoked"))?;
             caller.key = Some(key);
             return Ok(caller);
         }
         if let Some(token) = &credentials.session_token {
-            caller.session = web.meta.session(token).map_err(ApiError::internal)?.filter(|s| !s.mfa_pending);
+            caller.session = web.meta.session(token)?.filter(|s| !s.mfa_pending);
         }
         if let Some((slug, cookie)) = &credentials.share {
             caller.share = Some(open_share(web, cookie.as_deref(), slug)?);
@@ -168,7 +167,7 @@ impl Caller {
         }
         if let Some(s) = &self.session {
             let role = match site {
-                Some(site) => web.meta.role(s.user.id, site.id).map_err(ApiError::internal)?,
+                Some(site) => web.meta.role(s.user.id, site.id)?,
                 None => None,
             };
             out = user_holders(role, s.user.is_owner);
@@ -242,7 +241,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The signed-in user's session, if the cookie names one that has passed its second factor.
 pub fn signed_in(web: &Web, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
     let Some(token) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
-    let session = web.meta.session(token).map_err(ApiError::internal)?;
+    let session = web.meta.session(token)?;
     Ok(session.filter(|s| !s.mfa_pending))
 }
 
@@ -262,8 +261,7 @@ pub fn share_cookie_value(key: &[u8; 32], link: &SharedLink) -> String {
 pub fn open_share(web: &Web, share_cookie: Option<&str>, slug: &str) -> Result<SharedLink, ApiError> {
     let link = web
         .meta
-        .shared_link(slug)
-        .map_err(ApiError::internal)?
+        .shared_link(slug)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this shared link does not exist or was revoked"))?;
     if link.password_hash.is_some() {
         let want = share_cookie_value(&web.server_key, &link);

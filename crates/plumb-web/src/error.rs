@@ -39,6 +39,31 @@ impl ApiError {
     }
 }
 
+/// Metadata refusals keep their meaning (`400`, `404`); a storage failure is a `500`, logged.
+impl From<plumb_meta::MetaError> for ApiError {
+    fn from(e: plumb_meta::MetaError) -> Self {
+        use plumb_meta::MetaError;
+        match e {
+            MetaError::Invalid(m) => ApiError::bad(m),
+            MetaError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
+            e @ MetaError::Storage(_) => ApiError::internal(e),
+        }
+    }
+}
+
+/// A query over a budget: too large is the caller's to narrow (`400`), too long may pass later
+/// (`503`); a storage failure is a `500`, logged.
+impl From<plumb_store::StoreError> for ApiError {
+    fn from(e: plumb_store::StoreError) -> Self {
+        use plumb_store::StoreError;
+        match e {
+            StoreError::TooLarge(m) => ApiError::bad(m),
+            e @ StoreError::Timeout(_) => ApiError::busy(e.to_string(), 10),
+            e @ StoreError::Backend(_) => ApiError::internal(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();

@@ -11,20 +11,12 @@ use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plumb_meta::permission::Action;
-use plumb_meta::{Goal, GoalKind, MetaError, Site};
+use plumb_meta::{Goal, GoalKind, Site};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 type Params = HashMap<String, String>;
-
-pub fn meta_error(e: MetaError) -> ApiError {
-    match e {
-        MetaError::Invalid(m) => ApiError::bad(m),
-        MetaError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found")),
-        e @ MetaError::Storage(_) => ApiError::internal(e),
-    }
-}
 
 /// Request fields from a JSON object or a form body (Plausible's examples send forms).
 fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -118,7 +110,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let after = p.get("after").map(String::as_str).unwrap_or_default();
     let mut visible = Vec::new();
-    for s in web.meta.list_sites().map_err(ApiError::internal)? {
+    for s in web.meta.list_sites()? {
         let can = caller.allows(&web, Action::Read, Some(&s))? || caller.allows(&web, Action::Manage, Some(&s))?;
         if can && s.domain.as_str() > after {
             visible.push(s);
@@ -137,7 +129,7 @@ pub async fn create(
     caller.authorize(&web, None)?;
     let f = fields(&headers, &body)?;
     let timezone = text(&f, "timezone")?.unwrap_or("UTC");
-    let s = web.meta.add_site(required(&f, "domain")?, timezone).map_err(meta_error)?;
+    let s = web.meta.add_site(required(&f, "domain")?, timezone)?;
     Ok(Json(site_json(&s)).into_response())
 }
 
@@ -167,7 +159,7 @@ pub async fn update(
     if new_domain.is_some() {
         caller.authorize_as(&web, Action::Own, Some(&site))?;
     }
-    let s = web.meta.update_site(site.id, new_domain, timezone).map_err(meta_error)?;
+    let s = web.meta.update_site(site.id, new_domain, timezone)?;
     Ok(Json(site_json(&s)).into_response())
 }
 
@@ -190,10 +182,10 @@ const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// the pipeline, which owns the event store, has deleted its stored rows. Returns whether they
 /// are gone; if not yet, the pipeline deletes them when it next can.
 pub async fn delete_site(web: &Arc<Web>, site: &Site) -> Result<bool, ApiError> {
-    web.meta.remove_site(&site.domain).map_err(meta_error)?;
+    web.meta.remove_site(&site.domain)?;
     let deadline = tokio::time::Instant::now() + PURGE_WAIT;
     while tokio::time::Instant::now() < deadline {
-        if web.meta.deleted_sites().map_err(ApiError::internal)?.contains(&(site.id, true)) {
+        if web.meta.deleted_sites()?.contains(&(site.id, true)) {
             tracing::info!("deleted site {} and its stored events", site.domain);
             return Ok(true);
         }
@@ -215,7 +207,7 @@ pub async fn list_goals(
         None => 0,
         Some(a) => a.parse().map_err(|_| ApiError::bad(format!("after must be a goal id, got `{a}`")))?,
     };
-    let mut goals = web.meta.list_goals(site.id).map_err(ApiError::internal)?;
+    let mut goals = web.meta.list_goals(site.id)?;
     goals.sort_by_key(|g| g.id);
     goals.retain(|g| g.id > after);
     page("goals", &goals, &p, |g| json!(g.id), goal_json)
@@ -236,10 +228,7 @@ pub async fn put_goal(
         "page" => GoalKind::Page(required(&f, "page_path")?.to_owned()),
         other => return Err(ApiError::bad(format!("goal_type `{other}` must be event or page"))),
     };
-    let g = web
-        .meta
-        .add_goal_with_currency(site.id, kind, text(&f, "display_name")?, text(&f, "currency")?)
-        .map_err(meta_error)?;
+    let g = web.meta.add_goal_with_currency(site.id, kind, text(&f, "display_name")?, text(&f, "currency")?)?;
     Ok(Json(goal_json(&g)).into_response())
 }
 
@@ -254,7 +243,7 @@ pub async fn delete_goal(
     let goal_id: u32 = goal_id.parse().map_err(|_| ApiError::bad(format!("goal_id `{goal_id}` is not a goal id")))?;
     let f = fields(&headers, &body)?;
     let site = authorized_site(&web, &caller, required(&f, "site_id")?)?;
-    web.meta.remove_goal(site.id, goal_id).map_err(meta_error)?;
+    web.meta.remove_goal(site.id, goal_id)?;
     Ok(Json(json!({"deleted": true})).into_response())
 }
 
@@ -291,7 +280,7 @@ pub async fn security(
 /// hour they cover.
 pub fn security_counts(web: &Web, site: &Site, hours: i64) -> Result<(i64, Vec<plumb_meta::SecurityCount>), ApiError> {
     let since = chrono::Utc::now().timestamp().div_euclid(3600) - hours + 1;
-    Ok((since, web.meta.security_counts(site.id, since).map_err(ApiError::internal)?))
+    Ok((since, web.meta.security_counts(site.id, since)?))
 }
 
 fn hour_label(hour: i64) -> String {
@@ -309,7 +298,7 @@ pub async fn list_rules(
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
-    let rules: Vec<Value> = web.meta.rules(site.id).map_err(meta_error)?.iter().map(rule_json).collect();
+    let rules: Vec<Value> = web.meta.rules(site.id)?.iter().map(rule_json).collect();
     Ok(Json(json!({"rules": rules})).into_response())
 }
 
@@ -323,8 +312,8 @@ pub async fn add_rule(
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
     let f = fields(&headers, &body)?;
-    let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?).map_err(meta_error)?;
-    let rule = web.meta.add_rule(site.id, kind).map_err(meta_error)?;
+    let kind = plumb_meta::RuleKind::parse(required(&f, "kind")?, required(&f, "value")?)?;
+    let rule = web.meta.add_rule(site.id, kind)?;
     Ok(Json(rule_json(&rule)).into_response())
 }
 
@@ -336,6 +325,6 @@ pub async fn remove_rule(
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
     let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
-    web.meta.remove_rule(site.id, id).map_err(meta_error)?;
+    web.meta.remove_rule(site.id, id)?;
     Ok(Json(json!({"deleted": true})).into_response())
 }

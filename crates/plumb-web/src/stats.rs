@@ -13,7 +13,6 @@ use plumb_core::time::{date_of_day, day_number, day_start_ms};
 use plumb_core::url::wildcard_regex;
 use plumb_meta::GoalKind;
 use plumb_meta::Site;
-use plumb_store::StoreError;
 use plumb_store::query::{
     self, Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
     QueryOutput,
@@ -71,8 +70,7 @@ impl Default for Pagination {
 
 pub fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
     web.meta
-        .site_by_domain(&domain.trim().to_ascii_lowercase())
-        .map_err(ApiError::internal)?
+        .site_by_domain(&domain.trim().to_ascii_lowercase())?
         .ok_or_else(|| ApiError::bad(format!("site_id `{domain}` is not a site of this Plumb")))
 }
 
@@ -144,8 +142,7 @@ pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRan
 pub fn site_goals(web: &Web, site_id: u32) -> Result<Vec<GoalDef>, ApiError> {
     Ok(web
         .meta
-        .list_goals(site_id)
-        .map_err(ApiError::internal)?
+        .list_goals(site_id)?
         .into_iter()
         .map(|g| GoalDef {
             name: g.display_name,
@@ -329,9 +326,7 @@ pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
     .map_err(ApiError::internal)?;
     out.map_err(|e| match e {
         QueryError::Invalid(i) => ApiError::bad(i.0),
-        QueryError::Store(StoreError::TooLarge(m)) => ApiError::bad(m),
-        QueryError::Store(e @ StoreError::Timeout(_)) => ApiError::busy(e.to_string(), 10),
-        QueryError::Store(e) => ApiError::internal(e),
+        QueryError::Store(e) => e.into(),
     })
 }
 

@@ -134,8 +134,7 @@ pub async fn zip(
     let mut files =
         vec![("visitors".to_owned(), answer_v2(&web, &caller, query(json!(["time:day"]), OVERVIEW)).await?)];
     for (name, dim, metrics) in PANELS {
-        if *dim == "event:goal" && web.meta.list_goals(site_id(&web, &domain)?).map_err(ApiError::internal)?.is_empty()
-        {
+        if *dim == "event:goal" && web.meta.list_goals(site_id(&web, &domain)?)?.is_empty() {
             continue;
         }
         files.push((name.to_string(), answer_v2(&web, &caller, query(json!([dim]), metrics)).await?));
