@@ -34,19 +34,11 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The queue file's schema versions, in order (see `plumb_sqlite`).
+const MIGRATIONS: [&str; 1] = [include_str!("../migrations/001_initial.sql")];
+
 fn open(path: &Path) -> Result<Connection, QueueError> {
-    let conn = Connection::open(path).map_err(storage)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(storage)?;
-    // secure_delete zeroes deleted content in place; it is a per-connection setting.
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;
-         CREATE TABLE IF NOT EXISTS spool (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             received_ms INTEGER NOT NULL,
-             payload BLOB NOT NULL);",
-    )
-    .map_err(storage)?;
-    Ok(conn)
+    plumb_sqlite::open(path, &MIGRATIONS).map_err(|e| QueueError::Storage(e.to_string()))
 }
 
 /// Highest committed sequence number, shared with waiting consumers.

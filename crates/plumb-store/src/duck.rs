@@ -27,57 +27,8 @@ pub fn encode_props(props: &[RowProp]) -> String {
         .collect()
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    site_id UINTEGER NOT NULL,
-    day INTEGER NOT NULL,
-    hour UTINYINT NOT NULL,
-    kind UTINYINT NOT NULL,
-    name VARCHAR NOT NULL,
-    hostname VARCHAR NOT NULL,
-    pathname VARCHAR NOT NULL,
-    entry_page VARCHAR NOT NULL,
-    source VARCHAR NOT NULL,
-    referrer VARCHAR NOT NULL,
-    channel VARCHAR NOT NULL,
-    utm_medium VARCHAR NOT NULL,
-    utm_source VARCHAR NOT NULL,
-    utm_campaign VARCHAR NOT NULL,
-    utm_content VARCHAR NOT NULL,
-    utm_term VARCHAR NOT NULL,
-    country VARCHAR NOT NULL,
-    region VARCHAR NOT NULL,
-    city VARCHAR NOT NULL,
-    device VARCHAR NOT NULL,
-    browser VARCHAR NOT NULL,
-    browser_version VARCHAR NOT NULL,
-    os VARCHAR NOT NULL,
-    os_version VARCHAR NOT NULL,
-    props VARCHAR NOT NULL,
-    revenue_micros BIGINT,
-    revenue_currency VARCHAR,
-    pageviews TINYINT NOT NULL,
-    events TINYINT NOT NULL,
-    visitors TINYINT NOT NULL,
-    visits TINYINT NOT NULL,
-    bounces TINYINT NOT NULL,
-    exits TINYINT NOT NULL,
-    page_visitors TINYINT NOT NULL,
-    page_visits TINYINT NOT NULL,
-    hour_visitors TINYINT NOT NULL,
-    name_visitors TINYINT NOT NULL,
-    attr_first USMALLINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    engaged_ms UINTEGER NOT NULL,
-    scroll_gain UTINYINT NOT NULL,
-    scroll_pages TINYINT NOT NULL,
-    exit_visitors TINYINT DEFAULT 0
-);
--- Stores created before `exit_visitors` existed get it (as the last column, like new ones;
--- DuckDB cannot add a NOT NULL column this way, and every writer sets it).
-ALTER TABLE events ADD COLUMN IF NOT EXISTS exit_visitors TINYINT DEFAULT 0;
-CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);
-";
+/// The store's schema versions, in order; the version reached is recorded in `schema_version`.
+const MIGRATIONS: [&str; 1] = [include_str!("../migrations/001_initial.sql")];
 
 const ROLLUPS: [&rollup::RollupTable; 2] = [&rollup::DAYS, &rollup::VISITS];
 
@@ -100,8 +51,9 @@ pub struct DuckStore {
 
 impl DuckStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let writer = Connection::open(path).map_err(backend)?;
+        let mut writer = Connection::open(path).map_err(backend)?;
         writer.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'")).map_err(backend)?;
+        migrate(&mut writer, path)?;
         let tables: Vec<String> = ROLLUPS.iter().map(|t| format!("'{}'", t.name)).collect();
         let had_rollups: bool = writer
             .query_row(
@@ -114,7 +66,6 @@ impl DuckStore {
                 |r| r.get(0),
             )
             .map_err(backend)?;
-        writer.execute_batch(SCHEMA).map_err(backend)?;
         for table in ROLLUPS {
             writer.execute_batch(&table.ddl()).map_err(backend)?;
         }
@@ -132,6 +83,11 @@ impl DuckStore {
         }
         store.compact(None)?;
         Ok(store)
+    }
+
+    /// The schema version the store is at.
+    pub fn schema_version(&self) -> Result<u32> {
+        self.writer.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).map_err(backend)
     }
 
     /// A read connection whose queries are stopped after `timeout`.
@@ -161,6 +117,28 @@ impl DuckStore {
         self.touched = None;
         Ok(())
     }
+}
+
+/// Brings the store's schema up to the last of `MIGRATIONS`, all in one transaction; a store
+/// written by a newer Plumb is refused.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn.transaction().map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(backend)?;
+    let found: Option<u32> =
+        tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).map_err(backend)?;
+    let (found, known) = (found.unwrap_or(0), MIGRATIONS.len() as u32);
+    if found > known {
+        return Err(StoreError::Backend(format!(
+            "{} has schema version {found}, newer than this Plumb knows ({known}): run a newer Plumb",
+            path.display()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("{}: migration {} failed: {e}", path.display(), i + 1)))?;
+        tx.execute("INSERT INTO schema_version VALUES (?)", [i as u32 + 1]).map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
 }
 
 impl EventWriter for DuckStore {

@@ -6,60 +6,7 @@ use crate::accounts::{
 use crate::{Accounts, MetaError, Result, Role, Session, SharedLink, Site, User, validate_email, validate_password};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
-use rusqlite::{Connection, OptionalExtension, params};
-
-pub(super) fn create_tables(conn: &Connection) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS users (
-             id INTEGER PRIMARY KEY AUTOINCREMENT,
-             email TEXT NOT NULL UNIQUE,
-             password_hash TEXT NOT NULL,
-             created_ms INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS sessions (
-             token_sha256 TEXT PRIMARY KEY,
-             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-             mfa_pending INTEGER NOT NULL,
-             created_ms INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS recovery_codes (
-             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-             code_sha256 TEXT NOT NULL,
-             PRIMARY KEY (user_id, code_sha256));
-         CREATE TABLE IF NOT EXISTS members (
-             site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-             role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'viewer')),
-             PRIMARY KEY (site_id, user_id));
-         CREATE TABLE IF NOT EXISTS invites (
-             token_sha256 TEXT PRIMARY KEY,
-             site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-             role TEXT NOT NULL,
-             expires_ms INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS shared_links (
-             slug TEXT PRIMARY KEY,
-             site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-             name TEXT NOT NULL,
-             password_hash TEXT,
-             created_ms INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS server_keys (
-             name TEXT PRIMARY KEY,
-             value BLOB NOT NULL);",
-    )
-    .map_err(storage)?;
-    // Columns added after the users table first shipped.
-    super::add_missing_columns(
-        conn,
-        "users",
-        &[
-            ("is_owner", "INTEGER NOT NULL DEFAULT 0"),
-            ("totp_secret", "BLOB"),
-            ("totp_pending", "BLOB"),
-            ("totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
-        ],
-    )?;
-    // Invites made before they named an address carry none and are not offered.
-    super::add_missing_columns(conn, "invites", &[("email", "TEXT")])?;
-    Ok(())
-}
+use rusqlite::{OptionalExtension, params};
 
 const USER_COLUMNS: &str = "users.id, users.email, users.created_ms, users.is_owner, users.totp_secret IS NOT NULL";
 

@@ -9,7 +9,6 @@ use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 fn storage(e: rusqlite::Error) -> MetaError {
     MetaError::Storage(e.to_string())
@@ -41,22 +40,11 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
     Ok(key())
 }
 
-/// Adds columns that came after a table first shipped, to databases made before.
-fn add_missing_columns(conn: &Connection, table: &str, columns: &[(&str, &str)]) -> Result<()> {
-    for (column, decl) in columns {
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
-                params![table, column],
-                |r| r.get(0),
-            )
-            .map_err(storage)?;
-        if !exists {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).map_err(storage)?;
-        }
-    }
-    Ok(())
-}
+/// The schema's versions, in order (see `plumb_sqlite`).
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/001_initial.sql"),
+    include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
+];
 
 pub struct SqliteMeta {
     conn: Mutex<Connection>,
@@ -64,55 +52,8 @@ pub struct SqliteMeta {
 
 impl SqliteMeta {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(storage)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(storage)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;
-             PRAGMA foreign_keys=ON;
-             CREATE TABLE IF NOT EXISTS sites (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 domain TEXT NOT NULL UNIQUE,
-                 timezone TEXT NOT NULL,
-                 created_ms INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS api_keys (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 name TEXT NOT NULL UNIQUE,
-                 prefix TEXT NOT NULL,
-                 secret_sha256 TEXT NOT NULL UNIQUE,
-                 created_ms INTEGER NOT NULL,
-                 scopes TEXT NOT NULL,
-                 sites TEXT);
-             CREATE TABLE IF NOT EXISTS goals (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-                 display_name TEXT NOT NULL,
-                 kind TEXT NOT NULL CHECK (kind IN ('page', 'event')),
-                 value TEXT NOT NULL,
-                 UNIQUE (site_id, kind, value),
-                 UNIQUE (site_id, display_name));
-             CREATE TABLE IF NOT EXISTS firewall_rules (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-                 kind TEXT NOT NULL,
-                 value TEXT NOT NULL,
-                 created_ms INTEGER NOT NULL,
-                 UNIQUE (site_id, kind, value));
-             CREATE TABLE IF NOT EXISTS security_counts (
-                 site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-                 hour INTEGER NOT NULL,
-                 reason TEXT NOT NULL,
-                 count INTEGER NOT NULL,
-                 PRIMARY KEY (site_id, hour, reason));
-             CREATE TABLE IF NOT EXISTS salts (
-                 day INTEGER PRIMARY KEY,
-                 salt BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS deleted_sites (
-                 site_id INTEGER PRIMARY KEY,
-                 purged INTEGER NOT NULL);",
-        )
-        .map_err(storage)?;
-        add_missing_columns(&conn, "goals", &[("currency", "TEXT")])?;
-        accounts::create_tables(&conn)?;
+        let conn = plumb_sqlite::open(path, &MIGRATIONS).map_err(|e| MetaError::Storage(e.to_string()))?;
+        conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(storage)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
