@@ -5,7 +5,7 @@
 
 use plumb_core::row::RowKind;
 use plumb_core::{Row, VisitInfo};
-use plumb_store::query::{self, Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
+use plumb_query::{Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
 use plumb_store::{DuckStore, EventWriter};
 use std::path::Path;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ pub fn run(rows: usize) {
                 let mut total = 0.0;
                 for (i, (_, q)) in set.iter().enumerate() {
                     let t = Instant::now();
-                    query::run(&reader, q).expect("query");
+                    plumb_query::run(&reader, q).expect("query");
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     total += ms;
                     if pass > 0 {

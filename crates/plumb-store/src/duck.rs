@@ -1,13 +1,13 @@
 //! DuckDB backend: one file, opened read-write by this process only. The pipeline writes through
 //! one connection with the Appender; readers share clones of it.
 
-use crate::query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
-use crate::rollup;
-use crate::sql::{DuckDialect, Param, compile, compile_on};
 use crate::{EventReader, EventWriter, Result, StoreError};
 use duckdb::{Connection, params};
 use plumb_core::Row;
 use plumb_core::row::RowProp;
+use plumb_query::rollup;
+use plumb_query::sql::{DuckDialect, Param, compile, compile_on};
+use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -352,9 +352,9 @@ impl Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{Column, DayRange, Filter, Op, Sum};
     use plumb_core::VisitInfo;
     use plumb_core::row::RowKind;
+    use plumb_query::{Column, DayRange, Filter, Op, Sum};
     use std::sync::Arc;
 
     fn row(day: i32, page: &str, source: &str, n: i8) -> Row {
@@ -413,6 +413,52 @@ mod tests {
             assert_eq!(count(table, 1), 0, "{table} still holds site 1");
             assert!(count(table, 2) > 0, "{table} lost site 2");
         }
+    }
+
+    #[test]
+    fn the_in_memory_backend_answers_what_duckdb_answers() {
+        let dir = std::env::temp_dir().join(format!("plumb-memory-vs-duck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let sources = ["", "Google", "Twitter"];
+        let rows: Vec<Row> = (0..120)
+            .map(|i| row(100 + i % 3, &format!("/p{}", i % 5), sources[i as usize % 3], (i % 2) as i8))
+            .collect();
+        store.commit(&rows, 1).unwrap();
+        let duck = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
+        let memory = plumb_query::memory::MemoryBackend { rows };
+        let bit = Column::Source.first_session_bit().unwrap();
+        let filters = [
+            None,
+            Some(Filter::Condition {
+                op: Op::Contains,
+                column: Column::Source,
+                values: vec!["OOG".into()],
+                case_sensitive: false,
+            }),
+            Some(Filter::Not(Box::new(Filter::Condition {
+                op: Op::Matches,
+                column: Column::Pathname,
+                values: vec!["^/p[12]$".into()],
+                case_sensitive: true,
+            }))),
+        ];
+        for filter in filters {
+            for group_by in [vec![], vec![Column::Source], vec![Column::Pathname, Column::Day]] {
+                let q = SumsQuery {
+                    site_id: 1,
+                    range: DayRange { from: 100, to: 101 },
+                    group_by: group_by.clone(),
+                    filter: filter.clone(),
+                    kinds: vec![],
+                    prop_key: None,
+                    sums: vec![Sum::Visitors, Sum::Pageviews, Sum::PageVisitors, Sum::FirstSessionVisitors(bit)],
+                };
+                assert_eq!(sorted(memory.sums(&q).unwrap()), sorted(duck.sums(&q).unwrap()), "{group_by:?} {filter:?}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,29 +1,15 @@
-//! The event store: append-only analytics rows, and the query model that reads them.
-//! The pipeline writes through [`EventWriter`]; the API reads through [`EventReader`]. The
-//! query model ([`query`]) is backend-neutral; each backend compiles it to its own SQL.
+//! The event store: append-only analytics rows. The pipeline writes through [`EventWriter`]; the
+//! API reads through [`EventReader`], the sums backend `plumb_query` answers queries from; each
+//! backend compiles its sums queries with `plumb_query::sql` in its own dialect.
 
 pub mod duck;
-pub mod query;
-mod rollup;
-pub mod sql;
 
 pub use duck::DuckStore;
 
 use plumb_core::Row;
-use query::SumsBackend;
+use plumb_query::SumsBackend;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("event store failed: {0}")]
-    Backend(String),
-    /// A query ran longer than its time budget and was stopped.
-    #[error("the query ran longer than {0:?} and was stopped; narrow the range or add a filter")]
-    Timeout(std::time::Duration),
-    /// A query would answer more groups than one answer may hold, or needed more memory than the
-    /// store may use.
-    #[error("{0}")]
-    TooLarge(String),
-}
+pub use plumb_query::StoreError;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 

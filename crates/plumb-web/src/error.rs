@@ -51,6 +51,13 @@ impl From<plumb_meta::MetaError> for ApiError {
     }
 }
 
+/// A query that makes no sense: the message names the field and what is wrong.
+impl From<plumb_query::Invalid> for ApiError {
+    fn from(e: plumb_query::Invalid) -> Self {
+        ApiError::bad(e.0)
+    }
+}
+
 /// A query over a budget: too large is the caller's to narrow (`400`), too long may pass later
 /// (`503`); a storage failure is a `500`, logged.
 impl From<plumb_store::StoreError> for ApiError {

@@ -1,6 +1,6 @@
 //! The read side over HTTP: the Stats API and the Sites API (Plausible-compatible), and the
 //! dashboard web app (`app`) that runs on the same API. Every reader goes through the one query
-//! model in `plumb_store::query`. One table of endpoints builds both the router and the OpenAPI
+//! model in `plumb_query`. One table of endpoints builds both the router and the OpenAPI
 //! document, so the document cannot drift from what is served.
 
 mod app;

@@ -2,10 +2,10 @@
 //! query model's own lists of metrics, dimensions, operators and periods.
 
 use crate::endpoints;
-use crate::stats::PERIODS;
 use axum::Json;
 use plumb_meta::permission::{Action, Holder};
-use plumb_store::query::{Dimension, Metric, Op};
+use plumb_query::period::PERIODS;
+use plumb_query::{Dimension, Metric, Op};
 use serde_json::{Map, Value, json};
 
 fn string_enum(values: impl IntoIterator<Item = &'static str>) -> Value {

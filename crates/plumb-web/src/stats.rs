@@ -6,16 +6,15 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use chrono::Months;
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
-use plumb_core::time::{date_of_day, day_number, day_start_ms};
+use plumb_core::time::day_start_ms;
 use plumb_core::url::wildcard_regex;
 use plumb_meta::GoalKind;
 use plumb_meta::Site;
-use plumb_store::query::{
-    self, Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
-    QueryOutput,
+use plumb_query::period::{comparison_range, resolve_range};
+use plumb_query::{
+    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError, QueryOutput,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -72,70 +71,6 @@ pub fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
     web.meta
         .site_by_domain(&domain.trim().to_ascii_lowercase())?
         .ok_or_else(|| ApiError::bad(format!("site_id `{domain}` is not a site of this Plumb")))
-}
-
-/// Dates a query may name: from 1970 through 2199.
-const FIRST_YEAR: i32 = 1970;
-const LAST_YEAR: i32 = 2199;
-
-fn parse_date(v: &Value) -> Result<i32, ApiError> {
-    let s = v.as_str().unwrap_or_default();
-    let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
-        .map_err(|_| ApiError::bad(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
-    if !(FIRST_YEAR..=LAST_YEAR).contains(&d.year()) {
-        return Err(ApiError::bad(format!("date_range: `{v}` is not between {FIRST_YEAR} and {LAST_YEAR}")));
-    }
-    Ok(day_number(d))
-}
-
-/// The named periods `resolve_range` knows (besides `[from, to]`).
-pub const PERIODS: [&str; 10] = ["day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all"];
-
-/// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
-/// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
-pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, ApiError> {
-    let t = date_of_day(today);
-    let months_back = |n: u32| day_number(t.with_day(1).unwrap().checked_sub_months(Months::new(n)).unwrap());
-    let (from, to) = match range {
-        Value::String(s) => match s.as_str() {
-            "day" => (today, today),
-            "7d" => (today - 7, today - 1),
-            "28d" => (today - 28, today - 1),
-            "30d" => (today - 30, today - 1),
-            "91d" => (today - 91, today - 1),
-            "month" => (day_number(t.with_day(1).unwrap()), today),
-            // Whole months before the current one.
-            "6mo" => (months_back(6), months_back(0) - 1),
-            "12mo" => (months_back(12), months_back(0) - 1),
-            "year" => (day_number(t.with_ordinal(1).unwrap()), today),
-            "all" => (ALL_FROM, today),
-            other => return Err(ApiError::bad(format!("date_range: `{other}` is not a known period"))),
-        },
-        Value::Array(pair) if pair.len() == 2 => (parse_date(&pair[0])?, parse_date(&pair[1])?),
-        other => return Err(ApiError::bad(format!("date_range must be a period or [from, to], got {other}"))),
-    };
-    if from > to {
-        return Err(ApiError::bad("date_range: the first date is after the second"));
-    }
-    Ok(DayRange { from, to })
-}
-
-/// First day of `all` (1970-01-01): before any plausible data, so back-filled history is included.
-const ALL_FROM: i32 = 0;
-
-pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, ApiError> {
-    let mode = v.get("mode").and_then(Value::as_str).unwrap_or_default();
-    match mode {
-        "previous_period" => Ok(DayRange { from: range.from - range.days(), to: range.from - 1 }),
-        "year_over_year" => {
-            let back = |d: i32| date_of_day(d).checked_sub_months(Months::new(12)).map(day_number).unwrap_or(d - 365);
-            Ok(DayRange { from: back(range.from), to: back(range.to) })
-        }
-        "custom" => resolve_range(v.get("date_range").unwrap_or(&Value::Null), today),
-        other => Err(ApiError::bad(format!(
-            "include.comparisons.mode: `{other}` is not previous_period, year_over_year or custom"
-        ))),
-    }
 }
 
 /// The site's goals as the query model takes them.
@@ -318,7 +253,7 @@ pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
         .map_err(ApiError::internal)?;
     let reader = web.reader.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let out = query::run(reader.as_ref(), &q);
+        let out = plumb_query::run(reader.as_ref(), &q);
         drop(permit);
         out
     })
@@ -415,7 +350,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         let Some(bucket) = time_bucket else {
             return Err(ApiError::bad("include.time_labels: needs a time dimension"));
         };
-        meta.insert("time_labels".into(), json!(query::time_labels(bucket, range)));
+        meta.insert("time_labels".into(), json!(plumb_query::time_labels(bucket, range)));
     }
     if q.total_rows {
         meta.insert("total_rows".into(), json!(out.total_rows));
@@ -449,32 +384,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn periods_resolve_to_whole_local_days() {
-        let today = day_number(NaiveDate::from_ymd_opt(2024, 3, 15).unwrap());
-        let r = |from, to| Some(DayRange { from, to });
-        assert_eq!(resolve_range(&json!("day"), today).ok(), r(today, today));
-        assert_eq!(resolve_range(&json!("7d"), today).ok(), r(today - 7, today - 1));
-        let march1 = day_number(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
-        assert_eq!(resolve_range(&json!("month"), today).ok(), r(march1, today));
-        assert_eq!(resolve_range(&json!(["2024-03-01", "2024-03-02"]), today).ok(), r(march1, march1 + 1));
-        let sept1 = day_number(NaiveDate::from_ymd_opt(2023, 9, 1).unwrap());
-        assert_eq!(resolve_range(&json!("6mo"), today).ok(), r(sept1, march1 - 1));
-        assert!(resolve_range(&json!(["2024-03-02", "2024-03-01"]), today).is_err());
-        assert!(resolve_range(&json!("fortnight"), today).is_err());
-        for p in PERIODS {
-            assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
-        }
-        assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
-        let e = resolve_range(&json!(["0000-01-01", "9999-12-31"]), today).unwrap_err();
-        assert!(e.message.contains("between 1970 and 2199"), "{}", e.message);
-    }
-
-    #[test]
     fn comparisons_and_filters_parse() {
         let range = DayRange { from: 100, to: 106 };
-        let prev = comparison_range(&json!({"mode": "previous_period"}), range, 200).ok();
-        assert_eq!(prev, Some(DayRange { from: 93, to: 99 }));
-        assert!(comparison_range(&json!({"mode": "last_week"}), range, 200).is_err());
         let f = parse_filters(
             &[
                 json!(["or", [["is", "visit:source", ["Google"]], ["not", ["contains", "event:page", ["/blog"], {"case_sensitive": false}]]]]),

@@ -4,15 +4,14 @@
 use crate::Web;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::stats::{
-    MAX_CONDITIONS, MAX_FILTER_VALUES, comparison_range, goal_filter, resolve_range, run_query, site, site_goals,
-};
+use crate::stats::{MAX_CONDITIONS, MAX_FILTER_VALUES, goal_filter, run_query, site, site_goals};
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use plumb_core::url::wildcard_regex;
-use plumb_store::query::{self, DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, TimeBucket};
+use plumb_query::period::{comparison_range, resolve_range};
+use plumb_query::{DayRange, Dimension, Filter, GoalDef, Metric, Op, Query, TimeBucket};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -208,7 +207,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
                     let zeros = vec![json!(0); metric_names.len()];
                     let found: HashMap<&str, &[Value]> =
                         out.results.iter().map(|r| (r.dimensions[0].as_str(), r.metrics.as_slice())).collect();
-                    query::time_labels(*bucket, range)
+                    plumb_query::time_labels(*bucket, range)
                         .iter()
                         .map(|label| row("date", label, found.get(label.as_str()).copied().unwrap_or(&zeros)))
                         .collect()
@@ -226,7 +225,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_store::query::Column;
+    use plumb_query::Column;
 
     #[test]
     fn v1_filters_translate_to_the_query_model() {

@@ -8,7 +8,7 @@
 //!
 //! Over 100M rows they read thousands of rollup rows instead of millions of rows.
 
-use crate::query::{Column, Sum, SumsQuery};
+use crate::{Column, Sum, SumsQuery};
 use plumb_core::Row;
 use std::collections::HashMap;
 
@@ -287,7 +287,7 @@ pub fn cube_aggregate(rows: &[Row]) -> HashMap<CubeKey<'_>, [i64; 11]> {
 /// The `rollup_visits` measure behind each sum of `q`, when it only groups and filters by the
 /// cube's attributes; `None` when it needs raw rows.
 pub fn cube_plan(q: &SumsQuery) -> Option<Vec<&'static str>> {
-    if !q.kinds.is_empty() || q.prop_key.is_some() || q.filter.as_ref().is_some_and(crate::query::Filter::has_goal) {
+    if !q.kinds.is_empty() || q.prop_key.is_some() || q.filter.as_ref().is_some_and(crate::Filter::has_goal) {
         return None;
     }
     let mut cols: Vec<Column> = q.group_by.clone();
@@ -314,7 +314,7 @@ fn measures(q: &SumsQuery, extra: impl Fn(&Sum) -> Option<&'static str>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{DayRange, Filter, Op};
+    use crate::{DayRange, Filter, Op};
 
     fn q(group_by: Vec<Column>, sums: Vec<Sum>) -> SumsQuery {
         SumsQuery {

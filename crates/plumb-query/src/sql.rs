@@ -1,7 +1,7 @@
 //! Compiles a [`SumsQuery`] to SQL. Dialect details (string search, regular expressions, casts)
 //! sit behind [`Dialect`], so the same compiler serves DuckDB now and ClickHouse later.
 
-use crate::query::{Column, Filter, GoalCondition, Op, Sum, SumsQuery};
+use crate::{Column, Filter, GoalCondition, Op, Sum, SumsQuery};
 
 pub trait Dialect {
     /// `haystack` contains `needle` (a bound parameter).
@@ -41,7 +41,7 @@ impl Dialect for DuckDialect {
         // First-of-day marks (\x1d) read as plain separators (\x1f) here.
         format!(
             "coalesce(nullif(split_part(split_part(replace({props}, chr(29), chr(31)), {marker}, 2), chr(31), 1), ''), '{}')",
-            crate::query::NO_PROP
+            crate::NO_PROP
         )
     }
 }
@@ -218,7 +218,7 @@ pub fn compile_on(d: &dyn Dialect, q: &SumsQuery, table: &str, measures: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::DayRange;
+    use crate::DayRange;
 
     #[test]
     fn filters_compile_to_bound_parameters() {

@@ -1,0 +1,17 @@
+//! The query engine, standing alone: the model every reader uses, the engine that answers it from
+//! sums, the periods callers name, the SQL compiler behind a `Dialect`, and the daily rollups
+//! (which queries they serve, and the rows they hold). Stored rows hold additive counters (see
+//! `plumb_core::row`), so a backend only returns *sums per group*; every metric, time bucket,
+//! comparison, ordering and page is computed here, once, for all backends. No storage engine is a
+//! dependency: `cargo test -p plumb-query` runs against the in-memory backend (`memory`).
+
+mod engine;
+mod filter;
+pub mod memory;
+mod model;
+pub mod period;
+pub mod rollup;
+pub mod sql;
+
+pub use engine::{bucket_count, number, run, time_labels};
+pub use model::*;

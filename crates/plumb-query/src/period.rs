@@ -1,0 +1,113 @@
+//! The periods callers name (Plausible's `date_range`: `day`, `7d`, `month`, `all`, `[from, to]`…)
+//! and comparison ranges, as inclusive local days.
+
+use crate::{DayRange, Invalid};
+use chrono::{Datelike, Months, NaiveDate};
+use plumb_core::time::{date_of_day, day_number};
+use serde_json::Value;
+
+/// Dates a query may name: from 1970 through 2199.
+const FIRST_YEAR: i32 = 1970;
+const LAST_YEAR: i32 = 2199;
+
+fn parse_date(v: &Value) -> Result<i32, Invalid> {
+    let s = v.as_str().unwrap_or_default();
+    let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
+        .map_err(|_| Invalid(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&d.year()) {
+        return Err(Invalid(format!("date_range: `{v}` is not between {FIRST_YEAR} and {LAST_YEAR}")));
+    }
+    Ok(day_number(d))
+}
+
+/// The named periods `resolve_range` knows (besides `[from, to]`).
+pub const PERIODS: [&str; 10] = ["day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all"];
+
+/// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
+/// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
+pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, Invalid> {
+    let t = date_of_day(today);
+    let months_back = |n: u32| day_number(t.with_day(1).unwrap().checked_sub_months(Months::new(n)).unwrap());
+    let (from, to) = match range {
+        Value::String(s) => match s.as_str() {
+            "day" => (today, today),
+            "7d" => (today - 7, today - 1),
+            "28d" => (today - 28, today - 1),
+            "30d" => (today - 30, today - 1),
+            "91d" => (today - 91, today - 1),
+            "month" => (day_number(t.with_day(1).unwrap()), today),
+            // Whole months before the current one.
+            "6mo" => (months_back(6), months_back(0) - 1),
+            "12mo" => (months_back(12), months_back(0) - 1),
+            "year" => (day_number(t.with_ordinal(1).unwrap()), today),
+            "all" => (ALL_FROM, today),
+            other => return Err(Invalid(format!("date_range: `{other}` is not a known period"))),
+        },
+        Value::Array(pair) if pair.len() == 2 => (parse_date(&pair[0])?, parse_date(&pair[1])?),
+        other => return Err(Invalid(format!("date_range must be a period or [from, to], got {other}"))),
+    };
+    if from > to {
+        return Err(Invalid("date_range: the first date is after the second".into()));
+    }
+    Ok(DayRange { from, to })
+}
+
+/// First day of `all` (1970-01-01): before any plausible data, so back-filled history is included.
+const ALL_FROM: i32 = 0;
+
+pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRange, Invalid> {
+    let mode = v.get("mode").and_then(Value::as_str).unwrap_or_default();
+    match mode {
+        "previous_period" => Ok(DayRange { from: range.from - range.days(), to: range.from - 1 }),
+        "year_over_year" => {
+            let back = |d: i32| date_of_day(d).checked_sub_months(Months::new(12)).map(day_number).unwrap_or(d - 365);
+            Ok(DayRange { from: back(range.from), to: back(range.to) })
+        }
+        "custom" => resolve_range(v.get("date_range").unwrap_or(&Value::Null), today),
+        other => Err(Invalid(format!(
+            "include.comparisons.mode: `{other}` is not previous_period, year_over_year or custom"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn periods_resolve_to_whole_local_days() {
+        let today = day_number(NaiveDate::from_ymd_opt(2024, 3, 15).unwrap());
+        let r = |from, to| Some(DayRange { from, to });
+        assert_eq!(resolve_range(&json!("day"), today).ok(), r(today, today));
+        assert_eq!(resolve_range(&json!("7d"), today).ok(), r(today - 7, today - 1));
+        let march1 = day_number(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
+        assert_eq!(resolve_range(&json!("month"), today).ok(), r(march1, today));
+        assert_eq!(resolve_range(&json!(["2024-03-01", "2024-03-02"]), today).ok(), r(march1, march1 + 1));
+        let sept1 = day_number(NaiveDate::from_ymd_opt(2023, 9, 1).unwrap());
+        assert_eq!(resolve_range(&json!("6mo"), today).ok(), r(sept1, march1 - 1));
+        assert!(resolve_range(&json!(["2024-03-02", "2024-03-01"]), today).is_err());
+        assert!(resolve_range(&json!("fortnight"), today).is_err());
+        for p in PERIODS {
+            assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
+        }
+        assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
+        let e = resolve_range(&json!(["0000-01-01", "9999-12-31"]), today).unwrap_err();
+        assert!(e.0.contains("between 1970 and 2199"), "{}", e.0);
+    }
+
+    #[test]
+    fn comparisons_are_the_previous_period_the_year_before_or_given() {
+        let range = DayRange { from: 100, to: 106 };
+        let prev = comparison_range(&json!({"mode": "previous_period"}), range, 200).ok();
+        assert_eq!(prev, Some(DayRange { from: 93, to: 99 }));
+        let march = day_number(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
+        let year_before =
+            comparison_range(&json!({"mode": "year_over_year"}), DayRange { from: march, to: march + 6 }, 0);
+        let then = day_number(NaiveDate::from_ymd_opt(2023, 3, 1).unwrap());
+        assert_eq!(year_before.ok(), Some(DayRange { from: then, to: then + 6 }));
+        let custom = json!({"mode": "custom", "date_range": ["2024-03-01", "2024-03-02"]});
+        assert_eq!(comparison_range(&custom, range, 0).ok(), Some(DayRange { from: march, to: march + 1 }));
+        assert!(comparison_range(&json!({"mode": "last_week"}), range, 200).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The engine against the in-memory backend: filters, comparisons, time buckets, ordering and
+//! pages, over rows shaped as the pipeline writes them (one visitor-day per `visit`).
+
+use plumb_core::row::RowKind;
+use plumb_core::{Row, VisitInfo};
+use plumb_query::memory::MemoryBackend;
+use plumb_query::{
+    Column, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError, QueryOutput, TimeBucket, run,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A session's first pageview (a new visitor-day when `new_visitor`), as the pipeline stores it.
+fn entry(day: i32, hour: u8, page: &str, source: &str, new_visitor: bool) -> Row {
+    Row {
+        site_id: 1,
+        day,
+        hour,
+        kind: RowKind::Pageview,
+        name: String::new(),
+        hostname: "a.test".into(),
+        pathname: page.into(),
+        entry_page: page.into(),
+        visit: Arc::new(VisitInfo { source: source.into(), country: "DE".into(), ..Default::default() }),
+        props: vec![],
+        revenue: None,
+        pageviews: 1,
+        events: 1,
+        visitors: new_visitor as i8,
+        visits: 1,
+        bounces: 1,
+        exits: 1,
+        exit_visitors: 1,
+        page_visitors: 1,
+        page_visits: 1,
+        hour_visitors: 1,
+        name_visitors: 0,
+        attr_first: if new_visitor { 0x1ff } else { 0 },
+        duration_ms: 0,
+        engaged_ms: 0,
+        scroll_gain: 0,
+        scroll_pages: 0,
+    }
+}
+
+/// The data: day 10 — three visitors (Google on /, Twitter on /blog/x, direct on /pricing, the
+/// first of whom also views /pricing); day 11 — two (Google on /, Google on /blog/y); site 2's
+/// rows are never seen.
+fn backend() -> MemoryBackend {
+    let mut second = entry(10, 9, "/pricing", "Google", false);
+    (second.visits, second.bounces, second.entry_page, second.attr_first) = (0, -1, "/".into(), 0);
+    second.visit = Arc::new(VisitInfo { source: "Google".into(), country: "DE".into(), ..Default::default() });
+    (second.duration_ms, second.hour_visitors) = (60_000, 0);
+    let mut other_site = entry(10, 9, "/", "Google", true);
+    other_site.site_id = 2;
+    MemoryBackend {
+        rows: vec![
+            entry(10, 9, "/", "Google", true),
+            second,
+            entry(10, 14, "/blog/x", "Twitter", true),
+            entry(10, 23, "/pricing", "", true),
+            entry(11, 0, "/", "Google", true),
+            entry(11, 8, "/blog/y", "Google", true),
+            other_site,
+        ],
+    }
+}
+
+fn query(metrics: &[Metric], range: (i32, i32), dimensions: Vec<Dimension>) -> Query {
+    Query {
+        site_id: 1,
+        metrics: metrics.to_vec(),
+        range: DayRange { from: range.0, to: range.1 },
+        dimensions,
+        filter: None,
+        order_by: vec![],
+        limit: 100,
+        offset: 0,
+        comparison: None,
+        total_rows: true,
+        goals: vec![],
+    }
+}
+
+fn ask(q: &Query) -> QueryOutput {
+    run(&backend(), q).expect("the query runs")
+}
+
+fn metrics(out: &QueryOutput) -> Vec<Vec<Value>> {
+    out.results.iter().map(|r| r.metrics.clone()).collect()
+}
+
+fn condition(op: Op, column: Column, values: &[&str], case_sensitive: bool) -> Filter {
+    Filter::Condition { op, column, values: values.iter().map(|v| v.to_string()).collect(), case_sensitive }
+}
+
+#[test]
+fn totals_and_filters() {
+    let totals =
+        ask(&query(&[Metric::Visitors, Metric::Visits, Metric::Pageviews, Metric::BounceRate], (10, 11), vec![]));
+    assert_eq!(metrics(&totals), [vec![json!(5), json!(5), json!(6), json!(80)]]);
+    let filtered = |f: Filter| {
+        let q = Query { filter: Some(f), ..query(&[Metric::Visitors, Metric::Pageviews], (10, 11), vec![]) };
+        metrics(&ask(&q))[0].clone()
+    };
+    assert_eq!(filtered(condition(Op::Is, Column::Source, &["Google"], true)), [json!(3), json!(4)]);
+    assert_eq!(filtered(condition(Op::Is, Column::Source, &["google"], true)), [json!(0), json!(0)]);
+    assert_eq!(filtered(condition(Op::Contains, Column::Source, &["GOO"], false)), [json!(3), json!(4)]);
+    assert_eq!(filtered(condition(Op::IsNot, Column::Source, &["Google", "Twitter"], true)), [json!(1), json!(1)]);
+    // Page filters count the visitors who viewed the page.
+    assert_eq!(filtered(condition(Op::Matches, Column::Pathname, &["^/blog/"], true)), [json!(2), json!(2)]);
+    assert_eq!(filtered(condition(Op::Is, Column::Pathname, &["/pricing"], true)), [json!(2), json!(2)]);
+    let either = Filter::Or(vec![
+        condition(Op::Is, Column::Source, &["Twitter"], true),
+        Filter::Not(Box::new(condition(Op::ContainsNot, Column::Pathname, &["pric"], true))),
+    ]);
+    assert_eq!(filtered(either), [json!(3), json!(3)]);
+    let nothing = Filter::And(vec![
+        condition(Op::Is, Column::Source, &["Twitter"], true),
+        condition(Op::Is, Column::Country, &["FR"], true),
+    ]);
+    assert_eq!(filtered(nothing), [json!(0), json!(0)], "no data is still one row of zeros");
+}
+
+#[test]
+fn comparisons_show_the_earlier_period_and_the_change() {
+    let q = Query {
+        comparison: Some(DayRange { from: 10, to: 10 }),
+        ..query(&[Metric::Visitors, Metric::BounceRate], (11, 11), vec![])
+    };
+    let out = ask(&q);
+    let c = out.results[0].comparison.as_ref().expect("a comparison");
+    assert_eq!(out.results[0].metrics, [json!(2), json!(100)]);
+    assert_eq!(c.metrics, [json!(3), json!(67)]);
+    // Counts change in percent, rates in points.
+    assert_eq!(c.change, [json!(-33.3), json!(33.0)]);
+}
+
+#[test]
+fn time_buckets_label_every_group_and_fold_days() {
+    let by = |bucket, range| ask(&query(&[Metric::Visitors], range, vec![Dimension::Time(bucket)]));
+    let days = by(TimeBucket::Day, (10, 11));
+    let labels: Vec<&str> = days.results.iter().map(|r| r.dimensions[0].as_str()).collect();
+    assert_eq!(labels, ["1970-01-11", "1970-01-12"]);
+    assert_eq!(metrics(&days), [vec![json!(3)], vec![json!(2)]]);
+    // Hours count the visitor-days active in them.
+    let hours = by(TimeBucket::Hour, (10, 10));
+    let got: Vec<(String, Value)> =
+        hours.results.iter().map(|r| (r.dimensions[0].clone(), r.metrics[0].clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("1970-01-11 09:00:00".to_owned(), json!(1)),
+            ("1970-01-11 14:00:00".to_owned(), json!(1)),
+            ("1970-01-11 23:00:00".to_owned(), json!(1))
+        ]
+    );
+    // 1970-01-11 is a Sunday, the 12th a Monday: two weeks; one month.
+    let weeks = by(TimeBucket::Week, (10, 11));
+    assert_eq!(
+        weeks.results.iter().map(|r| r.dimensions[0].as_str()).collect::<Vec<_>>(),
+        ["1970-01-05", "1970-01-12"]
+    );
+    assert_eq!(metrics(&by(TimeBucket::Month, (10, 11))), [vec![json!(5)]]);
+    assert_eq!(plumb_query::time_labels(TimeBucket::Week, DayRange { from: 10, to: 11 }).len(), 2);
+    // Too many buckets are refused before anything runs.
+    let huge = query(&[Metric::Visitors], (0, 500), vec![Dimension::Time(TimeBucket::Hour)]);
+    assert!(matches!(run(&backend(), &huge), Err(QueryError::Invalid(_))));
+}
+
+#[test]
+fn breakdowns_order_and_page() {
+    let pages = |order_by: Vec<(OrderKey, bool)>, limit, offset| {
+        let q = Query {
+            order_by,
+            limit,
+            offset,
+            ..query(&[Metric::Visitors, Metric::Pageviews], (10, 11), vec![Dimension::Column(Column::Pathname)])
+        };
+        let out = ask(&q);
+        let rows: Vec<(String, Value)> =
+            out.results.iter().map(|r| (r.dimensions[0].clone(), r.metrics[0].clone())).collect();
+        (rows, out.total_rows)
+    };
+    let row = |p: &str, v: i64| (p.to_owned(), json!(v));
+    // Default: the first metric, descending; ties by the dimension.
+    let (all, total) = pages(vec![], 100, 0);
+    assert_eq!(all, [row("/", 2), row("/pricing", 2), row("/blog/x", 1), row("/blog/y", 1)]);
+    assert_eq!(total, 4);
+    let (second_page, total) = pages(vec![], 2, 2);
+    assert_eq!((second_page, total), (vec![row("/blog/x", 1), row("/blog/y", 1)], 4));
+    let (by_name, _) = pages(vec![(OrderKey::Dimension(0), false)], 100, 0);
+    assert_eq!(by_name.first(), Some(&row("/", 2)));
+    assert_eq!(by_name.last(), Some(&row("/pricing", 2)));
+    // Sources break down by the visitor-days' sessions with each source.
+    let q = query(&[Metric::Visitors, Metric::Visits], (10, 11), vec![Dimension::Column(Column::Source)]);
+    let got: Vec<(String, Vec<Value>)> =
+        ask(&q).results.iter().map(|r| (r.dimensions[0].clone(), r.metrics.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("Google".to_owned(), vec![json!(3), json!(3)]),
+            (String::new(), vec![json!(1), json!(1)]),
+            ("Twitter".to_owned(), vec![json!(1), json!(1)])
+        ]
+    );
+}
