@@ -96,19 +96,6 @@ impl FromRequestParts<Arc<Web>> for Caller {
 }
 
 impl Caller {
-    /// A signed-in user, for reads the dashboard makes on their behalf.
-    pub fn user(session: Session) -> Caller {
-        Caller {
-            key: None,
-            session: Some(session),
-            share: None,
-            action: Action::Read,
-            csrf_ok: false,
-            credentials: Credentials { key_secret: None, session_token: None, share: None },
-            id: None,
-        }
-    }
-
     /// The caller the credentials stand for now (`401` for a key, link or session that is not
     /// valid). A key, when present, is the only credential looked at.
     fn resolve(web: &Web, credentials: Credentials, action: Action) -> Result<Caller, ApiError> {

@@ -7,8 +7,7 @@ use super::{
     site_access, user_session,
 };
 use crate::Web;
-use crate::auth::Caller;
-use crate::stats::answer_v2;
+use crate::stats::run_query;
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
@@ -18,23 +17,52 @@ use axum::response::{IntoResponse, Response};
 use plumb_core::security::Reason;
 use plumb_meta::permission::{Action, allowed, user_holders};
 use plumb_meta::{GoalKind, Role, Session, Site};
-use serde_json::{Value, json};
+use plumb_query::{DayRange, Dimension, Metric, Query, TimeBucket};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Visitors per day over the last 30 days, and today's.
-async fn recent_visitors(web: &Arc<Web>, caller: &Caller, site: &Site) -> (Vec<i64>, i64) {
-    let ask = |range: &str, dims: Value| json!({"site_id": site.domain, "metrics": ["visitors"], "date_range": range, "dimensions": dims});
-    let numbers = |v: Option<Value>| -> Vec<i64> {
-        v.and_then(|v| v["results"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .map(|r| r["metrics"][0].as_i64().unwrap_or(0))
-            .collect()
+/// A site's visitors per day over the 30 days before today (zero where none came), and today's:
+/// typed queries straight to the engine.
+async fn recent_visitors(web: &Web, site: &Site) -> (Vec<i64>, i64) {
+    let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
+    let range = DayRange { from: today - 30, to: today - 1 };
+    let by_day = one_metric(web, site, Metric::Visitors, range, Some(TimeBucket::Day)).await.unwrap_or_default();
+    let days = plumb_query::time_labels(TimeBucket::Day, range)
+        .into_iter()
+        .map(|label| by_day.iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| *n))
+        .collect();
+    let now = one_metric(web, site, Metric::Visitors, DayRange { from: today, to: today }, None).await;
+    (days, now.ok().and_then(|v| v.first().map(|(_, n)| *n)).unwrap_or(0))
+}
+
+/// One metric of a site over a range, per time bucket or in all: (label, value) pairs.
+async fn one_metric(
+    web: &Web,
+    site: &Site,
+    metric: Metric,
+    range: DayRange,
+    bucket: Option<TimeBucket>,
+) -> std::result::Result<Vec<(String, i64)>, crate::ApiError> {
+    let q = Query {
+        site_id: site.id,
+        metrics: vec![metric],
+        range,
+        dimensions: bucket.map(Dimension::Time).into_iter().collect(),
+        filter: None,
+        order_by: vec![],
+        limit: 10_000,
+        offset: 0,
+        comparison: None,
+        total_rows: false,
+        goals: vec![],
     };
-    let by_day = answer_v2(web, caller, ask("30d", json!(["time:day"]))).await.ok();
-    let today = answer_v2(web, caller, ask("day", json!([]))).await.ok();
-    (numbers(by_day), numbers(today).first().copied().unwrap_or(0))
+    let out = run_query(web, q).await?;
+    Ok(out
+        .results
+        .iter()
+        .map(|r| (r.dimensions.first().cloned().unwrap_or_default(), plumb_query::number(&r.metrics[0]) as i64))
+        .collect())
 }
 
 /// A 30-day line as inline SVG (no script needed for the list).
@@ -56,10 +84,9 @@ fn sparkline(values: &[i64]) -> String {
 pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Reply> {
     let s = user_session(&web, &headers, "/sites")?;
     let sites = web.meta.user_sites(s.user.id).map_err(internal)?;
-    let caller = Caller::user(s.clone());
     let mut rows = String::new();
     for (site, role) in &sites {
-        let (days, today) = recent_visitors(&web, &caller, site).await;
+        let (days, today) = recent_visitors(&web, site).await;
         rows.push_str(&format!(
             "<li class=\"site\"><a href=\"/sites/{d}\"><span class=\"domain\">{d}</span>\
              <span class=\"today\"><strong>{today}</strong> visitors today</span>{spark}</a>\
@@ -198,17 +225,12 @@ pub async fn verify(
     let s = user_session(&web, &headers, "/sites")?;
     let (site, _) = site_access(&web, &s, &domain, action)?;
     let live = web.live.snapshot(site.id, chrono::Utc::now().timestamp_millis()).visitors > 0;
-    let stored = live
-        || answer_v2(
-            &web,
-            &Caller::user(s),
-            json!({"site_id": site.domain, "metrics": ["pageviews"], "date_range": "all"}),
-        )
-        .await
-        .map_err(|e| internal(e.message))?["results"][0]["metrics"][0]
-            .as_i64()
-            .unwrap_or(0)
-            > 0;
+    let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
+    let stored = live || {
+        let all = DayRange { from: 0, to: today };
+        let pageviews = one_metric(&web, &site, Metric::Pageviews, all, None).await.map_err(|e| internal(e.message))?;
+        pageviews.first().is_some_and(|(_, n)| *n > 0)
+    };
     Ok(Json(json!({"received": stored})).into_response())
 }
 
