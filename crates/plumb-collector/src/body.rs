@@ -1,9 +1,10 @@
 //! Plausible's event body (short and long field names) → validated, signed queue entries.
 
+use crate::Collector;
 use crate::firewall::Hit;
+use crate::refusal::Refusal;
 use crate::useragent::device_with_width;
-use crate::{ApiError, Collector};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use chrono::DateTime;
 use plumb_core::security::Reason;
 use plumb_core::signature::visitor_signature;
@@ -78,9 +79,9 @@ fn domain_list(domain: Option<&str>) -> Option<Vec<String>> {
     Some(list.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect())
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!("collector metadata look-up failed: {e}");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector cannot reach its metadata, retry shortly")
+    Refusal::Unavailable("collector cannot reach its metadata, retry shortly".into())
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,11 +149,10 @@ impl EventBody {
 
     /// Checks everything that can refuse the event (`400` for what is malformed, `403` for a key
     /// that may not send for its sites or a firewall rule) before any rate budget is spent.
-    pub fn validate(self, c: &Collector, ctx: &Context) -> Result<Checked, ApiError> {
-        let name =
-            self.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::bad_request("`name` is required"))?;
+    pub fn validate(self, c: &Collector, ctx: &Context) -> Result<Checked, Refusal> {
+        let name = self.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| Refusal::invalid("`name` is required"))?;
         if name.chars().count() > MAX_NAME {
-            return Err(ApiError::bad_request(format!("`name` is longer than {MAX_NAME} characters")));
+            return Err(Refusal::invalid(format!("`name` is longer than {MAX_NAME} characters")));
         }
         let kind = match name.as_str() {
             "pageview" => EventKind::Pageview,
@@ -160,14 +160,14 @@ impl EventBody {
             _ => EventKind::Custom,
         };
         // No length check: the body limit bounds the URL, and the stored parts are truncated.
-        let url = self.url.ok_or_else(|| ApiError::bad_request("`url` is required"))?;
+        let url = self.url.ok_or_else(|| Refusal::invalid("`url` is required"))?;
         let hash_mode = match &self.hash_mode {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::Number(n)) => n.as_i64() == Some(1),
-            Some(other) => return Err(ApiError::bad_request(format!("`hash_mode` must be 0 or 1, got {other}"))),
+            Some(other) => return Err(Refusal::invalid(format!("`hash_mode` must be 0 or 1, got {other}"))),
         };
-        let page = parse_page_url_with(&url, hash_mode, &c.config.pages).map_err(ApiError::bad_request)?;
+        let page = parse_page_url_with(&url, hash_mode, &c.config.pages).map_err(Refusal::Invalid)?;
         // Sites are named without `www.`, even where page hostnames keep it.
         let site_host: Cow<str> = if c.config.pages.keep_www {
             Cow::Owned(normalize_hostname(&page.hostname))
@@ -189,7 +189,7 @@ impl EventBody {
         ];
         let privileged = privileged.iter().find(|(_, set)| *set).map(|(field, _)| *field);
         if let Some(field) = privileged.filter(|_| ctx.key.is_none()) {
-            return Err(ApiError::bad_request(format!(
+            return Err(Refusal::invalid(format!(
                 "`{field}` may only be set by server-side senders with an API key (Authorization: Bearer <key>)"
             )));
         }
@@ -201,7 +201,7 @@ impl EventBody {
             Some(ip) => ip
                 .trim()
                 .parse::<IpAddr>()
-                .map_err(|_| ApiError::bad_request(format!("`ip` `{ip}` is not an IP address")))?,
+                .map_err(|_| Refusal::invalid(format!("`ip` `{ip}` is not an IP address")))?,
             None => ctx.ip,
         };
         let user_agent =
@@ -210,16 +210,16 @@ impl EventBody {
         let domains = match domain_list(self.domain.as_deref()) {
             Some(list) => list,
             None if !site_host.is_empty() => vec![site_host.to_string()],
-            None => return Err(ApiError::bad_request("`domain` is required when `url` has no host")),
+            None => return Err(Refusal::invalid("`domain` is required when `url` has no host")),
         };
         if domains.len() > MAX_DOMAINS {
-            return Err(ApiError::bad_request(format!(
+            return Err(Refusal::invalid(format!(
                 "`domain` lists {} sites; at most {MAX_DOMAINS} are allowed",
                 domains.len()
             )));
         }
         for d in &domains {
-            validate_domain(d).map_err(|e| ApiError::bad_request(format!("`domain`: {e}")))?;
+            validate_domain(d).map_err(|e| Refusal::invalid(format!("`domain`: {e}")))?;
         }
         let mut sites = Vec::with_capacity(domains.len());
         for d in &domains {
@@ -228,29 +228,23 @@ impl EventBody {
             }
         }
         if sites.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "domain `{}` is not registered with this Plumb",
-                domains.join(",")
-            )));
+            return Err(Refusal::invalid(format!("domain `{}` is not registered with this Plumb", domains.join(","))));
         }
         // A key speaks for its visitors only where it may: elsewhere it is refused, not taken
         // for a browser.
         if let Some(key) = &ctx.key
             && let Some(site) = sites.iter().find(|s| !allowed(Action::SendAsServer, &key_holders(key, Some(s.id))))
         {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "API key `{}` may not send events for `{}` (needs events:write on that site)",
-                    key.name, site.domain
-                ),
-            ));
+            return Err(Refusal::Forbidden(format!(
+                "API key `{}` may not send events for `{}` (needs events:write on that site)",
+                key.name, site.domain
+            )));
         }
 
         let width = match &self.screen_width {
             None | Some(Value::Null) => None,
             Some(w) => Some(w.as_u64().filter(|w| (1..=100_000).contains(w)).ok_or_else(|| {
-                ApiError::bad_request(format!("`screen_width` must be a width in pixels (1 to 100000), got {w}"))
+                Refusal::invalid(format!("`screen_width` must be a width in pixels (1 to 100000), got {w}"))
             })? as u32),
         };
         // The address is used here and dropped; only the place goes on.
@@ -259,7 +253,7 @@ impl EventBody {
         for site in &sites {
             if let Some(rule) = c.firewall.rules(c.meta.as_ref(), site.id).map_err(internal)?.blocks(&hit) {
                 c.tally.add(site.id, Reason::Blocked, ctx.now_ms);
-                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("blocked by a firewall rule ({rule})")));
+                return Err(Refusal::Forbidden(format!("blocked by a firewall rule ({rule})")));
             }
         }
         let referrer = self.referrer.as_deref().and_then(parse_referrer);
@@ -313,7 +307,7 @@ pub struct Checked {
 impl Checked {
     /// One queue entry per site the event is recorded for; none for a bot, spam or a visitor
     /// faster than a person (counted, answered like any hit).
-    pub fn into_entries(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, ApiError> {
+    pub fn into_entries(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, Refusal> {
         let Checked {
             kind,
             name,
@@ -417,18 +411,18 @@ fn claims_browser(user_agent: &str) -> bool {
 /// Props: an object (or a JSON string holding one) of at most 30 scalar values. Lists, maps and
 /// nulls are dropped as Plausible does; control characters are removed (they delimit props in
 /// storage).
-fn parse_props(v: Option<Value>) -> Result<Vec<(String, String)>, ApiError> {
+fn parse_props(v: Option<Value>) -> Result<Vec<(String, String)>, Refusal> {
     let v = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => serde_json::from_str(&s)
-            .map_err(|e| ApiError::bad_request(format!("`props` string is not a JSON object: {e}")))?,
+            .map_err(|e| Refusal::invalid(format!("`props` string is not a JSON object: {e}")))?,
         Some(v) => v,
     };
     let Value::Object(map) = v else {
-        return Err(ApiError::bad_request("`props` must be an object of string keys to values"));
+        return Err(Refusal::invalid("`props` must be an object of string keys to values"));
     };
     if map.len() > MAX_PROPS {
-        return Err(ApiError::bad_request(format!("`props` has {} keys; at most {MAX_PROPS} are allowed", map.len())));
+        return Err(Refusal::invalid(format!("`props` has {} keys; at most {MAX_PROPS} are allowed", map.len())));
     }
     let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
     let mut out = Vec::with_capacity(map.len());
@@ -441,10 +435,10 @@ fn parse_props(v: Option<Value>) -> Result<Vec<(String, String)>, ApiError> {
         };
         let (k, value) = (clean(&k), clean(&value));
         if k.is_empty() || k.len() > MAX_VALUE {
-            return Err(ApiError::bad_request(format!("prop key `{k}` must be 1 to {MAX_VALUE} bytes")));
+            return Err(Refusal::invalid(format!("prop key `{k}` must be 1 to {MAX_VALUE} bytes")));
         }
         if value.len() > MAX_PATH {
-            return Err(ApiError::bad_request(format!("prop `{k}` value is longer than {MAX_PATH} bytes")));
+            return Err(Refusal::invalid(format!("prop `{k}` value is longer than {MAX_PATH} bytes")));
         }
         if !value.is_empty() {
             out.push((k, value));
@@ -455,10 +449,10 @@ fn parse_props(v: Option<Value>) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// `{"currency": "EUR", "amount": 12.5}`; the amount may also be a decimal string.
-fn parse_revenue(v: Value) -> Result<Revenue, ApiError> {
+fn parse_revenue(v: Value) -> Result<Revenue, Refusal> {
     let currency = v.get("currency").and_then(Value::as_str).unwrap_or("");
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(ApiError::bad_request("`revenue.currency` must be a three-letter ISO 4217 code"));
+        return Err(Refusal::invalid("`revenue.currency` must be a three-letter ISO 4217 code"));
     }
     let amount_micros = match v.get("amount") {
         // JSON numbers are often float arithmetic (0.1 + 0.2): round to millionths.
@@ -466,11 +460,11 @@ fn parse_revenue(v: Value) -> Result<Revenue, ApiError> {
             .as_f64()
             .filter(|x| x.is_finite() && x.abs() < 1e12)
             .map(|x| (x * 1e6).round() as i64)
-            .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` {n} is out of range")))?,
+            .ok_or_else(|| Refusal::invalid(format!("`revenue.amount` {n} is out of range")))?,
         // Decimal strings are taken exactly.
         Some(Value::String(s)) => decimal_micros(s.trim())
-            .ok_or_else(|| ApiError::bad_request(format!("`revenue.amount` `{s}` is not a decimal number")))?,
-        _ => return Err(ApiError::bad_request("`revenue.amount` must be a number")),
+            .ok_or_else(|| Refusal::invalid(format!("`revenue.amount` `{s}` is not a decimal number")))?,
+        _ => return Err(Refusal::invalid("`revenue.amount` must be a number")),
     };
     Ok(Revenue { amount_micros, currency: currency.to_ascii_uppercase() })
 }
@@ -493,7 +487,7 @@ fn decimal_micros(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn parse_engaged_ms(v: Option<Value>) -> Result<u32, ApiError> {
+fn parse_engaged_ms(v: Option<Value>) -> Result<u32, Refusal> {
     match v {
         None | Some(Value::Null) => Ok(0),
         Some(Value::Number(n)) => n
@@ -501,40 +495,38 @@ fn parse_engaged_ms(v: Option<Value>) -> Result<u32, ApiError> {
             .filter(|x| *x >= 0.0)
             // An engagement ping covers at most a day; longer is a broken clock.
             .map(|x| x.min(86_400_000.0) as u32)
-            .ok_or_else(|| ApiError::bad_request("`e` (engaged ms) must be a non-negative number")),
-        Some(other) => Err(ApiError::bad_request(format!("`e` (engaged ms) must be a number, got {other}"))),
+            .ok_or_else(|| Refusal::invalid("`e` (engaged ms) must be a non-negative number")),
+        Some(other) => Err(Refusal::invalid(format!("`e` (engaged ms) must be a number, got {other}"))),
     }
 }
 
-fn parse_scroll_depth(v: Option<Value>) -> Result<Option<u8>, ApiError> {
+fn parse_scroll_depth(v: Option<Value>) -> Result<Option<u8>, Refusal> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(x) if (0.0..=100.0).contains(&x) => Ok(Some(x.round() as u8)),
-            _ => Err(ApiError::bad_request(format!("`sd` (scroll depth) must be 0 to 100, got {n}"))),
+            _ => Err(Refusal::invalid(format!("`sd` (scroll depth) must be 0 to 100, got {n}"))),
         },
-        Some(other) => Err(ApiError::bad_request(format!("`sd` (scroll depth) must be a number, got {other}"))),
+        Some(other) => Err(Refusal::invalid(format!("`sd` (scroll depth) must be a number, got {other}"))),
     }
 }
 
 /// RFC 3339 text or unix seconds; not more than five minutes ahead of the server's clock.
-fn parse_timestamp(v: &Value, now_ms: i64) -> Result<i64, ApiError> {
+fn parse_timestamp(v: &Value, now_ms: i64) -> Result<i64, Refusal> {
     let ms = match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.timestamp_millis())
-            .map_err(|e| ApiError::bad_request(format!("`timestamp` `{s}` is not RFC 3339 ({e})")))?,
+            .map_err(|e| Refusal::invalid(format!("`timestamp` `{s}` is not RFC 3339 ({e})")))?,
         Value::Number(n) => match n.as_f64() {
             Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e11 => (secs * 1000.0).round() as i64,
-            _ => return Err(ApiError::bad_request(format!("`timestamp` {n} is not unix seconds"))),
+            _ => return Err(Refusal::invalid(format!("`timestamp` {n} is not unix seconds"))),
         },
         other => {
-            return Err(ApiError::bad_request(format!(
-                "`timestamp` must be RFC 3339 text or unix seconds, got {other}"
-            )));
+            return Err(Refusal::invalid(format!("`timestamp` must be RFC 3339 text or unix seconds, got {other}")));
         }
     };
     if ms > now_ms + MAX_FUTURE_MS {
-        return Err(ApiError::bad_request("`timestamp` is in the future"));
+        return Err(Refusal::invalid("`timestamp` is in the future"));
     }
     Ok(ms)
 }
@@ -561,7 +553,7 @@ mod tests {
         assert_eq!(p, vec![("a".into(), "x".into()), ("b".into(), "2".into()), ("t".into(), "true".into())]);
         assert_eq!(parse_props(Some(json!("{\"k\":\"v\"}"))).unwrap(), vec![("k".into(), "v".into())]);
         let many: serde_json::Map<String, Value> = (0..31).map(|i| (format!("k{i}"), json!("v"))).collect();
-        assert!(parse_props(Some(Value::Object(many))).unwrap_err().message.contains("at most 30"));
+        assert!(parse_props(Some(Value::Object(many))).unwrap_err().message().contains("at most 30"));
         assert!(parse_props(Some(json!([1]))).is_err());
     }
 

@@ -2,28 +2,14 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-/// A client error with its status and a message that says exactly what was wrong.
+/// The answer to a [`crate::Refusal`]: its status and a message that says exactly what was
+/// wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     /// For `429`: seconds until a retry can succeed.
     pub retry_after_secs: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after_secs: None }
-    }
-
-    /// `429` with `Retry-After`.
-    pub fn too_many(message: impl Into<String>, wait_secs: u64) -> Self {
-        Self { retry_after_secs: Some(wait_secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
 }
 
 impl IntoResponse for ApiError {

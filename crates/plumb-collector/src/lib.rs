@@ -8,6 +8,7 @@ mod client_ip;
 mod error;
 mod firewall;
 pub mod geo;
+mod refusal;
 pub mod spam;
 mod tally;
 mod tracker;
@@ -15,6 +16,7 @@ pub mod useragent;
 
 pub use client_ip::client_ip;
 pub use error::ApiError;
+pub use refusal::Refusal;
 
 use axum::Router;
 use axum::body::Body;
@@ -151,11 +153,14 @@ impl Collector {
     /// one token at once, valid or not (a flood of junk pays for itself); a key that is not valid
     /// costs its network one too (`401`), so guessing keys is rate-limited like anything else.
     /// The collector's and the sites' budgets are spent only on events found valid.
-    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Sender, ApiError> {
+    fn admit_head(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Sender, Refusal> {
         let ip = client_ip(peer.ip(), headers, &self.config.trusted_proxies);
         let network = plumb_core::net::limit_key(ip);
         let refuse = |e| self.refused_unread(headers, Reason::RateLimited, e);
-        let over = |what: &str, wait| ApiError::too_many(format!("{what} is over its event rate limit"), wait);
+        let over = |what: &str, wait| Refusal::RateLimited {
+            message: format!("{what} is over its event rate limit"),
+            retry_after_secs: wait,
+        };
         self.limits.global.check(&()).map_err(|w| refuse(over("the collector", w)))?;
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             self.limits.address.take(&network).map_err(|w| refuse(over("this address", w)))?;
@@ -164,7 +169,7 @@ impl Collector {
         // A key that is not valid costs its network a token: guessing keys is rate-limited like
         // any other traffic, while a valid key's sender is counted apart from its network.
         let unauthorized = |m: &str| match self.limits.address.take(&network) {
-            Ok(()) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            Ok(()) => Refusal::Unauthorized(m.into()),
             Err(w) => refuse(over("this address", w)),
         };
         let secret = value
@@ -185,7 +190,7 @@ impl Collector {
     /// the key's (server-side senders) or the client network's and each site's (browsers). A
     /// batch over any limit is refused whole with `429` and `Retry-After`, so a sender retries
     /// it whole and events of one visitor are never split across retries.
-    fn admit(&self, ctx: &Context, events: &[Checked]) -> Result<(), ApiError> {
+    fn admit(&self, ctx: &Context, events: &[Checked]) -> Result<(), Refusal> {
         let n = events.len() as u32;
         let mut per_site: Vec<(u32, u32)> = Vec::new();
         for site in events.iter().flat_map(|e| &e.sites) {
@@ -198,7 +203,7 @@ impl Collector {
             for (site, _) in &per_site {
                 self.tally.add(*site, Reason::RateLimited, ctx.now_ms());
             }
-            ApiError::too_many(format!("{what} is over its event rate limit"), wait)
+            Refusal::RateLimited { message: format!("{what} is over its event rate limit"), retry_after_secs: wait }
         };
         if n == 0 {
             return Ok(());
@@ -208,10 +213,9 @@ impl Collector {
         let burst = [self.limits.global.capacity, sender_burst].into_iter().min().unwrap_or(0);
         let site_burst = self.limits.site.capacity;
         if n > burst || (ctx.key().is_none() && per_site.iter().any(|(_, c)| *c > site_burst)) {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("{n} events at once are more than this sender may send in one burst; send smaller batches"),
-            ));
+            return Err(Refusal::TooLarge(format!(
+                "{n} events at once are more than this sender may send in one burst; send smaller batches"
+            )));
         }
         self.limits.global.take_n(&(), n).map_err(|w| refused("the collector".into(), w))?;
         let refund_global = || self.limits.global.give_back(&(), n);
@@ -244,7 +248,7 @@ impl Collector {
     /// was read, or a body that is not events) for the site its page is on, as far as the request
     /// head tells: the `Origin` browsers send with the tracker's requests, else the `Referer`.
     /// Both can be forged, which can only make a site's counters read higher.
-    fn refused_unread(&self, headers: &HeaderMap, reason: Reason, e: ApiError) -> ApiError {
+    fn refused_unread(&self, headers: &HeaderMap, reason: Reason, e: Refusal) -> Refusal {
         let page = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
         let host = page.and_then(|v| v.to_str().ok()).and_then(|v| url::Url::parse(v).ok());
         let Some(domain) = host.as_ref().and_then(|u| u.host_str()).map(plumb_core::url::normalize_hostname) else {
@@ -273,17 +277,17 @@ impl Collector {
     }
 
     /// Validates one event; a `400` is counted as `invalid` for the sites it names.
-    fn validate(&self, event: EventBody, ctx: &Context) -> Result<Checked, ApiError> {
+    fn validate(&self, event: EventBody, ctx: &Context) -> Result<Checked, Refusal> {
         let domains = event.claimed_domains();
         event.validate(self, ctx).inspect_err(|e| {
-            if e.status == StatusCode::BAD_REQUEST {
+            if matches!(e, Refusal::Invalid(_)) {
                 self.count(&domains, Reason::Invalid, ctx.now_ms());
             }
         })
     }
 
     /// Admits the valid events of a request and turns them into queue entries.
-    fn entries(&self, ctx: &Context, events: Vec<Checked>) -> Result<Vec<Vec<u8>>, ApiError> {
+    fn entries(&self, ctx: &Context, events: Vec<Checked>) -> Result<Vec<Vec<u8>>, Refusal> {
         self.admit(ctx, &events)?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
@@ -292,18 +296,16 @@ impl Collector {
         Ok(out)
     }
 
-    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), ApiError> {
+    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), Refusal> {
         // Every hit was turned away (a bot): nothing to store.
         if payloads.is_empty() {
             return Ok(());
         }
         self.queue.append(payloads).await.map_err(|e| match e {
-            QueueError::Full => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "collector is overloaded, retry shortly")
-            }
+            QueueError::Full => Refusal::Unavailable("collector is overloaded, retry shortly".into()),
             other => {
                 tracing::error!("queue append failed: {other}");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "event could not be stored, retry shortly")
+                Refusal::Unavailable("event could not be stored, retry shortly".into())
             }
         })
     }
@@ -362,20 +364,11 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Reads a body of at most `limit` bytes; a refusal (too slow, too large) is counted as
 /// `invalid` for the request's site.
-async fn read_body(
-    c: &Collector,
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<axum::body::Bytes, ApiError> {
+async fn read_body(c: &Collector, headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, Refusal> {
     let refused = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => return Ok(bytes),
-        Ok(Err(_)) => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
-        }
-        Err(_) => {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {BODY_TIMEOUT:?}"))
-        }
+        Ok(Err(_)) => Refusal::TooLarge(format!("request body is larger than {limit} bytes")),
+        Err(_) => Refusal::TooSlow(format!("request body did not arrive within {BODY_TIMEOUT:?}")),
     };
     Err(c.refused_unread(headers, Reason::Invalid, refused))
 }
@@ -391,7 +384,7 @@ async fn event(
         let bytes = read_body(&c, &headers, body, MAX_EVENT_BYTES).await?;
         let ctx = Context::from_request(sender, &headers);
         let parsed: EventBody = serde_json::from_slice(&bytes).map_err(|e| {
-            let e = ApiError::bad_request(format!("request body is not a valid event: {e}"));
+            let e = Refusal::invalid(format!("request body is not a valid event: {e}"));
             c.refused_unread(&headers, Reason::Invalid, e)
         })?;
         let checked = c.validate(parsed, &ctx)?;
@@ -401,7 +394,7 @@ async fn event(
     .await;
     cors(match result {
         Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     })
 }
 
@@ -416,14 +409,11 @@ async fn batch(
         let bytes = read_body(&c, &headers, body, MAX_BATCH_BYTES).await?;
         let ctx = Context::from_request(sender, &headers);
         let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            let e = ApiError::bad_request(format!("request body must be a JSON array of events: {e}"));
+            let e = Refusal::invalid(format!("request body must be a JSON array of events: {e}"));
             c.refused_unread(&headers, Reason::Invalid, e)
         })?;
         if items.len() > MAX_BATCH_EVENTS {
-            let e = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a batch holds at most {MAX_BATCH_EVENTS} events, got {}", items.len()),
-            );
+            let e = Refusal::TooLarge(format!("a batch holds at most {MAX_BATCH_EVENTS} events, got {}", items.len()));
             return Err(c.refused_unread(&headers, Reason::Invalid, e));
         }
         let mut valid = Vec::with_capacity(items.len());
@@ -431,15 +421,15 @@ async fn batch(
         let mut refusals = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             let one = serde_json::from_value::<EventBody>(item)
-                .map_err(|e| ApiError::bad_request(format!("not a valid event: {e}")))
+                .map_err(|e| Refusal::invalid(format!("not a valid event: {e}")))
                 .and_then(|ev| c.validate(ev, &ctx));
             match one {
                 Ok(checked) => valid.push(checked),
                 // Our fault, not the event's: the client should retry the whole batch.
-                Err(e) if e.status.is_server_error() => return Err(e),
+                Err(e @ Refusal::Unavailable(_)) => return Err(e),
                 Err(e) => {
-                    refusals.push(e.status);
-                    rejected.push(json!({"index": index, "error": e.message}));
+                    refusals.push(e.status());
+                    rejected.push(json!({"index": index, "error": e.message()}));
                 }
             }
         }
@@ -456,7 +446,7 @@ async fn batch(
         Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": accepted, "rejected": rejected}))).into_response())
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|e| ApiError::from(e).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -477,7 +467,7 @@ async fn pixel(
     let result = async {
         let sender = c.admit_head(peer, &headers)?;
         let ctx = Context::from_request(sender, &headers);
-        let invalid = |message: String| c.refused_unread(&headers, Reason::Invalid, ApiError::bad_request(message));
+        let invalid = |message: String| c.refused_unread(&headers, Reason::Invalid, Refusal::Invalid(message));
         let Query(q) = params.map_err(|e| invalid(format!("invalid pixel query: {e}")))?;
         let host =
             q.h.filter(|h| !h.is_empty()).ok_or_else(|| invalid("`h` (page scheme and host) is required".into()))?;
@@ -500,10 +490,129 @@ async fn pixel(
     .await;
     match result {
         Ok(()) => tracker::gif(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 async fn health() -> Response {
     axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})).into_response()
+}
+
+/// The steps of one event on real metadata and a real queue file: validation, admission, judging
+/// and signing, each with the refusal it answers.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_meta::{Scope, SqliteMeta};
+
+    fn collector(name: &str, per_site: u32) -> (Arc<Collector>, Arc<SqliteMeta>) {
+        let dir = std::env::temp_dir().join(format!("plumb-collector-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = Arc::new(SqliteMeta::open(&dir.join("meta.db")).unwrap());
+        meta.add_site("shop.test", "UTC").unwrap();
+        let spool = plumb_queue::SqliteSpool::open(dir.join("queue.db")).unwrap();
+        let config = CollectorConfig {
+            trusted_proxies: vec![],
+            per_address: 1_000,
+            per_site,
+            global: 1_000,
+            per_key: 1_000,
+            per_visitor: 1_000,
+            geoip_db: None,
+            pages: PageRules::default(),
+        };
+        let c = Collector::new(meta.clone(), Arc::new(spool), config).unwrap();
+        (c, meta)
+    }
+
+    fn context(key: Option<plumb_meta::ApiKey>, user_agent: &str) -> Context {
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, user_agent.parse().unwrap());
+        h.insert(header::ACCEPT_LANGUAGE, "en".parse().unwrap());
+        Context::from_request(Sender { ip: "203.0.113.9".parse().unwrap(), key }, &h)
+    }
+
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+
+    fn event(v: serde_json::Value) -> EventBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn key(meta: &SqliteMeta, scopes: &[Scope]) -> plumb_meta::ApiKey {
+        let name = format!("k{}", meta.list_keys().unwrap().len());
+        meta.create_key(&name, scopes, None).unwrap().0
+    }
+
+    #[test]
+    fn validation_refuses_what_is_malformed_or_not_allowed() {
+        let (c, meta) = collector("validate", 1_000);
+        meta.add_rule(1, plumb_meta::RuleKind::parse("path", "/admin/**").unwrap()).unwrap();
+        let browser = context(None, FIREFOX);
+        let refusal = |v: serde_json::Value, ctx: &Context| c.validate(event(v), ctx).err();
+        let page = |extra: serde_json::Value| {
+            let mut v = json!({"n": "pageview", "u": "https://shop.test/", "d": "shop.test"});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v
+        };
+        assert_eq!(refusal(json!({"u": "https://shop.test/"}), &browser), Some(Refusal::invalid("`name` is required")));
+        let unknown = refusal(json!({"n": "pageview", "u": "https://nope.test/"}), &browser).unwrap();
+        assert!(matches!(&unknown, Refusal::Invalid(m) if m.contains("not registered")), "{unknown:?}");
+        let stamped = refusal(page(json!({"timestamp": 1_700_000_000})), &browser).unwrap();
+        assert!(matches!(&stamped, Refusal::Invalid(m) if m.contains("may only be set by server-side senders")));
+        // A key without events:write is refused for the site, not taken for a browser.
+        let reader = context(Some(key(&meta, &[Scope::StatsRead])), FIREFOX);
+        let refused = refusal(page(json!({})), &reader).unwrap();
+        assert!(matches!(&refused, Refusal::Forbidden(m) if m.contains("needs events:write")), "{refused:?}");
+        let writer = context(Some(key(&meta, &[Scope::EventsWrite])), FIREFOX);
+        assert!(c.validate(event(page(json!({"ip": "198.51.100.1"}))), &writer).is_ok());
+        // A firewall rule (added before the first look, as rules are cached for a second): 403,
+        // counted as blocked.
+        let blocked = refusal(json!({"n": "pageview", "u": "https://shop.test/admin/x", "d": "shop.test"}), &browser);
+        assert!(matches!(blocked, Some(Refusal::Forbidden(_))));
+        assert_eq!(c.tally.take().iter().filter(|s| s.reason == Reason::Blocked.name()).count(), 1);
+        let checked = c.validate(event(page(json!({}))), &browser).unwrap();
+        assert_eq!(checked.sites.iter().map(|s| s.domain.as_str()).collect::<Vec<_>>(), ["shop.test"]);
+        // Every refusal has one status.
+        assert_eq!(ApiError::from(refused).status, StatusCode::FORBIDDEN);
+        assert_eq!(ApiError::from(unknown).status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn admission_takes_a_request_whole_or_not_at_all() {
+        // One event a second per site: a burst of two.
+        let (c, _) = collector("admit", 1);
+        let ctx = context(None, FIREFOX);
+        let valid = |n: usize| -> Vec<Checked> {
+            (0..n)
+                .map(|_| c.validate(event(json!({"n": "pageview", "u": "https://shop.test/"})), &ctx).unwrap())
+                .collect()
+        };
+        assert_eq!(c.admit(&ctx, &valid(3)).unwrap_err().status(), StatusCode::PAYLOAD_TOO_LARGE, "over the burst");
+        assert!(c.admit(&ctx, &valid(2)).is_ok());
+        let refused = c.admit(&ctx, &valid(2)).unwrap_err();
+        assert!(matches!(refused, Refusal::RateLimited { retry_after_secs: 1..=2, .. }), "{refused:?}");
+        // The refused request's collector budget came back: it is not spent on events never taken.
+        assert_eq!(c.limits.global.check(&()), Ok(()));
+        let global_left = |c: &Collector| (0..=1_000).take_while(|_| c.limits.global.take(&()).is_ok()).count();
+        assert!(global_left(&c) >= 997, "only the two admitted events were spent");
+    }
+
+    #[test]
+    fn judging_keeps_bots_out_and_signs_the_rest_without_the_address() {
+        let (c, _) = collector("judge", 1_000);
+        let hit = json!({"n": "pageview", "u": "https://shop.test/pricing", "d": "shop.test", "r": "https://www.google.com/"});
+        let bot = context(None, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+        let checked = c.validate(event(hit.clone()), &bot).unwrap();
+        assert!(checked.into_entries(&c, &bot).unwrap().is_empty(), "a crawler is answered, not queued");
+        let browser = context(None, FIREFOX);
+        let entries = c.validate(event(hit), &browser).unwrap().into_entries(&c, &browser).unwrap();
+        assert_eq!(entries.len(), 1);
+        let queued = plumb_core::QueuedEvent::decode(&entries[0]).unwrap();
+        assert_eq!((queued.site_id, queued.pathname.as_str(), queued.visit.source.as_str()), (1, "/pricing", "Google"));
+        assert_eq!(queued.visit.browser, "Firefox");
+        for secret in ["203.0.113.9", "Gecko/20100101"] {
+            assert!(!entries[0].windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} left in the entry");
+        }
+    }
 }
