@@ -6,7 +6,7 @@
 use plumb_core::security::Reason;
 use regex::{Regex, RegexSet};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use ua_parser::{Extractor, Regexes};
 
 /// uap-core's `regexes.yaml` as JSON (see `data/NOTICE`).
@@ -33,12 +33,13 @@ pub struct Agent {
 
 pub struct UserAgents {
     extractor: Extractor<'static>,
-    /// The crawler patterns as listed: a fast first look at every User-Agent.
+    /// The crawler patterns as listed: a quick first look that rejects nearly every browser and
+    /// junk string.
     crawlers: RegexSet,
-    /// Each pattern held to the start of a word, compiled when its plain form first matches:
-    /// checking only the few that did keeps the set's automaton small (anchoring all 1,500 in
-    /// the set made it a hundred times slower on unusual strings).
-    anchored: Vec<(String, OnceLock<Regex>)>,
+    /// The same patterns held to the start of a word, as one alternation: asked only when the
+    /// first look matched (alone it is slow on unusual strings; a set of 1,500 separately
+    /// anchored patterns was slower still).
+    anchored: Regex,
     cache: Mutex<Generations>,
 }
 
@@ -56,8 +57,14 @@ impl UserAgents {
         let extractor = Extractor::try_from(regexes).expect("the vendored uap-core regexes compile");
         let patterns: Vec<String> =
             serde_json::from_str(CRAWLER_PATTERNS).expect("the vendored crawler patterns parse");
+        // Room for the automaton of 1,500 alternatives, so matching never falls back to the slow
+        // engine.
         let crawlers = RegexSet::new(&patterns).expect("the vendored crawler patterns compile");
-        let anchored = patterns.iter().map(|p| (anchored(p), OnceLock::new())).collect();
+        let anchored = regex::RegexBuilder::new(&crawler_alternation(&patterns))
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .expect("the vendored crawler patterns compile");
         UserAgents { extractor, crawlers, anchored, cache: Mutex::new(Generations::default()) }
     }
 
@@ -113,7 +120,8 @@ impl UserAgents {
         let crawler_like = || device_family == "Spider" || CRAWLER_TOKEN.is_match(ua);
         let bot = if ["HeadlessChrome", "PhantomJS", "SlimerJS", "Headless"].iter().any(|h| ua.contains(h)) {
             Some(Reason::Headless)
-        } else if self.listed_crawler(ua) || (!browser_shaped(ua) && crawler_like()) {
+        } else if (self.crawlers.is_match(ua) && self.anchored.is_match(ua)) || (!browser_shaped(ua) && crawler_like())
+        {
             Some(Reason::Crawler)
         } else {
             None
@@ -130,12 +138,15 @@ static CRAWLER_TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::n
     .expect("the crawler token pattern compiles")
 });
 
-/// A crawler pattern held to the start of a word of the User-Agent: a crawler names itself
-/// (`Googlebot/2.1`, `compatible; bingbot/2.0`), so `bot` must not match inside `Abbot`, nor
-/// `eright` inside `Copyright`, nor `exabot` inside `Alexabot` (caught as a crawler token).
-fn anchored(pattern: &str) -> String {
-    let starts_with_word = pattern.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[');
-    if starts_with_word { format!("(?:^|[^A-Za-z0-9])(?:{pattern})") } else { pattern.to_owned() }
+/// The crawler patterns as one regular expression, each held to the start of a word of the
+/// User-Agent: a crawler names itself (`Googlebot/2.1`, `compatible; bingbot/2.0`), so `bot` must
+/// not match inside `Abbot`, nor `eright` inside `Copyright`, nor `exabot` inside `Alexabot`
+/// (caught as a crawler token). Patterns that begin with `^` or punctuation keep their own start.
+fn crawler_alternation(patterns: &[String]) -> String {
+    let (words, others): (Vec<&String>, Vec<&String>) =
+        patterns.iter().partition(|p| p.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '['));
+    let group = |ps: &[&String]| ps.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
+    format!("(?:^|[^A-Za-z0-9])(?:{})|{}", group(&words), group(&others))
 }
 
 /// Shaped like a browser's User-Agent: `Mozilla/5.0 (platform) AppleWebKit/…` or `… Gecko/…`.
@@ -146,20 +157,6 @@ fn browser_shaped(ua: &str) -> bool {
 impl Generations {
     fn age(&mut self) {
         self.previous = std::mem::take(&mut self.current);
-    }
-}
-
-impl UserAgents {
-    /// Whether a listed crawler pattern matches at the start of a word of the User-Agent.
-    fn listed_crawler(&self, ua: &str) -> bool {
-        // Most User-Agents match no pattern; telling which ones do costs far more than whether.
-        if !self.crawlers.is_match(ua) {
-            return false;
-        }
-        self.crawlers.matches(ua).iter().any(|i| {
-            let (pattern, compiled) = &self.anchored[i];
-            compiled.get_or_init(|| Regex::new(pattern).expect("an anchored crawler pattern compiles")).is_match(ua)
-        })
     }
 }
 
