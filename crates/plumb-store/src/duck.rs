@@ -85,11 +85,6 @@ impl DuckStore {
         Ok(store)
     }
 
-    /// The schema version the store is at.
-    pub fn schema_version(&self) -> Result<u32> {
-        self.writer.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).map_err(backend)
-    }
-
     /// A read connection whose queries are stopped after `timeout`.
     pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
         Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true, timeout })

@@ -98,11 +98,6 @@ impl Streams {
         *mine += 1;
         Ok(StreamPlace { web: web.clone(), id })
     }
-
-    /// How many streams are open in all.
-    pub fn count(&self) -> usize {
-        self.open.lock().unwrap().values().sum()
-    }
 }
 
 impl Drop for StreamPlace {
