@@ -9,7 +9,7 @@ use axum::http::Request;
 use plumb_collector::{Collector, CollectorConfig};
 use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, SqliteMeta};
-use plumb_queue::{AppendFuture, Producer};
+use plumb_queue::{AppendFuture, Message, Producer};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use tower::ServiceExt;
@@ -17,7 +17,7 @@ use tower::ServiceExt;
 struct Discard;
 
 impl Producer for Discard {
-    fn append(&self, _payloads: Vec<Vec<u8>>) -> AppendFuture<'_> {
+    fn append(&self, _messages: Vec<Message>) -> AppendFuture<'_> {
         Box::pin(async { Ok(()) })
     }
 }

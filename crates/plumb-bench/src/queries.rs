@@ -4,8 +4,8 @@
 //! bytes per stored row.
 
 use plumb_core::row::RowKind;
-use plumb_core::{Row, VisitInfo};
-use plumb_query::{Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
+use plumb_core::{Counters, Row, VisitInfo};
+use plumb_query::{Attr, Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
 use plumb_store::{DuckStore, EventWriter};
 use std::path::Path;
 use std::sync::Arc;
@@ -96,28 +96,27 @@ fn fill(store: &mut DuckStore, rows: usize, first_day: i32) {
             visit: v.clone(),
             props: vec![],
             revenue: None,
-            pageviews: 1,
-            events: 1,
-            visitors: (first && rng.unit() < 0.8) as i8,
-            visits: first as i8,
-            bounces: if first {
-                1
-            } else if *n == 2 {
-                -1
-            } else {
-                0
+            counters: Counters {
+                pageviews: 1,
+                events: 1,
+                visitors: (first && rng.unit() < 0.8) as i8,
+                visits: first as i8,
+                bounces: if first {
+                    1
+                } else if *n == 2 {
+                    -1
+                } else {
+                    0
+                },
+                exits: 1,
+                exit_visitors: 1,
+                page_visitors: (rng.unit() < 0.9) as i8,
+                page_visits: 1,
+                hour_visitors: first as i8,
+                attr_first: if first { 0x1ff } else { 0 },
+                duration_ms: if first { 0 } else { rng.skewed(300_000) as i64 },
+                ..Default::default()
             },
-            exits: 1,
-            exit_visitors: 1,
-            page_visitors: (rng.unit() < 0.9) as i8,
-            page_visits: 1,
-            hour_visitors: first as i8,
-            name_visitors: 0,
-            attr_first: if first { 0x1ff } else { 0 },
-            duration_ms: if first { 0 } else { rng.skewed(300_000) as i64 },
-            engaged_ms: 0,
-            scroll_gain: 0,
-            scroll_pages: 0,
         });
         written += 1;
         if batch.len() == 100_000 || written == rows {
@@ -164,12 +163,12 @@ fn dashboard(last_days: i32, filter: Option<Filter>) -> Vec<(&'static str, Query
             "timeseries by day",
             Query { limit: 10_000, ..base(vec![Dimension::Time(TimeBucket::Day)], vec![Metric::Visitors]) },
         ),
-        ("sources", base(col(Column::Source), vec![Metric::Visitors])),
-        ("pages", base(col(Column::Pathname), vec![Metric::Visitors])),
-        ("entry pages", base(col(Column::EntryPage), vec![Metric::Visitors])),
-        ("countries", base(col(Column::Country), vec![Metric::Visitors])),
-        ("devices", base(col(Column::Device), vec![Metric::Visitors])),
-        ("browsers", base(col(Column::Browser), vec![Metric::Visitors])),
+        ("sources", base(col(Column::Attr(Attr::Source)), vec![Metric::Visitors])),
+        ("pages", base(col(Column::Attr(Attr::Pathname)), vec![Metric::Visitors])),
+        ("entry pages", base(col(Column::Attr(Attr::EntryPage)), vec![Metric::Visitors])),
+        ("countries", base(col(Column::Attr(Attr::Country)), vec![Metric::Visitors])),
+        ("devices", base(col(Column::Attr(Attr::Device)), vec![Metric::Visitors])),
+        ("browsers", base(col(Column::Attr(Attr::Browser)), vec![Metric::Visitors])),
     ]
 }
 
@@ -192,8 +191,18 @@ pub fn run(rows: usize) {
         bytes as f64 / rows as f64
     );
     let two_filters = Filter::And(vec![
-        Filter::Condition { op: Op::Is, column: Column::Source, values: vec!["Google".into()], case_sensitive: true },
-        Filter::Condition { op: Op::Is, column: Column::Device, values: vec!["Mobile".into()], case_sensitive: true },
+        Filter::Condition {
+            op: Op::Is,
+            column: Column::Attr(Attr::Source),
+            values: vec!["Google".into()],
+            case_sensitive: true,
+        },
+        Filter::Condition {
+            op: Op::Is,
+            column: Column::Attr(Attr::Device),
+            values: vec!["Mobile".into()],
+            case_sensitive: true,
+        },
     ]);
     for (label, filter) in [("unfiltered", None), ("source=Google & device=Mobile", Some(two_filters))] {
         for days in [30, 90] {

@@ -14,6 +14,7 @@ use plumb_core::url::{MAX_PATH, MAX_VALUE, normalize_hostname, parse_page_url_wi
 use plumb_core::{EventKind, QueuedEvent, Revenue, VisitInfo};
 use plumb_meta::permission::{Action, allowed, key_holders};
 use plumb_meta::{ApiKey, Site, validate_domain};
+use plumb_queue::Message;
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -307,7 +308,7 @@ pub struct Checked {
 impl Checked {
     /// One queue entry per site the event is recorded for; none for a bot, spam or a visitor
     /// faster than a person (counted, answered like any hit).
-    pub fn into_entries(self, c: &Collector, ctx: &Context) -> Result<Vec<Vec<u8>>, Refusal> {
+    pub fn into_entries(self, c: &Collector, ctx: &Context) -> Result<Vec<Message>, Refusal> {
         let Checked {
             kind,
             name,
@@ -378,26 +379,24 @@ impl Checked {
                 c.tally.add(site.id, Reason::TooFast, ctx.now_ms);
                 continue;
             }
-            entries.push(
-                QueuedEvent {
-                    site_id: site.id,
-                    ts_ms,
-                    day,
-                    hour,
-                    signature,
-                    kind,
-                    name: if kind == EventKind::Custom { name.clone() } else { String::new() },
-                    hostname: page.hostname.clone(),
-                    pathname: page.pathname.clone(),
-                    visit: visit.clone(),
-                    props: props.clone(),
-                    revenue: revenue.clone(),
-                    interactive,
-                    engaged_ms,
-                    scroll_depth,
-                }
-                .encode(),
-            );
+            let event = QueuedEvent {
+                site_id: site.id,
+                ts_ms,
+                day,
+                hour,
+                signature,
+                kind,
+                name: if kind == EventKind::Custom { name.clone() } else { String::new() },
+                hostname: page.hostname.clone(),
+                pathname: page.pathname.clone(),
+                visit: visit.clone(),
+                props: props.clone(),
+                revenue: revenue.clone(),
+                interactive,
+                engaged_ms,
+                scroll_depth,
+            };
+            entries.push(Message { key: event.partition_key(), payload: event.encode() });
         }
         Ok(entries)
     }

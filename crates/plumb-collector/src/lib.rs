@@ -31,7 +31,7 @@ use plumb_core::limit::RateLimiter;
 use plumb_core::security::Reason;
 use plumb_core::url::PageRules;
 use plumb_meta::MetaStore;
-use plumb_queue::{Producer, QueueError};
+use plumb_queue::{Message, Producer, QueueError};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -287,7 +287,7 @@ impl Collector {
     }
 
     /// Admits the valid events of a request and turns them into queue entries.
-    fn entries(&self, ctx: &Context, events: Vec<Checked>) -> Result<Vec<Vec<u8>>, Refusal> {
+    fn entries(&self, ctx: &Context, events: Vec<Checked>) -> Result<Vec<Message>, Refusal> {
         self.admit(ctx, &events)?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
@@ -296,12 +296,12 @@ impl Collector {
         Ok(out)
     }
 
-    async fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<(), Refusal> {
+    async fn enqueue(&self, messages: Vec<Message>) -> Result<(), Refusal> {
         // Every hit was turned away (a bot): nothing to store.
-        if payloads.is_empty() {
+        if messages.is_empty() {
             return Ok(());
         }
-        self.queue.append(payloads).await.map_err(|e| match e {
+        self.queue.append(messages).await.map_err(|e| match e {
             QueueError::Full => Refusal::Unavailable("collector is overloaded, retry shortly".into()),
             other => {
                 tracing::error!("queue append failed: {other}");
@@ -388,8 +388,8 @@ async fn event(
             c.refused_unread(&headers, Reason::Invalid, e)
         })?;
         let checked = c.validate(parsed, &ctx)?;
-        let payloads = c.entries(&ctx, vec![checked])?;
-        c.enqueue(payloads).await
+        let messages = c.entries(&ctx, vec![checked])?;
+        c.enqueue(messages).await
     }
     .await;
     cors(match result {
@@ -441,8 +441,8 @@ async fn batch(
             let body = json!({"error": "no event in the batch is valid", "accepted": 0, "rejected": rejected});
             return Ok((status, axum::Json(body)).into_response());
         }
-        let payloads = c.entries(&ctx, valid)?;
-        c.enqueue(payloads).await?;
+        let messages = c.entries(&ctx, valid)?;
+        c.enqueue(messages).await?;
         Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": accepted, "rejected": rejected}))).into_response())
     }
     .await;
@@ -484,8 +484,8 @@ async fn pixel(
         let sid = q.sid.filter(known);
         let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), sid, q.r);
         let checked = c.validate(body, &ctx)?;
-        let payloads = c.entries(&ctx, vec![checked])?;
-        c.enqueue(payloads).await
+        let messages = c.entries(&ctx, vec![checked])?;
+        c.enqueue(messages).await
     }
     .await;
     match result {
@@ -608,11 +608,13 @@ mod tests {
         let browser = context(None, FIREFOX);
         let entries = c.validate(event(hit), &browser).unwrap().into_entries(&c, &browser).unwrap();
         assert_eq!(entries.len(), 1);
-        let queued = plumb_core::QueuedEvent::decode(&entries[0]).unwrap();
+        let queued = plumb_core::QueuedEvent::decode(&entries[0].payload).unwrap();
+        assert_eq!(entries[0].key, queued.partition_key());
         assert_eq!((queued.site_id, queued.pathname.as_str(), queued.visit.source.as_str()), (1, "/pricing", "Google"));
         assert_eq!(queued.visit.browser, "Firefox");
         for secret in ["203.0.113.9", "Gecko/20100101"] {
-            assert!(!entries[0].windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} left in the entry");
+            let payload = &entries[0].payload;
+            assert!(!payload.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} left in the entry");
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod limit;
 pub mod live;
 pub mod net;
 pub mod row;
+pub mod schema;
 pub mod security;
 pub mod signature;
 pub mod source;
@@ -13,4 +14,5 @@ pub mod time;
 pub mod url;
 
 pub use event::{EventKind, QueuedEvent, Revenue, VisitInfo};
-pub use row::{Row, VisitAttr};
+pub use row::Row;
+pub use schema::{Attr, Counter, Counters};

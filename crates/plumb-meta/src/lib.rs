@@ -1,11 +1,17 @@
 //! Metadata: sites, goals, API keys, accounts and the daily salts. Small, transactional, read
-//! mostly.
+//! mostly. Two backends answer alike: SQLite ([`SqliteMeta`], one file) and PostgreSQL
+//! ([`PgMeta`], shared by several processes or hosts).
 
 pub mod accounts;
+mod backend;
 pub mod permission;
+mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use accounts::{Accounts, Invite, NewUser, Role, Session, SharedLink, User};
+pub use postgres::{DEFAULT_POOL_SIZE, PgMeta};
 pub use sqlite::SqliteMeta;
 
 use chrono_tz::Tz;

@@ -4,7 +4,8 @@
 //! midnight because the day is part of the key.
 
 use plumb_core::row::{RowKind, RowProp};
-use plumb_core::{EventKind, QueuedEvent, Row, VisitAttr, VisitInfo};
+use plumb_core::schema::{self, Counters};
+use plumb_core::{EventKind, QueuedEvent, Row, VisitInfo};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -60,7 +61,8 @@ struct VisitorDay {
     props: HashSet<u64>,
     /// Sessions of this visitor-day whose exit is on each page (hostname + pathname digest).
     exits: HashMap<u64, u32>,
-    attr_values: [HashSet<u64>; VisitAttr::ALL.len()],
+    /// Values each attribute with a session bit (by bit) had in this visitor-day's sessions.
+    attr_values: [HashSet<u64>; 16],
     /// The day's sessions, in no particular order: a hit joins the one whose time span it is
     /// within 30 minutes of (the nearest, if two), so hits that arrive out of time order (from
     /// several senders, or retried) still split into the sessions their timestamps say.
@@ -73,26 +75,6 @@ pub struct Sessionizer {
     /// Queue positions no session needs any more: hits that joined none, and sessions that are
     /// no longer recent.
     releasable: Vec<u64>,
-}
-
-/// Counters of a row that are not copied from the event.
-#[derive(Default)]
-struct Flags {
-    pageviews: i8,
-    events: i8,
-    visitors: i8,
-    visits: i8,
-    bounces: i8,
-    exits: i8,
-    exit_visitors: i8,
-    page_visitors: i8,
-    page_visits: i8,
-    hour_visitors: i8,
-    name_visitors: i8,
-    attr_first: u16,
-    duration_ms: i64,
-    scroll_gain: u8,
-    scroll_pages: i8,
 }
 
 impl Sessionizer {
@@ -120,7 +102,7 @@ impl Sessionizer {
         let new_visitor = !self.days.contains_key(&key);
         let vd = self.days.entry(key).or_default();
         vd.last_touch_ms = vd.last_touch_ms.max(received_ms);
-        let mut f = Flags { visitors: new_visitor as i8, ..Default::default() };
+        let mut f = Counters { visitors: new_visitor as i8, ..Default::default() };
 
         let at = match joins {
             Some(i) => i,
@@ -128,11 +110,6 @@ impl Sessionizer {
                 f.visits = 1;
                 f.bounces = 1;
                 let visit = Arc::new(ev.visit.clone());
-                for attr in VisitAttr::ALL {
-                    if vd.attr_values[attr as usize].insert(digest(&[&attr.value(&ev.pathname, &visit)])) {
-                        f.attr_first |= attr.bit();
-                    }
-                }
                 vd.sessions.push(Session {
                     first_ts: ev.ts_ms,
                     last_ts: ev.ts_ms,
@@ -188,8 +165,7 @@ impl Sessionizer {
                             hostname: host,
                             pathname: path,
                             hour,
-                            exits: -1,
-                            exit_visitors,
+                            counters: Counters { exits: -1, exit_visitors, ..Default::default() },
                             ..base_row(ev, s, "")
                         });
                     }
@@ -236,8 +212,18 @@ impl Sessionizer {
                 .collect();
         }
         row.revenue = ev.revenue.clone();
-        row.engaged_ms = ev.engaged_ms;
-        apply_flags(&mut row, f);
+        f.engaged_ms = ev.engaged_ms;
+        if joins.is_none() {
+            // The session's first row carries its visit attributes.
+            for a in schema::ATTRS {
+                if let Some(bit) = a.session_bit
+                    && vd.attr_values[bit as usize].insert(digest(&[(a.value)(&row)]))
+                {
+                    f.attr_first |= 1 << bit;
+                }
+            }
+        }
+        row.counters = f;
         out.push(row);
     }
 
@@ -284,46 +270,14 @@ fn base_row(ev: &QueuedEvent, s: &Session, name: &str) -> Row {
         visit: s.visit.clone(),
         props: Vec::new(),
         revenue: None,
-        pageviews: 0,
-        events: 0,
-        visitors: 0,
-        visits: 0,
-        bounces: 0,
-        exits: 0,
-        exit_visitors: 0,
-        page_visitors: 0,
-        page_visits: 0,
-        hour_visitors: 0,
-        name_visitors: 0,
-        attr_first: 0,
-        duration_ms: 0,
-        engaged_ms: 0,
-        scroll_gain: 0,
-        scroll_pages: 0,
+        counters: Counters::default(),
     }
-}
-
-fn apply_flags(row: &mut Row, f: Flags) {
-    row.pageviews = f.pageviews;
-    row.events = f.events;
-    row.visitors = f.visitors;
-    row.visits = f.visits;
-    row.bounces = f.bounces;
-    row.exits = f.exits;
-    row.exit_visitors = f.exit_visitors;
-    row.page_visitors = f.page_visitors;
-    row.page_visits = f.page_visits;
-    row.hour_visitors = f.hour_visitors;
-    row.name_visitors = f.name_visitors;
-    row.attr_first = f.attr_first;
-    row.duration_ms = f.duration_ms;
-    row.scroll_gain = f.scroll_gain;
-    row.scroll_pages = f.scroll_pages;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plumb_core::Attr;
 
     const MIN: i64 = 60_000;
 
@@ -368,8 +322,8 @@ mod tests {
             s.apply_t(&hit(1, 10, ts, EventKind::Pageview, path, ""), ts, &mut rows);
         }
         let on = |p: &str, f: fn(&Row) -> i8| sum(&rows, |r| if r.pathname == p { f(r) as i64 } else { 0 });
-        assert_eq!((on("/x", |r| r.exits), on("/x", |r| r.exit_visitors)), (2, 1));
-        assert_eq!((on("/y", |r| r.exits), on("/y", |r| r.exit_visitors)), (1, 1));
+        assert_eq!((on("/x", |r| r.counters.exits), on("/x", |r| r.counters.exit_visitors)), (2, 1));
+        assert_eq!((on("/y", |r| r.counters.exits), on("/y", |r| r.counters.exit_visitors)), (1, 1));
     }
 
     #[test]
@@ -391,26 +345,29 @@ mod tests {
         s.apply_t(&hit(2, 10, t0 + 90 * MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
         assert_eq!(rows.len(), before);
 
-        assert_eq!(sum(&rows, |r| r.visitors as i64), 2);
-        assert_eq!(sum(&rows, |r| r.visits as i64), 3);
-        assert_eq!(sum(&rows, |r| r.pageviews as i64), 5);
-        assert_eq!(sum(&rows, |r| r.bounces as i64), 2, "session B and visitor 2 bounced");
-        assert_eq!(sum(&rows, |r| r.duration_ms), 3 * MIN + MIN);
+        assert_eq!(sum(&rows, |r| r.counters.visitors as i64), 2);
+        assert_eq!(sum(&rows, |r| r.counters.visits as i64), 3);
+        assert_eq!(sum(&rows, |r| r.counters.pageviews as i64), 5);
+        assert_eq!(sum(&rows, |r| r.counters.bounces as i64), 2, "session B and visitor 2 bounced");
+        assert_eq!(sum(&rows, |r| r.counters.duration_ms), 3 * MIN + MIN);
         // Exactly one exit per session, on its last page.
-        let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.exits as i64 } else { 0 });
+        let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.counters.exits as i64 } else { 0 });
         assert_eq!((exits("/"), exits("/a"), exits("/b")), (1, 1, 1));
-        assert_eq!(sum(&rows, |r| r.exits as i64), 3);
-        let exit_visitors = |p: &str| sum(&rows, |r| if r.pathname == p { r.exit_visitors as i64 } else { 0 });
+        assert_eq!(sum(&rows, |r| r.counters.exits as i64), 3);
+        let exit_visitors = |p: &str| sum(&rows, |r| if r.pathname == p { r.counters.exit_visitors as i64 } else { 0 });
         assert_eq!((exit_visitors("/"), exit_visitors("/a"), exit_visitors("/b")), (1, 1, 1));
         // /a viewed twice in one session: one page visitor, one page visit.
-        let pv = |p: &str| sum(&rows, |r| if r.pathname == p { r.page_visitors as i64 } else { 0 });
+        let pv = |p: &str| sum(&rows, |r| if r.pathname == p { r.counters.page_visitors as i64 } else { 0 });
         assert_eq!(pv("/a"), 1);
         assert_eq!(pv("/"), 2);
         // Session B is the visitor's first Google session and a new entry page.
-        let b = rows.iter().find(|r| r.pathname == "/b" && r.visits == 1).unwrap();
-        assert_eq!(b.attr_first & VisitAttr::Source.bit(), VisitAttr::Source.bit());
-        assert_eq!(b.attr_first & VisitAttr::EntryPage.bit(), VisitAttr::EntryPage.bit());
-        assert_eq!(b.attr_first & VisitAttr::Channel.bit(), 0, "channel unchanged (empty)");
+        let b = rows.iter().find(|r| r.pathname == "/b" && r.counters.visits == 1).unwrap();
+        assert_eq!(b.counters.attr_first & Attr::Source.session_bit().unwrap(), Attr::Source.session_bit().unwrap());
+        assert_eq!(
+            b.counters.attr_first & Attr::EntryPage.session_bit().unwrap(),
+            Attr::EntryPage.session_bit().unwrap()
+        );
+        assert_eq!(b.counters.attr_first & Attr::Channel.session_bit().unwrap(), 0, "channel unchanged (empty)");
     }
 
     #[test]
@@ -426,10 +383,10 @@ mod tests {
         s.apply_t(&hit(2, 10, 0, EventKind::Pageview, "/", ""), 0, &mut rows);
         s.apply_t(&hit(2, 10, MIN, EventKind::Engagement, "/", ""), 0, &mut rows);
         // Visitor 1 reached 90, visitor 2 reached 40: average 65.
-        let gain = sum(&rows, |r| r.scroll_gain as i64);
-        let pages = sum(&rows, |r| r.scroll_pages as i64);
+        let gain = sum(&rows, |r| r.counters.scroll_gain as i64);
+        let pages = sum(&rows, |r| r.counters.scroll_pages as i64);
         assert_eq!((gain, pages), (130, 2));
-        assert_eq!(sum(&rows, |r| r.engaged_ms as i64), 4 * 5000);
+        assert_eq!(sum(&rows, |r| r.counters.engaged_ms as i64), 4 * 5000);
     }
 
     #[test]
@@ -438,9 +395,9 @@ mod tests {
         let mut rows = Vec::new();
         s.apply_t(&hit(1, 10, 100 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
         s.apply_t(&hit(1, 11, 101 * MIN, EventKind::Pageview, "/", ""), 0, &mut rows);
-        assert_eq!(sum(&rows, |r| r.visitors as i64), 2);
-        assert_eq!(sum(&rows, |r| r.visits as i64), 2);
-        assert_eq!(sum(&rows, |r| r.bounces as i64), 2);
+        assert_eq!(sum(&rows, |r| r.counters.visitors as i64), 2);
+        assert_eq!(sum(&rows, |r| r.counters.visits as i64), 2);
+        assert_eq!(sum(&rows, |r| r.counters.bounces as i64), 2);
     }
 
     #[test]
@@ -451,12 +408,12 @@ mod tests {
         let mut quiet = hit(1, 10, MIN, EventKind::Custom, "/", "");
         quiet.interactive = false;
         s.apply_t(&quiet, 0, &mut rows);
-        assert_eq!(sum(&rows, |r| r.bounces as i64), 1);
+        assert_eq!(sum(&rows, |r| r.counters.bounces as i64), 1);
         s.apply_t(&hit(1, 10, 2 * MIN, EventKind::Custom, "/", ""), 0, &mut rows);
-        assert_eq!(sum(&rows, |r| r.bounces as i64), 0);
-        assert_eq!(sum(&rows, |r| r.events as i64), 3);
-        assert_eq!(sum(&rows, |r| r.name_visitors as i64), 1);
-        assert_eq!(sum(&rows, |r| r.hour_visitors as i64), 1);
+        assert_eq!(sum(&rows, |r| r.counters.bounces as i64), 0);
+        assert_eq!(sum(&rows, |r| r.counters.events as i64), 3);
+        assert_eq!(sum(&rows, |r| r.counters.name_visitors as i64), 1);
+        assert_eq!(sum(&rows, |r| r.counters.hour_visitors as i64), 1);
     }
 
     #[test]
@@ -469,7 +426,7 @@ mod tests {
         b.hour = 1;
         s.apply_t(&a, 0, &mut rows);
         s.apply_t(&b, 0, &mut rows);
-        let exits_in = |h: u8| sum(&rows, |r| if r.hour == h { r.exits as i64 } else { 0 });
+        let exits_in = |h: u8| sum(&rows, |r| if r.hour == h { r.counters.exits as i64 } else { 0 });
         assert_eq!((exits_in(0), exits_in(1)), (0, 1));
     }
 
@@ -516,13 +473,13 @@ mod tests {
             }
         }
         for rows in [&a, &b] {
-            assert_eq!(sum(rows, |r| r.visits as i64), 3);
-            assert_eq!(sum(rows, |r| r.visitors as i64), 1);
-            assert_eq!(sum(rows, |r| r.bounces as i64), 0);
-            assert_eq!(sum(rows, |r| r.duration_ms), 3 * MIN);
-            assert_eq!(sum(rows, |r| if r.pathname == "/x" { r.exits as i64 } else { 0 }), 3);
+            assert_eq!(sum(rows, |r| r.counters.visits as i64), 3);
+            assert_eq!(sum(rows, |r| r.counters.visitors as i64), 1);
+            assert_eq!(sum(rows, |r| r.counters.bounces as i64), 0);
+            assert_eq!(sum(rows, |r| r.counters.duration_ms), 3 * MIN);
+            assert_eq!(sum(rows, |r| if r.pathname == "/x" { r.counters.exits as i64 } else { 0 }), 3);
             let entries: Vec<&str> =
-                rows.iter().filter(|r| r.visits == 1).map(|r| r.entry_page.as_str()).collect::<Vec<_>>();
+                rows.iter().filter(|r| r.counters.visits == 1).map(|r| r.entry_page.as_str()).collect::<Vec<_>>();
             assert_eq!(entries.len(), 3);
         }
         // Pages out of order within a session: the exit stays on the latest, the duration spans
@@ -532,9 +489,9 @@ mod tests {
         for (ts, page) in [(t0 + 5 * MIN, "/last"), (t0, "/first"), (t0 + 2 * MIN, "/middle")] {
             s.apply_t(&hit(1, 10, ts, EventKind::Pageview, page, ""), ts, &mut rows);
         }
-        assert_eq!(sum(&rows, |r| r.visits as i64), 1);
-        assert_eq!(sum(&rows, |r| r.duration_ms), 5 * MIN);
-        let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.exits as i64 } else { 0 });
+        assert_eq!(sum(&rows, |r| r.counters.visits as i64), 1);
+        assert_eq!(sum(&rows, |r| r.counters.duration_ms), 5 * MIN);
+        let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.counters.exits as i64 } else { 0 });
         assert_eq!((exits("/last"), exits("/first"), exits("/middle")), (1, 0, 0));
     }
 

@@ -2,6 +2,7 @@
 //! comparisons, ordering and pages — once, for every backend.
 
 use crate::model::*;
+use plumb_core::schema::{Attr, Counter};
 use std::collections::HashMap;
 
 /// Sums per metric-relevant counter, keyed by the group's dimension values.
@@ -44,35 +45,35 @@ fn plan(q: &Query) -> MetricPlan {
         bits
     };
     let visitors_sum = match grain {
-        Grain::Page => Sum::PageVisitors,
+        Grain::Page => Sum::Counter(Counter::PageVisitors),
         Grain::Name => Sum::NameVisitors,
         Grain::Goal => Sum::GoalVisitors,
         Grain::Prop => Sum::PropVisitors,
-        Grain::Exit => Sum::ExitVisitors,
+        Grain::Exit => Sum::Counter(Counter::ExitVisitors),
         // One varying visit attribute: the visitor-day's first session with each value. Several:
         // the visitor-day's first session must match them all (documented approximation).
         Grain::Visit if varying.len() == 1 => Sum::FirstSessionVisitors(varying[0]),
-        Grain::Visit if q.time_bucket() == Some(TimeBucket::Hour) => Sum::HourVisitors,
-        Grain::Visit => Sum::Visitors,
+        Grain::Visit if q.time_bucket() == Some(TimeBucket::Hour) => Sum::Counter(Counter::HourVisitors),
+        Grain::Visit => Sum::Counter(Counter::Visitors),
     };
     let mut sums = vec![visitors_sum];
     for m in &q.metrics {
         let extra: &[Sum] = match m {
             Metric::Visitors | Metric::Percentage | Metric::ConversionRate => &[],
             Metric::Visits => &[match grain {
-                Grain::Page => Sum::PageVisits,
-                Grain::Exit => Sum::Exits,
-                _ => Sum::Visits,
+                Grain::Page => Sum::Counter(Counter::PageVisits),
+                Grain::Exit => Sum::Counter(Counter::Exits),
+                _ => Sum::Counter(Counter::Visits),
             }],
-            Metric::Pageviews => &[Sum::Pageviews],
-            Metric::Events => &[Sum::Events],
-            Metric::ViewsPerVisit => &[Sum::Pageviews, Sum::Visits],
+            Metric::Pageviews => &[Sum::Counter(Counter::Pageviews)],
+            Metric::Events => &[Sum::Counter(Counter::Events)],
+            Metric::ViewsPerVisit => &[Sum::Counter(Counter::Pageviews), Sum::Counter(Counter::Visits)],
             // With pages involved these come from the entry-page query instead.
             Metric::BounceRate if grain == Grain::Page => &[],
-            Metric::BounceRate => &[Sum::Bounces, Sum::Visits],
-            Metric::VisitDuration => &[Sum::DurationMs, Sum::Visits],
-            Metric::TimeOnPage => &[Sum::EngagedMs, Sum::Pageviews],
-            Metric::ScrollDepth => &[Sum::ScrollGain, Sum::ScrollPages],
+            Metric::BounceRate => &[Sum::Counter(Counter::Bounces), Sum::Counter(Counter::Visits)],
+            Metric::VisitDuration => &[Sum::Counter(Counter::DurationMs), Sum::Counter(Counter::Visits)],
+            Metric::TimeOnPage => &[Sum::Counter(Counter::EngagedMs), Sum::Counter(Counter::Pageviews)],
+            Metric::ScrollDepth => &[Sum::Counter(Counter::ScrollGain), Sum::Counter(Counter::ScrollPages)],
             Metric::TotalRevenue | Metric::AverageRevenue => &[],
         };
         sums.extend_from_slice(extra);
@@ -160,17 +161,21 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) 
     // Bounce rate with pages involved: sessions entering on the page (or matching the page
     // filter) — the same query over entry pages instead of pages.
     if p.grain == Grain::Page && q.metrics.contains(&Metric::BounceRate) {
-        let to_entry = |c: &Column| if *c == Column::Pathname { Column::EntryPage } else { c.clone() };
+        let to_entry =
+            |c: &Column| if *c == Column::Attr(Attr::Pathname) { Column::Attr(Attr::EntryPage) } else { c.clone() };
         let bq = SumsQuery {
             group_by: p.group_by.iter().map(to_entry).collect(),
-            filter: sq.filter.as_ref().map(|f| f.map_column(&Column::Pathname, &Column::EntryPage)),
-            sums: vec![Sum::Bounces, Sum::Visits],
+            filter: sq
+                .filter
+                .as_ref()
+                .map(|f| f.map_column(&Column::Attr(Attr::Pathname), &Column::Attr(Attr::EntryPage))),
+            sums: vec![Sum::Counter(Counter::Bounces), Sum::Counter(Counter::Visits)],
             ..sq
         };
         for g in backend.sums(&bq)? {
             let key = bucket_keys(q, &p.group_by, &g.keys);
             let entry = table.entry(key).or_default();
-            *entry.entry(Sum::Bounces).or_default() += g.sums[0];
+            *entry.entry(Sum::Counter(Counter::Bounces)).or_default() += g.sums[0];
             *entry.entry(Sum::EntryVisits).or_default() += g.sums[1];
         }
     }
@@ -212,24 +217,36 @@ fn bucket_keys(q: &Query, group_by: &[Column], raw: &[String]) -> Vec<String> {
 fn metric_value(m: Metric, p: &MetricPlan, s: &HashMap<Sum, i64>, total_visitors: i64) -> serde_json::Value {
     let get = |k: Sum| s.get(&k).copied().unwrap_or(0);
     let visits = match p.grain {
-        Grain::Page => get(Sum::PageVisits),
-        Grain::Exit => get(Sum::Exits),
-        _ => get(Sum::Visits),
+        Grain::Page => get(Sum::Counter(Counter::PageVisits)),
+        Grain::Exit => get(Sum::Counter(Counter::Exits)),
+        _ => get(Sum::Counter(Counter::Visits)),
     };
     match m {
         Metric::Visitors => get(p.visitors_sum).into(),
         Metric::Visits => visits.into(),
-        Metric::Pageviews => get(Sum::Pageviews).into(),
-        Metric::Events => get(Sum::Events).into(),
-        Metric::ViewsPerVisit => ((ratio(get(Sum::Pageviews), get(Sum::Visits)) * 100.0).round() / 100.0).into(),
-        Metric::BounceRate => {
-            let sessions = if p.grain == Grain::Page { get(Sum::EntryVisits) } else { get(Sum::Visits) };
-            (ratio(get(Sum::Bounces) * 100, sessions).round() as i64).into()
+        Metric::Pageviews => get(Sum::Counter(Counter::Pageviews)).into(),
+        Metric::Events => get(Sum::Counter(Counter::Events)).into(),
+        Metric::ViewsPerVisit => {
+            ((ratio(get(Sum::Counter(Counter::Pageviews)), get(Sum::Counter(Counter::Visits))) * 100.0).round() / 100.0)
+                .into()
         }
-        Metric::VisitDuration => (ratio(get(Sum::DurationMs), get(Sum::Visits) * 1000).round() as i64).into(),
+        Metric::BounceRate => {
+            let sessions =
+                if p.grain == Grain::Page { get(Sum::EntryVisits) } else { get(Sum::Counter(Counter::Visits)) };
+            (ratio(get(Sum::Counter(Counter::Bounces)) * 100, sessions).round() as i64).into()
+        }
+        Metric::VisitDuration => {
+            (ratio(get(Sum::Counter(Counter::DurationMs)), get(Sum::Counter(Counter::Visits)) * 1000).round() as i64)
+                .into()
+        }
         Metric::Percentage => ((ratio(get(p.visitors_sum) * 1000, total_visitors)).round() / 10.0).into(),
-        Metric::TimeOnPage => (ratio(get(Sum::EngagedMs), get(Sum::Pageviews) * 1000).round() as i64).into(),
-        Metric::ScrollDepth => (ratio(get(Sum::ScrollGain), get(Sum::ScrollPages)).round() as i64).into(),
+        Metric::TimeOnPage => {
+            (ratio(get(Sum::Counter(Counter::EngagedMs)), get(Sum::Counter(Counter::Pageviews)) * 1000).round() as i64)
+                .into()
+        }
+        Metric::ScrollDepth => (ratio(get(Sum::Counter(Counter::ScrollGain)), get(Sum::Counter(Counter::ScrollPages)))
+            .round() as i64)
+            .into(),
         // The goal's visitors for now; `fill_conversion_rates` divides by the base.
         Metric::ConversionRate => get(p.visitors_sum).into(),
         Metric::TotalRevenue | Metric::AverageRevenue => match p.currency {

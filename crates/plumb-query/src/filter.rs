@@ -1,12 +1,13 @@
 //! Filters: what they name, how they are rewritten before a backend sees them.
 
 use crate::model::*;
+use plumb_core::schema::Attr;
 
 impl Filter {
     pub fn columns(&self, out: &mut Vec<Column>) {
         match self {
             Filter::Condition { column, .. } => out.push(column.clone()),
-            Filter::Goal(GoalCondition::Page(_)) => out.push(Column::Pathname),
+            Filter::Goal(GoalCondition::Page(_)) => out.push(Column::Attr(Attr::Pathname)),
             Filter::Goal(GoalCondition::Event(_)) => out.push(Column::EventName),
             Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.columns(out)),
             Filter::Not(f) => f.columns(out),
@@ -92,7 +93,7 @@ impl Filter {
                     codes.push(String::new());
                 }
                 let op = if op.negated() { Op::IsNot } else { Op::Is };
-                Filter::Condition { op, column: Column::Country, values: codes, case_sensitive: true }
+                Filter::Condition { op, column: Column::Attr(Attr::Country), values: codes, case_sensitive: true }
             }
             other => other.clone(),
         })

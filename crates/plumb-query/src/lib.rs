@@ -15,3 +15,4 @@ pub mod sql;
 
 pub use engine::{bucket_count, number, run, time_labels};
 pub use model::*;
+pub use plumb_core::schema::{Attr, Counter};

@@ -13,29 +13,12 @@ pub struct MemoryBackend {
 }
 
 fn column(r: &Row, c: &Column) -> String {
-    let v = &r.visit;
     match c {
-        Column::Pathname | Column::ExitPage => r.pathname.clone(),
-        Column::Hostname => r.hostname.clone(),
+        Column::Attr(a) => a.value(r).to_owned(),
+        Column::ExitPage => r.pathname.clone(),
+        Column::CountryName => r.visit.country.clone(),
         Column::EventName if r.kind == RowKind::Pageview => "pageview".into(),
         Column::EventName => r.name.clone(),
-        Column::EntryPage => r.entry_page.clone(),
-        Column::Source => v.source.clone(),
-        Column::Referrer => v.referrer.clone(),
-        Column::Channel => v.channel.clone(),
-        Column::UtmMedium => v.utm_medium.clone(),
-        Column::UtmSource => v.utm_source.clone(),
-        Column::UtmCampaign => v.utm_campaign.clone(),
-        Column::UtmContent => v.utm_content.clone(),
-        Column::UtmTerm => v.utm_term.clone(),
-        Column::Country | Column::CountryName => v.country.clone(),
-        Column::Region => v.region.clone(),
-        Column::City => v.city.clone(),
-        Column::Device => v.device.clone(),
-        Column::Browser => v.browser.clone(),
-        Column::BrowserVersion => v.browser_version.clone(),
-        Column::Os => v.os.clone(),
-        Column::OsVersion => v.os_version.clone(),
         Column::Day => r.day.to_string(),
         Column::Hour => r.hour.to_string(),
         Column::Prop(key) => r.props.iter().find(|p| p.key == *key).map_or(NO_PROP.into(), |p| p.value.clone()),
@@ -70,25 +53,13 @@ fn keep(r: &Row, f: &Filter) -> bool {
 fn sum(r: &Row, s: Sum, prop_key: Option<&str>) -> i64 {
     let pageview = r.kind == RowKind::Pageview;
     let paid = |c: &crate::Currency| r.revenue.as_ref().filter(|x| x.currency == c.to_string());
+    let n = &r.counters;
     match s {
-        Sum::Visitors => r.visitors.into(),
-        Sum::Visits => r.visits.into(),
-        Sum::Pageviews => r.pageviews.into(),
-        Sum::Events => r.events.into(),
-        Sum::Bounces => r.bounces.into(),
-        Sum::DurationMs => r.duration_ms,
-        Sum::PageVisitors => r.page_visitors.into(),
-        Sum::PageVisits => r.page_visits.into(),
-        Sum::HourVisitors => r.hour_visitors.into(),
-        Sum::NameVisitors => if pageview { r.visitors } else { r.name_visitors }.into(),
-        Sum::GoalVisitors => if pageview { r.page_visitors } else { r.name_visitors }.into(),
+        Sum::Counter(counter) => n.get(counter),
+        Sum::NameVisitors => if pageview { n.visitors } else { n.name_visitors }.into(),
+        Sum::GoalVisitors => if pageview { n.page_visitors } else { n.name_visitors }.into(),
         Sum::PropVisitors => r.props.iter().any(|p| Some(p.key.as_str()) == prop_key && p.first_of_day).into(),
-        Sum::Exits => r.exits.into(),
-        Sum::ExitVisitors => r.exit_visitors.into(),
-        Sum::EngagedMs => r.engaged_ms.into(),
-        Sum::ScrollGain => r.scroll_gain.into(),
-        Sum::ScrollPages => r.scroll_pages.into(),
-        Sum::FirstSessionVisitors(bit) => (r.visits == 1 && r.attr_first & bit != 0).into(),
+        Sum::FirstSessionVisitors(bit) => (n.visits == 1 && n.attr_first & bit != 0).into(),
         Sum::EntryVisits => unreachable!("the engine computes EntryVisits itself"),
         Sum::RevenueMicros(c) => paid(&c).map_or(0, |x| x.amount_micros),
         Sum::RevenueEvents(c) => paid(&c).is_some().into(),

@@ -3,6 +3,7 @@
 //! makes no sense ([`Query::validate`]).
 
 use crate::bucket_count;
+use plumb_core::schema::{ATTRS, Attr, Counter, Level};
 use serde::Serialize;
 
 /// Inclusive local day numbers (see `plumb_core::time`).
@@ -63,34 +64,16 @@ impl Metric {
     }
 }
 
-/// A stored column a query can group or filter by.
+/// A column a query can group or filter by: a stored attribute, or one derived from stored columns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Column {
-    Pathname,
-    Hostname,
+    Attr(Attr),
     /// `pageview` for pageviews, the event name for custom events.
     EventName,
-    EntryPage,
     /// The page a session ended on: pathname, on rows that move a session's exit.
     ExitPage,
-    Source,
-    Referrer,
-    Channel,
-    UtmMedium,
-    UtmSource,
-    UtmCampaign,
-    UtmContent,
-    UtmTerm,
-    Country,
     /// The country's English name: the `country` column, named on the way out.
     CountryName,
-    Region,
-    City,
-    Device,
-    Browser,
-    BrowserVersion,
-    Os,
-    OsVersion,
     Day,
     Hour,
     /// A custom property (`event:props:<key>`); `(none)` where the hit does not have it.
@@ -101,26 +84,26 @@ impl Column {
     /// Event-level columns describe one hit; the others describe the visit (copied onto every
     /// row of the session).
     pub fn is_event_level(&self) -> bool {
-        matches!(self, Column::Pathname | Column::Hostname | Column::EventName | Column::Prop(_) | Column::ExitPage)
+        match self {
+            Column::Attr(a) => a.spec().level == Level::Event,
+            Column::EventName | Column::Prop(_) | Column::ExitPage => true,
+            Column::CountryName | Column::Day | Column::Hour => false,
+        }
     }
 
-    /// The per-visitor-day "first session with this value" bit (see `plumb_core::VisitAttr`),
-    /// for visit attributes that can differ between a visitor's sessions of one day.
+    /// The stored attribute this column reads (country names are stored as codes).
+    pub fn attr(&self) -> Option<Attr> {
+        match self {
+            Column::Attr(a) => Some(*a),
+            Column::CountryName => Some(Attr::Country),
+            _ => None,
+        }
+    }
+
+    /// The per-visitor-day "first session with this value" bit (see `plumb_core::schema`), for
+    /// visit attributes that can differ between a visitor's sessions of one day.
     pub fn first_session_bit(&self) -> Option<u16> {
-        use plumb_core::VisitAttr as A;
-        let attr = match self {
-            Column::EntryPage => A::EntryPage,
-            Column::Source => A::Source,
-            Column::Referrer => A::Referrer,
-            Column::Channel => A::Channel,
-            Column::UtmMedium => A::UtmMedium,
-            Column::UtmSource => A::UtmSource,
-            Column::UtmCampaign => A::UtmCampaign,
-            Column::UtmContent => A::UtmContent,
-            Column::UtmTerm => A::UtmTerm,
-            _ => return None,
-        };
-        Some(attr.bit())
+        self.attr()?.session_bit()
     }
 }
 
@@ -175,34 +158,20 @@ impl std::fmt::Display for Currency {
     }
 }
 
-/// Dimensions that are stored columns, by their API name.
-pub const COLUMNS: [(&str, Column); 24] = [
-    ("event:page", Column::Pathname),
-    ("event:hostname", Column::Hostname),
+/// Columns derived from stored ones, by their API name.
+const DERIVED: [(&str, Column); 5] = [
     ("event:name", Column::EventName),
-    ("visit:entry_page", Column::EntryPage),
     ("visit:exit_page", Column::ExitPage),
-    ("visit:source", Column::Source),
-    ("visit:referrer", Column::Referrer),
-    ("visit:channel", Column::Channel),
-    ("visit:utm_medium", Column::UtmMedium),
-    ("visit:utm_source", Column::UtmSource),
-    ("visit:utm_campaign", Column::UtmCampaign),
-    ("visit:utm_content", Column::UtmContent),
-    ("visit:utm_term", Column::UtmTerm),
-    ("visit:country", Column::Country),
-    ("visit:region", Column::Region),
-    ("visit:city", Column::City),
     ("visit:country_name", Column::CountryName),
     // Regions and cities are stored by name, so both spellings serve the same column.
-    ("visit:region_name", Column::Region),
-    ("visit:city_name", Column::City),
-    ("visit:device", Column::Device),
-    ("visit:browser", Column::Browser),
-    ("visit:browser_version", Column::BrowserVersion),
-    ("visit:os", Column::Os),
-    ("visit:os_version", Column::OsVersion),
+    ("visit:region_name", Column::Attr(Attr::Region)),
+    ("visit:city_name", Column::Attr(Attr::City)),
 ];
+
+/// Every column a query can name, by its API name.
+pub fn columns() -> impl Iterator<Item = (&'static str, Column)> {
+    ATTRS.iter().map(|a| (a.api, Column::Attr(a.attr))).chain(DERIVED.iter().cloned())
+}
 
 const TIMES: [(&str, TimeBucket); 4] = [
     ("time:hour", TimeBucket::Hour),
@@ -219,13 +188,13 @@ pub const NO_PROP: &str = "(none)";
 impl Dimension {
     /// Every dimension name a query can use, for documentation.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        let fixed = COLUMNS.iter().map(|(n, _)| *n).chain(TIMES.iter().map(|(n, _)| *n));
+        let fixed = columns().map(|(n, _)| n).chain(TIMES.iter().map(|(n, _)| *n));
         fixed.chain(["time", "event:goal", "event:props:<key>"])
     }
 
     pub fn parse(s: &str, range: DayRange) -> Option<Dimension> {
-        if let Some((_, c)) = COLUMNS.iter().find(|(n, _)| *n == s) {
-            return Some(Dimension::Column(c.clone()));
+        if let Some((_, c)) = columns().find(|(n, _)| *n == s) {
+            return Some(Dimension::Column(c));
         }
         if let Some((_, t)) = TIMES.iter().find(|(n, _)| *n == s) {
             return Some(Dimension::Time(*t));
@@ -302,24 +271,12 @@ pub const MAX_GROUPS: usize = 200_000;
 /// Additive sums a backend can return per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sum {
-    Visitors,
-    Visits,
-    Pageviews,
-    Events,
-    Bounces,
-    DurationMs,
-    PageVisitors,
-    PageVisits,
-    HourVisitors,
+    /// A stored counter's plain sum.
+    Counter(Counter),
     NameVisitors,
     GoalVisitors,
     /// Rows that carry `SumsQuery::prop_key` for the first time in their visitor-day.
     PropVisitors,
-    Exits,
-    ExitVisitors,
-    EngagedMs,
-    ScrollGain,
-    ScrollPages,
     /// Rows of sessions that were the visitor-day's first with their value of the attribute
     /// whose bit is given.
     FirstSessionVisitors(u16),
@@ -474,8 +431,8 @@ impl Query {
     /// Checks combinations that have no meaning; every rule names what is wrong.
     pub fn validate(&self) -> Result<(), Invalid> {
         let grain = self.grain();
-        let has_page = self.columns().contains(&Column::Pathname);
-        let dims_page = self.dimensions.contains(&Dimension::Column(Column::Pathname));
+        let has_page = self.columns().contains(&Column::Attr(Attr::Pathname));
+        let dims_page = self.dimensions.contains(&Dimension::Column(Column::Attr(Attr::Pathname)));
         for m in &self.metrics {
             let bad = match m {
                 Metric::VisitDuration if dims_page => Some("it cannot be broken down by `event:page`"),

@@ -1,7 +1,7 @@
 //! Compiles a [`SumsQuery`] to SQL. Dialect details (string search, regular expressions, casts)
 //! sit behind [`Dialect`], so the same compiler serves DuckDB now and ClickHouse later.
 
-use crate::{Column, Filter, GoalCondition, Op, Sum, SumsQuery};
+use crate::{Attr, Column, Filter, GoalCondition, Op, Sum, SumsQuery, rollup};
 
 pub trait Dialect {
     /// `haystack` contains `needle` (a bound parameter).
@@ -10,9 +10,11 @@ pub trait Dialect {
     fn matches(&self, haystack: &str, pattern: &str) -> String;
     fn to_text(&self, expr: &str) -> String;
     fn to_int(&self, expr: &str) -> String;
-    /// The value of a property in the props column (see `duck::encode_props`), `(none)` where
+    /// The value of a property in the props column (see `plumb_core::schema::encode_props`), `(none)` where
     /// it is missing; `marker` (a bound parameter) is `\x1fkey\x1e`.
     fn prop_value(&self, props: &str, marker: &str) -> String;
+    /// `expr & bit` as an integer.
+    fn bit_and(&self, expr: &str, bit: u16) -> String;
 }
 
 /// A bound parameter, in the order the `?` placeholders appear.
@@ -37,6 +39,9 @@ impl Dialect for DuckDialect {
     fn to_int(&self, expr: &str) -> String {
         format!("CAST({expr} AS BIGINT)")
     }
+    fn bit_and(&self, expr: &str, bit: u16) -> String {
+        format!("({expr} & {bit})")
+    }
     fn prop_value(&self, props: &str, marker: &str) -> String {
         // First-of-day marks (\x1d) read as plain separators (\x1f) here.
         format!(
@@ -48,39 +53,21 @@ impl Dialect for DuckDialect {
 
 /// A column's SQL; a property's key goes in as a parameter.
 fn column_sql(d: &dyn Dialect, c: &Column, params: &mut Vec<Param>) -> String {
-    let name = match c {
-        Column::Pathname => "pathname",
-        Column::Hostname => "hostname",
-        Column::EventName => "(CASE WHEN kind = 1 THEN 'pageview' ELSE name END)",
-        Column::EntryPage => "entry_page",
-        Column::ExitPage => "pathname",
-        Column::Source => "source",
-        Column::Referrer => "referrer",
-        Column::Channel => "channel",
-        Column::UtmMedium => "utm_medium",
-        Column::UtmSource => "utm_source",
-        Column::UtmCampaign => "utm_campaign",
-        Column::UtmContent => "utm_content",
-        Column::UtmTerm => "utm_term",
-        Column::Country | Column::CountryName => "country",
-        Column::Region => "region",
-        Column::City => "city",
-        Column::Device => "device",
-        Column::Browser => "browser",
-        Column::BrowserVersion => "browser_version",
-        Column::Os => "os",
-        Column::OsVersion => "os_version",
-        Column::Day => "day",
-        Column::Hour => "hour",
+    match c {
+        Column::Attr(a) => a.column().to_owned(),
+        Column::EventName => "(CASE WHEN kind = 1 THEN 'pageview' ELSE name END)".to_owned(),
+        Column::ExitPage => Attr::Pathname.column().to_owned(),
+        Column::CountryName => Attr::Country.column().to_owned(),
+        Column::Day => "day".to_owned(),
+        Column::Hour => "hour".to_owned(),
         Column::Prop(key) => {
             params.push(Param::Text(format!("\u{1f}{key}\u{1e}")));
-            return d.prop_value("props", "?");
+            d.prop_value("props", "?")
         }
-    };
-    name.to_owned()
+    }
 }
 
-/// A sum's SQL, for sums that need no parameter.
+/// A sum's SQL over `events`, for sums that need no parameter.
 pub(crate) fn plain_sum(s: Sum) -> String {
     let mut params = Vec::new();
     let sql = sum_sql(&DuckDialect, s, None, &mut params);
@@ -88,25 +75,9 @@ pub(crate) fn plain_sum(s: Sum) -> String {
     sql
 }
 
-/// A stored column's SQL, for columns that need no parameter.
-pub(crate) fn plain_column(c: &Column) -> String {
-    let mut params = Vec::new();
-    let sql = column_sql(&DuckDialect, c, &mut params);
-    debug_assert!(params.is_empty(), "{c:?} needs parameters");
-    sql
-}
-
 fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Param>) -> String {
     match s {
-        Sum::Visitors => "sum(visitors)".into(),
-        Sum::Visits => "sum(visits)".into(),
-        Sum::Pageviews => "sum(pageviews)".into(),
-        Sum::Events => "sum(events)".into(),
-        Sum::Bounces => "sum(bounces)".into(),
-        Sum::DurationMs => "sum(duration_ms)".into(),
-        Sum::PageVisitors => "sum(page_visitors)".into(),
-        Sum::PageVisits => "sum(page_visits)".into(),
-        Sum::HourVisitors => "sum(hour_visitors)".into(),
+        Sum::Counter(c) => format!("sum({})", c.column()),
         // `pageview` as an event name: the visitor-day's first hit, when it is a pageview.
         Sum::NameVisitors => "sum(CASE WHEN kind = 1 THEN visitors ELSE name_visitors END)".into(),
         // A goal completion: the first view of that page, or first such event, of the visitor-day.
@@ -115,13 +86,8 @@ fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Par
             params.push(Param::Text(format!("\u{1d}{}\u{1e}", prop_key.unwrap_or_default())));
             format!("sum(CASE WHEN {} THEN 1 ELSE 0 END)", d.contains("props", "?"))
         }
-        Sum::Exits => "sum(exits)".into(),
-        Sum::ExitVisitors => "sum(exit_visitors)".into(),
-        Sum::EngagedMs => "sum(engaged_ms)".into(),
-        Sum::ScrollGain => "sum(scroll_gain)".into(),
-        Sum::ScrollPages => "sum(scroll_pages)".into(),
         Sum::FirstSessionVisitors(bit) => {
-            format!("sum(CASE WHEN visits = 1 AND (attr_first & {bit}) <> 0 THEN 1 ELSE 0 END)")
+            format!("sum(CASE WHEN visits = 1 AND {} <> 0 THEN 1 ELSE 0 END)", d.bit_and("attr_first", bit))
         }
         Sum::EntryVisits => unreachable!("the engine computes EntryVisits itself"),
         // `Currency` is three upper-case letters, safe as a literal.
@@ -182,73 +148,107 @@ fn join(d: &dyn Dialect, fs: &[Filter], sep: &str, empty: &str, params: &mut Vec
     format!("({})", fs.iter().map(|f| filter_sql(d, f, params)).collect::<Vec<_>>().join(sep))
 }
 
-/// SQL and its parameters, in placeholder order.
+/// SQL over raw rows and its parameters, in placeholder order.
 pub fn compile(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<Param>) {
-    compile_on(d, q, "events", None)
-}
-
-/// The same over another table with the stored columns the query uses, where `measures[i]` is
-/// a column whose sum is the query's `i`-th sum (a rollup).
-pub fn compile_on(d: &dyn Dialect, q: &SumsQuery, table: &str, measures: Option<&[&str]>) -> (String, Vec<Param>) {
     let mut params = Vec::new();
-    let mut select: Vec<String> = q.group_by.iter().map(|c| d.to_text(&column_sql(d, c, &mut params))).collect();
-    for (i, s) in q.sums.iter().enumerate() {
-        let sum = match measures {
-            Some(m) => format!("sum({})", m[i]),
-            None => sum_sql(d, *s, q.prop_key.as_deref(), &mut params),
-        };
-        select.push(d.to_int(&format!("coalesce({sum}, 0)")));
-    }
-    let mut sql = format!("SELECT {} FROM {table} WHERE site_id = ? AND day BETWEEN ? AND ?", select.join(", "));
-    params.extend([Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())]);
+    let groups: Vec<String> = q.group_by.iter().map(|c| column_sql(d, c, &mut params)).collect();
+    let sums: Vec<String> = q.sums.iter().map(|s| sum_sql(d, *s, q.prop_key.as_deref(), &mut params)).collect();
+    let mut conditions = Vec::new();
     if !q.kinds.is_empty() {
         let kinds: Vec<String> = q.kinds.iter().map(u8::to_string).collect();
-        sql.push_str(&format!(" AND kind IN ({})", kinds.join(", ")));
+        conditions.push(format!("kind IN ({})", kinds.join(", ")));
     }
+    let mut filter_params = Vec::new();
     if let Some(f) = &q.filter {
-        sql.push_str(&format!(" AND {}", filter_sql(d, f, &mut params)));
+        conditions.push(filter_sql(d, f, &mut filter_params));
     }
-    if !q.group_by.is_empty() {
-        let positions: Vec<String> = (1..=q.group_by.len()).map(|i| i.to_string()).collect();
-        sql.push_str(&format!(" GROUP BY {}", positions.join(", ")));
-    }
+    let sql = select(d, "events", &groups, &sums, &conditions);
+    params.extend(range_params(q));
+    params.extend(filter_params);
     (sql, params)
+}
+
+/// SQL for `q` that reads a rollup where one serves it (see [`rollup::route`]), raw rows
+/// otherwise.
+pub fn compile_best(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<Param>) {
+    let Some(read) = rollup::route(q) else { return compile(d, q) };
+    let mut params = Vec::new();
+    let groups: Vec<String> = q
+        .group_by
+        .iter()
+        .map(|c| match (&read.dim, c) {
+            (Some(_), Column::Day) | (None, _) => column_sql(d, c, &mut params),
+            (Some(_), _) => "value".to_owned(),
+        })
+        .collect();
+    let sums: Vec<String> = read.measures.iter().map(|m| format!("sum({m})")).collect();
+    let mut conditions: Vec<String> = read.dim.iter().map(|dim| format!("dim = {dim}")).collect();
+    let mut filter_params = Vec::new();
+    if let Some(f) = &q.filter {
+        conditions.push(filter_sql(d, f, &mut filter_params));
+    }
+    let sql = select(d, read.table, &groups, &sums, &conditions);
+    params.extend(range_params(q));
+    params.extend(filter_params);
+    (sql, params)
+}
+
+fn range_params(q: &SumsQuery) -> [Param; 3] {
+    [Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())]
+}
+
+/// `SELECT` the groups as text and the sums as integers (0 over no rows) from one site's days
+/// of `table` (parameters: site, first day, last day, then the conditions'), grouped by name
+/// so every dialect reads it the same way.
+fn select(d: &dyn Dialect, table: &str, groups: &[String], sums: &[String], conditions: &[String]) -> String {
+    let mut columns: Vec<String> =
+        groups.iter().enumerate().map(|(i, g)| format!("{} AS g{i}", d.to_text(g))).collect();
+    columns.extend(sums.iter().map(|s| d.to_int(&format!("coalesce({s}, 0)"))));
+    let mut sql = format!("SELECT {} FROM {table} WHERE site_id = ? AND day BETWEEN ? AND ?", columns.join(", "));
+    for c in conditions {
+        sql.push_str(&format!(" AND {c}"));
+    }
+    if !groups.is_empty() {
+        let names: Vec<String> = (0..groups.len()).map(|i| format!("g{i}")).collect();
+        sql.push_str(&format!(" GROUP BY {}", names.join(", ")));
+    }
+    sql
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DayRange;
+    use crate::{Counter, DayRange};
 
     #[test]
     fn filters_compile_to_bound_parameters() {
         let q = SumsQuery {
             site_id: 1,
             range: DayRange { from: 1, to: 2 },
-            group_by: vec![Column::Source],
+            group_by: vec![Column::Attr(Attr::Source)],
             filter: Some(Filter::And(vec![
                 Filter::Condition {
                     op: Op::IsNot,
-                    column: Column::Pathname,
+                    column: Column::Attr(Attr::Pathname),
                     values: vec!["/a'b".into()],
                     case_sensitive: true,
                 },
                 Filter::Condition {
                     op: Op::Contains,
-                    column: Column::Source,
+                    column: Column::Attr(Attr::Source),
                     values: vec!["GOO".into()],
                     case_sensitive: false,
                 },
                 Filter::Condition {
                     op: Op::Matches,
-                    column: Column::Pathname,
+                    column: Column::Attr(Attr::Pathname),
                     values: vec!["^/x".into()],
                     case_sensitive: false,
                 },
             ])),
             kinds: vec![],
             prop_key: None,
-            sums: vec![Sum::Visitors, Sum::FirstSessionVisitors(2)],
+            sums: vec![Sum::Counter(Counter::Visitors), Sum::FirstSessionVisitors(2)],
         };
         let (sql, params) = compile(&DuckDialect, &q);
         let text = |s: &str| Param::Text(s.into());
@@ -259,7 +259,7 @@ mod tests {
         assert!(sql.contains("contains(lower(source), ?)"), "{sql}");
         assert!(sql.contains("regexp_matches(pathname, ?)"), "{sql}");
         assert!(sql.contains("(attr_first & 2) <> 0"), "{sql}");
-        assert!(sql.ends_with("GROUP BY 1"), "{sql}");
+        assert!(sql.ends_with("GROUP BY g0"), "{sql}");
         assert!(!sql.contains("a'b"), "values are never spliced into SQL");
     }
 }

@@ -2,10 +2,10 @@
 //! pages, over rows shaped as the pipeline writes them (one visitor-day per `visit`).
 
 use plumb_core::row::RowKind;
-use plumb_core::{Row, VisitInfo};
+use plumb_core::{Counters, Row, VisitInfo};
 use plumb_query::memory::MemoryBackend;
 use plumb_query::{
-    Column, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError, QueryOutput, TimeBucket, run,
+    Attr, Column, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError, QueryOutput, TimeBucket, run,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -24,22 +24,20 @@ fn entry(day: i32, hour: u8, page: &str, source: &str, new_visitor: bool) -> Row
         visit: Arc::new(VisitInfo { source: source.into(), country: "DE".into(), ..Default::default() }),
         props: vec![],
         revenue: None,
-        pageviews: 1,
-        events: 1,
-        visitors: new_visitor as i8,
-        visits: 1,
-        bounces: 1,
-        exits: 1,
-        exit_visitors: 1,
-        page_visitors: 1,
-        page_visits: 1,
-        hour_visitors: 1,
-        name_visitors: 0,
-        attr_first: if new_visitor { 0x1ff } else { 0 },
-        duration_ms: 0,
-        engaged_ms: 0,
-        scroll_gain: 0,
-        scroll_pages: 0,
+        counters: Counters {
+            pageviews: 1,
+            events: 1,
+            visitors: new_visitor as i8,
+            visits: 1,
+            bounces: 1,
+            exits: 1,
+            exit_visitors: 1,
+            page_visitors: 1,
+            page_visits: 1,
+            hour_visitors: 1,
+            attr_first: if new_visitor { 0x1ff } else { 0 },
+            ..Default::default()
+        },
     }
 }
 
@@ -48,9 +46,10 @@ fn entry(day: i32, hour: u8, page: &str, source: &str, new_visitor: bool) -> Row
 /// rows are never seen.
 fn backend() -> MemoryBackend {
     let mut second = entry(10, 9, "/pricing", "Google", false);
-    (second.visits, second.bounces, second.entry_page, second.attr_first) = (0, -1, "/".into(), 0);
+    let c = &mut second.counters;
+    (c.visits, c.bounces, c.attr_first, c.duration_ms, c.hour_visitors) = (0, -1, 0, 60_000, 0);
+    second.entry_page = "/".into();
     second.visit = Arc::new(VisitInfo { source: "Google".into(), country: "DE".into(), ..Default::default() });
-    (second.duration_ms, second.hour_visitors) = (60_000, 0);
     let mut other_site = entry(10, 9, "/", "Google", true);
     other_site.site_id = 2;
     MemoryBackend {
@@ -103,21 +102,27 @@ fn totals_and_filters() {
         let q = Query { filter: Some(f), ..query(&[Metric::Visitors, Metric::Pageviews], (10, 11), vec![]) };
         metrics(&ask(&q))[0].clone()
     };
-    assert_eq!(filtered(condition(Op::Is, Column::Source, &["Google"], true)), [json!(3), json!(4)]);
-    assert_eq!(filtered(condition(Op::Is, Column::Source, &["google"], true)), [json!(0), json!(0)]);
-    assert_eq!(filtered(condition(Op::Contains, Column::Source, &["GOO"], false)), [json!(3), json!(4)]);
-    assert_eq!(filtered(condition(Op::IsNot, Column::Source, &["Google", "Twitter"], true)), [json!(1), json!(1)]);
+    assert_eq!(filtered(condition(Op::Is, Column::Attr(Attr::Source), &["Google"], true)), [json!(3), json!(4)]);
+    assert_eq!(filtered(condition(Op::Is, Column::Attr(Attr::Source), &["google"], true)), [json!(0), json!(0)]);
+    assert_eq!(filtered(condition(Op::Contains, Column::Attr(Attr::Source), &["GOO"], false)), [json!(3), json!(4)]);
+    assert_eq!(
+        filtered(condition(Op::IsNot, Column::Attr(Attr::Source), &["Google", "Twitter"], true)),
+        [json!(1), json!(1)]
+    );
     // Page filters count the visitors who viewed the page.
-    assert_eq!(filtered(condition(Op::Matches, Column::Pathname, &["^/blog/"], true)), [json!(2), json!(2)]);
-    assert_eq!(filtered(condition(Op::Is, Column::Pathname, &["/pricing"], true)), [json!(2), json!(2)]);
+    assert_eq!(
+        filtered(condition(Op::Matches, Column::Attr(Attr::Pathname), &["^/blog/"], true)),
+        [json!(2), json!(2)]
+    );
+    assert_eq!(filtered(condition(Op::Is, Column::Attr(Attr::Pathname), &["/pricing"], true)), [json!(2), json!(2)]);
     let either = Filter::Or(vec![
-        condition(Op::Is, Column::Source, &["Twitter"], true),
-        Filter::Not(Box::new(condition(Op::ContainsNot, Column::Pathname, &["pric"], true))),
+        condition(Op::Is, Column::Attr(Attr::Source), &["Twitter"], true),
+        Filter::Not(Box::new(condition(Op::ContainsNot, Column::Attr(Attr::Pathname), &["pric"], true))),
     ]);
     assert_eq!(filtered(either), [json!(3), json!(3)]);
     let nothing = Filter::And(vec![
-        condition(Op::Is, Column::Source, &["Twitter"], true),
-        condition(Op::Is, Column::Country, &["FR"], true),
+        condition(Op::Is, Column::Attr(Attr::Source), &["Twitter"], true),
+        condition(Op::Is, Column::Attr(Attr::Country), &["FR"], true),
     ]);
     assert_eq!(filtered(nothing), [json!(0), json!(0)], "no data is still one row of zeros");
 }
@@ -175,7 +180,11 @@ fn breakdowns_order_and_page() {
             order_by,
             limit,
             offset,
-            ..query(&[Metric::Visitors, Metric::Pageviews], (10, 11), vec![Dimension::Column(Column::Pathname)])
+            ..query(
+                &[Metric::Visitors, Metric::Pageviews],
+                (10, 11),
+                vec![Dimension::Column(Column::Attr(Attr::Pathname))],
+            )
         };
         let out = ask(&q);
         let rows: Vec<(String, Value)> =
@@ -193,7 +202,7 @@ fn breakdowns_order_and_page() {
     assert_eq!(by_name.first(), Some(&row("/", 2)));
     assert_eq!(by_name.last(), Some(&row("/pricing", 2)));
     // Sources break down by the visitor-days' sessions with each source.
-    let q = query(&[Metric::Visitors, Metric::Visits], (10, 11), vec![Dimension::Column(Column::Source)]);
+    let q = query(&[Metric::Visitors, Metric::Visits], (10, 11), vec![Dimension::Column(Column::Attr(Attr::Source))]);
     let got: Vec<(String, Vec<Value>)> =
         ask(&q).results.iter().map(|r| (r.dimensions[0].clone(), r.metrics.clone())).collect();
     assert_eq!(

@@ -2,9 +2,16 @@
 //! [`Producer::append`] resolves, i.e. after the entry is on disk. Entries are read in sequence
 //! order, and stay readable for a replay window after processing so that a restarted pipeline can
 //! rebuild its in-memory session state; then they are deleted for good.
+//!
+//! Two backends: [`SqliteSpool`], one file beside the process, and [`NatsQueue`] with
+//! [`NatsConsumer`], a NATS JetStream stream that collectors and workers on several machines share.
 
+mod nats;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use nats::{MAX_PARTITIONS, NatsConfig, NatsConsumer, NatsQueue, Partitions, STREAM};
 pub use sqlite::{SqliteConsumer, SqliteSpool};
 
 use std::future::Future;
@@ -20,6 +27,9 @@ pub enum QueueError {
     Full,
     #[error("queue writer has stopped")]
     Closed,
+    /// A setting that cannot work (a malformed server URL, a partition that does not exist).
+    #[error("queue configuration is invalid: {0}")]
+    Config(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +41,20 @@ pub struct Entry {
     pub payload: Vec<u8>,
 }
 
+/// A payload to append, with the key that places it: messages with the same key go to the same
+/// partition, so one worker sees every hit of a visitor (queues without partitions ignore it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub key: u64,
+    pub payload: Vec<u8>,
+}
+
 pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>>;
 
 pub trait Producer: Send + Sync + 'static {
-    /// Durably appends the payloads (all or none); resolves once they are committed.
-    fn append(&self, payloads: Vec<Vec<u8>>) -> AppendFuture<'_>;
+    /// Durably appends the messages; resolves once they are all committed. When it fails, the
+    /// spool has stored none of them, but NATS may have stored some (each is its own publish).
+    fn append(&self, messages: Vec<Message>) -> AppendFuture<'_>;
 }
 
 /// Read side, used from the pipeline's own thread (blocking calls).
@@ -50,4 +69,20 @@ pub trait Consumer: Send + 'static {
     /// Deletes these (processed) entries, so their bytes leave the disk. Returns how many were
     /// deleted.
     fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError>;
+}
+
+/// A consumer chosen at run time (by configuration) is still a consumer.
+impl<C: Consumer + ?Sized> Consumer for Box<C> {
+    fn read(&mut self, after: u64, max: usize) -> Result<Vec<Entry>, QueueError> {
+        (**self).read(after, max)
+    }
+    fn wait(&mut self, after: u64, timeout: Duration) {
+        (**self).wait(after, timeout)
+    }
+    fn resume_after(&mut self, seq: u64) -> Result<(), QueueError> {
+        (**self).resume_after(seq)
+    }
+    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError> {
+        (**self).release(seqs)
+    }
 }

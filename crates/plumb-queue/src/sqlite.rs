@@ -5,7 +5,7 @@
 //! `plumb work`), which looks for new entries every few milliseconds; SQLite's locking keeps the
 //! two processes apart.
 
-use crate::{AppendFuture, Consumer, Entry, Producer, QueueError};
+use crate::{AppendFuture, Consumer, Entry, Message, Producer, QueueError};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -139,7 +139,8 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<u64, QueueError> {
 }
 
 impl Producer for SqliteSpool {
-    fn append(&self, payloads: Vec<Vec<u8>>) -> AppendFuture<'_> {
+    fn append(&self, messages: Vec<Message>) -> AppendFuture<'_> {
+        let payloads = messages.into_iter().map(|m| m.payload).collect();
         let (done, wait) = oneshot::channel();
         let sent = self.tx.try_send((payloads, done));
         Box::pin(async move {
@@ -227,6 +228,10 @@ impl Consumer for SqliteConsumer {
 mod tests {
     use super::*;
 
+    fn messages(payloads: Vec<Vec<u8>>) -> Vec<Message> {
+        payloads.into_iter().map(|payload| Message { key: 0, payload }).collect()
+    }
+
     fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("plumb-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -242,7 +247,7 @@ mod tests {
             let mut tasks = Vec::new();
             for i in 0..200u32 {
                 let s = spool.clone();
-                tasks.push(tokio::spawn(async move { s.append(vec![i.to_le_bytes().to_vec()]).await }));
+                tasks.push(tokio::spawn(async move { s.append(messages(vec![i.to_le_bytes().to_vec()])).await }));
             }
             for t in tasks {
                 t.await.unwrap().unwrap();
@@ -264,7 +269,7 @@ mod tests {
         let path = temp_path("release");
         let spool = SqliteSpool::open(&path).unwrap();
         let mut c = spool.consumer().unwrap();
-        spool.append(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await.unwrap();
+        spool.append(messages(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()])).await.unwrap();
         let all = c.read(0, 10).unwrap();
         // The first and the third: the second stays.
         assert_eq!(c.release(&[all[0].seq, all[2].seq]).unwrap(), 2);
@@ -273,7 +278,7 @@ mod tests {
         assert_eq!(rest[0].payload, b"b");
         assert_eq!(c.release(&[all[0].seq]).unwrap(), 0, "released once");
         c.release(&[all[1].seq]).unwrap();
-        spool.append(vec![b"d".to_vec()]).await.unwrap();
+        spool.append(messages(vec![b"d".to_vec()])).await.unwrap();
         assert!(c.read(0, 10).unwrap()[0].seq > all[2].seq);
     }
 
@@ -283,11 +288,11 @@ mod tests {
         let spool = SqliteSpool::open(&path).unwrap();
         let mut c = spool.consumer().unwrap();
         c.resume_after(1_000).unwrap();
-        spool.append(vec![b"x".to_vec()]).await.unwrap();
+        spool.append(messages(vec![b"x".to_vec()])).await.unwrap();
         assert_eq!(c.read(0, 10).unwrap()[0].seq, 1_001);
         // Never moves backwards.
         c.resume_after(10).unwrap();
-        spool.append(vec![b"y".to_vec()]).await.unwrap();
+        spool.append(messages(vec![b"y".to_vec()])).await.unwrap();
         assert_eq!(c.read(1_001, 10).unwrap()[0].seq, 1_002);
     }
 
@@ -303,7 +308,7 @@ mod tests {
         let writer = spool.clone();
         let append = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            writer.append(vec![b"late".to_vec()]).await
+            writer.append(messages(vec![b"late".to_vec()])).await
         });
         let waiting = Instant::now();
         let found = tokio::task::spawn_blocking(move || {

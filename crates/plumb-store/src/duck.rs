@@ -2,35 +2,80 @@
 //! one connection with the Appender; readers share clones of it.
 
 use crate::{EventReader, EventWriter, Result, StoreError};
+use duckdb::arrow::array::{
+    ArrayRef, Int8Array, Int32Array, Int64Array, StringArray, UInt8Array, UInt16Array, UInt32Array,
+};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, params};
 use plumb_core::Row;
-use plumb_core::row::RowProp;
-use plumb_query::rollup;
-use plumb_query::sql::{DuckDialect, Param, compile, compile_on};
+use plumb_core::schema::{self, ColumnType, IntType, StoredColumn, Value};
+use plumb_query::rollup::{self, Groups, KeyType, RollupTable};
+use plumb_query::sql::{DuckDialect, Param, compile, compile_best};
 use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn backend(e: duckdb::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Props are stored in one column as `<mark>key\x1evalue` pairs, where the mark is `\x1d` when
-/// the visitor-day sends that key and value for the first time and `\x1f` otherwise: plain
-/// string functions in every SQL dialect find a key and its first-of-day mark, and the collector
-/// strips control characters from props.
-pub fn encode_props(props: &[RowProp]) -> String {
-    props
-        .iter()
-        .map(|p| format!("{}{}\u{1e}{}", if p.first_of_day { '\u{1d}' } else { '\u{1f}' }, p.key, p.value))
-        .collect()
+fn int_type(t: IntType) -> &'static str {
+    match t {
+        IntType::I8 => "TINYINT",
+        IntType::U8 => "UTINYINT",
+        IntType::U16 => "USMALLINT",
+        IntType::I32 => "INTEGER",
+        IntType::U32 => "UINTEGER",
+        IntType::I64 => "BIGINT",
+    }
 }
 
-/// The store's schema versions, in order; the version reached is recorded in `schema_version`.
-const MIGRATIONS: [&str; 1] = [include_str!("../migrations/001_initial.sql")];
+/// A column's DuckDB type, and the default that older rows get when it is added later.
+fn column_type(t: ColumnType) -> (String, &'static str) {
+    match t {
+        ColumnType::Int(t) => (format!("{} NOT NULL", int_type(t)), "0"),
+        ColumnType::Text => ("VARCHAR NOT NULL".to_owned(), "''"),
+        ColumnType::OptionalInt(t) => (int_type(t).to_owned(), "NULL"),
+        ColumnType::OptionalText => ("VARCHAR".to_owned(), "NULL"),
+    }
+}
 
-const ROLLUPS: [&rollup::RollupTable; 2] = [&rollup::DAYS, &rollup::VISITS];
+/// The SQL that brings the store from schema version `version - 1` to `version`: the first
+/// creates the tables, each later one adds the columns of that version (see
+/// `plumb_core::schema`).
+fn migration(version: u32) -> String {
+    let columns: Vec<StoredColumn> = schema::event_columns().into_iter().filter(|c| c.since == version).collect();
+    if version == 1 {
+        // Stores written before numbered migrations have these tables already.
+        let defs: Vec<String> = columns.iter().map(|c| format!("{} {}", c.name, column_type(c.ty).0)).collect();
+        return format!(
+            "CREATE TABLE IF NOT EXISTS events ({});
+             CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);",
+            defs.join(", ")
+        );
+    }
+    let adds = columns.iter().map(|c| {
+        // DuckDB adds no constraint with a column: the default fills older rows, appends fill the rest.
+        let (ty, default) = column_type(c.ty);
+        let ty = ty.trim_end_matches(" NOT NULL");
+        format!("ALTER TABLE events ADD COLUMN {} {ty} DEFAULT {default};", c.name)
+    });
+    adds.collect()
+}
+
+fn rollup_ddl(t: &RollupTable) -> String {
+    let keys = t.keys.iter().map(|(n, ty)| {
+        let ty = match ty {
+            KeyType::Code => "UTINYINT",
+            KeyType::Text => "VARCHAR",
+        };
+        format!("{n} {ty} NOT NULL")
+    });
+    let measures = t.measure_names().into_iter().map(|m| format!("{m} BIGINT NOT NULL"));
+    let columns: Vec<String> = keys.chain(measures).collect();
+    format!("CREATE TABLE {} (site_id UINTEGER NOT NULL, day INTEGER NOT NULL, {});", t.name, columns.join(", "))
+}
 
 /// Memory the database may use for queries and writes; a query that needs more fails with a
 /// clear error instead of taking the machine's memory.
@@ -44,6 +89,8 @@ const COMPACT_AFTER: usize = 200_000;
 /// The write side; [`DuckStore::reader`] hands out read connections to the same database.
 pub struct DuckStore {
     writer: Connection,
+    /// The `events` table's columns, in stored order.
+    columns: Vec<StoredColumn>,
     /// Rollup rows appended since the last compaction, and the days they cover.
     uncompacted: usize,
     touched: Option<(i32, i32)>,
@@ -54,35 +101,41 @@ impl DuckStore {
         let mut writer = Connection::open(path).map_err(backend)?;
         writer.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'")).map_err(backend)?;
         migrate(&mut writer, path)?;
-        let tables: Vec<String> = ROLLUPS.iter().map(|t| format!("'{}'", t.name)).collect();
-        let had_rollups: bool = writer
+        let mut store = Self { writer, columns: schema::event_columns(), uncompacted: 0, touched: None };
+        store.rebuild_rollups_if_changed()?;
+        store.compact(None)?;
+        Ok(store)
+    }
+
+    /// Rollups are derived from rows, so a change of their layout (a counter or attribute added
+    /// to the schema, say) needs no migration of its own: they are made again from the rows.
+    fn rebuild_rollups_if_changed(&mut self) -> Result<()> {
+        let layout: String = rollup::tables().map(rollup_ddl).concat();
+        let tx = self.writer.transaction().map_err(backend)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS rollup_layout (ddl VARCHAR NOT NULL)").map_err(backend)?;
+        let stored: Option<String> =
+            tx.query_row("SELECT max(ddl) FROM rollup_layout", [], |r| r.get(0)).map_err(backend)?;
+        let names: Vec<String> = rollup::tables().iter().map(|t| format!("'{}'", t.name)).collect();
+        let present: i64 = tx
             .query_row(
-                &format!(
-                    "SELECT count(*) = {} FROM information_schema.tables WHERE table_name IN ({})",
-                    ROLLUPS.len(),
-                    tables.join(", ")
-                ),
+                &format!("SELECT count(*) FROM information_schema.tables WHERE table_name IN ({})", names.join(", ")),
                 [],
                 |r| r.get(0),
             )
             .map_err(backend)?;
-        for table in ROLLUPS {
-            writer.execute_batch(&table.ddl()).map_err(backend)?;
+        if stored.as_deref() == Some(layout.as_str()) && present == names.len() as i64 {
+            return Ok(());
         }
-        let mut store = Self { writer, uncompacted: 0, touched: None };
-        if !had_rollups {
-            // Rows stored before rollups existed: sum them once.
-            let tx = store.writer.transaction().map_err(backend)?;
-            for table in ROLLUPS {
-                tx.execute_batch(&format!("DELETE FROM {}", table.name)).map_err(backend)?;
-            }
-            for sql in rollup::backfill_sql() {
+        for table in rollup::tables() {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}; {}", table.name, rollup_ddl(table)))
+                .map_err(backend)?;
+            for sql in table.backfill_sql() {
                 tx.execute_batch(&sql).map_err(backend)?;
             }
-            tx.commit().map_err(backend)?;
         }
-        store.compact(None)?;
-        Ok(store)
+        tx.execute("DELETE FROM rollup_layout", []).map_err(backend)?;
+        tx.execute("INSERT INTO rollup_layout VALUES (?)", [&layout]).map_err(backend)?;
+        tx.commit().map_err(backend)
     }
 
     /// A read connection whose queries are stopped after `timeout`.
@@ -94,9 +147,9 @@ impl DuckStore {
     fn compact(&mut self, days: Option<(i32, i32)>) -> Result<()> {
         let (from, to) = days.unwrap_or((i32::MIN, i32::MAX));
         let tx = self.writer.transaction().map_err(backend)?;
-        for table in ROLLUPS {
-            let (name, keys) = (table.name, table.key_names());
-            let sums: Vec<String> = table.measures().map(|m| format!("sum({m})")).collect();
+        for table in rollup::tables() {
+            let (name, keys) = (table.name, table.key_names().join(", "));
+            let sums: Vec<String> = table.measure_names().iter().map(|m| format!("sum({m})")).collect();
             tx.execute_batch(&format!(
                 "CREATE TEMP TABLE rollup_merged AS SELECT site_id, day, {keys}, {sums} FROM {name}
                      WHERE day BETWEEN {from} AND {to} GROUP BY site_id, day, {keys};
@@ -114,33 +167,95 @@ impl DuckStore {
     }
 }
 
-/// Brings the store's schema up to the last of `MIGRATIONS`, all in one transaction; a store
-/// written by a newer Plumb is refused.
+/// Brings the store's schema up to `schema::version()`, all in one transaction; a store written
+/// by a newer Plumb is refused.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let tx = conn.transaction().map_err(backend)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(backend)?;
     let found: Option<u32> =
         tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).map_err(backend)?;
-    let (found, known) = (found.unwrap_or(0), MIGRATIONS.len() as u32);
+    let (found, known) = (found.unwrap_or(0), schema::version());
     if found > known {
         return Err(StoreError::Backend(format!(
             "{} has schema version {found}, newer than this Plumb knows ({known}): run a newer Plumb",
             path.display()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Backend(format!("{}: migration {} failed: {e}", path.display(), i + 1)))?;
-        tx.execute("INSERT INTO schema_version VALUES (?)", [i as u32 + 1]).map_err(backend)?;
+    for version in found + 1..=known {
+        tx.execute_batch(&migration(version))
+            .map_err(|e| StoreError::Backend(format!("{}: migration {version} failed: {e}", path.display())))?;
+        tx.execute("INSERT INTO schema_version VALUES (?)", [version]).map_err(backend)?;
     }
     tx.commit().map_err(backend)
+}
+
+/// An Arrow array of one integer type, from values that fit it (the schema says they do).
+fn int_array(t: IntType, values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    match t {
+        IntType::I8 => Arc::new(values.map(|v| v.map(|v| v as i8)).collect::<Int8Array>()),
+        IntType::U8 => Arc::new(values.map(|v| v.map(|v| v as u8)).collect::<UInt8Array>()),
+        IntType::U16 => Arc::new(values.map(|v| v.map(|v| v as u16)).collect::<UInt16Array>()),
+        IntType::I32 => Arc::new(values.map(|v| v.map(|v| v as i32)).collect::<Int32Array>()),
+        IntType::U32 => Arc::new(values.map(|v| v.map(|v| v as u32)).collect::<UInt32Array>()),
+        IntType::I64 => Arc::new(values.collect::<Int64Array>()),
+    }
+}
+
+fn text_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+/// Appends columns (in the table's order) through Arrow: one copy per column instead of a call
+/// per value.
+fn append(tx: &duckdb::Transaction<'_>, table: &str, columns: Vec<ArrayRef>) -> Result<()> {
+    if columns.first().is_none_or(|c| c.is_empty()) {
+        return Ok(());
+    }
+    let named = columns.into_iter().enumerate().map(|(i, c)| (format!("c{i}"), c));
+    let batch = RecordBatch::try_from_iter(named).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut app = tx.appender(table).map_err(backend)?;
+    app.append_record_batch(batch).map_err(backend)?;
+    app.flush().map_err(backend)
+}
+
+/// The `events` columns of `rows`.
+fn event_arrays(columns: &[StoredColumn], rows: &[Row]) -> Vec<ArrayRef> {
+    let int = |v: Value<'_>| match v {
+        Value::Int(i) => Some(i),
+        _ => None,
+    };
+    columns
+        .iter()
+        .map(|c| match c.ty {
+            ColumnType::Int(t) | ColumnType::OptionalInt(t) => int_array(t, rows.iter().map(|r| int(c.value(r)))),
+            ColumnType::Text | ColumnType::OptionalText => {
+                let values: Vec<Value<'_>> = rows.iter().map(|r| c.value(r)).collect();
+                text_array(values.iter().map(|v| match v {
+                    Value::Text(t) => Some(t.as_ref()),
+                    _ => None,
+                }))
+            }
+        })
+        .collect()
+}
+
+/// Rollup rows as columns: site and day, the other keys, then the measures.
+fn rollup_arrays<K>(groups: &Groups<K>, site_day: impl Fn(&K) -> (u32, i32), keys: Vec<ArrayRef>) -> Vec<ArrayRef> {
+    let site_days: Vec<(u32, i32)> = groups.keys().iter().map(site_day).collect();
+    let mut columns = vec![
+        int_array(IntType::U32, site_days.iter().map(|(s, _)| Some((*s).into()))),
+        int_array(IntType::I32, site_days.iter().map(|(_, d)| Some((*d).into()))),
+    ];
+    columns.extend(keys);
+    columns.extend((0..groups.width()).map(|i| int_array(IntType::I64, groups.measure(i).map(Some))));
+    columns
 }
 
 impl EventWriter for DuckStore {
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
         let tx = self.writer.transaction().map_err(backend)?;
         let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id]).map_err(backend)?;
-        for table in ROLLUPS {
+        for table in rollup::tables() {
             tx.execute(&format!("DELETE FROM {} WHERE site_id = ?", table.name), [site_id]).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
@@ -155,83 +270,18 @@ impl EventWriter for DuckStore {
 
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
         let tx = self.writer.transaction().map_err(backend)?;
-        {
-            let mut app = tx.appender("events").map_err(backend)?;
-            for r in rows {
-                let v = &r.visit;
-                app.append_row(params![
-                    r.site_id,
-                    r.day,
-                    r.hour,
-                    r.kind as u8,
-                    r.name,
-                    r.hostname,
-                    r.pathname,
-                    r.entry_page,
-                    v.source,
-                    v.referrer,
-                    v.channel,
-                    v.utm_medium,
-                    v.utm_source,
-                    v.utm_campaign,
-                    v.utm_content,
-                    v.utm_term,
-                    v.country,
-                    v.region,
-                    v.city,
-                    v.device,
-                    v.browser,
-                    v.browser_version,
-                    v.os,
-                    v.os_version,
-                    encode_props(&r.props),
-                    r.revenue.as_ref().map(|x| x.amount_micros),
-                    r.revenue.as_ref().map(|x| x.currency.clone()),
-                    r.pageviews,
-                    r.events,
-                    r.visitors,
-                    r.visits,
-                    r.bounces,
-                    r.exits,
-                    r.page_visitors,
-                    r.page_visits,
-                    r.hour_visitors,
-                    r.name_visitors,
-                    r.attr_first,
-                    r.duration_ms,
-                    r.engaged_ms,
-                    r.scroll_gain,
-                    r.scroll_pages,
-                    r.exit_visitors,
-                ])
-                .map_err(backend)?;
-            }
-            app.flush().map_err(backend)?;
-        }
+        append(&tx, "events", event_arrays(&self.columns, rows))?;
         // The batch's rollup rows go in the same transaction, so rollups never disagree with rows.
         let groups = rollup::aggregate(rows);
-        {
-            let mut app = tx.appender(rollup::DAYS.name).map_err(backend)?;
-            for ((site, day, dim, value), m) in &groups {
-                app.append_row(params![
-                    site, day, dim, value, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11]
-                ])
-                .map_err(backend)?;
-            }
-            app.flush().map_err(backend)?;
-        }
+        let keys = vec![
+            int_array(IntType::U8, groups.keys().iter().map(|k| Some(k.2.into()))),
+            text_array(groups.keys().iter().map(|k| Some(k.3))),
+        ];
+        append(&tx, rollup::DAYS.name, rollup_arrays(&groups, |k| (k.0, k.1), keys))?;
         let cube = rollup::cube_aggregate(rows);
-        {
-            let mut app = tx.appender(rollup::VISITS.name).map_err(backend)?;
-            for ((site, day, k), m) in &cube {
-                app.append_row(params![
-                    site, day, k[0], k[1], k[2], k[3], k[4], k[5], m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7],
-                    m[8], m[9], m[10]
-                ])
-                .map_err(backend)?;
-            }
-            app.flush().map_err(backend)?;
-        }
+        let keys =
+            (0..rollup::VISITS.keys.len()).map(|i| text_array(cube.keys().iter().map(|k| Some(k.2[i])))).collect();
+        append(&tx, rollup::VISITS.name, rollup_arrays(&cube, |k| (k.0, k.1), keys))?;
         tx.execute("INSERT OR REPLACE INTO pipeline_position VALUES (1, ?)", params![position]).map_err(backend)?;
         tx.commit().map_err(backend)?;
         for (_, day, _, _) in groups.keys() {
@@ -257,17 +307,7 @@ impl EventReader for ReaderHandle {}
 
 impl SumsBackend for ReaderHandle {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
-        let (sql, params) = if !self.rollups {
-            compile(&DuckDialect, q)
-        } else if let Some(plan) = rollup::plan(q) {
-            let params =
-                vec![Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())];
-            (plan.sql(), params)
-        } else if let Some(measures) = rollup::cube_plan(q) {
-            compile_on(&DuckDialect, q, rollup::VISITS.name, Some(&measures))
-        } else {
-            compile(&DuckDialect, q)
-        };
+        let (sql, params) = if self.rollups { compile_best(&DuckDialect, q) } else { compile(&DuckDialect, q) };
         // At most one group more than an answer may hold, to tell that it would be too many.
         let sql = if q.group_by.is_empty() { sql } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
         let conn = self.conn.lock().unwrap();
@@ -347,10 +387,9 @@ impl Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_core::VisitInfo;
     use plumb_core::row::RowKind;
-    use plumb_query::{Column, DayRange, Filter, Op, Sum};
-    use std::sync::Arc;
+    use plumb_core::{Counters, VisitInfo};
+    use plumb_query::{Attr, Column, Counter, DayRange, Filter, Op, Sum};
 
     fn row(day: i32, page: &str, source: &str, n: i8) -> Row {
         Row {
@@ -365,22 +404,24 @@ mod tests {
             visit: Arc::new(VisitInfo { source: source.into(), device: "Mobile".into(), ..Default::default() }),
             props: vec![],
             revenue: None,
-            pageviews: 1,
-            events: 1,
-            visitors: n,
-            visits: n,
-            bounces: n,
-            exits: 1,
-            exit_visitors: 1,
-            page_visitors: 1,
-            page_visits: 1,
-            hour_visitors: n,
-            name_visitors: 0,
-            attr_first: if n == 1 { 0x1ff } else { 0 },
-            duration_ms: 1000 * day as i64,
-            engaged_ms: 7,
-            scroll_gain: 3,
-            scroll_pages: 1,
+            counters: Counters {
+                pageviews: 1,
+                events: 1,
+                visitors: n,
+                visits: n,
+                bounces: n,
+                exits: 1,
+                exit_visitors: 1,
+                page_visitors: 1,
+                page_visits: 1,
+                hour_visitors: n,
+                attr_first: if n == 1 { 0x1ff } else { 0 },
+                duration_ms: 1000 * day as i64,
+                engaged_ms: 7,
+                scroll_gain: 3,
+                scroll_pages: 1,
+                ..Default::default()
+            },
         }
     }
 
@@ -423,24 +464,25 @@ mod tests {
         store.commit(&rows, 1).unwrap();
         let duck = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
         let memory = plumb_query::memory::MemoryBackend { rows };
-        let bit = Column::Source.first_session_bit().unwrap();
+        let bit = Column::Attr(Attr::Source).first_session_bit().unwrap();
         let filters = [
             None,
             Some(Filter::Condition {
                 op: Op::Contains,
-                column: Column::Source,
+                column: Column::Attr(Attr::Source),
                 values: vec!["OOG".into()],
                 case_sensitive: false,
             }),
             Some(Filter::Not(Box::new(Filter::Condition {
                 op: Op::Matches,
-                column: Column::Pathname,
+                column: Column::Attr(Attr::Pathname),
                 values: vec!["^/p[12]$".into()],
                 case_sensitive: true,
             }))),
         ];
         for filter in filters {
-            for group_by in [vec![], vec![Column::Source], vec![Column::Pathname, Column::Day]] {
+            for group_by in [vec![], vec![Column::Attr(Attr::Source)], vec![Column::Attr(Attr::Pathname), Column::Day]]
+            {
                 let q = SumsQuery {
                     site_id: 1,
                     range: DayRange { from: 100, to: 101 },
@@ -448,7 +490,12 @@ mod tests {
                     filter: filter.clone(),
                     kinds: vec![],
                     prop_key: None,
-                    sums: vec![Sum::Visitors, Sum::Pageviews, Sum::PageVisitors, Sum::FirstSessionVisitors(bit)],
+                    sums: vec![
+                        Sum::Counter(Counter::Visitors),
+                        Sum::Counter(Counter::Pageviews),
+                        Sum::Counter(Counter::PageVisitors),
+                        Sum::FirstSessionVisitors(bit),
+                    ],
                 };
                 assert_eq!(sorted(memory.sums(&q).unwrap()), sorted(duck.sums(&q).unwrap()), "{group_by:?} {filter:?}");
             }
@@ -467,11 +514,11 @@ mod tests {
         let by_page = |filter: Option<Filter>| SumsQuery {
             site_id: 1,
             range: DayRange { from: 100, to: 100 },
-            group_by: vec![Column::Pathname],
+            group_by: vec![Column::Attr(Attr::Pathname)],
             filter,
             kinds: vec![],
             prop_key: None,
-            sums: vec![Sum::Pageviews],
+            sums: vec![Sum::Counter(Counter::Pageviews)],
         };
         let mut reader = store.reader(Duration::from_secs(60)).unwrap();
         match reader.sums(&by_page(None)) {
@@ -481,7 +528,7 @@ mod tests {
         // A regular expression over every row takes longer than a millisecond.
         let slow = Filter::Condition {
             op: Op::Matches,
-            column: Column::Pathname,
+            column: Column::Attr(Attr::Pathname),
             values: vec!["^/page/(1|2|3)+[0-9]*9$".into()],
             case_sensitive: false,
         };
@@ -509,34 +556,48 @@ mod tests {
         }
         let rolled = store.reader(Duration::from_secs(10)).unwrap();
         let raw = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
-        let source_bit = Column::Source.first_session_bit().unwrap();
+        let source_bit = Column::Attr(Attr::Source).first_session_bit().unwrap();
         let all = vec![
-            Sum::Visitors,
-            Sum::Visits,
-            Sum::Pageviews,
-            Sum::Bounces,
-            Sum::DurationMs,
-            Sum::EngagedMs,
-            Sum::ScrollGain,
+            Sum::Counter(Counter::Visitors),
+            Sum::Counter(Counter::Visits),
+            Sum::Counter(Counter::Pageviews),
+            Sum::Counter(Counter::Bounces),
+            Sum::Counter(Counter::DurationMs),
+            Sum::Counter(Counter::EngagedMs),
+            Sum::Counter(Counter::ScrollGain),
         ];
         let queries = [
             (vec![], all.clone()),
             (vec![Column::Day], all.clone()),
-            (vec![Column::Source], vec![Sum::FirstSessionVisitors(source_bit), Sum::Visits, Sum::DurationMs]),
-            (vec![Column::Pathname, Column::Day], vec![Sum::PageVisitors, Sum::PageVisits, Sum::Pageviews]),
-            (vec![Column::Device], vec![Sum::Visitors]),
-            (vec![Column::Day], vec![Sum::FirstSessionVisitors(source_bit), Sum::Bounces]),
+            (
+                vec![Column::Attr(Attr::Source)],
+                vec![
+                    Sum::FirstSessionVisitors(source_bit),
+                    Sum::Counter(Counter::Visits),
+                    Sum::Counter(Counter::DurationMs),
+                ],
+            ),
+            (
+                vec![Column::Attr(Attr::Pathname), Column::Day],
+                vec![
+                    Sum::Counter(Counter::PageVisitors),
+                    Sum::Counter(Counter::PageVisits),
+                    Sum::Counter(Counter::Pageviews),
+                ],
+            ),
+            (vec![Column::Attr(Attr::Device)], vec![Sum::Counter(Counter::Visitors)]),
+            (vec![Column::Day], vec![Sum::FirstSessionVisitors(source_bit), Sum::Counter(Counter::Bounces)]),
         ];
         let mobile_google = Filter::And(vec![
             Filter::Condition {
                 op: Op::Is,
-                column: Column::Device,
+                column: Column::Attr(Attr::Device),
                 values: vec!["Mobile".into()],
                 case_sensitive: true,
             },
             Filter::Condition {
                 op: Op::Contains,
-                column: Column::Source,
+                column: Column::Attr(Attr::Source),
                 values: vec!["oog".into()],
                 case_sensitive: true,
             },
@@ -553,16 +614,13 @@ mod tests {
                     prop_key: None,
                     sums: sums.clone(),
                 };
-                assert!(
-                    rollup::plan(&q).is_some() || rollup::cube_plan(&q).is_some(),
-                    "{group_by:?} is served by a rollup"
-                );
+                assert!(rollup::route(&q).is_some(), "{group_by:?} is served by a rollup");
                 let want = sorted(raw.sums(&q).unwrap());
                 assert!(!want.is_empty());
                 assert_eq!(sorted(rolled.sums(&q).unwrap()), want, "{group_by:?}");
                 // Filtered by visit attributes, the visit cube serves what it can.
                 let q = SumsQuery { filter: Some(mobile_google.clone()), ..q };
-                if rollup::cube_plan(&q).is_some() {
+                if rollup::route(&q).is_some() {
                     let want = sorted(raw.sums(&q).unwrap());
                     assert!(!want.is_empty());
                     assert_eq!(sorted(rolled.sums(&q).unwrap()), want, "{group_by:?} filtered");
@@ -584,7 +642,7 @@ mod tests {
         let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
         let raw = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
         check(&store.reader(Duration::from_secs(10)).unwrap(), &raw);
-        // A store from before rollups: they are built from its rows on open.
+        // A store from before rollups (or whose rollups went missing): they are built from its rows on open.
         store.writer.execute_batch("DROP TABLE rollup_days; DROP TABLE rollup_visits").unwrap();
         drop((raw, store));
         let store = DuckStore::open(&dir.join("events.duckdb")).unwrap();

@@ -225,7 +225,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_query::Column;
+    use plumb_query::{Attr, Column};
 
     #[test]
     fn v1_filters_translate_to_the_query_model() {
@@ -236,7 +236,7 @@ mod tests {
             parts[0],
             Filter::Condition {
                 op: Op::Is,
-                column: Column::Source,
+                column: Column::Attr(Attr::Source),
                 values: vec!["Google".into(), "Twitter".into()],
                 case_sensitive: true
             }
@@ -245,7 +245,7 @@ mod tests {
             parts[1],
             Filter::Condition {
                 op: Op::MatchesNot,
-                column: Column::Pathname,
+                column: Column::Attr(Attr::Pathname),
                 values: vec!["^/blog[^/]*$".into()],
                 case_sensitive: true
             }

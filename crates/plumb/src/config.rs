@@ -111,6 +111,8 @@ struct FileConfig {
     keep_www: Option<bool>,
     public_url: Option<String>,
     collector_url: Option<String>,
+    meta: Option<String>,
+    queue: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +134,10 @@ pub struct Config {
     pub keep_www: bool,
     pub public_url: Option<String>,
     pub collector_url: Option<String>,
+    /// PostgreSQL for the metadata, instead of the data directory's file.
+    pub meta: Option<String>,
+    /// NATS JetStream for the queue, instead of the data directory's spool.
+    pub queue: Option<String>,
 }
 
 /// A query parameter name: 1 to 50 letters, digits, `_`, `-` or `.`.
@@ -149,6 +155,26 @@ pub fn parse_public_url(s: &str) -> std::result::Result<String, String> {
             Ok(s.to_owned())
         }
         _ => Err(format!("`{s}` is not an http(s) address like https://stats.example.com")),
+    }
+}
+
+/// A PostgreSQL URL for the metadata (checked in full when connecting).
+pub fn parse_meta_url(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_owned())
+    } else {
+        Err("the metadata can live on PostgreSQL, as postgres://USER[:PASSWORD]@HOST[:PORT]/DB".to_owned())
+    }
+}
+
+/// A NATS URL for the queue (checked in full when connecting).
+pub fn parse_queue_url(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("nats://") {
+        Ok(s.to_owned())
+    } else {
+        Err("the queue can live on NATS JetStream, as nats://HOST:PORT".to_owned())
     }
 }
 
@@ -229,6 +255,16 @@ impl Config {
             keep_www: file.keep_www.unwrap_or(false),
             public_url: file_url(file.public_url, "public_url")?,
             collector_url: file_url(file.collector_url, "collector_url")?,
+            meta: file
+                .meta
+                .map(|u| parse_meta_url(&u))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("config file: meta: {e}"))?,
+            queue: file
+                .queue
+                .map(|u| parse_queue_url(&u))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("config file: queue: {e}"))?,
         })
     }
 

@@ -10,9 +10,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{CollectorArgs, Config, ServeArgs, ServerArgs, WorkerArgs};
-use plumb_meta::{
-    Accounts, GoalKind, MetaError, MetaStore, NewUser, Role, RuleKind, Scope, Site, SqliteMeta, validate_domain,
-};
+use plumb_meta::{GoalKind, MetaError, MetaStore, NewUser, Role, RuleKind, Scope, Site, validate_domain};
 use serve::Roles;
 use std::path::PathBuf;
 
@@ -25,6 +23,14 @@ struct Cli {
     /// Where Plumb keeps its data [default: ./plumb-data].
     #[arg(long, env = "PLUMB_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Metadata (sites, keys, users, salts) on PostgreSQL, postgres://USER[:PASSWORD]@HOST[:PORT]/DB,
+    /// shared by every collector and worker [default: meta.db in the data directory].
+    #[arg(long, env = "PLUMB_META", global = true, value_parser = config::parse_meta_url)]
+    meta: Option<String>,
+    /// The queue on NATS JetStream, nats://HOST:PORT (the server must sync every write:
+    /// `jetstream { sync_interval: always }`) [default: queue.db in the data directory].
+    #[arg(long, env = "PLUMB_QUEUE", global = true, value_parser = config::parse_queue_url)]
+    queue: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -211,6 +217,12 @@ fn run() -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    if let Some(url) = cli.meta {
+        config.meta = Some(url);
+    }
+    if let Some(url) = cli.queue {
+        config.queue = Some(url);
+    }
     match cli.command {
         Command::Serve(args) => serve::run(config.with_serve_args(args)?, Roles::All),
         Command::Collect { server, collector } => {
@@ -219,15 +231,15 @@ fn run() -> Result<()> {
         Command::Work { server, worker } => {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Work)
         }
-        Command::Site(cmd) => site(&open_meta(&config)?, &config, cmd),
-        Command::Key(cmd) => key(&open_meta(&config)?, cmd),
-        Command::Goal(cmd) => goal(&open_meta(&config)?, cmd),
-        Command::User(cmd) => user(&open_meta(&config)?, cmd),
-        Command::Block(cmd) => block(&open_meta(&config)?, cmd),
-        Command::Member(cmd) => member(&open_meta(&config)?, cmd),
+        Command::Site(cmd) => site(&*serve::open_meta(&config)?, &config, cmd),
+        Command::Key(cmd) => key(&*serve::open_meta(&config)?, cmd),
+        Command::Goal(cmd) => goal(&*serve::open_meta(&config)?, cmd),
+        Command::User(cmd) => user(&*serve::open_meta(&config)?, cmd),
+        Command::Block(cmd) => block(&*serve::open_meta(&config)?, cmd),
+        Command::Member(cmd) => member(&*serve::open_meta(&config)?, cmd),
         Command::Invite { domain, email, role, public_url } => {
-            let meta = open_meta(&config)?;
-            let site = site_named(&meta, &domain)?;
+            let meta = serve::open_meta(&config)?;
+            let site = site_named(&*meta, &domain)?;
             let token = meta.create_invite(site.id, Role::parse(&role)?, &email)?;
             let base = public_url.or(config.public_url.clone()).unwrap_or_else(|| format!("http://{}", config.listen));
             println!("invite for {} to {} as {role} (one use, valid 7 days):", email.trim(), site.domain);
@@ -235,12 +247,6 @@ fn run() -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn open_meta(config: &Config) -> Result<SqliteMeta> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")
 }
 
 fn site(meta: &dyn MetaStore, config: &Config, cmd: SiteCommand) -> Result<()> {

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use axum::Router;
 use plumb_collector::{Collector, CollectorConfig};
 use plumb_core::url::PageRules;
-use plumb_meta::{MetaStore, SqliteMeta};
+use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig, PipelineHandle};
-use plumb_queue::{SqliteConsumer, SqliteSpool};
+use plumb_queue::{Consumer, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool};
 use plumb_store::DuckStore;
 use plumb_web::{Web, WebConfig};
 use std::sync::Arc;
@@ -36,22 +36,10 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")?);
-
-    let spool = match roles {
-        Roles::Work => None,
-        Roles::All | Roles::Collect => Some(SqliteSpool::open(config.queue_path()).context("cannot open the queue")?),
-    };
-    let consumer = match (roles, &spool) {
-        (Roles::Collect, _) => None,
-        // In one process the pipeline is woken by the queue's writer; apart, it looks.
-        (_, Some(spool)) => Some(spool.consumer().context("cannot open the queue for reading")?),
-        (_, None) => Some(SqliteConsumer::open(&config.queue_path()).context("cannot open the queue for reading")?),
-    };
-    let collector = spool.map(|spool| collector(&config, &meta, spool)).transpose()?;
+    let meta = open_meta(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (producer, consumer) = open_queue(&config, roles, &runtime)?;
+    let collector = producer.map(|p| collector(&config, &meta, p)).transpose()?;
     let worker = consumer.map(|c| worker(&config, &meta, c, collector.as_ref())).transpose()?;
 
     let mut app = Router::new();
@@ -61,7 +49,6 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
     if let Some((_, web)) = &worker {
         app = app.merge(plumb_web::router(web.clone()));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -99,7 +86,52 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
     Ok(())
 }
 
-fn collector(config: &Config, meta: &Arc<dyn MetaStore>, spool: SqliteSpool) -> Result<Arc<Collector>> {
+/// The metadata: on PostgreSQL when `--meta` names a server, else the file in the data directory.
+pub fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Ok(match &config.meta {
+        Some(url) => Arc::new(PgMeta::connect(url).context("cannot open the metadata on PostgreSQL")?),
+        None => Arc::new(SqliteMeta::open(&config.meta_path()).context("cannot open the metadata database")?),
+    })
+}
+
+/// The producer (collector) and consumer (pipeline) ends of the queue, as a process's roles need them.
+type QueueEnds = (Option<Arc<dyn Producer>>, Option<Box<dyn Consumer>>);
+
+/// The queue's two ends this process's roles need: on NATS JetStream when `--queue` names a
+/// server, else the spool file in the data directory.
+fn open_queue(config: &Config, roles: Roles, runtime: &tokio::runtime::Runtime) -> Result<QueueEnds> {
+    let (produce, consume) = (roles != Roles::Work, roles != Roles::Collect);
+    if let Some(url) = &config.queue {
+        let nats = NatsConfig::new(url.clone());
+        let producer: Option<Arc<dyn Producer>> = match produce {
+            true => {
+                Some(Arc::new(runtime.block_on(NatsQueue::connect(&nats)).context("cannot open the queue on NATS")?))
+            }
+            false => None,
+        };
+        let consumer: Option<Box<dyn Consumer>> = match consume {
+            true => Some(Box::new(
+                NatsConsumer::connect(&nats, Partitions::All).context("cannot open the queue on NATS for reading")?,
+            )),
+            false => None,
+        };
+        return Ok((producer, consumer));
+    }
+    let spool = produce.then(|| SqliteSpool::open(config.queue_path()).context("cannot open the queue")).transpose()?;
+    let consumer: Option<Box<dyn Consumer>> = match (consume, &spool) {
+        (false, _) => None,
+        // In one process the pipeline is woken by the queue's writer; apart, it looks.
+        (true, Some(spool)) => Some(Box::new(spool.consumer().context("cannot open the queue for reading")?)),
+        (true, None) => {
+            Some(Box::new(SqliteConsumer::open(&config.queue_path()).context("cannot open the queue for reading")?))
+        }
+    };
+    Ok((spool.map(|s| Arc::new(s) as Arc<dyn Producer>), consumer))
+}
+
+fn collector(config: &Config, meta: &Arc<dyn MetaStore>, queue: Arc<dyn Producer>) -> Result<Arc<Collector>> {
     let config = CollectorConfig {
         trusted_proxies: config.trusted_proxies.clone(),
         per_address: config.ip_rate_limit,
@@ -110,14 +142,14 @@ fn collector(config: &Config, meta: &Arc<dyn MetaStore>, spool: SqliteSpool) -> 
         geoip_db: config.geoip_db.clone(),
         pages: PageRules { keep_query_params: config.keep_query_params.clone(), keep_www: config.keep_www },
     };
-    Collector::new(meta.clone(), Arc::new(spool), config).map_err(anyhow::Error::msg)
+    Collector::new(meta.clone(), queue, config).map_err(anyhow::Error::msg)
 }
 
 /// The pipeline over `consumer`, and the API and dashboard over the store it writes.
 fn worker(
     config: &Config,
     meta: &Arc<dyn MetaStore>,
-    consumer: SqliteConsumer,
+    consumer: Box<dyn Consumer>,
     collector: Option<&Arc<Collector>>,
 ) -> Result<(PipelineHandle, Arc<Web>)> {
     let store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;

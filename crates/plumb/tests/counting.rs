@@ -1,12 +1,16 @@
 //! End to end through HTTP: a scripted population across sites in different timezones, sent by
 //! server-side ingestion with timestamps, must give exactly the numbers that an independent
-//! computation of the counting rules (written here, from the brief) expects.
+//! computation of the counting rules (written here, from the brief) expects — on the embedded
+//! backends, and through two collectors and one worker meeting on NATS JetStream with the
+//! metadata on PostgreSQL.
 
 mod common;
 
 use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use common::*;
+use plumb_meta::testing::TestDb;
+use plumb_queue::testing::NatsServer;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -268,45 +272,116 @@ fn event_json(h: &Hit) -> serde_json::Value {
     e
 }
 
-/// Starts a server, registers the sites, sends the whole population by server-side ingestion
-/// and waits until the pipeline has counted all of it.
-async fn ingest(name: &str, hits: &[Hit]) -> (Server, String) {
-    let dir = temp_dir(name);
-    for (domain, tz) in SITES {
-        cli(&dir, &["site", "add", domain, "--timezone", tz]);
+/// Where the roles run and meet.
+enum Deployment {
+    /// `plumb serve`: every role in one process, on the data directory's files.
+    Embedded,
+    /// `collectors` × `plumb collect` and one `plumb work` meeting on NATS JetStream, the
+    /// metadata on PostgreSQL (each process gets its own data directory: they share nothing on disk).
+    Distributed { nats: NatsServer, db: TestDb, collectors: usize },
+}
+
+impl Deployment {
+    fn distributed(name: &str, collectors: usize) -> Deployment {
+        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), collectors }
     }
-    let key = create_key(&dir, "ingest");
-    let server = Server::start(&dir, &[]);
+
+    /// What every command is given: where the queue and the metadata are.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Deployment::Embedded => vec![],
+            Deployment::Distributed { nats, db, .. } => {
+                vec!["--queue".into(), nats.url(), "--meta".into(), db.url()]
+            }
+        }
+    }
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Starts the deployment's servers, registers the sites, sends the whole population by
+/// server-side ingestion (spread over the collectors) and waits until the pipeline has counted
+/// all of it. Returns the server that answers queries.
+async fn ingest(name: &str, hits: &[Hit], deployment: &Deployment) -> (Server, String) {
+    let dir = temp_dir(name);
+    let args = deployment.args();
+    let with =
+        |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
+    for (domain, tz) in SITES {
+        cli(&dir, &refs(&with(&["site", "add", domain, "--timezone", tz])));
+    }
+    let key = cli(&dir, &refs(&with(&["key", "create", "--name", "ingest"]))).lines().last().unwrap().trim().to_owned();
+    // Collectors apart from the reader, stopped when this returns (everything is counted by then).
+    let mut apart = Vec::new();
+    let (reader, collectors) = match deployment {
+        Deployment::Embedded => {
+            let server = Server::start(&dir, &[]);
+            let url = server.url.clone();
+            (server, vec![url])
+        }
+        Deployment::Distributed { collectors, .. } => {
+            for i in 0..*collectors {
+                let own = temp_dir(&format!("{name}-collect-{i}"));
+                apart.push(Server::start_role(&own, "collect", &refs(&args)));
+            }
+            let worker = Server::start_role(&dir, "work", &refs(&args));
+            (worker, apart.iter().map(|s| s.url.clone()).collect())
+        }
+    };
     let c = client();
     let total_pageviews = hits.iter().filter(|h| h.kind == Kind::Pageview).count() as i64;
 
-    for chunk in hits.chunks(500) {
+    for (i, chunk) in hits.chunks(500).enumerate() {
         let body: Vec<_> = chunk.iter().map(event_json).collect();
-        let r = c.post(format!("{}/api/events", server.url)).bearer_auth(&key).json(&body).send().await.unwrap();
+        let collector = &collectors[i % collectors.len()];
+        let r = c.post(format!("{collector}/api/events")).bearer_auth(&key).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 202);
         let answer: serde_json::Value = r.json().await.unwrap();
         assert_eq!(answer["accepted"], json!(chunk.len()), "{answer}");
     }
 
-    let caught_up = eventually(Duration::from_secs(30), || async {
+    let caught_up = eventually(Duration::from_secs(60), || async {
         let mut n = 0;
         for (domain, _) in SITES {
-            n += aggregate(&c, &server.url, &key, domain, &["pageviews"], json!("all")).await[0].as_i64().unwrap();
+            n += aggregate(&c, &reader.url, &key, domain, &["pageviews"], json!("all")).await[0].as_i64().unwrap();
         }
         n == total_pageviews
     })
     .await;
     assert!(caught_up, "pipeline did not reach {total_pageviews} pageviews");
-    (server, key)
+    (reader, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn population_counts_match_the_counting_rules() {
+    population_counts("counting", &Deployment::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn population_counts_match_through_a_collector_and_a_worker_on_nats_and_postgresql() {
+    let deployment = tokio::task::block_in_place(|| Deployment::distributed("counting", 1));
+    population_counts("counting-distributed", &deployment).await;
+}
+
+/// Fails today: events dated before the days whose salts are kept (this population is from 2024)
+/// are signed with a salt that lives in each collector's memory only (`SaltCache`), so one
+/// visitor's back-filled hits sent through two collectors become two visitors. Kept as the
+/// statement of what must hold (issue 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "back-dated salts are per collector (SaltCache): visitors split across collectors"]
+async fn population_counts_match_through_two_collectors_on_nats_and_postgresql() {
+    let deployment = tokio::task::block_in_place(|| Deployment::distributed("counting2", 2));
+    population_counts("counting-distributed-2", &deployment).await;
+}
+
+async fn population_counts(name: &str, deployment: &Deployment) {
     let hits = population();
     let want = expected(&hits);
     let total_pageviews: i64 = want.values().map(|e| e.pageviews).sum();
     assert!(hits.len() > 2000, "population is large enough: {} hits", hits.len());
-    let (server, key) = ingest("counting", &hits).await;
+    let (server, key) = ingest(name, &hits, deployment).await;
     let c = client();
 
     let metrics = ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"];
@@ -463,7 +538,7 @@ fn as_map(answer: &serde_json::Value) -> BTreeMap<Vec<String>, Vec<serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
     let hits = population();
-    let (server, key) = ingest("breakdowns", &hits).await;
+    let (server, key) = ingest("breakdowns", &hits, &Deployment::Embedded).await;
     let c = client();
     let range = json!(["2024-03-07", "2024-03-13"]);
     let mut checked = 0;

@@ -1,11 +1,12 @@
-use super::{SqliteMeta, now_ms, storage};
+use super::{SqliteMeta, storage};
 use crate::accounts::{
-    INVITE_TTL_MS, Invite, MFA_PENDING_TTL_MS, NewUser, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code,
-    random_bytes, random_token, sha256_hex, totp,
+    INVITE_TTL_MS, Invite, MFA_PENDING_TTL_MS, NewUser, SESSION_TTL_MS, random_bytes, random_token, sha256_hex, totp,
+};
+use crate::backend::{
+    checked_password, effective_role, enrolment_step, hash_password, new_shared_link, now_ms, password_matches,
+    recovery_code_hash, recovery_codes, role_after_invite, stored_server_key,
 };
 use crate::{Accounts, MetaError, Result, Role, Session, SharedLink, Site, User, validate_email, validate_password};
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use rusqlite::{OptionalExtension, params};
 
 const USER_COLUMNS: &str = "users.id, users.email, users.created_ms, users.is_owner, users.totp_secret IS NOT NULL";
@@ -16,18 +17,6 @@ fn user_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
 
 fn site_row(id: u32, domain: String, tz: String) -> Result<Site> {
     Ok(Site { id, domain, timezone: crate::parse_timezone(&tz)? })
-}
-
-/// Argon2id with the crate's defaults (19 MiB, 2 passes, 1 lane): OWASP's recommended minimum.
-fn hash_password(password: &str) -> Result<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| MetaError::Storage(format!("cannot hash the password: {e}")))
-}
-
-fn password_matches(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 impl Accounts for SqliteMeta {
@@ -44,7 +33,7 @@ impl Accounts for SqliteMeta {
             )
             .map_err(storage)?;
         if inserted == 0 {
-            return Err(MetaError::Invalid(format!("a user with e-mail `{email}` already exists")));
+            return Err(MetaError::user_taken(&email));
         }
         let id = conn.last_insert_rowid();
         conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_row).map_err(storage)
@@ -68,12 +57,7 @@ impl Accounts for SqliteMeta {
             .optional()
             .map_err(storage)?
         };
-        let Some((user, hash)) = found else {
-            // Hash anyway, so an unknown address takes as long to refuse as a wrong password.
-            let _ = hash_password(password);
-            return Ok(None);
-        };
-        Ok(password_matches(&hash, password).then_some(user))
+        Ok(checked_password(found, password))
     }
 
     fn sign_in_or_join(&self, email: &str, password: &str) -> Result<Option<User>> {
@@ -83,15 +67,7 @@ impl Accounts for SqliteMeta {
             conn.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE email = ?1)", [&email], |r| r.get(0))
                 .map_err(storage)?
         };
-        if exists {
-            return self.check_password(&email, password);
-        }
-        match self.add_user(&email, password, NewUser::Member) {
-            Ok(u) => Ok(Some(u)),
-            // Made by a request racing this one: it has a password now, which is checked.
-            Err(MetaError::Invalid(_)) if validate_password(password).is_ok() => self.check_password(&email, password),
-            Err(e) => Err(e),
-        }
+        crate::backend::sign_in_or_join(self, &email, password, exists)
     }
 
     fn create_session(&self, user_id: u32, mfa_pending: bool) -> Result<String> {
@@ -124,8 +100,7 @@ impl Accounts for SqliteMeta {
             )
             .optional()
             .map_err(storage)?;
-        let ttl = |s: &Session| if s.mfa_pending { MFA_PENDING_TTL_MS } else { SESSION_TTL_MS };
-        Ok(found.filter(|s| now_ms() - s.created_ms < ttl(s)))
+        Ok(found.filter(|s| s.is_live(now_ms())))
     }
 
     fn complete_mfa(&self, token: &str) -> Result<()> {
@@ -161,11 +136,8 @@ impl Accounts for SqliteMeta {
             .optional()
             .map_err(storage)?
             .flatten();
-        let pending = pending.ok_or_else(|| MetaError::Invalid("start two-factor set-up first".into()))?;
-        let step = totp::matching_step(&pending, code, now_ms).ok_or_else(|| {
-            MetaError::Invalid("that code is not valid for this key; check the device's clock".into())
-        })?;
-        let codes: Vec<String> = (0..10).map(|_| new_recovery_code()).collect();
+        let step = enrolment_step(pending.as_deref(), code, now_ms)?;
+        let codes = recovery_codes();
         let tx = conn.transaction().map_err(storage)?;
         tx.execute(
             "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?1 WHERE id = ?2",
@@ -176,7 +148,7 @@ impl Accounts for SqliteMeta {
         for c in &codes {
             tx.execute(
                 "INSERT INTO recovery_codes (user_id, code_sha256) VALUES (?1, ?2)",
-                params![user_id, sha256_hex(&normalize_recovery_code(c))],
+                params![user_id, recovery_code_hash(c)],
             )
             .map_err(storage)?;
         }
@@ -222,7 +194,7 @@ impl Accounts for SqliteMeta {
         let used = conn
             .execute(
                 "DELETE FROM recovery_codes WHERE user_id = ?1 AND code_sha256 = ?2",
-                params![user_id, sha256_hex(&normalize_recovery_code(code))],
+                params![user_id, recovery_code_hash(code)],
             )
             .map_err(storage)?;
         Ok(used == 1)
@@ -239,11 +211,7 @@ impl Accounts for SqliteMeta {
             )
             .optional()
             .map_err(storage)?;
-        match row {
-            Some((true, _)) => Ok(Some(Role::Owner)),
-            Some((false, Some(role))) => Role::parse(&role).map(Some),
-            _ => Ok(None),
-        }
+        row.map_or(Ok(None), |(is_owner, role)| effective_role(is_owner, role.as_deref()))
     }
 
     fn set_role(&self, user_id: u32, site_id: u32, role: Role) -> Result<()> {
@@ -255,7 +223,7 @@ impl Accounts for SqliteMeta {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                MetaError::NotFound(format!("user {user_id} or site {site_id}"))
+                MetaError::no_user_or_site(user_id, site_id)
             }
             e => storage(e),
         })?;
@@ -267,7 +235,7 @@ impl Accounts for SqliteMeta {
         let n = conn
             .execute("DELETE FROM members WHERE site_id = ?1 AND user_id = ?2", params![site_id, user_id])
             .map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("member {user_id} of site {site_id}"))) } else { Ok(()) }
+        if n == 0 { Err(MetaError::no_member(user_id, site_id)) } else { Ok(()) }
     }
 
     fn members(&self, site_id: u32) -> Result<Vec<(User, Role)>> {
@@ -321,7 +289,7 @@ impl Accounts for SqliteMeta {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                MetaError::NotFound(format!("site {site_id}"))
+                MetaError::no_site(site_id)
             }
             e => storage(e),
         })?;
@@ -347,8 +315,7 @@ impl Accounts for SqliteMeta {
     }
 
     fn accept_invite(&self, token: &str, user_id: u32) -> Result<(Site, Role)> {
-        let Invite { site, role, email } =
-            self.invite(token)?.ok_or_else(|| MetaError::NotFound("invite (it is used up or expired)".into()))?;
+        let Invite { site, role, email } = self.invite(token)?.ok_or_else(MetaError::invite_used_up)?;
         let for_them: bool = {
             let conn = self.conn.lock().unwrap();
             conn.query_row(
@@ -359,7 +326,7 @@ impl Accounts for SqliteMeta {
             .map_err(storage)?
         };
         if !for_them {
-            return Err(MetaError::Invalid(format!("this invite is for {email}; sign in as that account")));
+            return Err(MetaError::invite_for_another(&email));
         }
         let used = {
             let conn = self.conn.lock().unwrap();
@@ -367,34 +334,18 @@ impl Accounts for SqliteMeta {
         };
         // Two browsers racing for one invite: only the one that deleted it gets in.
         if used == 0 {
-            return Err(MetaError::NotFound("invite (it is used up or expired)".into()));
+            return Err(MetaError::invite_used_up());
         }
         let current = self.role(user_id, site.id)?;
-        if current.is_none_or(|c| c < role) {
+        let role = role_after_invite(current, role);
+        if current != Some(role) {
             self.set_role(user_id, site.id, role)?;
         }
-        Ok((site, role.max(current.unwrap_or(role))))
+        Ok((site, role))
     }
 
     fn create_shared_link(&self, site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 100 {
-            return Err(MetaError::Invalid("a shared link's name must be 1 to 100 characters".into()));
-        }
-        let password_hash = match password.filter(|p| !p.is_empty()) {
-            Some(p) => {
-                validate_password(p)?;
-                Some(hash_password(p)?)
-            }
-            None => None,
-        };
-        let link = SharedLink {
-            site_id,
-            slug: random_token::<16>(),
-            name: name.to_owned(),
-            password_hash,
-            created_ms: now_ms(),
-        };
+        let link = new_shared_link(site_id, name, password)?;
         let conn = self.conn.lock().unwrap();
         conn.execute(
             "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -402,7 +353,7 @@ impl Accounts for SqliteMeta {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                MetaError::NotFound(format!("site {site_id}"))
+                MetaError::no_site(site_id)
             }
             e => storage(e),
         })?;
@@ -440,7 +391,7 @@ impl Accounts for SqliteMeta {
         let n = conn
             .execute("DELETE FROM shared_links WHERE site_id = ?1 AND slug = ?2", params![site_id, slug])
             .map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("shared link `{slug}`"))) } else { Ok(()) }
+        if n == 0 { Err(MetaError::no_shared_link(slug)) } else { Ok(()) }
     }
 
     fn server_key(&self) -> Result<[u8; 32]> {
@@ -451,7 +402,7 @@ impl Accounts for SqliteMeta {
         let key: Vec<u8> = conn
             .query_row("SELECT value FROM server_keys WHERE name = 'cookies'", [], |r| r.get(0))
             .map_err(storage)?;
-        key.try_into().map_err(|_| MetaError::Storage("stored cookie key is not 32 bytes".into()))
+        stored_server_key(key)
     }
 }
 
@@ -518,7 +469,8 @@ mod tests {
     }
 
     #[test]
-    fn sessions_are_stored_hashed_and_end_everywhere() {
+    fn session_tokens_are_stored_hashed() {
+        // Their lifecycle is checked for both backends alike in tests/postgres.rs.
         let m = meta("sessions");
         let u = m.add_user("a@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
         let t1 = m.create_session(u.id, false).unwrap();
@@ -530,16 +482,7 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM sessions WHERE token_sha256 IN (?1, ?2)", [&t1, &t2], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 0, "tokens are not stored in the clear");
-        assert!(!m.session(&t1).unwrap().unwrap().mfa_pending);
-        assert!(m.session(&t2).unwrap().unwrap().mfa_pending);
-        m.complete_mfa(&t2).unwrap();
-        assert!(!m.session(&t2).unwrap().unwrap().mfa_pending);
-        assert_eq!(m.session("nope").unwrap(), None);
-        m.end_session(&t1).unwrap();
-        assert_eq!(m.session(&t1).unwrap(), None);
-        m.create_session(u.id, false).unwrap();
-        assert_eq!(m.end_all_sessions(u.id).unwrap(), 2);
-        assert_eq!(m.session(&t2).unwrap(), None);
+        assert!(m.session(&t2).unwrap().unwrap().mfa_pending, "found by the token");
     }
 
     #[test]

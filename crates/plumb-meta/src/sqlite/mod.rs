@@ -1,6 +1,7 @@
 mod accounts;
 
-use crate::accounts::{random_token, sha256_hex};
+use crate::accounts::sha256_hex;
+use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
 use crate::{
     ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
     day_is_live, parse_timezone, validate_currency, validate_domain,
@@ -14,30 +15,11 @@ fn storage(e: rusqlite::Error) -> MetaError {
     MetaError::Storage(e.to_string())
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 const KEY_COLUMNS: &str = "SELECT id, name, prefix, created_ms, scopes, sites FROM api_keys";
 
-/// A key row; scopes and sites are comma-separated lists.
 fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
     let (scopes, sites): (String, Option<String>) = (r.get(4)?, r.get(5)?);
-    let key = || -> Result<ApiKey> {
-        Ok(ApiKey {
-            id: r.get(0).map_err(storage)?,
-            name: r.get(1).map_err(storage)?,
-            prefix: r.get(2).map_err(storage)?,
-            created_ms: r.get(3).map_err(storage)?,
-            scopes: scopes.split(',').filter(|s| !s.is_empty()).map(Scope::parse).collect::<Result<_>>()?,
-            sites: sites
-                .map(|s| {
-                    s.split(',').map(|id| id.parse().map_err(|_| MetaError::Storage("bad site list".into()))).collect()
-                })
-                .transpose()?,
-        })
-    };
-    Ok(key())
+    Ok(stored_key(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &scopes, sites.as_deref()))
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
@@ -81,7 +63,7 @@ impl MetaStore for SqliteMeta {
             )
             .map_err(storage)?;
         if inserted == 0 {
-            return Err(MetaError::Invalid(format!("site `{domain}` already exists")));
+            return Err(MetaError::site_taken(&domain));
         }
         Ok(Site { id: conn.last_insert_rowid() as u32, domain, timezone: tz })
     }
@@ -100,7 +82,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn update_site(&self, id: u32, domain: Option<&str>, timezone: Option<&str>) -> Result<Site> {
-        let old = self.site_by_id(id)?.ok_or_else(|| MetaError::NotFound(format!("site {id}")))?;
+        let old = self.site_by_id(id)?.ok_or_else(|| MetaError::no_site(id))?;
         let domain = domain.map(validate_domain).transpose()?.unwrap_or(old.domain);
         let tz = timezone.map(parse_timezone).transpose()?.unwrap_or(old.timezone);
         let conn = self.conn.lock().unwrap();
@@ -110,7 +92,7 @@ impl MetaStore for SqliteMeta {
             })
             .map_err(storage)?;
         if taken {
-            return Err(MetaError::Invalid(format!("site `{domain}` already exists")));
+            return Err(MetaError::site_taken(&domain));
         }
         conn.execute("UPDATE sites SET domain = ?1, timezone = ?2 WHERE id = ?3", params![domain, tz.name(), id])
             .map_err(storage)?;
@@ -127,7 +109,7 @@ impl MetaStore for SqliteMeta {
             })
             .optional()
             .map_err(storage)?;
-        let Some((id, domain, tz)) = site else { return Err(MetaError::NotFound(format!("site `{domain}`"))) };
+        let Some((id, domain, tz)) = site else { return Err(MetaError::no_site_named(&domain)) };
         tx.execute("DELETE FROM sites WHERE id = ?1", [id]).map_err(storage)?;
         tx.execute("INSERT OR IGNORE INTO deleted_sites (site_id, purged) VALUES (?1, 0)", [id]).map_err(storage)?;
         tx.commit().map_err(storage)?;
@@ -159,14 +141,8 @@ impl MetaStore for SqliteMeta {
 
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {
         let kind = kind.validated()?;
-        let display_name = display_name.map(str::trim).map_or_else(|| kind.default_name(), str::to_owned);
-        if display_name.is_empty() || display_name.len() > 200 {
-            return Err(MetaError::Invalid("display_name must be 1 to 200 bytes".into()));
-        }
-        let (kind_text, value) = match &kind {
-            GoalKind::Page(p) => ("page", p),
-            GoalKind::Event(n) => ("event", n),
-        };
+        let display_name = goal_display_name(&kind, display_name)?;
+        let (kind_text, value) = kind.columns();
         let conn = self.conn.lock().unwrap();
         let existing: Option<(u32, String, Option<String>)> = conn
             .query_row(
@@ -186,12 +162,12 @@ impl MetaStore for SqliteMeta {
             )
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    MetaError::NotFound(format!("site {site_id}"))
+                    MetaError::no_site(site_id)
                 }
                 e => storage(e),
             })?;
         if inserted == 0 {
-            return Err(MetaError::Invalid(format!("this site already has a goal named `{display_name}`")));
+            return Err(MetaError::goal_name_taken(&display_name));
         }
         Ok(Goal { id: conn.last_insert_rowid() as u32, site_id, display_name, kind, currency: None })
     }
@@ -207,8 +183,7 @@ impl MetaStore for SqliteMeta {
             .query_map([site_id], |r| {
                 let (id, display_name, kind, value): (u32, String, String, String) =
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                let kind = if kind == "page" { GoalKind::Page(value) } else { GoalKind::Event(value) };
-                Ok(Goal { id, site_id, display_name, kind, currency: r.get(4)? })
+                Ok(Goal { id, site_id, display_name, kind: GoalKind::from_columns(&kind, value), currency: r.get(4)? })
             })
             .map_err(storage)?;
         rows.collect::<rusqlite::Result<_>>().map_err(storage)
@@ -220,13 +195,12 @@ impl MetaStore for SqliteMeta {
             .list_goals(site_id)?
             .into_iter()
             .find(|g| g.id == goal_id)
-            .ok_or_else(|| MetaError::NotFound(format!("goal {goal_id} of site {site_id}")))?;
-        if currency.is_some() && matches!(goal.kind, GoalKind::Page(_)) {
-            return Err(MetaError::Invalid("only custom-event goals carry revenue".into()));
-        }
+            .ok_or_else(|| MetaError::no_goal(site_id, goal_id))?;
+        let goal = with_currency(goal, currency)?;
         let conn = self.conn.lock().unwrap();
-        conn.execute("UPDATE goals SET currency = ?1 WHERE id = ?2", params![currency, goal_id]).map_err(storage)?;
-        Ok(Goal { currency, ..goal })
+        conn.execute("UPDATE goals SET currency = ?1 WHERE id = ?2", params![goal.currency, goal_id])
+            .map_err(storage)?;
+        Ok(goal)
     }
 
     fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()> {
@@ -236,42 +210,23 @@ impl MetaStore for SqliteMeta {
             .unwrap()
             .execute("DELETE FROM goals WHERE site_id = ?1 AND id = ?2", params![site_id, goal_id])
             .map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("goal {goal_id} of site {site_id}"))) } else { Ok(()) }
+        if n == 0 { Err(MetaError::no_goal(site_id, goal_id)) } else { Ok(()) }
     }
 
     fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 100 {
-            return Err(MetaError::Invalid("key name must be 1 to 100 characters".into()));
-        }
-        if scopes.is_empty() {
-            return Err(MetaError::Invalid("a key needs at least one scope".into()));
-        }
-        let secret = format!("plumb_{}", random_token::<24>());
-        let prefix = secret[..12].to_owned();
-        let created_ms = now_ms();
-        let scope_text = scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
-        let site_text = sites.map(|s| s.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+        let NewKey { key, secret, secret_sha256, scopes, sites } = new_key(name, scopes, sites)?;
         let conn = self.conn.lock().unwrap();
         let inserted = conn
             .execute(
                 "INSERT OR IGNORE INTO api_keys (name, prefix, secret_sha256, created_ms, scopes, sites)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, prefix, sha256_hex(&secret), created_ms, scope_text, site_text],
+                params![key.name, key.prefix, secret_sha256, key.created_ms, scopes, sites],
             )
             .map_err(storage)?;
         if inserted == 0 {
-            return Err(MetaError::Invalid(format!("a key named `{name}` already exists")));
+            return Err(MetaError::key_taken(&key.name));
         }
-        let key = ApiKey {
-            id: conn.last_insert_rowid() as u32,
-            name: name.to_owned(),
-            prefix,
-            created_ms,
-            scopes: scopes.to_vec(),
-            sites: sites.map(<[u32]>::to_vec),
-        };
-        Ok((key, secret))
+        Ok((ApiKey { id: conn.last_insert_rowid() as u32, ..key }, secret))
     }
 
     fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -283,7 +238,7 @@ impl MetaStore for SqliteMeta {
 
     fn revoke_key(&self, name: &str) -> Result<()> {
         let n = self.conn.lock().unwrap().execute("DELETE FROM api_keys WHERE name = ?1", [name]).map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("key `{name}`"))) } else { Ok(()) }
+        if n == 0 { Err(MetaError::no_key(name)) } else { Ok(()) }
     }
 
     fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>> {
@@ -303,7 +258,7 @@ impl MetaStore for SqliteMeta {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                MetaError::NotFound(format!("site {site_id}"))
+                MetaError::no_site(site_id)
             }
             e => storage(e),
         })?;
@@ -339,7 +294,7 @@ impl MetaStore for SqliteMeta {
         let n = conn
             .execute("DELETE FROM firewall_rules WHERE site_id = ?1 AND id = ?2", params![site_id, rule_id])
             .map_err(storage)?;
-        if n == 0 { Err(MetaError::NotFound(format!("rule {rule_id} of site {site_id}"))) } else { Ok(()) }
+        if n == 0 { Err(MetaError::no_rule(site_id, rule_id)) } else { Ok(()) }
     }
 
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {
@@ -383,8 +338,7 @@ impl MetaStore for SqliteMeta {
             .map_err(storage)?;
         let bytes: Vec<u8> =
             conn.query_row("SELECT salt FROM salts WHERE day = ?1", [day], |r| r.get(0)).map_err(storage)?;
-        let salt = bytes.try_into().map_err(|_| MetaError::Storage("stored salt is not 16 bytes".into()))?;
-        Ok(Some(salt))
+        stored_salt(bytes).map(Some)
     }
 
     fn purge_salts(&self, now_ms: i64) -> Result<usize> {

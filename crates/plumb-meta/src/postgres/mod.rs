@@ -1,0 +1,453 @@
+//! The PostgreSQL backend: the metadata of several Plumb processes (or hosts) in one database.
+//! It answers every call as [`SqliteMeta`](crate::SqliteMeta) does; what SQLite gets from its
+//! single writer, this gets from statements that are atomic on their own (`INSERT … ON CONFLICT`,
+//! a conditional `UPDATE`, `DELETE … RETURNING`), row locks in a transaction (`FOR UPDATE`) or an
+//! advisory lock (the first owner, migrations).
+
+mod accounts;
+mod pool;
+mod server;
+
+use crate::accounts::sha256_hex;
+use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
+use crate::{
+    ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
+    day_is_live, parse_timezone, validate_currency, validate_domain,
+};
+use plumb_core::signature::{Salt, random_salt};
+use pool::Pool;
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, Row};
+use server::Server;
+use std::sync::Arc;
+
+/// How many connections [`PgMeta::connect`] keeps at most (each opened when first needed), so
+/// how many calls run at once.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+const MAX_POOL_SIZE: usize = 64;
+
+/// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
+const MIGRATIONS: [&str; 1] = [include_str!("../../migrations/postgres/001_initial.sql")];
+
+/// Advisory lock keys (per database). Migrating is one at a time, so processes starting together
+/// migrate once; so is adding a user who may become the owner, so there is one owner.
+const MIGRATION_LOCK: i64 = 0x706c_756d_6201;
+const OWNER_LOCK: i64 = 0x706c_756d_6202;
+
+/// Metadata in a PostgreSQL database, which several Plumb processes may share.
+pub struct PgMeta {
+    pool: Pool,
+}
+
+impl PgMeta {
+    /// Connects to `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` with up to [`DEFAULT_POOL_SIZE`]
+    /// connections and brings the schema up to date.
+    pub fn connect(url: &str) -> Result<PgMeta> {
+        Self::connect_with(url, DEFAULT_POOL_SIZE)
+    }
+
+    /// [`connect`](Self::connect) with up to `pool_size` connections (1 to 64); calls beyond
+    /// that many at once wait their turn.
+    pub fn connect_with(url: &str, pool_size: usize) -> Result<PgMeta> {
+        if !(1..=MAX_POOL_SIZE).contains(&pool_size) {
+            return Err(MetaError::Invalid(format!(
+                "a PostgreSQL pool has 1 to {MAX_POOL_SIZE} connections, not {pool_size}"
+            )));
+        }
+        let server = Arc::new(Server::parse(url)?);
+        let name = server.name.clone();
+        let pool = Pool::start(server, pool_size)?;
+        pool.run(move |c| migrate(c, &name))?;
+        Ok(PgMeta { pool })
+    }
+}
+
+/// Brings the schema up to `MIGRATIONS.len()` in one transaction, recording each version reached
+/// in `schema_version` (as the event store does); a database from a newer Plumb is refused.
+fn migrate(client: &mut Client, server: &str) -> Result<()> {
+    let mut tx = client.transaction().map_err(storage)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(storage)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(storage)?;
+    let found: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[]).map_err(storage)?.get(0);
+    let known = MIGRATIONS.len() as u32;
+    let found = u32::try_from(found).unwrap_or(0);
+    if found > known {
+        // In the words the SQLite files use.
+        let newer = plumb_sqlite::Error::Newer { path: format!("PostgreSQL at {server}"), found, known };
+        return Err(MetaError::Storage(newer.to_string()));
+    }
+    for (version, sql) in (1_i32..).zip(MIGRATIONS).skip(found as usize) {
+        tx.batch_execute(sql).map_err(|e| {
+            MetaError::Storage(format!("PostgreSQL at {server}: migration {version} failed: {}", describe(&e)))
+        })?;
+        tx.execute("INSERT INTO schema_version VALUES ($1)", &[&version]).map_err(storage)?;
+    }
+    tx.commit().map_err(storage)
+}
+
+/// The error with its causes: the client's own text is only their kind ("db error").
+fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+fn storage(e: postgres::Error) -> MetaError {
+    MetaError::Storage(describe(&e))
+}
+
+/// A reference to a row that does not exist is the caller naming a missing site (or user).
+fn or_missing(missing: impl FnOnce() -> MetaError) -> impl FnOnce(postgres::Error) -> MetaError {
+    move |e| if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) { missing() } else { storage(e) }
+}
+
+/// Ids are `BIGINT` columns and `u32` in the API.
+fn id(row: &Row, column: usize) -> Result<u32> {
+    let v: i64 = row.get(column);
+    u32::try_from(v).map_err(|_| MetaError::Storage(format!("stored id {v} is out of range")))
+}
+
+/// A site from `id, domain, timezone` at the row's first columns.
+fn site_row(row: &Row) -> Result<Site> {
+    Ok(Site { id: id(row, 0)?, domain: row.get(1), timezone: parse_timezone(row.get(2))? })
+}
+
+fn goal_row(site_id: u32, row: &Row) -> Result<Goal> {
+    Ok(Goal {
+        id: id(row, 0)?,
+        site_id,
+        display_name: row.get(1),
+        kind: GoalKind::from_columns(row.get(2), row.get(3)),
+        currency: row.get(4),
+    })
+}
+
+const GOAL_COLUMNS: &str = "SELECT id, display_name, kind, value, currency FROM goals";
+const KEY_COLUMNS: &str = "SELECT id, name, prefix, created_ms, scopes, sites FROM api_keys";
+
+fn key_row(row: &Row) -> Result<ApiKey> {
+    stored_key(id(row, 0)?, row.get(1), row.get(2), row.get(3), row.get(4), row.get(5))
+}
+
+impl PgMeta {
+    fn site_where(&self, clause: &'static str, param: impl ToSql + Sync + Send + 'static) -> Result<Option<Site>> {
+        self.pool.run(move |c| {
+            let sql = format!("SELECT id, domain, timezone FROM sites WHERE {clause}");
+            c.query_opt(&sql, &[&param]).map_err(storage)?.as_ref().map(site_row).transpose()
+        })
+    }
+}
+
+impl MetaStore for PgMeta {
+    fn add_site(&self, domain: &str, timezone: &str) -> Result<Site> {
+        let domain = validate_domain(domain)?;
+        let tz = parse_timezone(timezone)?;
+        self.pool.run(move |c| {
+            let row = c
+                .query_opt(
+                    "INSERT INTO sites (domain, timezone, created_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (domain) DO NOTHING RETURNING id",
+                    &[&domain, &tz.name(), &now_ms()],
+                )
+                .map_err(storage)?;
+            let row = row.ok_or_else(|| MetaError::site_taken(&domain))?;
+            Ok(Site { id: id(&row, 0)?, domain, timezone: tz })
+        })
+    }
+
+    fn list_sites(&self) -> Result<Vec<Site>> {
+        self.pool.run(|c| {
+            let rows = c.query("SELECT id, domain, timezone FROM sites ORDER BY domain", &[]).map_err(storage)?;
+            rows.iter().map(site_row).collect()
+        })
+    }
+
+    fn update_site(&self, id: u32, domain: Option<&str>, timezone: Option<&str>) -> Result<Site> {
+        let (domain, timezone) = (domain.map(str::to_owned), timezone.map(str::to_owned));
+        self.pool.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            let old = tx
+                .query_opt("SELECT id, domain, timezone FROM sites WHERE id = $1 FOR UPDATE", &[&i64::from(id)])
+                .map_err(storage)?;
+            let old = site_row(&old.ok_or_else(|| MetaError::no_site(id))?)?;
+            let domain = domain.as_deref().map(validate_domain).transpose()?.unwrap_or(old.domain);
+            let tz = timezone.as_deref().map(parse_timezone).transpose()?.unwrap_or(old.timezone);
+            tx.execute(
+                "UPDATE sites SET domain = $1, timezone = $2 WHERE id = $3",
+                &[&domain, &tz.name(), &i64::from(id)],
+            )
+            .map_err(|e| {
+                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) { MetaError::site_taken(&domain) } else { storage(e) }
+            })?;
+            tx.commit().map_err(storage)?;
+            Ok(Site { id, domain, timezone: tz })
+        })
+    }
+
+    fn remove_site(&self, domain: &str) -> Result<Site> {
+        let domain = validate_domain(domain)?;
+        self.pool.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            let row = tx
+                .query_opt("DELETE FROM sites WHERE domain = $1 RETURNING id, domain, timezone", &[&domain])
+                .map_err(storage)?;
+            let site = site_row(&row.ok_or_else(|| MetaError::no_site_named(&domain))?)?;
+            tx.execute(
+                "INSERT INTO deleted_sites (site_id, purged) VALUES ($1, FALSE) ON CONFLICT DO NOTHING",
+                &[&i64::from(site.id)],
+            )
+            .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            Ok(site)
+        })
+    }
+
+    fn deleted_sites(&self) -> Result<Vec<(u32, bool)>> {
+        self.pool.run(|c| {
+            let rows = c.query("SELECT site_id, purged FROM deleted_sites ORDER BY site_id", &[]).map_err(storage)?;
+            rows.iter().map(|r| Ok((id(r, 0)?, r.get(1)))).collect()
+        })
+    }
+
+    fn mark_purged(&self, site_id: u32) -> Result<()> {
+        self.pool.run(move |c| {
+            c.execute("UPDATE deleted_sites SET purged = TRUE WHERE site_id = $1", &[&i64::from(site_id)])
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn site_by_domain(&self, domain: &str) -> Result<Option<Site>> {
+        self.site_where("domain = $1", domain.to_owned())
+    }
+
+    fn site_by_id(&self, id: u32) -> Result<Option<Site>> {
+        self.site_where("id = $1", i64::from(id))
+    }
+
+    fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {
+        let kind = kind.validated()?;
+        let display_name = goal_display_name(&kind, display_name)?;
+        self.pool.run(move |c| {
+            let (kind_text, value) = kind.columns();
+            let site = i64::from(site_id);
+            // Inserting first and looking second holds when another process adds the same goal.
+            let inserted = c
+                .query_opt(
+                    "INSERT INTO goals (site_id, display_name, kind, value) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING RETURNING id",
+                    &[&site, &display_name, &kind_text, &value],
+                )
+                .map_err(or_missing(|| MetaError::no_site(site_id)))?;
+            if let Some(row) = inserted {
+                return Ok(Goal { id: id(&row, 0)?, site_id, display_name, kind, currency: None });
+            }
+            // The same definition is there already (it is the answer), or another one has the name.
+            let existing = c
+                .query_opt(
+                    &format!("{GOAL_COLUMNS} WHERE site_id = $1 AND kind = $2 AND value = $3"),
+                    &[&site, &kind_text, &value],
+                )
+                .map_err(storage)?;
+            match existing {
+                Some(row) => goal_row(site_id, &row),
+                None => Err(MetaError::goal_name_taken(&display_name)),
+            }
+        })
+    }
+
+    fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>> {
+        self.pool.run(move |c| {
+            let rows = c
+                .query(&format!("{GOAL_COLUMNS} WHERE site_id = $1 ORDER BY display_name"), &[&i64::from(site_id)])
+                .map_err(storage)?;
+            rows.iter().map(|r| goal_row(site_id, r)).collect()
+        })
+    }
+
+    fn set_goal_currency(&self, site_id: u32, goal_id: u32, currency: Option<&str>) -> Result<Goal> {
+        let currency = currency.map(validate_currency).transpose()?;
+        self.pool.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            let row = tx
+                .query_opt(
+                    &format!("{GOAL_COLUMNS} WHERE site_id = $1 AND id = $2 FOR UPDATE"),
+                    &[&i64::from(site_id), &i64::from(goal_id)],
+                )
+                .map_err(storage)?;
+            let goal = goal_row(site_id, &row.ok_or_else(|| MetaError::no_goal(site_id, goal_id))?)?;
+            let goal = with_currency(goal, currency)?;
+            tx.execute("UPDATE goals SET currency = $1 WHERE id = $2", &[&goal.currency, &i64::from(goal_id)])
+                .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            Ok(goal)
+        })
+    }
+
+    fn remove_goal(&self, site_id: u32, goal_id: u32) -> Result<()> {
+        let n = self.pool.run(move |c| {
+            c.execute("DELETE FROM goals WHERE site_id = $1 AND id = $2", &[&i64::from(site_id), &i64::from(goal_id)])
+                .map_err(storage)
+        })?;
+        if n == 0 { Err(MetaError::no_goal(site_id, goal_id)) } else { Ok(()) }
+    }
+
+    fn create_key(&self, name: &str, scopes: &[Scope], sites: Option<&[u32]>) -> Result<(ApiKey, String)> {
+        let NewKey { key, secret, secret_sha256, scopes, sites } = new_key(name, scopes, sites)?;
+        self.pool.run(move |c| {
+            let row = c
+                .query_opt(
+                    "INSERT INTO api_keys (name, prefix, secret_sha256, created_ms, scopes, sites)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+                    &[&key.name, &key.prefix, &secret_sha256, &key.created_ms, &scopes, &sites],
+                )
+                .map_err(storage)?;
+            let row = row.ok_or_else(|| MetaError::key_taken(&key.name))?;
+            Ok((ApiKey { id: id(&row, 0)?, ..key }, secret))
+        })
+    }
+
+    fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        self.pool.run(|c| {
+            let rows = c.query(&format!("{KEY_COLUMNS} ORDER BY name"), &[]).map_err(storage)?;
+            rows.iter().map(key_row).collect()
+        })
+    }
+
+    fn revoke_key(&self, name: &str) -> Result<()> {
+        let owned = name.to_owned();
+        let n =
+            self.pool.run(move |c| c.execute("DELETE FROM api_keys WHERE name = $1", &[&owned]).map_err(storage))?;
+        if n == 0 { Err(MetaError::no_key(name)) } else { Ok(()) }
+    }
+
+    fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+        // Looked up by hash: the secret itself is never compared or stored.
+        let hash = sha256_hex(secret);
+        self.pool.run(move |c| {
+            let row = c.query_opt(&format!("{KEY_COLUMNS} WHERE secret_sha256 = $1"), &[&hash]).map_err(storage)?;
+            row.as_ref().map(key_row).transpose()
+        })
+    }
+
+    fn add_rule(&self, site_id: u32, kind: RuleKind) -> Result<FirewallRule> {
+        self.pool.run(move |c| {
+            // The no-op update makes an existing rule come back too, in the same statement.
+            let row = c
+                .query_one(
+                    "INSERT INTO firewall_rules (site_id, kind, value, created_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (site_id, kind, value) DO UPDATE SET kind = excluded.kind
+                     RETURNING id, created_ms",
+                    &[&i64::from(site_id), &kind.name(), &kind.value(), &now_ms()],
+                )
+                .map_err(or_missing(|| MetaError::no_site(site_id)))?;
+            Ok(FirewallRule { id: id(&row, 0)?, site_id, kind, created_ms: row.get(1) })
+        })
+    }
+
+    fn rules(&self, site_id: u32) -> Result<Vec<FirewallRule>> {
+        self.pool.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT id, kind, value, created_ms FROM firewall_rules WHERE site_id = $1 ORDER BY id",
+                    &[&i64::from(site_id)],
+                )
+                .map_err(storage)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FirewallRule {
+                        id: id(r, 0)?,
+                        site_id,
+                        kind: RuleKind::parse(r.get(1), r.get(2))?,
+                        created_ms: r.get(3),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn remove_rule(&self, site_id: u32, rule_id: u32) -> Result<()> {
+        let n = self.pool.run(move |c| {
+            c.execute(
+                "DELETE FROM firewall_rules WHERE site_id = $1 AND id = $2",
+                &[&i64::from(site_id), &i64::from(rule_id)],
+            )
+            .map_err(storage)
+        })?;
+        if n == 0 { Err(MetaError::no_rule(site_id, rule_id)) } else { Ok(()) }
+    }
+
+    fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {
+        let mut counts = counts.to_vec();
+        // Rows are locked in one order, so two collectors flushing at once cannot deadlock.
+        counts.sort_by(|a, b| (a.site_id, a.hour, &a.reason).cmp(&(b.site_id, b.hour, &b.reason)));
+        self.pool.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            // The site's row is share-locked: one deleted meanwhile takes its counts with it, one
+            // being deleted drops them (never a failed batch).
+            let add = tx
+                .prepare(
+                    "INSERT INTO security_counts (site_id, hour, reason, count)
+                     SELECT id, $2::BIGINT, $3::TEXT, $4::BIGINT FROM sites WHERE id = $1 FOR KEY SHARE
+                     ON CONFLICT (site_id, hour, reason) DO UPDATE SET count = security_counts.count + excluded.count",
+                )
+                .map_err(storage)?;
+            for n in &counts {
+                tx.execute(&add, &[&i64::from(n.site_id), &n.hour, &n.reason, &(n.count as i64)]).map_err(storage)?;
+            }
+            tx.commit().map_err(storage)
+        })
+    }
+
+    fn security_counts(&self, site_id: u32, since_hour: i64) -> Result<Vec<SecurityCount>> {
+        self.pool.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT hour, reason, count FROM security_counts WHERE site_id = $1 AND hour >= $2
+                     ORDER BY hour, reason",
+                    &[&i64::from(site_id), &since_hour],
+                )
+                .map_err(storage)?;
+            Ok(rows
+                .iter()
+                .map(|r| SecurityCount { site_id, hour: r.get(0), reason: r.get(1), count: r.get::<_, i64>(2) as u64 })
+                .collect())
+        })
+    }
+
+    fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>> {
+        if !day_is_live(day, now_ms) {
+            return Ok(None);
+        }
+        let fresh = random_salt();
+        self.pool.run(move |c| {
+            // The first insert sets the day's salt; an insert racing it waits for it to commit and
+            // does nothing, and the read after sees the winner's salt.
+            c.execute(
+                "INSERT INTO salts (day, salt) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+                &[&day, &fresh.as_slice()],
+            )
+            .map_err(storage)?;
+            let row = c.query_one("SELECT salt FROM salts WHERE day = $1", &[&day]).map_err(storage)?;
+            stored_salt(row.get(0)).map(Some)
+        })
+    }
+
+    fn purge_salts(&self, now_ms: i64) -> Result<usize> {
+        self.pool.run(move |c| {
+            let days: Vec<i32> =
+                c.query("SELECT day FROM salts", &[]).map_err(storage)?.iter().map(|r| r.get(0)).collect();
+            let ended: Vec<i32> = days.into_iter().filter(|d| !day_is_live(*d, now_ms)).collect();
+            if ended.is_empty() {
+                return Ok(0);
+            }
+            let n = c.execute("DELETE FROM salts WHERE day = ANY($1)", &[&ended]).map_err(storage)?;
+            Ok(n as usize)
+        })
+    }
+}

@@ -1,0 +1,631 @@
+//! NATS JetStream queue, for collectors and workers on several machines. Entries live in one
+//! file-backed stream, `PLUMB_EVENTS`, on the subjects `plumb.events.<partition>`, where a
+//! message's partition is its key modulo the partition count, so that a worker can own a subset.
+//! Positions are the stream's sequence numbers.
+//!
+//! Durability is the server's: a publish is acknowledged once the stream has stored it, which
+//! means on disk only when the server runs with `jetstream { sync_interval: always }` (by default
+//! it syncs every two minutes). Entries leave only when released: the stream has no age limit,
+//! and its size limit makes a stalled worker show as refused appends (`503`), not a full disk.
+
+use crate::{AppendFuture, Consumer, Entry, Message, Producer, QueueError};
+use async_nats::connection::State;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, DeleteMessageErrorKind, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+use futures_util::{StreamExt, TryStreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::{Instant, sleep, timeout, timeout_at};
+
+/// The stream holding every queued event.
+pub const STREAM: &str = "PLUMB_EVENTS";
+/// Subjects are `plumb.events.<partition>`.
+const SUBJECT_PREFIX: &str = "plumb.events";
+/// How long the server remembers message ids: a publish retried within it is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The most partitions a stream may be spread over (each is a subject a consumer may filter on).
+pub const MAX_PARTITIONS: u16 = 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every request to the server (stream info, consumers, fetches, deletes) gives up after this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A publish not acknowledged for this long is sent again, with the same id, while the append's
+/// time lasts: a message lost in a reconnect gets no answer at all.
+const ACK_WAIT: Duration = Duration::from_secs(1);
+/// The pause before sending again after a refusal that may pass (JetStream not ready yet).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Publishes awaiting their acknowledgement, per producer; beyond this appends fail with
+/// [`QueueError::Full`], as the spool sheds load past its pending limit.
+const MAX_IN_FLIGHT: usize = 16_384;
+/// The longest pause between reconnection attempts: async-nats's own grows to 4 s, most of an
+/// append's time.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How often an append that finds the connection down looks again.
+const RECONNECT_POLL: Duration = Duration::from_millis(20);
+/// Deletes in flight at once while releasing.
+const RELEASE_CONCURRENCY: usize = 64;
+/// How much sooner than its caller's deadline a pull request held by `wait` expires.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(10);
+/// How long the server keeps a consumer nobody reads from (its worker died).
+const CONSUMER_IDLE: Duration = Duration::from_secs(600);
+
+/// Where the queue is and how it is laid out. Producers and consumers of one stream must agree on
+/// `partitions` and `max_bytes` (each makes sure the stream has the latter).
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://HOST:PORT`.
+    pub url: String,
+    /// How many subjects entries are spread over by key, 1..=[`MAX_PARTITIONS`].
+    pub partitions: u16,
+    /// The stream's size limit; past it appends fail with [`QueueError::Full`].
+    pub max_bytes: u64,
+    /// How long an append may take, retries included, before it fails.
+    pub append_timeout: Duration,
+}
+
+impl NatsConfig {
+    pub const DEFAULT_PARTITIONS: u16 = 16;
+    pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
+    pub const DEFAULT_APPEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            partitions: Self::DEFAULT_PARTITIONS,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            append_timeout: Self::DEFAULT_APPEND_TIMEOUT,
+        }
+    }
+
+    /// Checks the settings; returns the server's `HOST:PORT`.
+    fn validate(&self) -> Result<String, QueueError> {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(QueueError::Config(format!(
+                "NATS partitions must be 1..={MAX_PARTITIONS}, not {}",
+                self.partitions
+            )));
+        }
+        if self.max_bytes == 0 || self.max_bytes > i64::MAX as u64 {
+            return Err(QueueError::Config(format!("NATS max_bytes must be 1..={}, not {}", i64::MAX, self.max_bytes)));
+        }
+        server_addr(&self.url)
+    }
+}
+
+/// `HOST:PORT` of a `nats://HOST:PORT` URL.
+fn server_addr(raw: &str) -> Result<String, QueueError> {
+    let bad = |why: &str| QueueError::Config(format!("NATS URL `{raw}` {why}; expected nats://HOST:PORT"));
+    let url = url::Url::parse(raw).map_err(|e| bad(&format!("is malformed ({e})")))?;
+    if url.scheme() != "nats" {
+        return Err(bad(&format!("has scheme `{}` (TLS and websockets are not supported)", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not echoed: the URL holds a secret.
+        return Err(QueueError::Config(
+            "NATS URL has credentials, which are not supported; expected nats://HOST:PORT".into(),
+        ));
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("has no host"))?;
+    let port = url.port().ok_or_else(|| bad("has no port"))?;
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("has more than a host and port"));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+fn subject(partition: u64) -> String {
+    format!("{SUBJECT_PREFIX}.{partition}")
+}
+
+/// A connection whose stream is made sure of.
+struct Link {
+    addr: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream,
+}
+
+async fn link(config: &NatsConfig, name: &str) -> Result<Link, QueueError> {
+    let addr = config.validate()?;
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .reconnect_delay_callback(|attempts| Duration::from_millis(1 << attempts.min(16)).min(MAX_RECONNECT_DELAY))
+        .connect(format!("nats://{addr}"))
+        .await
+        .map_err(|e| QueueError::Storage(format!("cannot connect to NATS at {addr}: {e}")))?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .max_ack_inflight(MAX_IN_FLIGHT)
+        .backpressure_on_inflight(false)
+        .build(client.clone());
+    let stream = ensure_stream(&js, config).await.map_err(|e| QueueError::Storage(format!("NATS at {addr}: {e}")))?;
+    Ok(Link { addr, client, js, stream })
+}
+
+/// Plumb's settings over a stream's configuration; the rest (replicas, placement) is the
+/// operator's.
+fn settings(base: stream::Config, config: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: STREAM.into(),
+        subjects: vec![format!("{SUBJECT_PREFIX}.*")],
+        storage: StorageType::File,
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::New,
+        max_bytes: config.max_bytes as i64,
+        // Entries leave when released, never by age: an unprocessed one must not vanish.
+        max_age: Duration::ZERO,
+        duplicate_window: DUPLICATE_WINDOW,
+        allow_direct: true,
+        deny_delete: false,
+        deny_purge: false,
+        ..base
+    }
+}
+
+/// Creates the stream, or checks the one there and brings its settings to Plumb's.
+async fn ensure_stream(js: &jetstream::Context, config: &NatsConfig) -> Result<stream::Stream, String> {
+    let stream = js
+        .get_or_create_stream(settings(stream::Config::default(), config))
+        .await
+        .map_err(|e| format!("cannot create or open stream {STREAM}: {e}"))?;
+    let current = &stream.cached_info().config;
+    // Neither can be changed on an existing stream.
+    if current.storage != StorageType::File || current.retention != RetentionPolicy::Limits {
+        return Err(format!(
+            "stream {STREAM} exists with {:?} storage and {:?} retention, where Plumb needs file storage and \
+             limits retention; move its entries elsewhere and delete it",
+            current.storage, current.retention
+        ));
+    }
+    let wanted = settings(current.clone(), config);
+    if &wanted != current {
+        js.update_stream(&wanted).await.map_err(|e| format!("cannot update stream {STREAM}'s settings: {e}"))?;
+    }
+    Ok(stream)
+}
+
+/// The producer: publishes each message to its partition's subject and resolves once the server
+/// has acknowledged every one.
+pub struct NatsQueue {
+    addr: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    partitions: u64,
+    append_timeout: Duration,
+    /// Random per producer, so message ids never repeat across producers and restarts.
+    id: String,
+    /// The next message's number, the other half of its id.
+    next: AtomicU64,
+}
+
+impl NatsQueue {
+    /// Connects (on the calling tokio runtime) and makes sure the stream exists.
+    pub async fn connect(config: &NatsConfig) -> Result<Self, QueueError> {
+        let Link { addr, client, js, .. } = link(config, "plumb-collector").await?;
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| QueueError::Storage(format!("no randomness for the producer id: {e}")))?;
+        Ok(Self {
+            addr,
+            client,
+            js,
+            partitions: u64::from(config.partitions),
+            append_timeout: config.append_timeout,
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Waits, until `deadline`, for the connection to be up; sending while it is down would only
+    /// queue the message in the client, to be stored after the append has failed.
+    async fn connected(&self, deadline: Instant) -> bool {
+        loop {
+            if self.client.connection_state() == State::Connected {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(RECONNECT_POLL.min(deadline - Instant::now())).await;
+        }
+    }
+
+    /// Sends each message once; returns those to send again, with the last reason why.
+    async fn attempt(&self, messages: Vec<Outgoing>, deadline: Instant) -> Result<(Vec<Outgoing>, String), QueueError> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let publish = PublishMessage::build().message_id(&m.id).payload(m.payload.clone());
+            acks.push(match timeout_at(deadline, self.js.send_publish(m.subject.clone(), publish)).await {
+                Ok(sent) => sent,
+                Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+            });
+        }
+        let patience = (Instant::now() + ACK_WAIT).min(deadline);
+        let mut again = Vec::new();
+        let mut why = String::new();
+        for (m, ack) in messages.into_iter().zip(acks) {
+            let answer = match ack {
+                // A duplicate was stored by an earlier try: as good as stored now.
+                Ok(ack) => match timeout_at(patience, ack).await {
+                    Ok(answer) => answer.map(drop),
+                    Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = answer {
+                if let Some(fatal) = verdict(&e, &self.addr) {
+                    return Err(fatal);
+                }
+                why = e.to_string();
+                again.push(m);
+            }
+        }
+        Ok((again, why))
+    }
+}
+
+/// One message on its way, kept whole so that a retry sends the very same id.
+struct Outgoing {
+    subject: String,
+    id: String,
+    payload: bytes::Bytes,
+}
+
+/// Whether a JetStream error is `code` saying `what`: some codes cover several causes, told apart
+/// only by their description.
+fn says(e: &jetstream::Error, code: ErrorCode, what: &str) -> bool {
+    e.error_code() == code && e.to_string().contains(what)
+}
+
+/// What a failed publish means for the append: `None` when sending it again may work.
+fn verdict(e: &PublishError, addr: &str) -> Option<QueueError> {
+    match e.kind() {
+        // No answer, a dropped connection, or no JetStream yet (a server starting up).
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => None,
+        PublishErrorKind::MaxAckPending => Some(QueueError::Full),
+        _ => Some(match std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>()) {
+            // The stream's `max_bytes` (discarding new), or the server's own storage limit.
+            Some(j) if says(j, ErrorCode::STREAM_STORE_FAILED, "maximum bytes") => QueueError::Full,
+            Some(j) if j.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED => QueueError::Full,
+            _ => QueueError::Storage(format!("NATS at {addr} refused a message: {e}")),
+        }),
+    }
+}
+
+impl Producer for NatsQueue {
+    /// Not atomic: when an append fails, some of its messages may have been stored.
+    fn append(&self, messages: Vec<Message>) -> AppendFuture<'_> {
+        Box::pin(async move {
+            let deadline = Instant::now() + self.append_timeout;
+            let total = messages.len();
+            let first = self.next.fetch_add(total as u64, Ordering::Relaxed);
+            let mut waiting: Vec<Outgoing> = messages
+                .into_iter()
+                .zip(first..)
+                .map(|(m, n)| Outgoing {
+                    subject: subject(m.key % self.partitions),
+                    id: format!("{}-{n}", self.id),
+                    payload: m.payload.into(),
+                })
+                .collect();
+            let mut tries = 0;
+            let mut why = String::new();
+            while !waiting.is_empty() {
+                if tries > 0 {
+                    sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                if Instant::now() >= deadline || !self.connected(deadline).await {
+                    let down = self.client.connection_state() != State::Connected;
+                    let why = if down { "not connected".into() } else { why };
+                    return Err(QueueError::Storage(format!(
+                        "NATS at {} did not acknowledge {} of {total} messages within {:?} ({tries} tries; {why})",
+                        self.addr,
+                        waiting.len(),
+                        self.append_timeout,
+                    )));
+                }
+                tries += 1;
+                (waiting, why) = self.attempt(waiting, deadline).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Which partitions a consumer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    All,
+    /// Partition numbers below [`NatsConfig::partitions`].
+    Only(Vec<u16>),
+}
+
+impl Partitions {
+    /// The consumer's subject filter; empty for all.
+    fn filter(&self, partitions: u16) -> Result<Vec<String>, QueueError> {
+        let Partitions::Only(owned) = self else { return Ok(Vec::new()) };
+        if owned.is_empty() {
+            return Err(QueueError::Config("a NATS consumer must own at least one partition".into()));
+        }
+        if let Some(p) = owned.iter().find(|p| **p >= partitions) {
+            return Err(QueueError::Config(format!(
+                "partition {p} does not exist: there are {partitions}, numbered from 0"
+            )));
+        }
+        let mut owned = owned.clone();
+        owned.sort_unstable();
+        owned.dedup();
+        Ok(owned.into_iter().map(|p| subject(u64::from(p))).collect())
+    }
+}
+
+/// The consumer: blocking calls for the pipeline's own thread, served by a private runtime (it
+/// must not be called from inside another tokio runtime).
+pub struct NatsConsumer {
+    addr: String,
+    client: async_nats::Client,
+    stream: stream::Stream,
+    /// Subjects of the partitions read; empty for all.
+    filter: Vec<String>,
+    cursor: Option<Cursor>,
+    /// Dropped last: the connection's task runs on it.
+    rt: tokio::runtime::Runtime,
+}
+
+/// An ephemeral pull consumer reading the stream in order, and how far it got.
+struct Cursor {
+    consumer: PullConsumer,
+    /// Stream sequence of the last entry handed out (at first, the one before the start).
+    returned: u64,
+    /// Deliveries so far: one whose delivery number is not the next means a message was lost on
+    /// the way (a reconnect), so the cursor must start again from `returned`.
+    delivered: u64,
+    /// An entry `wait` received that `read` has not handed out yet.
+    peeked: Option<Entry>,
+}
+
+impl Cursor {
+    /// The message as an entry, or `None` after a lost delivery.
+    fn accept(&mut self, msg: jetstream::Message) -> Option<Entry> {
+        let info = msg.info().ok()?;
+        if info.consumer_sequence != self.delivered + 1 {
+            return None;
+        }
+        self.delivered += 1;
+        let (seq, received_ms) = (info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as i64);
+        Some(Entry { seq, received_ms, payload: msg.message.payload.into() })
+    }
+}
+
+/// The cursor, made anew unless it stands at `after`.
+async fn cursor_at<'a>(
+    cursor: &'a mut Option<Cursor>,
+    stream: &stream::Stream,
+    filter: &[String],
+    after: u64,
+) -> Result<&'a mut Cursor, QueueError> {
+    let fresh = match cursor.take() {
+        Some(c) if c.returned == after => c,
+        old => {
+            if let Some(old) = old {
+                // Best effort: an orphan leaves by itself after CONSUMER_IDLE.
+                let _ = stream.delete_consumer(&old.consumer.cached_info().name).await;
+            }
+            let consumer = stream
+                .create_consumer(pull::Config {
+                    deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                    ack_policy: AckPolicy::None,
+                    filter_subjects: filter.to_vec(),
+                    inactive_threshold: CONSUMER_IDLE,
+                    memory_storage: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| QueueError::Storage(format!("cannot start reading {STREAM} after {after}: {e}")))?;
+            Cursor { consumer, returned: after, delivered: 0, peeked: None }
+        }
+    };
+    Ok(cursor.insert(fresh))
+}
+
+impl NatsConsumer {
+    /// Connects and makes sure the stream exists; reads the given partitions.
+    pub fn connect(config: &NatsConfig, partitions: Partitions) -> Result<Self, QueueError> {
+        let filter = partitions.filter(config.partitions)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nats-consumer")
+            .enable_all()
+            .build()
+            .map_err(|e| QueueError::Storage(format!("cannot start the NATS consumer's runtime: {e}")))?;
+        let Link { addr, client, stream, .. } = rt.block_on(link(config, "plumb-pipeline"))?;
+        Ok(Self { addr, client, stream, filter, cursor: None, rt })
+    }
+
+    fn down(&self) -> Option<QueueError> {
+        (self.client.connection_state() != State::Connected)
+            .then(|| QueueError::Storage(format!("not connected to NATS at {}", self.addr)))
+    }
+
+    fn request_failed(&self, what: &str) -> QueueError {
+        QueueError::Storage(format!("NATS at {} did not answer {what} within {REQUEST_TIMEOUT:?}", self.addr))
+    }
+}
+
+impl Consumer for NatsConsumer {
+    fn read(&mut self, after: u64, max: usize) -> Result<Vec<Entry>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(e) = self.down() {
+            return Err(e);
+        }
+        let Self { rt, stream, filter, cursor, .. } = self;
+        // The timer must be made inside the runtime.
+        let read = rt.block_on(async {
+            timeout(REQUEST_TIMEOUT, async {
+                let c = cursor_at(cursor, stream, filter, after).await?;
+                let mut out: Vec<Entry> = c.peeked.take().into_iter().collect();
+                let mut whole = true;
+                if out.len() < max {
+                    // No wait: the server sends what it has now, then says there is no more.
+                    let mut batch = c
+                        .consumer
+                        .fetch()
+                        .max_messages(max - out.len())
+                        .messages()
+                        .await
+                        .map_err(|e| QueueError::Storage(format!("cannot read {STREAM} after {after}: {e}")))?;
+                    while let Some(msg) = batch.next().await {
+                        let msg =
+                            msg.map_err(|e| QueueError::Storage(format!("cannot read {STREAM} after {after}: {e}")))?;
+                        match c.accept(msg) {
+                            Some(entry) => out.push(entry),
+                            None => {
+                                whole = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                c.returned = out.last().map_or(c.returned, |e| e.seq);
+                Ok::<_, QueueError>((out, whole))
+            })
+            .await
+        });
+        match read {
+            Ok(Ok((out, true))) => Ok(out),
+            // What came before a lost delivery is good; the next read starts again after it.
+            Ok(Ok((out, false))) => {
+                self.cursor = None;
+                Ok(out)
+            }
+            Ok(Err(e)) => {
+                self.cursor = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.cursor = None;
+                Err(self.request_failed("a read"))
+            }
+        }
+    }
+
+    /// Holds a pull request for one message open on the server until `timeout`; the message, if
+    /// one comes, is kept for the next `read`.
+    fn wait(&mut self, after: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let down = self.down().is_some();
+        let Self { rt, stream, filter, cursor, .. } = self;
+        let looked = if down {
+            Err(())
+        } else {
+            rt.block_on(async {
+                let waited = timeout_at(deadline, async {
+                    let c = cursor_at(cursor, stream, filter, after).await.map_err(drop)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if c.peeked.is_some() || left <= EXPIRY_MARGIN {
+                        return Ok(true);
+                    }
+                    // The server's expiry should end the request before the local deadline does:
+                    // a request given up here stays open there, and a message delivered to it
+                    // is lost (then found again, at the cost of a new cursor).
+                    let expires = left - EXPIRY_MARGIN;
+                    let mut batch =
+                        c.consumer.batch().max_messages(1).expires(expires).messages().await.map_err(drop)?;
+                    match batch.next().await {
+                        Some(Ok(msg)) => match c.accept(msg) {
+                            Some(entry) => {
+                                c.peeked = Some(entry);
+                                Ok(true)
+                            }
+                            None => Ok(false),
+                        },
+                        Some(Err(_)) => Err(()),
+                        // Expired: nothing came.
+                        None => Ok(true),
+                    }
+                })
+                .await;
+                // Timing out locally is the same as the server's expiry.
+                waited.unwrap_or(Ok(true))
+            })
+        };
+        match looked {
+            Ok(true) => {}
+            // A lost delivery: the next read starts again, at once.
+            Ok(false) => self.cursor = None,
+            Err(()) => {
+                self.cursor = None;
+                // Down or failing: wait out the time rather than spin.
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
+    }
+
+    /// Entries already in the stream keep their numbers, so this can only renumber an empty
+    /// stream: one whose last sequence is below `seq` is purged to start at `seq + 1`. A stream
+    /// holding entries numbered at or below `seq` (recreated and written to before the pipeline
+    /// started) is an error, as those entries would pass for processed.
+    fn resume_after(&mut self, seq: u64) -> Result<(), QueueError> {
+        let stream = &self.stream;
+        let state = self
+            .rt
+            .block_on(async { timeout(REQUEST_TIMEOUT, stream.get_info()).await })
+            .map_err(|_| self.request_failed("stream info"))?
+            .map_err(|e| QueueError::Storage(format!("cannot read {STREAM}'s state at {}: {e}", self.addr)))?
+            .state;
+        if state.last_sequence >= seq {
+            return Ok(());
+        }
+        if state.messages > 0 {
+            return Err(QueueError::Storage(format!(
+                "{STREAM} holds {} entries numbered up to {}, at or below the event store's committed position \
+                 {seq}: the stream was recreated and written to before the pipeline started, and these entries \
+                 would pass for processed; purge the stream, or move the position, to go on",
+                state.messages, state.last_sequence
+            )));
+        }
+        let purged = self
+            .rt
+            .block_on(async { timeout(REQUEST_TIMEOUT, stream.purge().sequence(seq + 1)).await })
+            .map_err(|_| self.request_failed("a purge"))?
+            .map_err(|e| QueueError::Storage(format!("cannot renumber {STREAM} from {}: {e}", seq + 1)))?
+            .purged;
+        // Appended between the look and the purge: acknowledged, and now gone.
+        if purged > 0 {
+            return Err(QueueError::Storage(format!(
+                "renumbering {STREAM} from {} removed {purged} entries appended meanwhile",
+                seq + 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes the messages; the server overwrites their bytes (no `no_erase`).
+    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError> {
+        let stream = &self.stream;
+        let deletes = futures_util::stream::iter(seqs)
+            .map(|&seq| async move {
+                match timeout(REQUEST_TIMEOUT, stream.delete_message(seq)).await {
+                    Ok(Ok(deleted)) => Ok(u64::from(deleted)),
+                    // Released before.
+                    Ok(Err(e))
+                        if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j)
+                            if says(&j, ErrorCode::STREAM_MESSAGE_DELETE_FAILED, "no message found")) =>
+                    {
+                        Ok(0)
+                    }
+                    Ok(Err(e)) => Err(format!("cannot delete entry {seq}: {e}")),
+                    Err(_) => Err(format!("deleting entry {seq} took over {REQUEST_TIMEOUT:?}")),
+                }
+            })
+            .buffer_unordered(RELEASE_CONCURRENCY);
+        self.rt
+            .block_on(deletes.try_fold(0, |n, d| async move { Ok(n + d) }))
+            .map_err(|e| QueueError::Storage(format!("NATS at {}: {e}", self.addr)))
+    }
+}
