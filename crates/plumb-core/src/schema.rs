@@ -232,10 +232,6 @@ impl Attr {
     pub fn session_bit(self) -> Option<u16> {
         self.spec().session_bit.map(|b| 1 << b)
     }
-
-    pub fn from_dim(dim: u8) -> Option<Attr> {
-        ATTRS.iter().find(|a| a.dim == dim).map(|a| a.attr)
-    }
 }
 
 /// How a stored column is typed; each backend names its own SQL type for it.

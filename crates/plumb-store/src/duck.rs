@@ -31,13 +31,14 @@ fn int_type(t: IntType) -> &'static str {
     }
 }
 
-/// A column's DuckDB type, and the default that older rows get when it is added later.
-fn column_type(t: ColumnType) -> (String, &'static str) {
+/// A column's DuckDB type, whether it may be NULL, and the default that older rows get when it
+/// is added later.
+fn column_type(t: ColumnType) -> (&'static str, bool, &'static str) {
     match t {
-        ColumnType::Int(t) => (format!("{} NOT NULL", int_type(t)), "0"),
-        ColumnType::Text => ("VARCHAR NOT NULL".to_owned(), "''"),
-        ColumnType::OptionalInt(t) => (int_type(t).to_owned(), "NULL"),
-        ColumnType::OptionalText => ("VARCHAR".to_owned(), "NULL"),
+        ColumnType::Int(t) => (int_type(t), false, "0"),
+        ColumnType::Text => ("VARCHAR", false, "''"),
+        ColumnType::OptionalInt(t) => (int_type(t), true, "NULL"),
+        ColumnType::OptionalText => ("VARCHAR", true, "NULL"),
     }
 }
 
@@ -48,7 +49,11 @@ fn migration(version: u32) -> String {
     let columns: Vec<StoredColumn> = schema::event_columns().into_iter().filter(|c| c.since == version).collect();
     if version == 1 {
         // Stores written before numbered migrations have these tables already.
-        let defs: Vec<String> = columns.iter().map(|c| format!("{} {}", c.name, column_type(c.ty).0)).collect();
+        let defs = columns.iter().map(|c| {
+            let (ty, nullable, _) = column_type(c.ty);
+            format!("{} {ty}{}", c.name, if nullable { "" } else { " NOT NULL" })
+        });
+        let defs: Vec<String> = defs.collect();
         return format!(
             "CREATE TABLE IF NOT EXISTS events ({});
              CREATE TABLE IF NOT EXISTS pipeline_position (id INTEGER PRIMARY KEY, seq UBIGINT NOT NULL);",
@@ -57,8 +62,7 @@ fn migration(version: u32) -> String {
     }
     let adds = columns.iter().map(|c| {
         // DuckDB adds no constraint with a column: the default fills older rows, appends fill the rest.
-        let (ty, default) = column_type(c.ty);
-        let ty = ty.trim_end_matches(" NOT NULL");
+        let (ty, _, default) = column_type(c.ty);
         format!("ALTER TABLE events ADD COLUMN {} {ty} DEFAULT {default};", c.name)
     });
     adds.collect()
@@ -228,13 +232,14 @@ fn event_arrays(columns: &[StoredColumn], rows: &[Row]) -> Vec<ArrayRef> {
         .iter()
         .map(|c| match c.ty {
             ColumnType::Int(t) | ColumnType::OptionalInt(t) => int_array(t, rows.iter().map(|r| int(c.value(r)))),
-            ColumnType::Text | ColumnType::OptionalText => {
-                let values: Vec<Value<'_>> = rows.iter().map(|r| c.value(r)).collect();
-                text_array(values.iter().map(|v| match v {
-                    Value::Text(t) => Some(t.as_ref()),
-                    _ => None,
-                }))
-            }
+            ColumnType::Text | ColumnType::OptionalText => Arc::new(
+                rows.iter()
+                    .map(|r| match c.value(r) {
+                        Value::Text(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect::<StringArray>(),
+            ),
         })
         .collect()
 }

@@ -399,11 +399,17 @@ mod tests {
             ("keep_query_params = [\"a b\"]", "is not a query parameter name"),
             ("public_url = \"stats.example.com\"", "is not an http(s) address"),
             ("collector_url = \"collect.example.com\"", "collector_url"),
+            ("meta = \"mysql://plumb:s3cret@db/plumb\"", "meta: the metadata can live on PostgreSQL"),
+            ("queue = \"http://nats:4222\"", "queue: the queue can live on NATS JetStream, as nats://HOST:PORT"),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
             assert!(e.contains(msg), "{text}: {e}");
+            assert!(!e.contains("s3cret"), "a refused URL is not repeated (it may hold a password): {e}");
         }
+        std::fs::write(&path, "meta = \" postgres://p@db/plumb \"\nqueue = \"nats://q:4222\"").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.meta.as_deref(), c.queue.as_deref()), (Some("postgres://p@db/plumb"), Some("nats://q:4222")));
         for (text, msg) in [
             ("max_connections = 0\n", "max connections must be at least 1"),
             ("visitor_rate_limit = 0\n", "visitor rate limit must be at least 1"),
