@@ -1,7 +1,8 @@
 //! Metadata look-ups on the hot path, cached in memory. A domain that is not registered is
 //! remembered as such briefly, so a flood of unknown domains does not reach the metadata store.
+//! While the store cannot be reached, what was looked up before keeps being used.
 
-use plumb_core::signature::{Salt, random_salt};
+use plumb_core::signature::Salt;
 use plumb_meta::{MetaError, MetaStore, Site, day_is_live};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -22,7 +23,12 @@ impl SiteCache {
         {
             return Ok(site.clone());
         }
-        let site = meta.site_by_domain(domain)?;
+        let site = match meta.site_by_domain(domain) {
+            Ok(site) => site,
+            // The metadata store is unreachable (restarting, a network cut): a site known
+            // moments ago still counts; a domain never looked up waits for the store.
+            Err(e) => return self.entries.read().unwrap().get(domain).map(|(site, _)| site.clone()).ok_or(e),
+        };
         let mut entries = self.entries.write().unwrap();
         if entries.len() >= MAX_CACHED_DOMAINS {
             entries.clear();
@@ -39,17 +45,19 @@ impl SiteCache {
     }
 }
 
-/// Salts by day. Days current somewhere come from the metadata store (shared by every collector
-/// and deleted when the day ends everywhere). Back-dated events from authenticated senders get a
-/// salt that exists only in this process's memory, forgotten after an hour unused: a back-fill
-/// counts its visitors consistently while it runs, and nothing of it outlives it.
+/// Salts by day, all from the metadata store so that every collector signs a visitor alike.
+/// Days current somewhere have their day's salt, deleted when the day ends everywhere. Back-dated
+/// events from authenticated senders get the date's back-dated salt, which the store deletes an
+/// hour after its last use: a back-fill counts its visitors consistently while it runs, and
+/// nothing of it outlives it. This cache holds a back-dated salt for a minute at most, so the
+/// store hears of its use while the back-fill goes on.
 #[derive(Default)]
 pub struct SaltCache {
     live: Mutex<HashMap<i32, Salt>>,
     backdated: Mutex<HashMap<i32, (Salt, Instant)>>,
 }
 
-const BACKDATED_IDLE: Duration = Duration::from_secs(3600);
+const BACKDATED_CACHED: Duration = Duration::from_secs(60);
 
 impl SaltCache {
     pub fn get(&self, meta: &dyn MetaStore, day: i32, now_ms: i64) -> Result<Salt, MetaError> {
@@ -60,15 +68,19 @@ impl SaltCache {
             self.live.lock().unwrap().insert(day, salt);
             return Ok(salt);
         }
-        let mut backdated = self.backdated.lock().unwrap();
-        let entry = backdated.entry(day).or_insert_with(|| (random_salt(), Instant::now()));
-        entry.1 = Instant::now();
-        Ok(entry.0)
+        if let Some((salt, at)) = self.backdated.lock().unwrap().get(&day)
+            && at.elapsed() < BACKDATED_CACHED
+        {
+            return Ok(*salt);
+        }
+        let salt = meta.backdated_salt(day, now_ms)?;
+        self.backdated.lock().unwrap().insert(day, (salt, Instant::now()));
+        Ok(salt)
     }
 
     pub fn retain_live(&self, now_ms: i64) {
         self.live.lock().unwrap().retain(|day, _| day_is_live(*day, now_ms));
-        self.backdated.lock().unwrap().retain(|_, (_, used)| used.elapsed() < BACKDATED_IDLE);
+        self.backdated.lock().unwrap().retain(|_, (_, at)| at.elapsed() < BACKDATED_CACHED);
     }
 }
 

@@ -78,7 +78,11 @@ impl Firewall {
         {
             return Ok(rules.clone());
         }
-        let kinds: Vec<RuleKind> = meta.rules(site_id)?.into_iter().map(|r| r.kind).collect();
+        let kinds: Vec<RuleKind> = match meta.rules(site_id) {
+            Ok(rules) => rules.into_iter().map(|r| r.kind).collect(),
+            // The metadata store is unreachable: the rules as last read keep applying.
+            Err(e) => return self.sites.lock().unwrap().get(&site_id).map(|(_, rules)| rules.clone()).ok_or(e),
+        };
         let rules = Arc::new(Rules::compile(&kinds));
         self.sites.lock().unwrap().insert(site_id, (Instant::now(), rules.clone()));
         Ok(rules)

@@ -307,9 +307,17 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     /// The salt for a calendar date (day number) that is current somewhere on Earth, created on
     /// first use; `None` for any other date (its salt, if it had one, is gone).
     fn salt_for_day(&self, day: i32, now_ms: i64) -> Result<Option<Salt>>;
-    /// Deletes salts of dates that have ended in every timezone. Returns how many were deleted.
+    /// The salt for back-filling a date that is no longer current anywhere, shared by every
+    /// collector: created on first use, and kept until an hour after its last use
+    /// ([`BACKDATED_SALT_IDLE_MS`]).
+    fn backdated_salt(&self, day: i32, now_ms: i64) -> Result<Salt>;
+    /// Deletes salts of dates that have ended in every timezone, and back-dated salts unused for
+    /// an hour. Returns how many were deleted.
     fn purge_salts(&self, now_ms: i64) -> Result<usize>;
 }
+
+/// How long a back-dated salt outlives its last use.
+pub const BACKDATED_SALT_IDLE_MS: i64 = HOUR_MS;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;

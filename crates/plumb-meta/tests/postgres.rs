@@ -3,9 +3,10 @@
 //! sorting by locale instead of by bytes would show, and drops it when it ends, passed or failed.
 
 use plumb_meta::accounts::{sha256_hex, totp};
-use plumb_meta::testing::{SERVER, TestDb, admin};
+use plumb_meta::testing::{PgServer, SERVER, TestDb, admin};
 use plumb_meta::{
-    Accounts, GoalKind, Invite, MetaError, MetaStore, NewUser, PgMeta, Role, RuleKind, Scope, SecurityCount, SqliteMeta,
+    Accounts, BACKDATED_SALT_IDLE_MS, GoalKind, Invite, MetaError, MetaStore, NewUser, PgMeta, Role, RuleKind, Scope,
+    SecurityCount, SqliteMeta,
 };
 use std::fmt::Debug;
 use std::sync::Barrier;
@@ -521,21 +522,40 @@ fn migrations_run_once_however_many_processes_start_together() {
     assert_eq!(again.list_sites().unwrap().len(), 1, "reconnecting keeps the data");
     let versions: Vec<i32> =
         db.client().query("SELECT version FROM schema_version", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1], "version 1 applied once");
+    let expected: Vec<i32> = (1..=PgMeta::SCHEMA_VERSION as i32).collect();
+    assert_eq!(versions, expected, "each version applied once");
+}
+
+#[test]
+fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
+    let db = TestDb::create();
+    drop(db.meta());
+    // Undo what came after version 1, as a database written by the first release looks.
+    let mut client = db.client();
+    client.batch_execute("DROP TABLE backdated_salts; DELETE FROM schema_version WHERE version > 1").unwrap();
+    client.execute("INSERT INTO sites (domain, timezone, created_ms) VALUES ('old.example', 'UTC', 0)", &[]).unwrap();
+    let m = db.meta();
+    assert_eq!(m.list_sites().unwrap().iter().map(|s| s.domain.as_str()).collect::<Vec<_>>(), ["old.example"]);
+    let salt = m.backdated_salt(20_000, 20_100 * DAY_MS).unwrap();
+    assert_eq!(m.backdated_salt(20_000, 20_100 * DAY_MS).unwrap(), salt);
+    let top: i32 = client.query_one("SELECT max(version) FROM schema_version", &[]).unwrap().get(0);
+    assert_eq!(top as u32, PgMeta::SCHEMA_VERSION);
 }
 
 #[test]
 fn a_database_from_a_newer_plumb_is_refused() {
     let db = TestDb::create();
     drop(db.meta());
-    db.client().execute("INSERT INTO schema_version VALUES (2)", &[]).unwrap();
+    let newer = PgMeta::SCHEMA_VERSION as i32 + 1;
+    db.client().execute("INSERT INTO schema_version VALUES ($1)", &[&newer]).unwrap();
     let Err(e) = PgMeta::connect(&db.url()) else { panic!("a newer schema was accepted") };
     assert_eq!(
         e.to_string(),
         format!(
-            "metadata storage failed: PostgreSQL at 127.0.0.1:5432/{} has schema version 2, newer than this \
-             Plumb knows (1): run a newer Plumb",
-            db.name
+            "metadata storage failed: PostgreSQL at 127.0.0.1:5432/{} has schema version {newer}, newer than \
+             this Plumb knows ({}): run a newer Plumb",
+            db.name,
+            PgMeta::SCHEMA_VERSION
         )
     );
 }
@@ -618,4 +638,45 @@ fn calls_from_inside_an_async_runtime_work() {
         m.list_sites().unwrap()
     });
     assert_eq!(sites.len(), 1);
+}
+
+#[test]
+fn a_backdated_salt_is_shared_by_every_connection_and_gone_an_hour_after_its_last_use() {
+    let db = TestDb::create();
+    // Two pools stand for two collectors on different hosts.
+    let (a, b) = (db.meta(), db.meta());
+    let day = 20_000;
+    let t = (day as i64 + 30) * DAY_MS;
+    let salt = a.backdated_salt(day, t).unwrap();
+    assert_eq!(b.backdated_salt(day, t + 1).unwrap(), salt, "the second collector signs alike");
+    assert_ne!(a.backdated_salt(day + 1, t).unwrap(), salt, "each date has its own");
+    // Used again at t + 50 min: kept an hour past that, not an hour past the first use.
+    assert_eq!(a.backdated_salt(day, t + 50 * 60_000).unwrap(), salt);
+    assert_eq!(b.purge_salts(t + BACKDATED_SALT_IDLE_MS).unwrap(), 1, "only the unused date goes");
+    assert_eq!(a.backdated_salt(day, t + 60 * 60_000).unwrap(), salt);
+    // An older use arriving late does not shorten its life.
+    assert_eq!(b.backdated_salt(day, t).unwrap(), salt);
+    assert_eq!(a.purge_salts(t + 60 * 60_000 + BACKDATED_SALT_IDLE_MS - 1).unwrap(), 0);
+    assert_eq!(a.purge_salts(t + 60 * 60_000 + BACKDATED_SALT_IDLE_MS).unwrap(), 1);
+    let rows: i64 = db.client().query_one("SELECT count(*) FROM backdated_salts", &[]).unwrap().get(0);
+    assert_eq!(rows, 0, "the salts are gone from the table");
+    assert_ne!(b.backdated_salt(day, t + 3 * BACKDATED_SALT_IDLE_MS).unwrap(), salt, "a new back-fill, a new salt");
+}
+
+#[test]
+fn a_server_restarted_under_a_pool_is_reconnected_to_and_nothing_committed_is_lost() {
+    let server = PgServer::start("restart");
+    let m = PgMeta::connect(&server.url()).unwrap();
+    m.add_site("before.example", "UTC").unwrap();
+    server.crash();
+    let e = m.add_site("during.example", "UTC").unwrap_err().to_string();
+    assert!(e.starts_with("metadata storage failed: "), "{e}");
+    server.run();
+    // Every pooled connection died with the server. One idle for a second is checked before
+    // use, so after that pause no call meets a dead one: each of these gets a new connection.
+    std::thread::sleep(Duration::from_millis(1100));
+    let added = m.add_site("after.example", "UTC").unwrap();
+    let sites: Vec<String> = m.list_sites().unwrap().into_iter().map(|s| s.domain).collect();
+    assert_eq!(sites, ["after.example", "before.example"]);
+    assert_eq!(m.site_by_domain("after.example").unwrap(), Some(added));
 }

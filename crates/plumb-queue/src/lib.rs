@@ -66,9 +66,11 @@ pub trait Consumer: Send + 'static {
     /// Makes sure entries appended from now on are numbered above `seq` (the store's committed
     /// position), so a lost or recreated queue file cannot make new events look processed.
     fn resume_after(&mut self, seq: u64) -> Result<(), QueueError>;
-    /// Deletes these (processed) entries, so their bytes leave the disk. Returns how many were
-    /// deleted.
-    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError>;
+    /// Deletes these (processed) entries, so their bytes leave the disk: before returning (the
+    /// spool), or soon after in the background (NATS, whose erasing deletes are slower than
+    /// appends). An entry released twice is deleted once. An entry whose deletion a crash cut
+    /// short is read again on the next start, and released again.
+    fn release(&mut self, seqs: &[u64]) -> Result<(), QueueError>;
 }
 
 /// A consumer chosen at run time (by configuration) is still a consumer.
@@ -82,7 +84,7 @@ impl<C: Consumer + ?Sized> Consumer for Box<C> {
     fn resume_after(&mut self, seq: u64) -> Result<(), QueueError> {
         (**self).resume_after(seq)
     }
-    fn release(&mut self, seqs: &[u64]) -> Result<u64, QueueError> {
+    fn release(&mut self, seqs: &[u64]) -> Result<(), QueueError> {
         (**self).release(seqs)
     }
 }

@@ -57,7 +57,7 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     // Back to the schema Plumb 0.1 wrote: no recorded versions, no invite addresses, no site
     // tombstones.
     let meta = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
-    meta.execute_batch("DROP TABLE deleted_sites; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;")
+    meta.execute_batch("DROP TABLE deleted_sites; DROP TABLE backdated_salts; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;")
         .unwrap();
     drop(meta);
     let queue = rusqlite::Connection::open(dir.join("queue.db")).unwrap();
@@ -80,7 +80,7 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     let version = |file: &str| -> u32 {
         rusqlite::Connection::open(dir.join(file)).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
     };
-    assert_eq!((version("meta.db"), version("queue.db")), (2, 1));
+    assert_eq!((version("meta.db"), version("queue.db")), (plumb_meta::SqliteMeta::SCHEMA_VERSION, 1));
     let store = duckdb::Connection::open(dir.join("events.duckdb")).unwrap();
     let v: u32 = store.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0)).unwrap();
     assert_eq!(v, 1);
@@ -92,5 +92,12 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     drop(meta);
     let out = std::process::Command::new(BIN).arg("--data-dir").arg(&dir).args(["site", "list"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("schema version 99, newer than this Plumb knows (2)"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains(&format!(
+                "schema version 99, newer than this Plumb knows ({})",
+                plumb_meta::SqliteMeta::SCHEMA_VERSION
+            )),
+        "{err}"
+    );
 }

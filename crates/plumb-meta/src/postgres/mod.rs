@@ -11,8 +11,8 @@ mod server;
 use crate::accounts::sha256_hex;
 use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
 use crate::{
-    ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
-    day_is_live, parse_timezone, validate_currency, validate_domain,
+    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope,
+    SecurityCount, Site, day_is_live, parse_timezone, validate_currency, validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use pool::Pool;
@@ -28,7 +28,10 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 1] = [include_str!("../../migrations/postgres/001_initial.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/postgres/001_initial.sql"),
+    include_str!("../../migrations/postgres/002_backdated_salts.sql"),
+];
 
 /// Advisory lock keys (per database). Migrating is one at a time, so processes starting together
 /// migrate once; so is adding a user who may become the owner, so there is one owner.
@@ -41,6 +44,9 @@ pub struct PgMeta {
 }
 
 impl PgMeta {
+    /// The schema version this Plumb brings a database to.
+    pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
     /// Connects to `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` with up to [`DEFAULT_POOL_SIZE`]
     /// connections and brings the schema up to date.
     pub fn connect(url: &str) -> Result<PgMeta> {
@@ -438,15 +444,35 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn backdated_salt(&self, day: i32, now_ms: i64) -> Result<Salt> {
+        let fresh = random_salt();
+        self.pool.run(move |c| {
+            // One statement: the first insert sets the salt, a racing one waits for it and then
+            // only marks the use, and both return the stored salt.
+            let row = c
+                .query_one(
+                    "INSERT INTO backdated_salts (day, salt, used_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (day) DO UPDATE SET used_ms = GREATEST(backdated_salts.used_ms, EXCLUDED.used_ms)
+                     RETURNING salt",
+                    &[&day, &fresh.as_slice(), &now_ms],
+                )
+                .map_err(storage)?;
+            stored_salt(row.get(0))
+        })
+    }
+
     fn purge_salts(&self, now_ms: i64) -> Result<usize> {
         self.pool.run(move |c| {
             let days: Vec<i32> =
                 c.query("SELECT day FROM salts", &[]).map_err(storage)?.iter().map(|r| r.get(0)).collect();
             let ended: Vec<i32> = days.into_iter().filter(|d| !day_is_live(*d, now_ms)).collect();
-            if ended.is_empty() {
-                return Ok(0);
+            let mut n = 0;
+            if !ended.is_empty() {
+                n += c.execute("DELETE FROM salts WHERE day = ANY($1)", &[&ended]).map_err(storage)?;
             }
-            let n = c.execute("DELETE FROM salts WHERE day = ANY($1)", &[&ended]).map_err(storage)?;
+            n += c
+                .execute("DELETE FROM backdated_salts WHERE used_ms <= $1", &[&(now_ms - BACKDATED_SALT_IDLE_MS)])
+                .map_err(storage)?;
             Ok(n as usize)
         })
     }

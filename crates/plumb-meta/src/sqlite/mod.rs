@@ -3,8 +3,8 @@ mod accounts;
 use crate::accounts::sha256_hex;
 use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
 use crate::{
-    ApiKey, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope, SecurityCount, Site,
-    day_is_live, parse_timezone, validate_currency, validate_domain,
+    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope,
+    SecurityCount, Site, day_is_live, parse_timezone, validate_currency, validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,9 +23,10 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
+    include_str!("../../migrations/003_backdated_salts.sql"),
 ];
 
 pub struct SqliteMeta {
@@ -33,6 +34,9 @@ pub struct SqliteMeta {
 }
 
 impl SqliteMeta {
+    /// The schema version this Plumb brings a metadata file to.
+    pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
     pub fn open(path: &Path) -> Result<Self> {
         let conn = plumb_sqlite::open(path, &MIGRATIONS).map_err(|e| MetaError::Storage(e.to_string()))?;
         conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(storage)?;
@@ -341,6 +345,19 @@ impl MetaStore for SqliteMeta {
         stored_salt(bytes).map(Some)
     }
 
+    fn backdated_salt(&self, day: i32, now_ms: i64) -> Result<Salt> {
+        let conn = self.conn.lock().unwrap();
+        let bytes: Vec<u8> = conn
+            .query_row(
+                "INSERT INTO backdated_salts (day, salt, used_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day) DO UPDATE SET used_ms = MAX(used_ms, excluded.used_ms) RETURNING salt",
+                params![day, random_salt().as_slice(), now_ms],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        stored_salt(bytes)
+    }
+
     fn purge_salts(&self, now_ms: i64) -> Result<usize> {
         let conn = self.conn.lock().unwrap();
         let days: Vec<i32> = {
@@ -354,6 +371,9 @@ impl MetaStore for SqliteMeta {
         for day in days.into_iter().filter(|d| !day_is_live(*d, now_ms)) {
             n += conn.execute("DELETE FROM salts WHERE day = ?1", [day]).map_err(storage)?;
         }
+        n += conn
+            .execute("DELETE FROM backdated_salts WHERE used_ms <= ?1", [now_ms - BACKDATED_SALT_IDLE_MS])
+            .map_err(storage)?;
         if n > 0 {
             // Push the deletion out of the WAL too, so the old salt's bytes leave the disk.
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -489,6 +509,17 @@ pub(crate) mod tests {
         assert_eq!(m.verify_key("plumb_wrong").unwrap(), None);
         m.revoke_key("ci").unwrap();
         assert_eq!(m.verify_key(&secret).unwrap(), None);
+    }
+
+    #[test]
+    fn a_backdated_salt_stays_while_used_and_goes_an_hour_after_its_last_use() {
+        let m = meta("backdated-salts");
+        let (day, t) = (20_000, 20_100 * 86_400_000);
+        let salt = m.backdated_salt(day, t).unwrap();
+        assert_eq!(m.backdated_salt(day, t + 30 * 60_000).unwrap(), salt);
+        assert_eq!(m.purge_salts(t + BACKDATED_SALT_IDLE_MS).unwrap(), 0, "used half an hour later");
+        assert_eq!(m.purge_salts(t + 30 * 60_000 + BACKDATED_SALT_IDLE_MS).unwrap(), 1);
+        assert_ne!(m.backdated_salt(day, t + 3 * BACKDATED_SALT_IDLE_MS).unwrap(), salt);
     }
 
     #[test]
