@@ -11,8 +11,10 @@
 //!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
 //!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
 //!        target/release/plumb-bench --abuse [--rows N] [--seconds N]   (resource ceilings, see `abuse.rs`)
+//!        target/release/plumb-bench --nats [--seconds N]   (collectors on NATS, see `distributed.rs`)
 
 mod abuse;
+mod distributed;
 mod queries;
 
 use std::net::SocketAddr;
@@ -49,6 +51,13 @@ fn main() {
     }
     let plumb = std::env::current_exe().unwrap().with_file_name("plumb");
     assert!(plumb.exists(), "{} not found: run `cargo build --release --workspace` first", plumb.display());
+    if args.iter().any(|a| a == "--nats") {
+        return distributed::run(
+            &plumb,
+            arg("--seconds", 30).min(120),
+            arg("--connections", 64).clamp(1, 1024) as usize,
+        );
+    }
     if args.iter().any(|a| a == "--abuse") {
         return abuse::run(&plumb, arg("--rows", 2_000_000) as usize, arg("--seconds", 30).min(120));
     }
@@ -57,13 +66,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
 
     // 1. The do-nothing server: same HTTP stack (axum on tokio), answers 202 without reading.
-    let port = free_port();
-    let null = Proc(
-        Command::new(std::env::current_exe().unwrap()).args(["--null-server", &port.to_string()]).spawn().unwrap(),
-    );
-    wait_listening(port);
-    let base = rt.block_on(load(port, null.0.id(), seconds, connections, 202));
-    drop(null);
+    let base = do_nothing(&rt, seconds, connections);
 
     // 2. Plumb with every role in one process, on a fresh data directory.
     let (dir, key) = fresh_data_dir(&plumb, "serve");
@@ -87,10 +90,7 @@ fn main() {
     println!(
         "collector benchmark: {seconds} s per server, {connections} keep-alive connections, loopback, 2 cores shared with the load generator"
     );
-    println!(
-        "{:<34} {:>12} {:>10} {:>10} {:>14} {:>10} {:>11}",
-        "server", "requests/s", "p50 ms", "p99 ms", "server CPU µs", "errors", "reconnects"
-    );
+    LoadResult::header();
     base.print("do-nothing axum");
     all_in_one.print("plumb serve /api/event (durable)");
     alone.print("plumb collect /api/event (durable)");
@@ -107,6 +107,17 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     println!("then a flood of {} s against a per-address limit of 1 event/s:", seconds.min(5));
     flood.print("plumb collect flooded (429)");
+}
+
+/// The load against a do-nothing server: the same HTTP stack (axum on tokio), answering `202`
+/// without reading.
+fn do_nothing(rt: &tokio::runtime::Runtime, seconds: u64, connections: usize) -> LoadResult {
+    let port = free_port();
+    let null = Proc(
+        Command::new(std::env::current_exe().unwrap()).args(["--null-server", &port.to_string()]).spawn().unwrap(),
+    );
+    wait_listening(port);
+    rt.block_on(load(port, null.0.id(), seconds, connections, 202))
 }
 
 /// Every connection comes from loopback (one address) and is one visitor sending as fast as it
@@ -127,11 +138,16 @@ const POLLING: [&str; 2] = ["--key-rate-limit", "10000000"];
 
 /// A new data directory with the benchmark's site and a key; returns both.
 fn fresh_data_dir(plumb: &Path, name: &str) -> (PathBuf, String) {
+    fresh_data_dir_with(plumb, name, &[])
+}
+
+/// [`fresh_data_dir`], the site and key made with `global` flags (`--meta …`).
+fn fresh_data_dir_with(plumb: &Path, name: &str, global: &[&str]) -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("plumb-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    run(plumb, &dir, &["site", "add", DOMAIN]);
-    let key = run(plumb, &dir, &["key", "create", "--name", "bench"]).lines().last().unwrap().trim().to_owned();
-    (dir, key)
+    run(plumb, &dir, &[global, &["site", "add", DOMAIN]].concat());
+    let key = run(plumb, &dir, &[global, &["key", "create", "--name", "bench"]].concat());
+    (dir, key.lines().last().unwrap().trim().to_owned())
 }
 
 /// `plumb <role>` on a free port, listening when this returns.
@@ -246,6 +262,13 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 impl LoadResult {
+    fn header() {
+        println!(
+            "{:<34} {:>12} {:>10} {:>10} {:>14} {:>10} {:>11}",
+            "server", "requests/s", "p50 ms", "p99 ms", "server CPU µs", "errors", "reconnects"
+        );
+    }
+
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -325,10 +348,17 @@ async fn connect(port: u16) -> TcpStream {
 /// Drives `connections` clients at full speed for `seconds`; answers with status `expect` count as
 /// served. A connection the server closes is opened again.
 async fn load(port: u16, pid: u32, seconds: u64, connections: usize, expect: u16) -> LoadResult {
+    load_spread(&[(port, pid)], seconds, connections, expect).await
+}
+
+/// [`load`] over several servers, given as (port, pid): the connections are dealt out in turn,
+/// and the servers' CPU time is summed.
+async fn load_spread(servers: &[(u16, u32)], seconds: u64, connections: usize, expect: u16) -> LoadResult {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for conn in 0..connections {
         let stop = stop.clone();
+        let port = servers[conn % servers.len()].0;
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut errors, mut reconnects, mut lat) = (0u64, 0u64, 0u64, Vec::new());
             let mut stream = connect(port).await;
@@ -366,10 +396,11 @@ async fn load(port: u16, pid: u32, seconds: u64, connections: usize, expect: u16
             (ok, errors, reconnects, lat)
         }));
     }
-    let (start, cpu_before) = (Instant::now(), cpu_secs(pid));
+    let cpu_all = || servers.iter().map(|(_, pid)| cpu_secs(*pid)).sum::<f64>();
+    let (start, cpu_before) = (Instant::now(), cpu_all());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let cpu = cpu_secs(pid) - cpu_before;
+    let cpu = cpu_all() - cpu_before;
     let elapsed = start.elapsed();
     let mut r = LoadResult { ok: 0, errors: 0, reconnects: 0, elapsed, latencies: Vec::new(), cpu_secs: cpu };
     for t in tasks {

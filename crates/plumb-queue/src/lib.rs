@@ -11,14 +11,14 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use nats::{MAX_PARTITIONS, NatsConfig, NatsConsumer, NatsQueue, Partitions, STREAM};
+pub use nats::{INDEX_BITS, MAX_PARTITIONS, NatsConfig, NatsConsumer, NatsQueue, Partitions, STREAM};
 pub use sqlite::{SqliteConsumer, SqliteSpool};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("queue storage failed: {0}")]
     Storage(String),

@@ -5,7 +5,9 @@
 
 use async_nats::jetstream;
 use plumb_queue::testing::NatsServer as Server;
-use plumb_queue::{Consumer, Message, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, QueueError, STREAM};
+use plumb_queue::{
+    Consumer, INDEX_BITS, Message, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, QueueError, STREAM,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -103,7 +105,9 @@ fn read_honours_after_max_and_the_partition_subset() {
 
     let mut odd = NatsConsumer::connect(&config, Partitions::Only(vec![3, 1])).unwrap();
     let mine = odd.read(0, 100).unwrap();
-    let keys: Vec<u64> = mine.iter().map(|e| parse(&e.payload).0).collect();
+    // One batch per partition: in partition order here, not the append's.
+    let mut keys: Vec<u64> = mine.iter().map(|e| parse(&e.payload).0).collect();
+    keys.sort_unstable();
     assert_eq!(keys, (0..40).filter(|k| k % 4 == 1 || k % 4 == 3).collect::<Vec<_>>());
     assert_eq!(odd.read(mine[4].seq, 2).unwrap(), mine[5..7]);
 
@@ -161,8 +165,10 @@ fn release_erases_the_messages_named() {
     let js = inspect(&rt, &server);
     assert_eq!(stream_messages(&rt, &js), 1);
     let stream = rt.block_on(js.get_stream(STREAM)).unwrap();
-    assert!(rt.block_on(stream.direct_get(all[0].seq)).is_err(), "released: gone");
-    assert!(rt.block_on(stream.direct_get(all[1].seq)).is_ok(), "not released: there");
+    // One entry per batch here: each partition's append went alone.
+    let batch = |e: &plumb_queue::Entry| e.seq >> INDEX_BITS;
+    assert!(rt.block_on(stream.direct_get(batch(&all[0]))).is_err(), "released: gone");
+    assert!(rt.block_on(stream.direct_get(batch(&all[1]))).is_ok(), "not released: there");
     assert_eq!(c.read(0, 10).unwrap(), all[1..2]);
     c.release(&[all[0].seq]).unwrap();
     c.release(&[]).unwrap();
@@ -172,6 +178,51 @@ fn release_erases_the_messages_named() {
     assert!(!store_holds(&server.store(), secret(0).as_bytes()));
     assert!(!store_holds(&server.store(), secret(2).as_bytes()));
     assert!(store_holds(&server.store(), secret(1).as_bytes()));
+}
+
+#[test]
+fn appends_at_once_share_a_batch_which_goes_when_its_last_entry_is_released() {
+    let server = Server::start("batches");
+    let rt = runtime();
+    let queue = std::sync::Arc::new(rt.block_on(NatsQueue::connect(&server.config())).unwrap());
+    // 200 appends of one entry each, all for one partition, at once.
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let q = queue.clone();
+                tokio::spawn(async move { q.append(vec![msg(3, format!("3:{i}"))]).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    });
+    let js = inspect(&rt, &server);
+    let batches = stream_messages(&rt, &js);
+    assert!(batches < 100, "200 concurrent appends took {batches} stream messages");
+    let mut c = NatsConsumer::connect(&server.config(), Partitions::All).unwrap();
+    let all = c.read(0, 1_000).unwrap();
+    assert_eq!(all.len(), 200);
+    let mut got: Vec<u64> = all.iter().map(|e| parse(&e.payload).1).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+    // Read again from the middle of a batch: the rest of it, then the others.
+    let big = all.windows(2).position(|w| w[0].seq >> INDEX_BITS == w[1].seq >> INDEX_BITS).expect("a batch of two");
+    assert_eq!(c.read(all[big].seq, 1_000).unwrap(), all[big + 1..]);
+
+    // Every entry but the batch's last: the batch stays, all of it readable.
+    let last_of_big = all.iter().rposition(|e| e.seq >> INDEX_BITS == all[big].seq >> INDEX_BITS).unwrap();
+    let others: Vec<u64> = all.iter().enumerate().filter(|(i, _)| *i != last_of_big).map(|(_, e)| e.seq).collect();
+    c.release(&others).unwrap();
+    erased(&c);
+    assert_eq!(stream_messages(&rt, &js), 1);
+    assert_eq!(
+        c.read(0, 1_000).unwrap().len(),
+        all.iter().filter(|e| e.seq >> INDEX_BITS == all[big].seq >> INDEX_BITS).count()
+    );
+    c.release(&[all[last_of_big].seq]).unwrap();
+    erased(&c);
+    assert_eq!(stream_messages(&rt, &js), 0);
 }
 
 /// Waits until the consumer's released entries are deleted.
@@ -234,21 +285,23 @@ fn resume_after_numbers_a_recreated_stream_above_the_committed_position() {
     // The stream is lost; the pipeline's consumer makes it anew, and the store has committed 1000.
     rt.block_on(js.delete_stream(STREAM)).unwrap();
     let mut c = NatsConsumer::connect(&server.config(), Partitions::All).unwrap();
-    c.resume_after(1_000).unwrap();
+    // Entry 7 of batch 1,000.
+    let committed = (1_000 << INDEX_BITS) + 7;
+    c.resume_after(committed).unwrap();
     rt.block_on(queue.append(vec![msg(0, "new")])).unwrap();
     let entries = c.read(0, 10).unwrap();
-    assert_eq!((entries[0].seq, entries[0].payload.as_slice()), (1_001, &b"new"[..]));
+    assert_eq!((entries[0].seq, entries[0].payload.as_slice()), (1_001 << INDEX_BITS, &b"new"[..]));
     // Never moves backwards.
     c.resume_after(10).unwrap();
     rt.block_on(queue.append(vec![msg(0, "next")])).unwrap();
-    assert_eq!(c.read(1_001, 10).unwrap()[0].seq, 1_002);
+    assert_eq!(c.read(entries[0].seq, 10).unwrap()[0].seq, 1_002 << INDEX_BITS);
 
     // Entries in a recreated stream cannot be renumbered: refused, not taken for processed.
     rt.block_on(js.delete_stream(STREAM)).unwrap();
     let mut c = NatsConsumer::connect(&server.config(), Partitions::All).unwrap();
     rt.block_on(queue.append(vec![msg(0, "early")])).unwrap();
-    let refused = c.resume_after(1_000).unwrap_err();
-    assert!(refused.to_string().contains("holds 1 entries numbered up to 1"), "{refused}");
+    let refused = c.resume_after(committed).unwrap_err();
+    assert!(refused.to_string().contains("holds 1 batches numbered up to 1,"), "{refused}");
 }
 
 #[test]
