@@ -14,6 +14,9 @@ use plumb_meta::{GoalKind, MetaError, MetaStore, NewUser, Role, RuleKind, Scope,
 use serve::Roles;
 use std::path::PathBuf;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "plumb", version, about = "Privacy-first, cookieless web analytics")]
 struct Cli {
