@@ -1,5 +1,6 @@
 //! Compiles a [`SumsQuery`] to SQL. Dialect details (string search, regular expressions, casts)
-//! sit behind [`Dialect`], so the same compiler serves DuckDB now and ClickHouse later.
+//! sit behind [`Dialect`], so the same compiler serves DuckDB and ClickHouse. The ClickHouse SQL
+//! keeps to what ClickHouse 18.16 and current versions both run.
 
 use crate::{Attr, Column, Filter, GoalCondition, Op, Sum, SumsQuery, rollup};
 
@@ -15,6 +16,8 @@ pub trait Dialect {
     fn prop_value(&self, props: &str, marker: &str) -> String;
     /// `expr & bit` as an integer.
     fn bit_and(&self, expr: &str, bit: u16) -> String;
+    /// `expr` in lower case, every script (as Rust's `to_lowercase`, which lowers the values).
+    fn lower(&self, expr: &str) -> String;
 }
 
 /// A bound parameter, in the order the `?` placeholders appear.
@@ -42,10 +45,46 @@ impl Dialect for DuckDialect {
     fn bit_and(&self, expr: &str, bit: u16) -> String {
         format!("({expr} & {bit})")
     }
+    fn lower(&self, expr: &str) -> String {
+        format!("lower({expr})")
+    }
     fn prop_value(&self, props: &str, marker: &str) -> String {
         // First-of-day marks (\x1d) read as plain separators (\x1f) here.
         format!(
             "coalesce(nullif(split_part(split_part(replace({props}, chr(29), chr(31)), {marker}, 2), chr(31), 1), ''), '{}')",
+            crate::NO_PROP
+        )
+    }
+}
+
+/// ClickHouse: functions 18.16 and current versions share; the separators of the props column
+/// as `\xHH` escapes in literals (no `char()` in 18.16).
+pub struct ClickHouseDialect;
+
+impl Dialect for ClickHouseDialect {
+    fn contains(&self, haystack: &str, needle: &str) -> String {
+        format!("(position({haystack}, {needle}) > 0)")
+    }
+    fn matches(&self, haystack: &str, pattern: &str) -> String {
+        format!("match({haystack}, {pattern})")
+    }
+    fn to_text(&self, expr: &str) -> String {
+        format!("toString({expr})")
+    }
+    fn to_int(&self, expr: &str) -> String {
+        format!("toInt64({expr})")
+    }
+    fn bit_and(&self, expr: &str, bit: u16) -> String {
+        format!("bitAnd({expr}, {bit})")
+    }
+    fn lower(&self, expr: &str) -> String {
+        // `lower` is ASCII-only in ClickHouse.
+        format!("lowerUTF8({expr})")
+    }
+    fn prop_value(&self, props: &str, marker: &str) -> String {
+        // An array index past the end reads as '' in ClickHouse, as split_part does in DuckDB.
+        format!(
+            "coalesce(nullIf(splitByString('\\x1F', splitByString({marker}, replaceAll({props}, '\\x1D', '\\x1F'))[2])[1], ''), '{}')",
             crate::NO_PROP
         )
     }
@@ -96,6 +135,10 @@ fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Par
     }
 }
 
+/// Truth values every dialect reads alike (ClickHouse 18.16 has no `TRUE`/`FALSE`).
+const TRUE: &str = "(1 = 1)";
+const FALSE: &str = "(1 = 0)";
+
 fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
     match f {
         Filter::Condition { op, column, values, case_sensitive } => {
@@ -104,7 +147,7 @@ fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
                 .iter()
                 .map(|v| {
                     let col = column_sql(d, column, params);
-                    let folded = if fold { format!("lower({col})") } else { col.clone() };
+                    let folded = if fold { d.lower(&col) } else { col.clone() };
                     let v =
                         if fold && !matches!(op, Op::Matches | Op::MatchesNot) { v.to_lowercase() } else { v.clone() };
                     match op {
@@ -124,7 +167,7 @@ fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
                     }
                 })
                 .collect();
-            let any = format!("({})", if any.is_empty() { "FALSE".to_owned() } else { any.join(" OR ") });
+            let any = format!("({})", if any.is_empty() { FALSE.to_owned() } else { any.join(" OR ") });
             if op.negated() { format!("NOT {any}") } else { any }
         }
         Filter::Goal(GoalCondition::Page(pattern)) => {
@@ -135,8 +178,8 @@ fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
             params.push(Param::Text(name.clone()));
             "(kind = 2 AND name = ?)".to_owned()
         }
-        Filter::And(fs) => join(d, fs, " AND ", "TRUE", params),
-        Filter::Or(fs) => join(d, fs, " OR ", "FALSE", params),
+        Filter::And(fs) => join(d, fs, " AND ", TRUE, params),
+        Filter::Or(fs) => join(d, fs, " OR ", FALSE, params),
         Filter::Not(f) => format!("NOT ({})", filter_sql(d, f, params)),
     }
 }

@@ -1,9 +1,14 @@
 //! The event store: append-only analytics rows. The pipeline writes through [`EventWriter`]; the
 //! API reads through [`EventReader`], the sums backend `plumb_query` answers queries from; each
-//! backend compiles its sums queries with `plumb_query::sql` in its own dialect.
+//! backend compiles its sums queries with `plumb_query::sql` in its own dialect. Two backends:
+//! [`DuckStore`], one embedded file, and [`ClickHouseStore`], a ClickHouse server.
 
+pub mod clickhouse;
 pub mod duck;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use clickhouse::{ClickHouseReader, ClickHouseStore};
 pub use duck::DuckStore;
 
 use plumb_core::Row;

@@ -1,0 +1,169 @@
+//! A minimal client for ClickHouse's HTTP interface: one HTTP/1.0 request per statement (the body
+//! is the SQL, the answer is read to the end), so no chunked decoding and no async runtime: the
+//! pipeline's thread and the query threads call it as they would a file.
+
+use crate::{Result, StoreError};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most an answer may hold; a query's answer is bounded by `MAX_GROUPS` long before this.
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+
+/// Where the server is: `HOST:PORT` and the database.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub addr: String,
+    pub database: String,
+}
+
+impl Server {
+    /// `clickhouse://HOST:HTTP_PORT/DB`.
+    pub fn parse(url: &str) -> Result<Server> {
+        let bad = |why: &str| {
+            StoreError::Backend(format!("ClickHouse URL `{url}` {why}; expected clickhouse://HOST:HTTP_PORT/DATABASE"))
+        };
+        let rest = url.strip_prefix("clickhouse://").ok_or_else(|| bad("does not start with clickhouse://"))?;
+        let (addr, database) = rest.split_once('/').ok_or_else(|| bad("names no database"))?;
+        if addr.contains('@') {
+            return Err(StoreError::Backend(
+                "ClickHouse URL has credentials, which are not supported; expected clickhouse://HOST:HTTP_PORT/DATABASE"
+                    .into(),
+            ));
+        }
+        let port_ok = addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(bad("has no HOST:PORT"));
+        }
+        if database.is_empty() || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad("has a database name other than letters, digits and _"));
+        }
+        Ok(Server { addr: addr.to_owned(), database: database.to_owned() })
+    }
+
+    /// Runs one statement in the database (or in none, to create it) and returns the answer's
+    /// body. `timeout` bounds the whole exchange; the server is told to stop the statement too.
+    pub fn run(&self, sql: &str, in_database: bool, timeout: Duration) -> Result<String> {
+        let fail = |what: String| StoreError::Backend(format!("ClickHouse at {}: {what}", self.addr));
+        let addr = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| fail(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| fail("resolves to no address".into()))?;
+        let mut stream =
+            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| fail(format!("unreachable: {e}")))?;
+        stream.set_read_timeout(Some(timeout)).and_then(|()| stream.set_write_timeout(Some(timeout))).ok();
+        let database = if in_database { format!("&database={}", self.database) } else { String::new() };
+        let head = format!(
+            "POST /?max_execution_time={}{database} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            timeout.as_secs().max(1),
+            self.addr,
+            sql.len()
+        );
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(sql.as_bytes()))
+            .map_err(|e| fail(format!("cannot send a statement: {e}")))?;
+        let mut answer = Vec::new();
+        stream
+            .take(MAX_ANSWER_BYTES)
+            .read_to_end(&mut answer)
+            .map_err(|e| fail(format!("no answer within {timeout:?}: {e}")))?;
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| fail("answered no HTTP".into()))?;
+        let status = std::str::from_utf8(&answer[..split]).ok().and_then(|h| h.get(9..12)).unwrap_or("");
+        let body = String::from_utf8_lossy(&answer[split + 4..]).into_owned();
+        if status != "200" {
+            return Err(if body.contains("TIMEOUT_EXCEEDED") {
+                StoreError::Timeout(timeout)
+            } else {
+                fail(body.trim().to_owned())
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// A value as a ClickHouse string literal: quoted, with backslashes and quotes escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A value for a `TabSeparated` insert: tabs, newlines and backslashes escaped.
+pub fn tsv(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// A `TabSeparated` field back to its text (`\N`, NULL, reads as empty).
+pub fn untsv(field: &str) -> String {
+    if field == "\\N" {
+        return String::new();
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_values_escaped_both_ways() {
+        let s = Server::parse("clickhouse://127.0.0.1:8123/plumb").unwrap();
+        assert_eq!((s.addr.as_str(), s.database.as_str()), ("127.0.0.1:8123", "plumb"));
+        for bad in [
+            "http://127.0.0.1:8123/plumb",
+            "clickhouse://127.0.0.1:8123",
+            "clickhouse://127.0.0.1/plumb",
+            "clickhouse://127.0.0.1:8123/plumb;DROP",
+            "clickhouse://u:secret@127.0.0.1:8123/plumb",
+        ] {
+            let e = Server::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("secret"), "{e}");
+        }
+        assert_eq!(quote(r"it's a \ path"), r"'it\'s a \\ path'");
+        let odd = "tab\there\nnew \\ line\r\0";
+        let mut field = String::new();
+        tsv(odd, &mut field);
+        assert!(!field.contains(['\t', '\n']), "{field}");
+        assert_eq!(untsv(&field), odd);
+        assert_eq!(untsv("\\N"), "");
+    }
+}

@@ -1,0 +1,191 @@
+//! The ClickHouse backend against a real server (Debian's clickhouse-server 18.16, started by the
+//! test on free ports): the same rows give DuckDB's answers, commits are exactly-once across a
+//! reopen, a deleted site's rows go, and a newer schema is refused.
+
+use plumb_core::row::{RowKind, RowProp};
+use plumb_core::{Counters, Revenue, Row, VisitInfo};
+use plumb_query::{Attr, Column, Counter, DayRange, Filter, GroupSums, Op, Sum, SumsBackend, SumsQuery};
+use plumb_store::testing::ClickHouseServer;
+use plumb_store::{ClickHouseStore, DuckStore, EventWriter};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn row(i: usize) -> Row {
+    let sources = ["", "Google", "Twitter", "Ünïcode Søurce"];
+    let kind = if i % 4 == 3 { RowKind::Custom } else { RowKind::Pageview };
+    let n = (i % 2) as i8;
+    Row {
+        site_id: 1 + i.is_multiple_of(7) as u32,
+        day: 100 + (i % 3) as i32,
+        hour: (i % 24) as u8,
+        kind,
+        name: if kind == RowKind::Custom { "Signup".into() } else { String::new() },
+        hostname: "r.test".into(),
+        pathname: format!("/p{}{}", i % 5, if i.is_multiple_of(11) { "/it's\ta \\ path" } else { "" }),
+        entry_page: "/".into(),
+        visit: Arc::new(VisitInfo {
+            source: sources[i % 4].into(),
+            device: "Mobile".into(),
+            country: if i.is_multiple_of(3) { "DE".into() } else { String::new() },
+            ..Default::default()
+        }),
+        props: if kind == RowKind::Custom {
+            vec![RowProp { key: "plan".into(), value: ["free", "pro"][i % 2].into(), first_of_day: i % 8 == 3 }]
+        } else {
+            vec![]
+        },
+        revenue: (kind == RowKind::Custom && i % 2 == 1)
+            .then(|| Revenue { amount_micros: 1_500_000 * i as i64, currency: "EUR".into() }),
+        counters: Counters {
+            pageviews: (kind == RowKind::Pageview) as i8,
+            events: 1,
+            visitors: n,
+            visits: n,
+            bounces: n,
+            exits: 1,
+            page_visitors: 1,
+            name_visitors: (kind == RowKind::Custom) as i8,
+            attr_first: if n == 1 { 0x1ff } else { 0 },
+            duration_ms: 1000 * i as i64,
+            engaged_ms: 7,
+            ..Default::default()
+        },
+    }
+}
+
+fn sorted(mut g: Vec<GroupSums>) -> Vec<GroupSums> {
+    g.sort_by(|a, b| a.keys.cmp(&b.keys));
+    g
+}
+
+fn queries() -> Vec<SumsQuery> {
+    let bit = Column::Attr(Attr::Source).first_session_bit().unwrap();
+    let condition = |op, column, value: &str, case_sensitive| Filter::Condition {
+        op,
+        column,
+        values: vec![value.into()],
+        case_sensitive,
+    };
+    let filters = [
+        None,
+        Some(condition(Op::Contains, Column::Attr(Attr::Source), "OOG", false)),
+        Some(condition(Op::Is, Column::Attr(Attr::Source), "ünïcode søurce", false)),
+        Some(Filter::Not(Box::new(condition(Op::Matches, Column::Attr(Attr::Pathname), "^/p[12]$", true)))),
+        Some(Filter::Or(vec![
+            condition(Op::IsNot, Column::Attr(Attr::Country), "DE", true),
+            condition(Op::Is, Column::Prop("plan".into()), "pro", true),
+        ])),
+        Some(Filter::And(vec![])),
+        Some(Filter::Or(vec![])),
+    ];
+    let groupings = [
+        vec![],
+        vec![Column::Attr(Attr::Source)],
+        vec![Column::Attr(Attr::Pathname), Column::Day],
+        vec![Column::EventName, Column::Hour],
+        vec![Column::Prop("plan".into())],
+        vec![Column::Attr(Attr::Country)],
+    ];
+    let mut out = Vec::new();
+    for filter in &filters {
+        for group_by in &groupings {
+            out.push(SumsQuery {
+                site_id: 1,
+                range: DayRange { from: 100, to: 101 },
+                group_by: group_by.clone(),
+                filter: filter.clone(),
+                kinds: vec![],
+                prop_key: Some("plan".into()),
+                sums: vec![
+                    Sum::Counter(Counter::Visitors),
+                    Sum::Counter(Counter::Pageviews),
+                    Sum::Counter(Counter::DurationMs),
+                    Sum::FirstSessionVisitors(bit),
+                    Sum::NameVisitors,
+                    Sum::GoalVisitors,
+                    Sum::PropVisitors,
+                    Sum::RevenueMicros(plumb_query::Currency::parse("EUR").unwrap()),
+                    Sum::RevenueEvents(plumb_query::Currency::parse("EUR").unwrap()),
+                ],
+            });
+        }
+    }
+    out.push(SumsQuery { kinds: vec![RowKind::Custom as u8], ..out[1].clone() });
+    out
+}
+
+#[test]
+fn clickhouse_answers_what_duckdb_answers() {
+    let server = ClickHouseServer::start("answers");
+    let rows: Vec<Row> = (0..300).map(row).collect();
+    let mut ch = ClickHouseStore::open(&server.url("plumb")).unwrap();
+    ch.commit(&rows[..150], 1).unwrap();
+    ch.commit(&rows[150..], 2).unwrap();
+    let dir = std::env::temp_dir().join(format!("plumb-ch-vs-duck-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+    duck.commit(&rows, 2).unwrap();
+    let (ch_reader, duck_reader) = (ch.reader(Duration::from_secs(10)), duck.reader(Duration::from_secs(10)).unwrap());
+    let mut nonempty = 0;
+    for q in queries() {
+        let want = sorted(duck_reader.sums(&q).unwrap());
+        nonempty += want.iter().any(|g| g.sums.iter().any(|s| *s != 0)) as usize;
+        assert_eq!(sorted(ch_reader.sums(&q).unwrap()), want, "{:?} {:?}", q.group_by, q.filter);
+    }
+    assert!(nonempty > 30, "the queries find something: {nonempty}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn commits_are_exactly_once_across_a_reopen_and_markers_count_nothing() {
+    let server = ClickHouseServer::start("commits");
+    let url = server.url("plumb");
+    let mut store = ClickHouseStore::open(&url).unwrap();
+    assert_eq!(store.position().unwrap(), 0);
+    store.commit(&[row(1), row(2)], 10).unwrap();
+    // An empty batch still moves the position (entries that made no rows).
+    store.commit(&[], 12).unwrap();
+    drop(store);
+    let mut store = ClickHouseStore::open(&url).unwrap();
+    assert_eq!(store.position().unwrap(), 12);
+    let q = SumsQuery {
+        site_id: 1,
+        range: DayRange { from: 0, to: 1000 },
+        group_by: vec![Column::Attr(Attr::Source)],
+        filter: None,
+        kinds: vec![],
+        prop_key: None,
+        sums: vec![Sum::Counter(Counter::Events)],
+    };
+    let got = store.reader(Duration::from_secs(10)).sums(&q).unwrap();
+    let events: i64 = got.iter().map(|g| g.sums[0]).sum();
+    assert_eq!(events, 2, "{got:?}");
+
+    // A deleted site's rows go (ClickHouse deletes in the background).
+    assert_eq!(store.delete_site(1).unwrap(), 2);
+    let reader = store.reader(Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.sums(&q).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "site 1's rows are still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(store.position().unwrap(), 12, "the position is kept");
+}
+
+#[test]
+fn a_database_from_a_newer_plumb_is_refused() {
+    let server = ClickHouseServer::start("newer");
+    let url = server.url("plumb");
+    drop(ClickHouseStore::open(&url).unwrap());
+    let newer = plumb_core::schema::version() + 1;
+    let port = url.trim_start_matches("clickhouse://127.0.0.1:").trim_end_matches("/plumb").to_owned();
+    let insert = format!("INSERT INTO plumb.plumb_schema VALUES ({newer})");
+    let status = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/"), "--data-binary", &insert])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let Err(e) = ClickHouseStore::open(&url) else { panic!("a newer schema was accepted") };
+    assert!(e.to_string().contains(&format!("schema version {newer}, newer than this Plumb knows")), "{e}");
+}
