@@ -29,5 +29,18 @@ pub trait EventWriter: Send + 'static {
     fn delete_site(&mut self, site_id: u32) -> Result<u64>;
 }
 
+/// A writer chosen at run time (by configuration) is still a writer.
+impl<W: EventWriter + ?Sized> EventWriter for Box<W> {
+    fn position(&mut self) -> Result<u64> {
+        (**self).position()
+    }
+    fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
+        (**self).commit(rows, position)
+    }
+    fn delete_site(&mut self, site_id: u32) -> Result<u64> {
+        (**self).delete_site(site_id)
+    }
+}
+
 /// Read side: sums per group (see [`query::run`] for everything built on them).
 pub trait EventReader: SumsBackend + Send + Sync + 'static {}

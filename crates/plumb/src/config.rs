@@ -113,6 +113,7 @@ struct FileConfig {
     collector_url: Option<String>,
     meta: Option<String>,
     queue: Option<String>,
+    store: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +139,8 @@ pub struct Config {
     pub meta: Option<String>,
     /// NATS JetStream for the queue, instead of the data directory's spool.
     pub queue: Option<String>,
+    /// ClickHouse for the event store, instead of the data directory's DuckDB file.
+    pub store: Option<String>,
 }
 
 /// A query parameter name: 1 to 50 letters, digits, `_`, `-` or `.`.
@@ -165,6 +168,16 @@ pub fn parse_meta_url(s: &str) -> std::result::Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err("the metadata can live on PostgreSQL, as postgres://USER[:PASSWORD]@HOST[:PORT]/DB".to_owned())
+    }
+}
+
+/// A ClickHouse URL for the event store (checked in full when connecting).
+pub fn parse_store_url(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("clickhouse://") {
+        Ok(s.to_owned())
+    } else {
+        Err("the event store can live on ClickHouse, as clickhouse://HOST:HTTP_PORT/DB".to_owned())
     }
 }
 
@@ -265,6 +278,11 @@ impl Config {
                 .map(|u| parse_queue_url(&u))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("config file: queue: {e}"))?,
+            store: file
+                .store
+                .map(|u| parse_store_url(&u))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("config file: store: {e}"))?,
         })
     }
 

@@ -34,6 +34,10 @@ struct Cli {
     /// `jetstream { sync_interval: always }`) [default: queue.db in the data directory].
     #[arg(long, env = "PLUMB_QUEUE", global = true, value_parser = config::parse_queue_url)]
     queue: Option<String>,
+    /// The event store on ClickHouse, clickhouse://HOST:HTTP_PORT/DB (the database is made if
+    /// missing) [default: events.duckdb in the data directory].
+    #[arg(long, env = "PLUMB_STORE", global = true, value_parser = config::parse_store_url)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -226,6 +230,9 @@ fn run() -> Result<()> {
     if let Some(url) = cli.queue {
         config.queue = Some(url);
     }
+    if let Some(url) = cli.store {
+        config.store = Some(url);
+    }
     match cli.command {
         Command::Serve(args) => serve::run(config.with_serve_args(args)?, Roles::All),
         Command::Collect { server, collector } => {
@@ -268,7 +275,11 @@ fn site(meta: &dyn MetaStore, config: &Config, cmd: SiteCommand) -> Result<()> {
             let site = meta.remove_site(&domain)?;
             println!("removed {}", site.domain);
             // The stored rows go too: here if no server holds the event store, else the running
-            // server's pipeline deletes them within a second.
+            // server's pipeline deletes them within a second (always so on ClickHouse).
+            if config.store.is_some() {
+                println!("the worker deletes its stored events within a second of running");
+                return Ok(());
+            }
             if !config.store_path().exists() {
                 meta.mark_purged(site.id)?;
                 return Ok(());

@@ -13,7 +13,7 @@ use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig, PipelineHandle};
 use plumb_queue::{Consumer, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool};
-use plumb_store::DuckStore;
+use plumb_store::{ClickHouseStore, DuckStore, EventReader, EventWriter};
 use plumb_web::{Web, WebConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +145,23 @@ fn collector(config: &Config, meta: &Arc<dyn MetaStore>, queue: Arc<dyn Producer
     Collector::new(meta.clone(), queue, config).map_err(anyhow::Error::msg)
 }
 
+/// The event store's writer and reader: on ClickHouse when `--store` names a server, else the
+/// DuckDB file in the data directory.
+fn open_store(config: &Config) -> Result<(Box<dyn EventWriter>, Arc<dyn EventReader>)> {
+    Ok(match &config.store {
+        Some(url) => {
+            let store = ClickHouseStore::open(url).context("cannot open the event store on ClickHouse")?;
+            let reader = store.reader(config.query_timeout);
+            (Box::new(store), Arc::new(reader))
+        }
+        None => {
+            let store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;
+            let reader = store.reader(config.query_timeout).context("cannot open an event store reader")?;
+            (Box::new(store), Arc::new(reader))
+        }
+    })
+}
+
 /// The pipeline over `consumer`, and the API and dashboard over the store it writes.
 fn worker(
     config: &Config,
@@ -152,8 +169,7 @@ fn worker(
     consumer: Box<dyn Consumer>,
     collector: Option<&Arc<Collector>>,
 ) -> Result<(PipelineHandle, Arc<Web>)> {
-    let store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;
-    let reader = store.reader(config.query_timeout).context("cannot open an event store reader")?;
+    let (store, reader) = open_store(config)?;
     let pipeline = Pipeline::new(
         consumer,
         store,
@@ -170,7 +186,7 @@ fn worker(
     };
     let web = Web::new(
         meta.clone(),
-        Arc::new(reader),
+        reader,
         pipeline.live.clone(),
         WebConfig {
             rate_limit: config.key_rate_limit,

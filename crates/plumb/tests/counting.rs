@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use common::*;
 use plumb_meta::testing::TestDb;
 use plumb_queue::testing::NatsServer;
+use plumb_store::testing::ClickHouseServer;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -278,20 +279,30 @@ enum Deployment {
     Embedded,
     /// `collectors` × `plumb collect` and one `plumb work` meeting on NATS JetStream, the
     /// metadata on PostgreSQL (each process gets its own data directory: they share nothing on disk).
-    Distributed { nats: NatsServer, db: TestDb, collectors: usize },
+    /// With `clickhouse`, the event store is there too.
+    Distributed { nats: NatsServer, db: TestDb, clickhouse: Option<ClickHouseServer>, collectors: usize },
 }
 
 impl Deployment {
     fn distributed(name: &str, collectors: usize) -> Deployment {
-        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), collectors }
+        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), clickhouse: None, collectors }
     }
 
-    /// What every command is given: where the queue and the metadata are.
+    fn on_clickhouse(name: &str, collectors: usize) -> Deployment {
+        let clickhouse = Some(ClickHouseServer::start(name));
+        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), clickhouse, collectors }
+    }
+
+    /// What every command is given: where the queue, the metadata and the event store are.
     fn args(&self) -> Vec<String> {
         match self {
             Deployment::Embedded => vec![],
-            Deployment::Distributed { nats, db, .. } => {
-                vec!["--queue".into(), nats.url(), "--meta".into(), db.url()]
+            Deployment::Distributed { nats, db, clickhouse, .. } => {
+                let mut args = vec!["--queue".into(), nats.url(), "--meta".into(), db.url()];
+                if let Some(ch) = clickhouse {
+                    args.extend(["--store".into(), ch.url("plumb")]);
+                }
+                args
             }
         }
     }
@@ -365,6 +376,13 @@ async fn population_counts_match_the_counting_rules() {
 async fn population_counts_match_through_two_collectors_and_a_worker_on_nats_and_postgresql() {
     let deployment = tokio::task::block_in_place(|| Deployment::distributed("counting2", 2));
     population_counts("counting-distributed", &deployment).await;
+}
+
+/// The same, with the event store on ClickHouse (Debian's 18.16): one more backend, same counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn population_counts_match_through_two_collectors_and_a_worker_on_nats_postgresql_and_clickhouse() {
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("counting-ch", 2));
+    population_counts("counting-clickhouse", &deployment).await;
 }
 
 /// Today's hits, signed with the day's salt from PostgreSQL: one visitor's pageviews through
@@ -563,8 +581,19 @@ fn as_map(answer: &serde_json::Value) -> BTreeMap<Vec<String>, Vec<serde_json::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
+    breakdowns("breakdowns", &Deployment::Embedded).await;
+}
+
+/// The breakdowns with the event store on ClickHouse 18.16 (raw rows: no rollups there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakdowns_filters_and_comparisons_match_the_counting_rules_on_clickhouse() {
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("breakdowns-ch", 1));
+    breakdowns("breakdowns-clickhouse", &deployment).await;
+}
+
+async fn breakdowns(name: &str, deployment: &Deployment) {
     let hits = population();
-    let (server, key) = ingest("breakdowns", &hits, &Deployment::Embedded).await;
+    let (server, key) = ingest(name, &hits, deployment).await;
     let c = client();
     let range = json!(["2024-03-07", "2024-03-13"]);
     let mut checked = 0;
@@ -863,9 +892,15 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
                 vec![json!(signup_days), json!(signup_events), conversion(signup_days, total)],
             );
         }
-        cli(&server.data_dir, &["goal", "add", domain, "--event", "Signup"]);
-        cli(&server.data_dir, &["goal", "add", domain, "--page", "/page/3"]);
-        cli(&server.data_dir, &["goal", "add", domain, "--page", "/page/1*"]);
+        for goal in [["--event", "Signup"], ["--page", "/page/3"], ["--page", "/page/1*"]] {
+            let args: Vec<String> = deployment
+                .args()
+                .into_iter()
+                .chain(["goal".into(), "add".into(), domain.to_string()])
+                .chain(goal.map(String::from))
+                .collect();
+            cli(&server.data_dir, &refs(&args));
+        }
         let got = query(
             &c,
             &server,
