@@ -2,6 +2,7 @@
 //! ports with a temporary data directory, ended with the test (and after ten minutes whatever
 //! happens).
 
+use std::cell::RefCell;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -74,4 +75,32 @@ impl Drop for ClickHouseServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+thread_local! {
+    /// Statements this thread ran on ClickHouse while recording (see [`recording`]).
+    static RECORDED: RefCell<Option<Vec<Statement>>> = const { RefCell::new(None) };
+}
+
+/// A statement that ran, and what the server answered.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: String,
+    pub answer: String,
+}
+
+pub(crate) fn record(sql: &str, answer: &str) {
+    RECORDED.with_borrow_mut(|log| {
+        if let Some(log) = log.as_mut() {
+            log.push(Statement { sql: sql.to_owned(), answer: answer.to_owned() });
+        }
+    });
+}
+
+/// Every statement the ClickHouse backends ran from this thread while `f` ran, in order, with
+/// `f`'s result (the backends call the server on their caller's thread).
+pub fn recording<T>(f: impl FnOnce() -> T) -> (T, Vec<Statement>) {
+    RECORDED.set(Some(Vec::new()));
+    let out = f();
+    (out, RECORDED.take().unwrap_or_default())
 }

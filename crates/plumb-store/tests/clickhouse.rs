@@ -189,3 +189,54 @@ fn a_database_from_a_newer_plumb_is_refused() {
     let Err(e) = ClickHouseStore::open(&url) else { panic!("a newer schema was accepted") };
     assert!(e.to_string().contains(&format!("schema version {newer}, newer than this Plumb knows")), "{e}");
 }
+
+/// The virtualenv with PyPI's `chdb` (a current ClickHouse, in-process), as `.ci/run` makes it.
+fn chdb_python() -> std::path::PathBuf {
+    std::env::var_os("PLUMB_CHDB_PYTHON").map(Into::into).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/plumb-chdb/bin/python")
+    })
+}
+
+#[test]
+fn every_statement_runs_and_answers_alike_on_a_current_clickhouse() {
+    let python = chdb_python();
+    assert!(
+        python.exists(),
+        "{} is missing: python3 -m venv ~/.cache/plumb-chdb && ~/.cache/plumb-chdb/bin/pip install chdb (.ci/run does)",
+        python.display()
+    );
+    let server = ClickHouseServer::start("replay");
+    let rows: Vec<Row> = (0..300).map(row).collect();
+    let ((), statements) = plumb_store::testing::recording(|| {
+        let mut store = ClickHouseStore::open(&server.url("plumb")).unwrap();
+        store.commit(&rows[..150], 1).unwrap();
+        store.commit(&rows[150..], 2).unwrap();
+        let reader = store.reader(Duration::from_secs(10));
+        for q in queries() {
+            reader.sums(&q).unwrap();
+        }
+        assert_eq!(store.delete_site(2).unwrap(), rows.iter().filter(|r| r.site_id == 2).count() as u64);
+    });
+    let selects = statements.iter().filter(|s| s.sql.starts_with("SELECT")).count();
+    assert!(selects > queries().len(), "{selects} queries recorded");
+    let dir = std::env::temp_dir().join(format!("plumb-chdb-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Answers are compared for reads; what writes answer (nothing) is not.
+    let json: Vec<serde_json::Value> = statements
+        .iter()
+        .map(|s| {
+            let answer = s.sql.starts_with("SELECT").then_some(s.answer.as_str());
+            serde_json::json!({"sql": s.sql, "answer": answer})
+        })
+        .collect();
+    let file = dir.join("statements.json");
+    std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chdb_replay.py");
+    let out = std::process::Command::new(&python).arg(script).arg(&file).arg(dir.join("chdb")).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("{report}");
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(&format!("replayed {} statements, {selects} answers equal", statements.len())), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

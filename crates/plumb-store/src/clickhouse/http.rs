@@ -81,6 +81,8 @@ impl Server {
                 fail(body.trim().to_owned())
             });
         }
+        #[cfg(feature = "testing")]
+        crate::testing::record(sql, &body);
         Ok(body)
     }
 }
