@@ -14,8 +14,10 @@ const LIFETIME_S: &str = "600";
 
 pub struct ClickHouseServer {
     dir: PathBuf,
-    http_port: u16,
-    child: Child,
+    /// HTTP, native and interserver ports, kept across restarts.
+    ports: [u16; 3],
+    /// `timeout`, which runs the server and ends it after LIFETIME_S whatever happens.
+    child: Option<Child>,
 }
 
 fn free_port() -> u16 {
@@ -33,35 +35,64 @@ impl ClickHouseServer {
         for sub in ["tmp", "uf", "fs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let http_port = free_port();
-        let path = |p: &str| format!("{}/{p}", dir.display());
+        let mut server = ClickHouseServer { dir, ports: [free_port(), free_port(), free_port()], child: None };
+        server.run();
+        server
+    }
+
+    /// Starts the server (again: same ports, same data) and waits until it answers.
+    pub fn run(&mut self) {
+        let path = |p: &str| format!("{}/{p}", self.dir.display());
+        let [http, tcp, interserver] = self.ports;
         let child = Command::new("timeout")
             .args(["-s", "KILL", LIFETIME_S, SERVER_BINARY, &format!("--config-file={CONFIG}"), "--"])
-            .arg(format!("--path={}/", dir.display()))
+            .arg(format!("--path={}/", self.dir.display()))
             .arg(format!("--tmp_path={}/", path("tmp")))
             .arg(format!("--user_files_path={}/", path("uf")))
             .arg(format!("--format_schema_path={}/", path("fs")))
             .arg(format!("--logger.log={}", path("log")))
             .arg(format!("--logger.errorlog={}", path("err")))
-            .arg(format!("--http_port={http_port}"))
-            .arg(format!("--tcp_port={}", free_port()))
-            .arg(format!("--interserver_http_port={}", free_port()))
+            .arg(format!("--http_port={http}"))
+            .arg(format!("--tcp_port={tcp}"))
+            .arg(format!("--interserver_http_port={interserver}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot run `timeout` (coreutils)");
-        let server = ClickHouseServer { dir, http_port, child };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-            assert!(Instant::now() < deadline, "clickhouse-server did not start: {}", server.log());
+        while TcpStream::connect(("127.0.0.1", http)).is_err() {
+            assert!(Instant::now() < deadline, "clickhouse-server did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+    }
+
+    /// Kills the server as a crash would (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        // The server is `timeout`'s child: found by its data directory, unique to this server.
+        let _ = Command::new("pkill").args(["-KILL", "-f", "--", &format!("--path={}/", self.dir.display())]).status();
+        let _ = child.kill();
+        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.ports[0])).is_ok() {
+            assert!(Instant::now() < deadline, "clickhouse-server still answers after SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `clickhouse://127.0.0.1:PORT/DB`.
     pub fn url(&self, database: &str) -> String {
-        format!("clickhouse://127.0.0.1:{}/{database}", self.http_port)
+        format!("clickhouse://127.0.0.1:{}/{database}", self.ports[0])
+    }
+
+    /// Runs a statement over HTTP and returns the answer (for tests to look at what is stored).
+    pub fn query(&self, sql: &str) -> String {
+        let server = crate::clickhouse::http::Server {
+            addr: format!("127.0.0.1:{}", self.ports[0]),
+            database: "default".into(),
+        };
+        server.run(sql, false, Duration::from_secs(30)).unwrap()
     }
 
     pub fn log(&self) -> String {
@@ -71,8 +102,7 @@ impl ClickHouseServer {
 
 impl Drop for ClickHouseServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

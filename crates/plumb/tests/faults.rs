@@ -1,6 +1,7 @@
 //! Faults under load on the distributed deployment: two `plumb collect` and one `plumb work`
 //! meeting on NATS JetStream (a server of the test's own, syncing every write), the metadata on a
-//! PostgreSQL server of the test's own. Senders spread unique pageviews over both collectors as a
+//! PostgreSQL server of the test's own, the event store the worker's DuckDB file or a ClickHouse
+//! server of the test's own. Senders spread unique pageviews over both collectors as a
 //! load balancer would; midway one part fails for a second. No event is refused, and afterwards
 //! every event that got a `202` is counted exactly once, and nothing is counted twice.
 
@@ -9,6 +10,7 @@ mod common;
 use common::*;
 use plumb_meta::testing::PgServer;
 use plumb_queue::testing::NatsServer;
+use plumb_store::testing::ClickHouseServer;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,11 +36,15 @@ enum Fault {
     WorkerTakeover,
     /// PostgreSQL stops as a crash would and starts again, recovering.
     PostgresRestart,
+    /// ClickHouse (the event store) is killed (SIGKILL) and started again.
+    ClickHouseRestart,
 }
 
 struct Cluster {
     nats: NatsServer,
     pg: PgServer,
+    /// The event store, when not the worker's DuckDB file.
+    clickhouse: Option<ClickHouseServer>,
     args: Vec<String>,
     worker_dir: std::path::PathBuf,
     collectors: Vec<Server>,
@@ -46,9 +52,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(name: &str) -> (Cluster, String) {
+    fn start(name: &str, on_clickhouse: bool) -> (Cluster, String) {
         let (nats, pg) = (NatsServer::start(name), PgServer::start(name));
-        let args = vec!["--queue".to_string(), nats.url(), "--meta".into(), pg.url()];
+        let clickhouse = on_clickhouse.then(|| ClickHouseServer::start(name));
+        let mut args = vec!["--queue".to_string(), nats.url(), "--meta".into(), pg.url()];
+        if let Some(ch) = &clickhouse {
+            args.extend(["--store".into(), ch.url("plumb")]);
+        }
         let worker_dir = temp_dir(&format!("{name}-work"));
         let with =
             |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
@@ -59,7 +69,7 @@ impl Cluster {
             .map(|i| Server::start_role(&temp_dir(&format!("{name}-collect-{i}")), "collect", &refs(&args)))
             .collect();
         let worker = Server::start_role(&worker_dir, "work", &refs(&args));
-        (Cluster { nats, pg, args, worker_dir, collectors, worker }, key)
+        (Cluster { nats, pg, clickhouse, args, worker_dir, collectors, worker }, key)
     }
 
     fn break_and_mend(&mut self, fault: &Fault) {
@@ -84,7 +94,29 @@ impl Cluster {
                 std::thread::sleep(DOWN);
                 self.pg.run();
             }
+            Fault::ClickHouseRestart => {
+                let ch = self.clickhouse.as_mut().expect("a cluster on ClickHouse");
+                ch.kill();
+                std::thread::sleep(DOWN);
+                ch.run();
+            }
         }
+    }
+
+    /// The stored rows summed per page: (path, pageviews, visitors).
+    fn stored_pages(&self) -> Vec<(String, i64, i64)> {
+        let Some(ch) = &self.clickhouse else { return stored_pages(&self.worker_dir) };
+        let answer = ch.query(
+            "SELECT pathname, sum(pageviews), sum(visitors) FROM plumb.events WHERE site_id != 0 GROUP BY pathname \
+             FORMAT TabSeparated",
+        );
+        answer
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[0].to_owned(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            })
+            .collect()
     }
 }
 
@@ -103,9 +135,9 @@ struct Sent {
 /// One cluster at a time: four at once would share two cores and measure nothing.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn under_load(name: &str, fault: Fault) {
+async fn under_load(name: &str, fault: Fault, on_clickhouse: bool) {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let (mut cluster, key) = block_in_place(|| Cluster::start(name));
+    let (mut cluster, key) = block_in_place(|| Cluster::start(name, on_clickhouse));
     let collectors: Arc<Vec<String>> = Arc::new(cluster.collectors.iter().map(|c| c.url.clone()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let sending = Arc::new(AtomicUsize::new(0));
@@ -175,7 +207,7 @@ async fn under_load(name: &str, fault: Fault) {
     block_in_place(|| cluster.worker.stop());
 
     // The stored rows themselves: one pageview and one visitor per acknowledged page, none twice.
-    let rows = stored_pages(&cluster.worker_dir);
+    let rows = cluster.stored_pages();
     for (path, pageviews, visitors) in &rows {
         assert_eq!((*pageviews, *visitors), (1, 1), "{path} counted {pageviews} times, {visitors} visitors");
     }
@@ -193,20 +225,30 @@ async fn under_load(name: &str, fault: Fault) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restarted_mid_load_loses_and_doubles_nothing() {
-    under_load("fault-nats", Fault::NatsRestart).await;
+    under_load("fault-nats", Fault::NatsRestart, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_killed_mid_load_loses_and_doubles_nothing() {
-    under_load("fault-collector", Fault::CollectorKill).await;
+    under_load("fault-collector", Fault::CollectorKill, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_load_is_taken_over_and_nothing_is_lost_or_doubled() {
-    under_load("fault-worker", Fault::WorkerTakeover).await;
+    under_load("fault-worker", Fault::WorkerTakeover, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_restarted_mid_load_loses_and_doubles_nothing() {
-    under_load("fault-postgres", Fault::PostgresRestart).await;
+    under_load("fault-postgres", Fault::PostgresRestart, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_load_writing_clickhouse_is_taken_over_and_nothing_is_lost_or_doubled() {
+    under_load("fault-worker-ch", Fault::WorkerTakeover, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_killed_mid_load_loses_and_doubles_nothing() {
+    under_load("fault-clickhouse", Fault::ClickHouseRestart, true).await;
 }

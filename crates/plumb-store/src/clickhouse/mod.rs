@@ -9,7 +9,7 @@
 //! position. The committed position is the largest marker's; a commit whose answer was lost is
 //! looked up before it is sent again.
 
-mod http;
+pub(crate) mod http;
 
 use crate::{EventReader, EventWriter, Result, StoreError};
 use http::{Server, quote, tsv, untsv};
