@@ -41,15 +41,30 @@ pub struct LiveCount {
     pub visitors: usize,
 }
 
+/// Who else hears of the hits recorded (other processes serving the realtime view).
+type Tap = Box<dyn Fn(&[LiveHit]) + Send + Sync>;
+
 #[derive(Default)]
 pub struct LiveVisitors {
     sites: Mutex<HashMap<u32, HashMap<u64, Visitor>>>,
+    tap: Option<Tap>,
 }
 
 impl LiveVisitors {
+    /// Visitors whose hits are also handed to `tap` as they are recorded.
+    pub fn tapped(tap: impl Fn(&[LiveHit]) + Send + Sync + 'static) -> Self {
+        Self { sites: Mutex::default(), tap: Some(Box::new(tap)) }
+    }
+
     /// Hits must come in time order per visitor (the queue's order); a visitor's page is that of
     /// their latest hit, their source that of the first hit seen in the window.
     pub fn record(&self, hits: impl IntoIterator<Item = LiveHit>) {
+        let hits: Vec<LiveHit> = hits.into_iter().collect();
+        if let Some(tap) = &self.tap
+            && !hits.is_empty()
+        {
+            tap(&hits);
+        }
         let mut sites = self.sites.lock().unwrap();
         for h in hits {
             let site = sites.entry(h.site_id).or_default();
@@ -95,9 +110,79 @@ impl LiveVisitors {
     }
 }
 
+/// Hits as bytes, to pass between processes (never stored): per hit the site, signature and
+/// time, the engagement flag, then page and source with their lengths, little-endian.
+pub fn encode_hits(hits: &[LiveHit]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hits.len() * 64);
+    for h in hits {
+        out.extend_from_slice(&h.site_id.to_le_bytes());
+        out.extend_from_slice(&h.signature.to_le_bytes());
+        out.extend_from_slice(&h.ts_ms.to_le_bytes());
+        out.push(h.engagement as u8);
+        for text in [&h.page, &h.source] {
+            let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+    }
+    out
+}
+
+/// [`encode_hits`] undone; `None` for bytes that are not hits.
+pub fn decode_hits(mut bytes: &[u8]) -> Option<Vec<LiveHit>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        *bytes = rest;
+        Some(head)
+    }
+    fn text(bytes: &mut &[u8]) -> Option<String> {
+        let len = u16::from_le_bytes(take(bytes, 2)?.try_into().ok()?) as usize;
+        String::from_utf8(take(bytes, len)?.to_vec()).ok()
+    }
+    let mut hits = Vec::new();
+    while !bytes.is_empty() {
+        hits.push(LiveHit {
+            site_id: u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?),
+            signature: u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?),
+            ts_ms: i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?),
+            engagement: take(&mut bytes, 1)? == [1],
+            page: text(&mut bytes)?,
+            source: text(&mut bytes)?,
+        });
+    }
+    Some(hits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hits_survive_the_trip_between_processes_and_junk_is_refused() {
+        let hits = vec![
+            hit(1, 11, 1_000, "/ü/page", "Google"),
+            LiveHit { engagement: true, ..hit(u32::MAX, u64::MAX, -5, "", "") },
+        ];
+        let bytes = encode_hits(&hits);
+        let back = decode_hits(&bytes).unwrap();
+        assert_eq!(back.len(), 2);
+        for (a, b) in hits.iter().zip(&back) {
+            assert_eq!(
+                (a.site_id, a.signature, a.ts_ms, a.engagement),
+                (b.site_id, b.signature, b.ts_ms, b.engagement)
+            );
+            assert_eq!((&a.page, &a.source), (&b.page, &b.source));
+        }
+        assert!(decode_hits(&bytes[..bytes.len() - 1]).is_none());
+        assert_eq!(decode_hits(&[]).map(|h| h.len()), Some(0));
+        // What a tapped record hands on is what it records.
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let live = LiveVisitors::tapped(move |h| s.lock().unwrap().push(encode_hits(h)));
+        live.record(hits);
+        assert_eq!(seen.lock().unwrap().as_slice(), [bytes]);
+        assert_eq!(live.snapshot(1, 1_000).visitors, 1);
+    }
 
     fn hit(site_id: u32, signature: u64, ts_ms: i64, page: &str, source: &str) -> LiveHit {
         LiveHit { site_id, signature, ts_ms, page: page.into(), source: source.into(), engagement: false }

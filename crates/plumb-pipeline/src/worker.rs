@@ -67,6 +67,7 @@ pub struct Pipeline<C, W> {
     writer: W,
     meta: Arc<dyn MetaStore>,
     config: PipelineConfig,
+    live: Option<Arc<LiveVisitors>>,
 }
 
 /// The longest a processed row waits for its store commit.
@@ -80,7 +81,13 @@ fn now_ms() -> i64 {
 
 impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
     pub fn new(consumer: C, writer: W, meta: Arc<dyn MetaStore>, config: PipelineConfig) -> Self {
-        Self { consumer, writer, meta, config }
+        Self { consumer, writer, meta, config, live: None }
+    }
+
+    /// Records current visitors in `live` (say, one that also tells other processes) rather
+    /// than in a set of its own.
+    pub fn with_live(self, live: Arc<LiveVisitors>) -> Self {
+        Self { live: Some(live), ..self }
     }
 
     /// Reads the committed position, makes sure the queue numbers new entries above it (even if
@@ -88,7 +95,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
     pub fn spawn(mut self) -> Result<PipelineHandle, PipelineError> {
         let committed = self.writer.position()?;
         self.consumer.resume_after(committed)?;
-        let live = Arc::new(LiveVisitors::default());
+        let live = self.live.take().unwrap_or_default();
         let stop = Arc::new(AtomicBool::new(false));
         let (l, st) = (live.clone(), stop.clone());
         let thread = std::thread::Builder::new().name("pipeline".into()).spawn(move || self.run(committed, &l, &st))?;

@@ -11,7 +11,9 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use nats::{INDEX_BITS, MAX_PARTITIONS, NatsConfig, NatsConsumer, NatsQueue, Partitions, STREAM};
+pub use nats::{
+    INDEX_BITS, LIVE_SUBJECT, LiveFeed, MAX_PARTITIONS, NatsConfig, NatsConsumer, NatsQueue, Partitions, STREAM,
+};
 pub use sqlite::{SqliteConsumer, SqliteSpool};
 
 use std::future::Future;

@@ -875,3 +875,72 @@ async fn erase(stream: &stream::Stream, seqs: Vec<u64>) -> (u64, Vec<u64>, Optio
     }
     (done, failed, why)
 }
+
+/// The subject live hits travel on, from workers to every process serving the realtime view.
+pub const LIVE_SUBJECT: &str = "plumb.live";
+
+/// Live hits between processes over NATS core: published and heard at once, stored nowhere (no
+/// stream), lost when nobody listens, which is right for a five-minute view. Runs on a private
+/// runtime, so it can be used from any thread.
+pub struct LiveFeed {
+    client: async_nats::Client,
+    /// The connection's task runs on it; shut down without waiting when the feed is dropped,
+    /// which may happen inside another runtime (the last holder may be an async task).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl LiveFeed {
+    pub fn connect(url: &str) -> Result<Self, QueueError> {
+        let addr = server_addr(url)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nats-live")
+            .enable_all()
+            .build()
+            .map_err(|e| QueueError::Storage(format!("cannot start the live feed's runtime: {e}")))?;
+        let client = rt
+            .block_on(
+                async_nats::ConnectOptions::new()
+                    .name("plumb-live")
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .reconnect_delay_callback(|n| Duration::from_millis(1 << n.min(16)).min(MAX_RECONNECT_DELAY))
+                    .connect(format!("nats://{addr}")),
+            )
+            .map_err(|e| QueueError::Storage(format!("cannot connect to NATS at {addr}: {e}")))?;
+        Ok(Self { client, rt: Some(rt) })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until the feed is dropped")
+    }
+
+    /// Sends without waiting; a message that cannot be sent now is dropped.
+    pub fn publish(&self, payload: Vec<u8>) {
+        let client = self.client.clone();
+        self.rt().spawn(async move {
+            let _ = client.publish(LIVE_SUBJECT, payload.into()).await;
+        });
+    }
+
+    /// Calls `heard` with every message published from now on, for as long as the feed lives.
+    pub fn subscribe(&self, heard: impl Fn(&[u8]) + Send + 'static) -> Result<(), QueueError> {
+        let mut subscription = self
+            .rt()
+            .block_on(self.client.subscribe(LIVE_SUBJECT))
+            .map_err(|e| QueueError::Storage(format!("cannot listen to {LIVE_SUBJECT}: {e}")))?;
+        self.rt().spawn(async move {
+            while let Some(msg) = subscription.next().await {
+                heard(&msg.payload);
+            }
+        });
+        Ok(())
+    }
+}

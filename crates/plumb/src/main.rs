@@ -62,6 +62,14 @@ enum Command {
         #[command(flatten)]
         worker: WorkerArgs,
     },
+    /// Run the API and the dashboard alone, over the event store on ClickHouse (`--store`), on as
+    /// many hosts as needed; current visitors come from the workers over NATS (`--queue`).
+    Web {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -240,6 +248,9 @@ fn run() -> Result<()> {
         }
         Command::Work { server, worker } => {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Work)
+        }
+        Command::Web { server, worker } => {
+            serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Web)
         }
         Command::Site(cmd) => site(&*serve::open_meta(&config)?, &config, cmd),
         Command::Key(cmd) => key(&*serve::open_meta(&config)?, cmd),

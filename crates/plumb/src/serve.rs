@@ -9,10 +9,13 @@ use crate::config::Config;
 use anyhow::{Context, Result};
 use axum::Router;
 use plumb_collector::{Collector, CollectorConfig};
+use plumb_core::live::{LiveVisitors, decode_hits, encode_hits};
 use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::{Pipeline, PipelineConfig, PipelineHandle};
-use plumb_queue::{Consumer, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool};
+use plumb_queue::{
+    Consumer, LiveFeed, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool,
+};
 use plumb_store::{ClickHouseStore, DuckStore, EventReader, EventWriter};
 use plumb_web::{Web, WebConfig};
 use std::sync::Arc;
@@ -30,6 +33,8 @@ pub enum Roles {
     Collect,
     /// The pipeline, the API and the dashboard: the queue off, into the store (`plumb work`).
     Work,
+    /// The API and the dashboard alone, over a shared store (`plumb web`): as many as needed.
+    Web,
 }
 
 pub fn run(config: Config, roles: Roles) -> Result<()> {
@@ -41,12 +46,20 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
     let (producer, consumer) = open_queue(&config, roles, &runtime)?;
     let collector = producer.map(|p| collector(&config, &meta, p)).transpose()?;
     let worker = consumer.map(|c| worker(&config, &meta, c, collector.as_ref())).transpose()?;
+    let (pipeline, web, _live_feed) = match worker {
+        Some((pipeline, web, feed)) => (Some(pipeline), Some(web), feed),
+        None if roles == Roles::Web => {
+            let (web, feed) = web_alone(&config, &meta)?;
+            (None, Some(web), feed)
+        }
+        None => (None, None, None),
+    };
 
     let mut app = Router::new();
     if let Some(c) = &collector {
         app = app.merge(plumb_collector::router(c.clone()));
     }
-    if let Some((_, web)) = &worker {
+    if let Some(web) = &web {
         app = app.merge(plumb_web::router(web.clone()));
     }
     runtime.block_on(async {
@@ -61,7 +74,7 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
         if let Some(c) = &collector {
             spawn_collector_chores(c.clone());
         }
-        if let Some((_, web)) = &worker {
+        if let Some(web) = &web {
             spawn_web_chores(web.clone());
         }
         // Sharing a process, the dashboard and API may hold a quarter of the connections.
@@ -74,7 +87,7 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
         anyhow::Ok(())
     })?;
     // In-flight requests have had their answers; let the pipeline finish its batch.
-    if let Some((pipeline, _)) = worker {
+    if let Some(pipeline) = pipeline {
         pipeline.shutdown();
     }
     if let Some(c) = &collector
@@ -102,7 +115,7 @@ type QueueEnds = (Option<Arc<dyn Producer>>, Option<Box<dyn Consumer>>);
 /// The queue's two ends this process's roles need: on NATS JetStream when `--queue` names a
 /// server, else the spool file in the data directory.
 fn open_queue(config: &Config, roles: Roles, runtime: &tokio::runtime::Runtime) -> Result<QueueEnds> {
-    let (produce, consume) = (roles != Roles::Work, roles != Roles::Collect);
+    let (produce, consume) = (matches!(roles, Roles::All | Roles::Collect), matches!(roles, Roles::All | Roles::Work));
     if let Some(url) = &config.queue {
         let nats = NatsConfig::new(url.clone());
         let producer: Option<Arc<dyn Producer>> = match produce {
@@ -162,20 +175,35 @@ fn open_store(config: &Config) -> Result<(Box<dyn EventWriter>, Arc<dyn EventRea
     })
 }
 
+/// With the queue on NATS, current visitors travel between processes over it: a worker tells
+/// what it records, a web process hears it. The feed must live as long as the process.
+fn live_feed(config: &Config) -> Result<Option<LiveFeed>> {
+    config.queue.as_deref().map(|url| LiveFeed::connect(url).context("cannot open the live feed on NATS")).transpose()
+}
+
 /// The pipeline over `consumer`, and the API and dashboard over the store it writes.
 fn worker(
     config: &Config,
     meta: &Arc<dyn MetaStore>,
     consumer: Box<dyn Consumer>,
     collector: Option<&Arc<Collector>>,
-) -> Result<(PipelineHandle, Arc<Web>)> {
+) -> Result<(PipelineHandle, Arc<Web>, Option<Arc<LiveFeed>>)> {
     let (store, reader) = open_store(config)?;
+    let feed = live_feed(config)?.map(Arc::new);
+    let live = match &feed {
+        Some(feed) => {
+            let feed = feed.clone();
+            LiveVisitors::tapped(move |hits| feed.publish(encode_hits(hits)))
+        }
+        None => LiveVisitors::default(),
+    };
     let pipeline = Pipeline::new(
         consumer,
         store,
         meta.clone(),
         PipelineConfig { retention: config.queue_retention, ..Default::default() },
     )
+    .with_live(Arc::new(live))
     .spawn()
     .context("cannot start the pipeline")?;
     // The notice the geolocation data's licence asks for: from the collector in this process,
@@ -184,10 +212,46 @@ fn worker(
         Some(c) => c.geo_attribution(),
         None => plumb_collector::geo::Geo::open(config.geoip_db.as_deref()).map_err(anyhow::Error::msg)?.attribution(),
     };
+    let web = web(config, meta, reader, pipeline.live.clone(), geo_attribution)?;
+    Ok((pipeline, web, feed))
+}
+
+/// The API and dashboard alone (`plumb web`), over the shared store; current visitors come from
+/// the workers over NATS.
+fn web_alone(config: &Config, meta: &Arc<dyn MetaStore>) -> Result<(Arc<Web>, Option<Arc<LiveFeed>>)> {
+    if config.store.is_none() {
+        anyhow::bail!(
+            "plumb web needs the event store on a server (--store clickhouse://HOST:HTTP_PORT/DB): the embedded \
+             DuckDB file is opened by plumb work alone"
+        );
+    }
+    let (_, reader) = open_store(config)?;
+    let live = Arc::new(LiveVisitors::default());
+    let feed = live_feed(config)?.map(Arc::new);
+    if let Some(feed) = &feed {
+        let heard = live.clone();
+        feed.subscribe(move |bytes| match decode_hits(bytes) {
+            Some(hits) => heard.record(hits),
+            None => tracing::warn!("ignoring a malformed message on the live feed"),
+        })
+        .context("cannot listen to the live feed on NATS")?;
+    }
+    let geo_attribution =
+        plumb_collector::geo::Geo::open(config.geoip_db.as_deref()).map_err(anyhow::Error::msg)?.attribution();
+    Ok((web(config, meta, reader, live, geo_attribution)?, feed))
+}
+
+fn web(
+    config: &Config,
+    meta: &Arc<dyn MetaStore>,
+    reader: Arc<dyn EventReader>,
+    live: Arc<LiveVisitors>,
+    geo_attribution: Option<(&'static str, &'static str)>,
+) -> Result<Arc<Web>> {
     let web = Web::new(
         meta.clone(),
         reader,
-        pipeline.live.clone(),
+        live,
         WebConfig {
             rate_limit: config.key_rate_limit,
             public_url: config.public_url.clone(),
@@ -197,7 +261,7 @@ fn worker(
         },
     )
     .context("cannot read the cookie-signing key")?;
-    Ok((pipeline, Arc::new(web)))
+    Ok(Arc::new(web))
 }
 
 /// Writes security counters every few seconds; every minute deletes the salts of days that have

@@ -420,6 +420,65 @@ async fn a_visitor_is_one_visitor_whichever_collector_answers() {
     assert_eq!(aggregate(&c, &worker.url, &key, "one.test", &metrics, json!("day")).await, [4, 1, 1]);
 }
 
+/// `plumb web` apart from the worker, twice, over ClickHouse: each answers what the worker
+/// answers, sees the current visitor the worker tells of over NATS, and refuses to start
+/// without a shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors() {
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1));
+    let args = deployment.args();
+    let dir = temp_dir("web-apart");
+    let with =
+        |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
+    cli(&dir, &refs(&with(&["site", "add", "web.test"])));
+    let key = cli(&dir, &refs(&with(&["key", "create", "--name", "reader"]))).lines().last().unwrap().trim().to_owned();
+    let collector = Server::start_role(&temp_dir("web-apart-collect"), "collect", &refs(&args));
+    let worker = Server::start_role(&dir, "work", &refs(&args));
+    let webs: Vec<Server> =
+        (0..2).map(|i| Server::start_role(&temp_dir(&format!("web-apart-web-{i}")), "web", &refs(&args))).collect();
+    let c = client();
+    for path in ["/", "/pricing", "/about"] {
+        let r = c
+            .post(format!("{}/api/event", collector.url))
+            .header("user-agent", BROWSER_UA)
+            .json(&json!({"n": "pageview", "u": format!("https://web.test{path}"), "d": "web.test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let metrics = ["pageviews", "visitors", "visits"];
+    for server in [&worker, &webs[0], &webs[1]] {
+        let counted = eventually(Duration::from_secs(20), || async {
+            aggregate(&c, &server.url, &key, "web.test", &metrics, json!("day")).await == [3, 1, 1]
+        })
+        .await;
+        assert!(counted, "{} does not answer 3 pageviews of 1 visitor", server.url);
+        let now = eventually(Duration::from_secs(10), || async {
+            let r = c
+                .get(format!("{}/api/v1/stats/realtime/visitors?site_id=web.test", server.url))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap() == json!(1)
+        })
+        .await;
+        assert!(now, "{} does not see the current visitor", server.url);
+    }
+    drop(webs);
+
+    // Without a shared store there is nothing for it to read.
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(temp_dir("web-alone"))
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("plumb web needs the event store on a server"), "{err}");
+}
+
 async fn population_counts(name: &str, deployment: &Deployment) {
     let hits = population();
     let want = expected(&hits);

@@ -108,7 +108,7 @@ impl Server {
             .args(
                 ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit", "--visitor-rate-limit"]
                     .into_iter()
-                    .filter(|flag| self.role != "work" && !self.args.iter().any(|a| a == flag))
+                    .filter(|flag| matches!(self.role, "serve" | "collect") && !self.args.iter().any(|a| a == flag))
                     .flat_map(|flag| [flag, "1000000"]),
             )
             .args(&self.args)
