@@ -70,8 +70,6 @@ pub struct Pipeline<C, W> {
     live: Option<Arc<LiveVisitors>>,
 }
 
-/// The longest a processed row waits for its store commit.
-const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// How long an idle pipeline sleeps between looks at the queue (it is woken by new entries).
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
@@ -114,6 +112,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         // When the first row not yet committed was produced.
         let mut pending_since: Option<Instant> = None;
         let retention_ms = self.config.retention.as_millis() as i64;
+        let commit_every = self.writer.commit_interval();
         // Removed sites: their stored rows are deleted here, where the store is written, and
         // their events still in the queue produce no rows.
         let mut deleted: HashSet<u32> = HashSet::new();
@@ -163,8 +162,9 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 }
             }
             // Commit in batches: a store transaction has a fixed cost (planning, WAL sync), so
-            // under load rows gather for up to COMMIT_EVERY; that is all the delay it adds.
-            let due = pending_since.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) || rows.len() >= self.config.batch;
+            // under load rows gather for up to the store's commit interval; that is all the delay
+            // it adds.
+            let due = pending_since.is_some_and(|t| t.elapsed() >= commit_every) || rows.len() >= self.config.batch;
             if due {
                 rows.retain(|r| !deleted.contains(&r.site_id));
                 let (writer, batch) = (&mut self.writer, &rows);
@@ -208,7 +208,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 live.forget_older_than(now - REALTIME_WINDOW_MS);
             }
             if entries.len() < self.config.batch {
-                let timeout = pending_since.map_or(IDLE_WAIT, |t| COMMIT_EVERY.saturating_sub(t.elapsed()));
+                let timeout = pending_since.map_or(IDLE_WAIT, |t| commit_every.saturating_sub(t.elapsed()));
                 self.consumer.wait(read_pos, timeout);
             }
         }

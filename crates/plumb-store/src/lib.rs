@@ -27,6 +27,11 @@ pub trait EventWriter: Send + 'static {
     /// Deletes every stored row of a deleted site (events and rollups). Returns the events
     /// deleted.
     fn delete_site(&mut self, site_id: u32) -> Result<u64>;
+    /// The longest a processed row waits for its commit: commits cost the store a fixed amount
+    /// each (a transaction, a part to merge).
+    fn commit_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(100)
+    }
 }
 
 /// A writer chosen at run time (by configuration) is still a writer.
@@ -39,6 +44,9 @@ impl<W: EventWriter + ?Sized> EventWriter for Box<W> {
     }
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
         (**self).delete_site(site_id)
+    }
+    fn commit_interval(&self) -> std::time::Duration {
+        (**self).commit_interval()
     }
 }
 

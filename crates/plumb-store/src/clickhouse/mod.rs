@@ -181,6 +181,12 @@ impl EventWriter for ClickHouseStore {
         }
     }
 
+    /// About one insert a second under load: each insert is a part ClickHouse must merge, and
+    /// many small ones make it refuse inserts ("too many parts").
+    fn commit_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
         if site_id == 0 {
             return Ok(0);
