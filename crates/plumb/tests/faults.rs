@@ -2,7 +2,7 @@
 //! meeting on NATS JetStream (a server of the test's own, syncing every write), the metadata on a
 //! PostgreSQL server of the test's own, the event store the worker's DuckDB file or a ClickHouse
 //! server of the test's own. Senders spread unique pageviews over both collectors as a
-//! load balancer would; midway one part fails for a second. No event is refused, and afterwards
+//! load balancer would; midway one part fails for a second (ClickHouse: a minute). No event is refused, and afterwards
 //! every event that got a `202` is counted exactly once, and nothing is counted twice.
 
 mod common;
@@ -25,6 +25,8 @@ const BEFORE: Duration = Duration::from_millis(2500);
 const AFTER: Duration = Duration::from_millis(2500);
 /// How long the failed part stays down.
 const DOWN: Duration = Duration::from_secs(1);
+/// How long ClickHouse stays down: a minute, the worker holding off and the collectors going on.
+const CLICKHOUSE_DOWN: Duration = Duration::from_secs(60);
 
 enum Fault {
     /// The NATS server is killed (SIGKILL) and started again on its store.
@@ -36,7 +38,7 @@ enum Fault {
     WorkerTakeover,
     /// PostgreSQL stops as a crash would and starts again, recovering.
     PostgresRestart,
-    /// ClickHouse (the event store) is killed (SIGKILL) and started again.
+    /// ClickHouse (the event store) is killed (SIGKILL) and started again a minute later.
     ClickHouseRestart,
 }
 
@@ -97,7 +99,7 @@ impl Cluster {
             Fault::ClickHouseRestart => {
                 let ch = self.clickhouse.as_mut().expect("a cluster on ClickHouse");
                 ch.kill();
-                std::thread::sleep(DOWN);
+                std::thread::sleep(CLICKHOUSE_DOWN);
                 ch.run();
             }
         }
