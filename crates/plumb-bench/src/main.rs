@@ -8,7 +8,7 @@
 //! `429`.
 //!
 //! Usage: cargo build --release --workspace && target/release/plumb-bench [--seconds N] [--connections N]
-//!        target/release/plumb-bench --query-rows N   (query benchmark, see `queries.rs`)
+//!        target/release/plumb-bench --query-rows N [--clickhouse]   (query benchmark, see `queries.rs`)
 //!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
 //!        target/release/plumb-bench --abuse [--rows N] [--seconds N]   (resource ceilings, see `abuse.rs`)
 //!        target/release/plumb-bench --nats [--seconds N]   (collectors on NATS, see `distributed.rs`)
@@ -47,7 +47,7 @@ fn main() {
         return queries::dashboard_data(&dir, arg("--rows", 10_000_000) as usize);
     }
     if args.iter().any(|a| a == "--query-rows") {
-        return queries::run(arg("--query-rows", 1_000_000) as usize);
+        return queries::run(arg("--query-rows", 1_000_000) as usize, args.iter().any(|a| a == "--clickhouse"));
     }
     let plumb = std::env::current_exe().unwrap().with_file_name("plumb");
     assert!(plumb.exists(), "{} not found: run `cargo build --release --workspace` first", plumb.display());

@@ -1,12 +1,15 @@
 //! Query benchmark: fills a fresh DuckDB store with N synthetic pageview rows for one site
 //! (log-uniform pages, sources and locations, weekly seasonality, 90 days), then times the
 //! dashboard's query set through the query engine, unfiltered and with two filters, and prints
-//! bytes per stored row.
+//! bytes per stored row. With `--clickhouse`, the same rows on ClickHouse (Debian's 18.16, a
+//! server of its own) and the same query set, after DuckDB's.
 
 use plumb_core::row::RowKind;
 use plumb_core::{Counters, Row, VisitInfo};
+use plumb_query::SumsBackend;
 use plumb_query::{Attr, Column, DayRange, Dimension, Filter, Metric, Op, Query, TimeBucket};
-use plumb_store::{DuckStore, EventWriter};
+use plumb_store::testing::ClickHouseServer;
+use plumb_store::{ClickHouseStore, DuckStore, EventWriter};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +63,7 @@ fn visit(rng: &mut Rng) -> Arc<VisitInfo> {
     })
 }
 
-fn fill(store: &mut DuckStore, rows: usize, first_day: i32) {
+fn fill(store: &mut dyn EventWriter, rows: usize, first_day: i32) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut batch = Vec::with_capacity(100_000);
     let mut written = 0;
@@ -172,7 +175,7 @@ fn dashboard(last_days: i32, filter: Option<Filter>) -> Vec<(&'static str, Query
     ]
 }
 
-pub fn run(rows: usize) {
+pub fn run(rows: usize, clickhouse: bool) {
     let dir = std::env::temp_dir().join(format!("plumb-bench-queries-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -185,11 +188,40 @@ pub fn run(rows: usize) {
     let fill_secs = t.elapsed().as_secs_f64();
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     println!(
-        "{rows} rows over {DAYS} days written in {fill_secs:.1} s ({:.0} rows/s); store {:.1} MB = {:.1} bytes/row",
+        "DuckDB: {rows} rows over {DAYS} days written in {fill_secs:.1} s ({:.0} rows/s); store {:.1} MB = {:.1} bytes/row",
         rows as f64 / fill_secs,
         bytes as f64 / 1e6,
         bytes as f64 / rows as f64
     );
+    time_dashboard(&reader);
+    drop(reader);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !clickhouse {
+        return;
+    }
+    let server = ClickHouseServer::start("bench");
+    let mut store = ClickHouseStore::open(&server.url("plumb")).expect("open ClickHouse");
+    let t = Instant::now();
+    fill(&mut store, rows, FIRST_DAY);
+    let fill_secs = t.elapsed().as_secs_f64();
+    let bytes: f64 = server
+        .query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'plumb' AND table = 'events' AND active")
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN);
+    println!(
+        "ClickHouse {}: {rows} rows written in {fill_secs:.1} s ({:.0} rows/s, inserts of 100,000); {:.1} MB = {:.1} bytes/row",
+        server.query("SELECT version()").trim(),
+        rows as f64 / fill_secs,
+        bytes / 1e6,
+        bytes / rows as f64
+    );
+    time_dashboard(&store.reader(std::time::Duration::from_secs(600)));
+}
+
+/// The dashboard's query set, unfiltered and with two filters, over 30 and 90 days: one warm-up
+/// pass, then the median of three.
+fn time_dashboard(reader: &impl SumsBackend) {
     let two_filters = Filter::And(vec![
         Filter::Condition {
             op: Op::Is,
@@ -207,14 +239,13 @@ pub fn run(rows: usize) {
     for (label, filter) in [("unfiltered", None), ("source=Google & device=Mobile", Some(two_filters))] {
         for days in [30, 90] {
             let set = dashboard(days, filter.clone());
-            // One warm-up pass, then the median of three.
             let mut totals = Vec::new();
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); set.len()];
             for pass in 0..4 {
                 let mut total = 0.0;
                 for (i, (_, q)) in set.iter().enumerate() {
                     let t = Instant::now();
-                    plumb_query::run(&reader, q).expect("query");
+                    plumb_query::run(reader, q).expect("query");
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     total += ms;
                     if pass > 0 {
@@ -241,7 +272,6 @@ pub fn run(rows: usize) {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A data directory `plumb serve` can open: site `bench.test` (site 1, UTC) with `rows` pageviews
