@@ -141,6 +141,8 @@ pub struct Config {
     pub queue: Option<String>,
     /// ClickHouse for the event store, instead of the data directory's DuckDB file.
     pub store: Option<String>,
+    /// The queue partitions this worker reads (`plumb work --partitions`); all when `None`.
+    pub partitions: Option<Vec<u16>>,
 }
 
 /// A query parameter name: 1 to 50 letters, digits, `_`, `-` or `.`.
@@ -170,6 +172,28 @@ pub fn parse_meta_url(s: &str) -> std::result::Result<String, String> {
         Err("the metadata can live on PostgreSQL, as postgres://USER[:PASSWORD]@HOST[:PORT]/DB".to_owned())
     }
 }
+
+/// Queue partitions: numbers and ranges, `0-7` or `0,2,4-6` (checked against the queue's count
+/// when connecting).
+pub fn parse_partitions(s: &str) -> std::result::Result<PartitionList, String> {
+    let bad = || format!("`{s}` is not a list of partitions, such as 0-7 or 0,2,4-6");
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        let (from, to): (u16, u16) = (from.trim().parse().map_err(|_| bad())?, to.trim().parse().map_err(|_| bad())?);
+        if from > to || to >= plumb_queue::MAX_PARTITIONS {
+            return Err(bad());
+        }
+        out.extend(from..=to);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(PartitionList(out))
+}
+
+/// Partition numbers as one flag value (clap reads a bare `Vec` as many values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionList(pub Vec<u16>);
 
 /// A ClickHouse URL for the event store (checked in full when connecting).
 pub fn parse_store_url(s: &str) -> std::result::Result<String, String> {
@@ -278,6 +302,7 @@ impl Config {
                 .map(|u| parse_queue_url(&u))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("config file: queue: {e}"))?,
+            partitions: None,
             store: file
                 .store
                 .map(|u| parse_store_url(&u))
@@ -379,6 +404,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_lists_parse_with_clear_errors() {
+        assert_eq!(parse_partitions("0-3, 7,2").unwrap().0, [0, 1, 2, 3, 7]);
+        assert_eq!(parse_partitions("5").unwrap().0, [5]);
+        for bad in ["", "3-1", "a-b", "0-1024", "1,,2", "-1"] {
+            let e = parse_partitions(bad).unwrap_err();
+            assert!(e.contains("is not a list of partitions"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn durations_and_networks_parse_with_clear_errors() {

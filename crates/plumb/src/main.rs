@@ -61,6 +61,10 @@ enum Command {
         server: ServerArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        /// Read only these queue partitions (NATS; e.g. 0-7 on one worker, 8-15 on another), with
+        /// the event store on ClickHouse, where workers write side by side [default: all].
+        #[arg(long, env = "PLUMB_PARTITIONS", value_parser = config::parse_partitions)]
+        partitions: Option<config::PartitionList>,
     },
     /// Run the API and the dashboard alone, over the event store on ClickHouse (`--store`), on as
     /// many hosts as needed; current visitors come from the workers over NATS (`--queue`).
@@ -246,7 +250,13 @@ fn run() -> Result<()> {
         Command::Collect { server, collector } => {
             serve::run(config.with_server_args(server)?.with_collector_args(collector)?, Roles::Collect)
         }
-        Command::Work { server, worker } => {
+        Command::Work { server, worker, partitions } => {
+            if partitions.is_some() && (config.queue.is_none() || config.store.is_none()) {
+                anyhow::bail!(
+                    "--partitions splits the NATS queue (--queue) among workers writing one ClickHouse store (--store)"
+                );
+            }
+            config.partitions = partitions.map(|p| p.0);
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Work)
         }
         Command::Web { server, worker } => {

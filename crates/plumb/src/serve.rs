@@ -126,7 +126,8 @@ fn open_queue(config: &Config, roles: Roles, runtime: &tokio::runtime::Runtime) 
         };
         let consumer: Option<Box<dyn Consumer>> = match consume {
             true => Some(Box::new(
-                NatsConsumer::connect(&nats, Partitions::All).context("cannot open the queue on NATS for reading")?,
+                NatsConsumer::connect(&nats, config.partitions.clone().map_or(Partitions::All, Partitions::Only))
+                    .context("cannot open the queue on NATS for reading")?,
             )),
             false => None,
         };
@@ -163,7 +164,12 @@ fn collector(config: &Config, meta: &Arc<dyn MetaStore>, queue: Arc<dyn Producer
 fn open_store(config: &Config) -> Result<(Box<dyn EventWriter>, Arc<dyn EventReader>)> {
     Ok(match &config.store {
         Some(url) => {
-            let store = ClickHouseStore::open(url).context("cannot open the event store on ClickHouse")?;
+            // Workers side by side each keep their own position: named by their partitions.
+            let writer = match &config.partitions {
+                Some(p) => format!("partitions {}", p.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
+                None => "all partitions".to_owned(),
+            };
+            let store = ClickHouseStore::open_as(url, &writer).context("cannot open the event store on ClickHouse")?;
             let reader = store.reader(config.query_timeout);
             (Box::new(store), Arc::new(reader))
         }

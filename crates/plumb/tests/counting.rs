@@ -279,18 +279,31 @@ enum Deployment {
     Embedded,
     /// `collectors` × `plumb collect` and one `plumb work` meeting on NATS JetStream, the
     /// metadata on PostgreSQL (each process gets its own data directory: they share nothing on disk).
-    /// With `clickhouse`, the event store is there too.
-    Distributed { nats: NatsServer, db: TestDb, clickhouse: Option<ClickHouseServer>, collectors: usize },
+    /// With `clickhouse`, the event store is there too, and there may be two workers, each
+    /// reading half the partitions, with a `plumb web` answering.
+    Distributed {
+        nats: NatsServer,
+        db: TestDb,
+        clickhouse: Option<ClickHouseServer>,
+        collectors: usize,
+        workers: usize,
+    },
 }
 
 impl Deployment {
     fn distributed(name: &str, collectors: usize) -> Deployment {
-        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), clickhouse: None, collectors }
+        Deployment::Distributed {
+            nats: NatsServer::start(name),
+            db: TestDb::create(),
+            clickhouse: None,
+            collectors,
+            workers: 1,
+        }
     }
 
-    fn on_clickhouse(name: &str, collectors: usize) -> Deployment {
+    fn on_clickhouse(name: &str, collectors: usize, workers: usize) -> Deployment {
         let clickhouse = Some(ClickHouseServer::start(name));
-        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), clickhouse, collectors }
+        Deployment::Distributed { nats: NatsServer::start(name), db: TestDb::create(), clickhouse, collectors, workers }
     }
 
     /// What every command is given: where the queue, the metadata and the event store are.
@@ -332,13 +345,24 @@ async fn ingest(name: &str, hits: &[Hit], deployment: &Deployment) -> (Server, S
             let url = server.url.clone();
             (server, vec![url])
         }
-        Deployment::Distributed { collectors, .. } => {
+        Deployment::Distributed { collectors, workers, .. } => {
             for i in 0..*collectors {
                 let own = temp_dir(&format!("{name}-collect-{i}"));
                 apart.push(Server::start_role(&own, "collect", &refs(&args)));
             }
-            let worker = Server::start_role(&dir, "work", &refs(&args));
-            (worker, apart.iter().map(|s| s.url.clone()).collect())
+            let urls = apart.iter().map(|s| s.url.clone()).collect();
+            if *workers == 1 {
+                (Server::start_role(&dir, "work", &refs(&args)), urls)
+            } else {
+                // Half the partitions each; a web process answers from the store they share.
+                for (i, half) in ["0-7", "8-15"].into_iter().enumerate() {
+                    let own = temp_dir(&format!("{name}-work-{i}"));
+                    let mut with_half = args.clone();
+                    with_half.extend(["--partitions".into(), half.into()]);
+                    apart.push(Server::start_role(&own, "work", &refs(&with_half)));
+                }
+                (Server::start_role(&temp_dir(&format!("{name}-web")), "web", &refs(&args)), urls)
+            }
         }
     };
     let c = client();
@@ -381,8 +405,16 @@ async fn population_counts_match_through_two_collectors_and_a_worker_on_nats_and
 /// The same, with the event store on ClickHouse (Debian's 18.16): one more backend, same counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn population_counts_match_through_two_collectors_and_a_worker_on_nats_postgresql_and_clickhouse() {
-    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("counting-ch", 2));
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("counting-ch", 2, 1));
     population_counts("counting-clickhouse", &deployment).await;
+}
+
+/// Two workers side by side, partitions 0-7 and 8-15, writing one ClickHouse store; a `plumb
+/// web` answers. A visitor's hits all reach one worker, so the counts are those of one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn population_counts_match_with_two_workers_splitting_the_partitions_on_clickhouse() {
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("counting-2w", 2, 2));
+    population_counts("counting-two-workers", &deployment).await;
 }
 
 /// Today's hits, signed with the day's salt from PostgreSQL: one visitor's pageviews through
@@ -425,7 +457,7 @@ async fn a_visitor_is_one_visitor_whichever_collector_answers() {
 /// without a shared store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors() {
-    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1));
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1, 1));
     let args = deployment.args();
     let dir = temp_dir("web-apart");
     let with =
@@ -646,7 +678,7 @@ async fn breakdowns_filters_and_comparisons_match_the_counting_rules() {
 /// The breakdowns with the event store on ClickHouse 18.16 (raw rows: no rollups there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakdowns_filters_and_comparisons_match_the_counting_rules_on_clickhouse() {
-    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("breakdowns-ch", 1));
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("breakdowns-ch", 1, 1));
     breakdowns("breakdowns-clickhouse", &deployment).await;
 }
 

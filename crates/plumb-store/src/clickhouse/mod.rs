@@ -6,19 +6,22 @@
 //! Exactly-once without transactions: the table is one partition, so one `INSERT` of fewer than
 //! `max_insert_block_size` (1,048,576) rows is one part, written whole or not at all. Each commit
 //! is one such insert: the batch's rows and a marker row (site 0, every counter 0) carrying the
-//! position. The committed position is the largest marker's; a commit whose answer was lost is
-//! looked up before it is sent again.
+//! position and, as its hostname, the writer's name. A writer's committed position is the largest
+//! of its markers, so workers reading different queue partitions write side by side; a commit
+//! whose answer was lost is looked up before it is sent again.
 
 pub(crate) mod http;
 
 use crate::{EventReader, EventWriter, Result, StoreError};
 use http::{Server, quote, tsv, untsv};
 use plumb_core::Row;
-use plumb_core::schema::{self, ColumnType, IntType, StoredColumn, Value};
+use plumb_core::schema::{self, Attr, ColumnType, IntType, StoredColumn, Value};
 use plumb_query::sql::{ClickHouseDialect, Param, compile};
 use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use std::time::Duration;
 
+/// The column a marker row names its writer in.
+const MARKER_WRITER: Attr = Attr::Hostname;
 /// Statements of the writer and of migrations may take this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most rows one commit may hold: more would not be one part (see the module's notes).
@@ -68,6 +71,8 @@ fn migration(version: u32) -> Vec<String> {
 /// The event store on a ClickHouse server; [`ClickHouseStore::reader`] gives the query side.
 pub struct ClickHouseStore {
     server: Server,
+    /// Whose markers are this writer's (see the module's notes).
+    writer: String,
     committed: u64,
     /// A statement failed with its outcome unknown: the next commit looks first.
     unsure: bool,
@@ -75,12 +80,17 @@ pub struct ClickHouseStore {
 
 impl ClickHouseStore {
     /// Connects to `clickhouse://HOST:HTTP_PORT/DB`, creates the database if needed and brings its
-    /// schema up to date.
+    /// schema up to date; the one writer.
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_as(url, "all partitions")
+    }
+
+    /// [`open`](Self::open) for one of several writers, each with a name of its own.
+    pub fn open_as(url: &str, writer: &str) -> Result<Self> {
         let server = Server::parse(url)?;
         server.run(&format!("CREATE DATABASE IF NOT EXISTS {}", server.database), false, WRITE_TIMEOUT)?;
         migrate(&server)?;
-        let mut store = ClickHouseStore { server, committed: 0, unsure: false };
+        let mut store = ClickHouseStore { server, writer: writer.to_owned(), committed: 0, unsure: false };
         store.committed = store.stored_position()?;
         Ok(store)
     }
@@ -94,7 +104,11 @@ impl ClickHouseStore {
     }
 
     fn stored_position(&self) -> Result<u64> {
-        let answer = self.write("SELECT max(_pos) FROM events WHERE site_id = 0")?;
+        let answer = self.write(&format!(
+            "SELECT max(_pos) FROM events WHERE site_id = 0 AND {} = {}",
+            MARKER_WRITER.column(),
+            quote(&self.writer)
+        ))?;
         answer.trim().parse().map_err(|_| StoreError::Backend(format!("ClickHouse answered `{answer}` for a position")))
     }
 
@@ -115,13 +129,14 @@ impl ClickHouseStore {
             body.push_str(&position.to_string());
             body.push('\n');
         }
-        // The marker: site 0 (no site has it), zeros and empty text.
+        // The marker: site 0 (no site has it), the writer as hostname, zeros and empty text.
         for c in &columns {
-            body.push_str(match c.ty {
-                ColumnType::Int(_) => "0",
-                ColumnType::Text => "",
-                ColumnType::OptionalInt(_) | ColumnType::OptionalText => "\\N",
-            });
+            match c.ty {
+                _ if c.name == MARKER_WRITER.column() => tsv(&self.writer, &mut body),
+                ColumnType::Int(_) => body.push('0'),
+                ColumnType::Text => {}
+                ColumnType::OptionalInt(_) | ColumnType::OptionalText => body.push_str("\\N"),
+            }
             body.push('\t');
         }
         body.push_str(&format!("{position}\n"));
