@@ -452,12 +452,12 @@ async fn a_visitor_is_one_visitor_whichever_collector_answers() {
     assert_eq!(aggregate(&c, &worker.url, &key, "one.test", &metrics, json!("day")).await, [4, 1, 1]);
 }
 
-/// `plumb web` apart from the worker, twice, over ClickHouse: each answers what the worker
-/// answers, sees the current visitor the worker tells of over NATS, and refuses to start
-/// without a shared store.
+/// `plumb web` apart from the workers, twice, over ClickHouse, with two workers splitting the
+/// partitions: each web process answers the whole, and sees every current visitor, though each
+/// worker holds only its own partitions' visitors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors() {
-    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1, 1));
+    let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1, 2));
     let args = deployment.args();
     let dir = temp_dir("web-apart");
     let with =
@@ -465,39 +465,54 @@ async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors
     cli(&dir, &refs(&with(&["site", "add", "web.test"])));
     let key = cli(&dir, &refs(&with(&["key", "create", "--name", "reader"]))).lines().last().unwrap().trim().to_owned();
     let collector = Server::start_role(&temp_dir("web-apart-collect"), "collect", &refs(&args));
-    let worker = Server::start_role(&dir, "work", &refs(&args));
+    let workers: Vec<Server> = ["0-7", "8-15"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, half)| {
+            let own = temp_dir(&format!("web-apart-work-{i}"));
+            Server::start_role(&own, "work", &refs(&with(&["--partitions", half])))
+        })
+        .collect();
     let webs: Vec<Server> =
         (0..2).map(|i| Server::start_role(&temp_dir(&format!("web-apart-web-{i}")), "web", &refs(&args))).collect();
     let c = client();
-    for path in ["/", "/pricing", "/about"] {
+    // Sixteen visitors (their own User-Agents), a pageview each: all in one half of the partitions
+    // once in 32,768 runs.
+    const VISITORS: i64 = 16;
+    for v in 0..VISITORS {
         let r = c
             .post(format!("{}/api/event", collector.url))
-            .header("user-agent", BROWSER_UA)
-            .json(&json!({"n": "pageview", "u": format!("https://web.test{path}"), "d": "web.test"}))
+            .header("user-agent", format!("{BROWSER_UA} Visitor/{v}"))
+            .json(&json!({"n": "pageview", "u": format!("https://web.test/page/{v}"), "d": "web.test"}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
     }
+    let realtime = |url: String| {
+        let (c, key) = (c.clone(), key.clone());
+        async move {
+            let r = c.get(format!("{url}/api/v1/stats/realtime/visitors?site_id=web.test")).bearer_auth(&key).send();
+            r.await.unwrap().json::<serde_json::Value>().await.unwrap().as_i64().unwrap()
+        }
+    };
     let metrics = ["pageviews", "visitors", "visits"];
-    for server in [&worker, &webs[0], &webs[1]] {
+    for web in &webs {
         let counted = eventually(Duration::from_secs(20), || async {
-            aggregate(&c, &server.url, &key, "web.test", &metrics, json!("day")).await == [3, 1, 1]
+            aggregate(&c, &web.url, &key, "web.test", &metrics, json!("day")).await == [VISITORS, VISITORS, VISITORS]
         })
         .await;
-        assert!(counted, "{} does not answer 3 pageviews of 1 visitor", server.url);
-        let now = eventually(Duration::from_secs(10), || async {
-            let r = c
-                .get(format!("{}/api/v1/stats/realtime/visitors?site_id=web.test", server.url))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            r.json::<serde_json::Value>().await.unwrap() == json!(1)
-        })
-        .await;
-        assert!(now, "{} does not see the current visitor", server.url);
+        assert!(counted, "{} does not answer {VISITORS} visitors", web.url);
+        let now = eventually(Duration::from_secs(10), || async { realtime(web.url.clone()).await == VISITORS }).await;
+        assert!(now, "{} does not see every current visitor", web.url);
     }
+    // Each worker saw its own partitions' visitors, and together all of them.
+    let mut seen = Vec::new();
+    for w in &workers {
+        seen.push(realtime(w.url.clone()).await);
+    }
+    assert_eq!(seen.iter().sum::<i64>(), VISITORS, "{seen:?}");
+    assert!(seen.iter().all(|n| *n < VISITORS), "one worker had every visitor: {seen:?}");
     drop(webs);
 
     // Without a shared store there is nothing for it to read.
