@@ -454,15 +454,24 @@ mod tests {
             ("collector_url = \"collect.example.com\"", "collector_url"),
             ("meta = \"mysql://plumb:s3cret@db/plumb\"", "meta: the metadata can live on PostgreSQL"),
             ("queue = \"http://nats:4222\"", "queue: the queue can live on NATS JetStream, as nats://HOST:PORT"),
+            (
+                "store = \"http://u:s3cret@ch:8123/plumb\"",
+                "store: the event store can live on ClickHouse, as clickhouse://HOST:HTTP_PORT/DB",
+            ),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
             assert!(e.contains(msg), "{text}: {e}");
             assert!(!e.contains("s3cret"), "a refused URL is not repeated (it may hold a password): {e}");
         }
-        std::fs::write(&path, "meta = \" postgres://p@db/plumb \"\nqueue = \"nats://q:4222\"").unwrap();
+        std::fs::write(
+            &path,
+            "meta = \" postgres://p@db/plumb \"\nqueue = \"nats://q:4222\"\nstore = \"clickhouse://ch:8123/plumb\"",
+        )
+        .unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!((c.meta.as_deref(), c.queue.as_deref()), (Some("postgres://p@db/plumb"), Some("nats://q:4222")));
+        assert_eq!(c.store.as_deref(), Some("clickhouse://ch:8123/plumb"));
         for (text, msg) in [
             ("max_connections = 0\n", "max connections must be at least 1"),
             ("visitor_rate_limit = 0\n", "visitor rate limit must be at least 1"),

@@ -516,14 +516,23 @@ async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors
     drop(webs);
 
     // Without a shared store there is nothing for it to read.
-    let out = std::process::Command::new(BIN)
-        .arg("--data-dir")
-        .arg(temp_dir("web-alone"))
-        .args(["web", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("plumb web needs the event store on a server"), "{err}");
+    // Without shared backends, neither `plumb web` nor a worker with a share of the partitions
+    // has anything to work on; a malformed share is refused too.
+    for (args, want) in [
+        (vec!["web"], "plumb web needs the event store on a server"),
+        (vec!["work", "--partitions", "0-7"], "--partitions splits the NATS queue (--queue) among workers"),
+        (vec!["work", "--partitions", "7-0"], "`7-0` is not a list of partitions"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(temp_dir("web-alone"))
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
 }
 
 async fn population_counts(name: &str, deployment: &Deployment) {
