@@ -321,22 +321,13 @@ impl Deployment {
     }
 }
 
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// Starts the deployment's servers, registers the sites, sends the whole population by
 /// server-side ingestion (spread over the collectors) and waits until the pipeline has counted
 /// all of it. Returns the server that answers queries.
 async fn ingest(name: &str, hits: &[Hit], deployment: &Deployment) -> (Server, String) {
     let dir = temp_dir(name);
     let args = deployment.args();
-    let with =
-        |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
-    for (domain, tz) in SITES {
-        cli(&dir, &refs(&with(&["site", "add", domain, "--timezone", tz])));
-    }
-    let key = cli(&dir, &refs(&with(&["key", "create", "--name", "ingest"]))).lines().last().unwrap().trim().to_owned();
+    let key = sites_and_key(&dir, &args, &SITES);
     // Collectors apart from the reader, stopped when this returns (everything is counted by then).
     let mut apart = Vec::new();
     let (reader, collectors) = match deployment {
@@ -424,10 +415,7 @@ async fn a_visitor_is_one_visitor_whichever_collector_answers() {
     let deployment = tokio::task::block_in_place(|| Deployment::distributed("one-visitor", 2));
     let args = deployment.args();
     let dir = temp_dir("one-visitor");
-    let with =
-        |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
-    cli(&dir, &refs(&with(&["site", "add", "one.test"])));
-    let key = cli(&dir, &refs(&with(&["key", "create", "--name", "reader"]))).lines().last().unwrap().trim().to_owned();
+    let key = sites_and_key(&dir, &args, &[("one.test", "UTC")]);
     let collectors: Vec<Server> = (0..2)
         .map(|i| Server::start_role(&temp_dir(&format!("one-visitor-collect-{i}")), "collect", &refs(&args)))
         .collect();
@@ -460,17 +448,15 @@ async fn stateless_web_processes_answer_like_the_worker_and_see_current_visitors
     let deployment = tokio::task::block_in_place(|| Deployment::on_clickhouse("web-apart", 1, 2));
     let args = deployment.args();
     let dir = temp_dir("web-apart");
-    let with =
-        |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
-    cli(&dir, &refs(&with(&["site", "add", "web.test"])));
-    let key = cli(&dir, &refs(&with(&["key", "create", "--name", "reader"]))).lines().last().unwrap().trim().to_owned();
+    let key = sites_and_key(&dir, &args, &[("web.test", "UTC")]);
     let collector = Server::start_role(&temp_dir("web-apart-collect"), "collect", &refs(&args));
     let workers: Vec<Server> = ["0-7", "8-15"]
         .into_iter()
         .enumerate()
         .map(|(i, half)| {
             let own = temp_dir(&format!("web-apart-work-{i}"));
-            Server::start_role(&own, "work", &refs(&with(&["--partitions", half])))
+            let with_half: Vec<String> = args.iter().cloned().chain(["--partitions".into(), half.into()]).collect();
+            Server::start_role(&own, "work", &refs(&with_half))
         })
         .collect();
     let webs: Vec<Server> =

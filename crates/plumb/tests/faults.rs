@@ -62,11 +62,7 @@ impl Cluster {
             args.extend(["--store".into(), ch.url("plumb")]);
         }
         let worker_dir = temp_dir(&format!("{name}-work"));
-        let with =
-            |more: &[&str]| -> Vec<String> { args.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
-        cli(&worker_dir, &refs(&with(&["site", "add", SITE])));
-        let key = cli(&worker_dir, &refs(&with(&["key", "create", "--name", "reader"])));
-        let key = key.lines().last().unwrap().trim().to_owned();
+        let key = sites_and_key(&worker_dir, &args, &[(SITE, "UTC")]);
         let collectors = (0..2)
             .map(|i| Server::start_role(&temp_dir(&format!("{name}-collect-{i}")), "collect", &refs(&args)))
             .collect();
@@ -120,10 +116,6 @@ impl Cluster {
             })
             .collect()
     }
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// What the senders saw.

@@ -36,6 +36,21 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// With `global` flags before each command (`--meta …`, where the sites live): adds the sites
+/// (domain, timezone) and a key, and returns the key's secret.
+pub fn sites_and_key(data_dir: &Path, global: &[String], sites: &[(&str, &str)]) -> String {
+    let with =
+        |more: &[&str]| -> Vec<String> { global.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect() };
+    for (domain, tz) in sites {
+        cli(data_dir, &refs(&with(&["site", "add", domain, "--timezone", tz])));
+    }
+    cli(data_dir, &refs(&with(&["key", "create", "--name", "reader"]))).lines().last().unwrap().trim().to_owned()
+}
+
 /// Creates an API key and returns its secret (the last line the CLI prints).
 pub fn create_key(data_dir: &Path, name: &str) -> String {
     create_key_with(data_dir, name, &[])
