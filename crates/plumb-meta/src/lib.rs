@@ -11,7 +11,7 @@ mod sqlite;
 pub mod testing;
 
 pub use accounts::{Accounts, Invite, NewUser, Role, Session, SharedLink, User};
-pub use postgres::{DEFAULT_POOL_SIZE, PgMeta};
+pub use postgres::{DEFAULT_POOL_SIZE, PgMeta, TableCopy};
 pub use sqlite::SqliteMeta;
 
 use chrono_tz::Tz;

@@ -680,3 +680,77 @@ fn a_server_restarted_under_a_pool_is_reconnected_to_and_nothing_committed_is_lo
     assert_eq!(sites, ["after.example", "before.example"]);
     assert_eq!(m.site_by_domain("after.example").unwrap(), Some(added));
 }
+
+/// Everything a backend answers about its sites, keys, users and today's salt, for comparing two.
+fn state(m: &dyn MetaStore) -> Vec<String> {
+    let mut out = vec![
+        format!("sites: {:?}", m.list_sites().unwrap()),
+        format!("deleted: {:?}", m.deleted_sites().unwrap()),
+        format!("keys: {:?}", m.list_keys().unwrap()),
+        format!("users: {:?}", m.list_users().unwrap()),
+    ];
+    for site in m.list_sites().unwrap() {
+        out.push(format!("goals of {}: {:?}", site.id, m.list_goals(site.id).unwrap()));
+        out.push(format!("rules of {}: {:?}", site.id, m.rules(site.id).unwrap()));
+        out.push(format!("counts of {}: {:?}", site.id, m.security_counts(site.id, 0).unwrap()));
+        out.push(format!("members of {}: {:?}", site.id, m.members(site.id).unwrap()));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let today = (now / DAY_MS) as i32;
+    out.push(format!("salt: {:?}", m.salt_for_day(today, now).unwrap()));
+    out
+}
+
+#[test]
+fn an_embedded_installs_metadata_copies_whole_ids_and_salts_kept_and_again_adds_nothing() {
+    let (lite, dir) = sqlite("copy");
+    script(&lite);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    lite.salt_for_day((now / DAY_MS) as i32, now).unwrap();
+    let db = TestDb::create();
+    let pg = db.meta();
+    let report = pg.copy_from_sqlite(&dir.join("meta.db")).unwrap();
+    assert_eq!(state(&pg), state(&lite));
+
+    // Every table of the schema is copied, and holds as many rows as the file.
+    let mut tables: Vec<String> = db
+        .client()
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name <> 'schema_version'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables.sort();
+    let mut copied: Vec<String> = report.iter().map(|t| t.table.to_owned()).collect();
+    copied.sort();
+    assert_eq!(copied, tables);
+    let file = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
+    for t in &report {
+        let theirs: i64 = file.query_row(&format!("SELECT count(*) FROM {}", t.table), [], |r| r.get(0)).unwrap();
+        let ours: i64 = db.client().query_one(&format!("SELECT count(*) FROM {}", t.table), &[]).unwrap().get(0);
+        assert_eq!((ours, t.read), (theirs, theirs as u64), "{}", t.table);
+        assert!(t.skipped.is_empty(), "{t:?}");
+    }
+    assert!(report.iter().find(|t| t.table == "sites").unwrap().added > 0);
+
+    // Again: nothing new to add, and the same state.
+    let again = pg.copy_from_sqlite(&dir.join("meta.db")).unwrap();
+    assert!(again.iter().all(|t| t.added == 0), "{again:?}");
+    assert_eq!(state(&pg), state(&lite));
+
+    // Ids go on from the file's highest ever (a removed site's id is not given out again).
+    let highest: u32 =
+        file.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'sites'", [], |r| r.get(0)).unwrap();
+    assert_eq!(pg.add_site("after.example", "UTC").unwrap().id, highest + 1);
+
+    // Another install's database is not mixed with this one's.
+    let other = TestDb::create();
+    other.meta().add_site("other.example", "UTC").unwrap();
+    let refused = other.meta().copy_from_sqlite(&dir.join("meta.db")).unwrap_err().to_string();
+    assert!(refused.contains("already holds site other.example"), "{refused}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -5,6 +5,7 @@
 //! advisory lock (the first owner, migrations).
 
 mod accounts;
+mod copy;
 mod pool;
 mod server;
 
@@ -14,6 +15,7 @@ use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope,
     SecurityCount, Site, day_is_live, parse_timezone, validate_currency, validate_domain,
 };
+pub use copy::TableCopy;
 use plumb_core::signature::{Salt, random_salt};
 use pool::Pool;
 use postgres::error::SqlState;
