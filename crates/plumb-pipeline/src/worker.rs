@@ -28,11 +28,17 @@ pub struct PipelineConfig {
     pub retention: Duration,
     /// Entries per store commit at most.
     pub batch: usize,
+    /// Where `plumb migrate` may ask for a snapshot of the store (embedded installs).
+    pub handover: Option<crate::Handover>,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64), batch: 10_000 }
+        Self {
+            retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64),
+            batch: 10_000,
+            handover: None,
+        }
     }
 }
 
@@ -116,6 +122,8 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         // Removed sites: their stored rows are deleted here, where the store is written, and
         // their events still in the queue produce no rows.
         let mut deleted: HashSet<u32> = HashSet::new();
+        // A snapshot was asked for: it is taken once everything read is committed.
+        let mut snapshot_asked = false;
         self.purge_removed_sites(&mut deleted, stop);
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
@@ -164,7 +172,9 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             // Commit in batches: a store transaction has a fixed cost (planning, WAL sync), so
             // under load rows gather for up to the store's commit interval; that is all the delay
             // it adds.
-            let due = pending_since.is_some_and(|t| t.elapsed() >= commit_every) || rows.len() >= self.config.batch;
+            let due = pending_since.is_some_and(|t| t.elapsed() >= commit_every)
+                || rows.len() >= self.config.batch
+                || (snapshot_asked && pending_since.is_some());
             if due {
                 rows.retain(|r| !deleted.contains(&r.site_id));
                 let (writer, batch) = (&mut self.writer, &rows);
@@ -175,15 +185,29 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 pending_since = None;
                 committed_pos = read_pos;
             }
+            if snapshot_asked
+                && pending_since.is_none()
+                && let Some(handover) = &self.config.handover
+            {
+                snapshot_asked = false;
+                match handover.take_snapshot(&mut self.writer) {
+                    Ok(position) => tracing::info!(position, "took a snapshot of the event store for plumb migrate"),
+                    Err(e) => tracing::warn!("cannot take the snapshot plumb migrate asked for (trying again): {e}"),
+                }
+            }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
+                snapshot_asked = self.config.handover.as_ref().is_some_and(|h| h.snapshot_requested());
                 let now = now_ms();
                 // Each session's entries stay until it has had no hit for the retention window, so
                 // a restart replays recent sessions whole, and leave together then, whatever other
                 // visitors still do. Nothing uncommitted is ever released.
                 to_release.extend(sessions.take_releasable(now, retention_ms));
-                let (ready, later): (Vec<u64>, Vec<u64>) = to_release.drain(..).partition(|s| *s <= committed_pos);
+                // While migrate hands the queue over, nothing leaves it.
+                let holding = self.config.handover.as_ref().is_some_and(|h| h.holds_releases());
+                let (ready, later): (Vec<u64>, Vec<u64>) =
+                    to_release.drain(..).partition(|s| *s <= committed_pos && !holding);
                 to_release = later;
                 if let Err(e) = self.consumer.release(&ready) {
                     tracing::warn!("pipeline cannot release queue entries (trying again): {e}");

@@ -266,6 +266,47 @@ impl NatsQueue {
     }
 }
 
+impl NatsQueue {
+    /// The partition a message with `key` goes to.
+    pub fn partition_of(&self, key: u64) -> u16 {
+        (key % self.lanes.len() as u64) as u16
+    }
+
+    /// Publishes entries moved from another queue (`plumb migrate` hands an embedded install's
+    /// spool over), in order, on `partition`, as batches named `{id}-0`, `{id}-1`…: a batch is
+    /// sent again under its name until acknowledged, so publishing the same entries under the
+    /// same `id` again within the stream's duplicate window (two minutes) stores them once.
+    /// Returns the last batch's stream sequence: its entries' positions are the highest.
+    pub async fn publish_moved(&self, partition: u16, id: &str, payloads: Vec<Vec<u8>>) -> Result<u64, QueueError> {
+        let mut last = 0;
+        for (i, part) in parts(payloads).into_iter().enumerate() {
+            let bytes = part.iter().map(|p| 4 + p.len()).sum();
+            let batch = Outgoing {
+                subject: subject(u64::from(partition)),
+                id: format!("{id}-{i}"),
+                payload: pack(part.iter(), bytes),
+            };
+            last = self.shared.publish(batch, part.len(), Instant::now() + self.append_timeout).await?;
+        }
+        Ok(last)
+    }
+
+    /// How many batches the stream holds, and the last one's sequence.
+    pub async fn stream_state(&self) -> Result<(u64, u64), QueueError> {
+        let failed =
+            |e: String| QueueError::Storage(format!("cannot read {STREAM}'s state at {}: {e}", self.shared.addr));
+        let mut stream = timeout(REQUEST_TIMEOUT, self.shared.js.get_stream(STREAM))
+            .await
+            .map_err(|_| failed("no answer".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        let info = timeout(REQUEST_TIMEOUT, stream.info())
+            .await
+            .map_err(|_| failed("no answer".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        Ok((info.state.messages, info.state.last_sequence))
+    }
+}
+
 impl Publisher {
     /// Waits, until `deadline`, for the connection to be up; sending while it is down would only
     /// queue the message in the client, to be stored after the append has failed.
@@ -281,8 +322,9 @@ impl Publisher {
         }
     }
 
-    /// Publishes one batch, sending it again (same id) until acknowledged or `deadline`.
-    async fn publish(&self, batch: Outgoing, entries: usize, deadline: Instant) -> Result<(), QueueError> {
+    /// Publishes one batch, sending it again (same id) until acknowledged or `deadline`; returns
+    /// its stream sequence.
+    async fn publish(&self, batch: Outgoing, entries: usize, deadline: Instant) -> Result<u64, QueueError> {
         let mut tries = 0;
         let mut why = String::new();
         loop {
@@ -299,7 +341,7 @@ impl Publisher {
             }
             tries += 1;
             match self.attempt(&batch, deadline).await {
-                Ok(()) => return Ok(()),
+                Ok(sequence) => return Ok(sequence),
                 Err(e) => match verdict(&e, &self.addr) {
                     Some(fatal) => return Err(fatal),
                     None => why = e.to_string(),
@@ -309,7 +351,7 @@ impl Publisher {
     }
 
     /// Sends the batch once and waits a while for its acknowledgement.
-    async fn attempt(&self, m: &Outgoing, deadline: Instant) -> Result<(), PublishError> {
+    async fn attempt(&self, m: &Outgoing, deadline: Instant) -> Result<u64, PublishError> {
         let publish = PublishMessage::build().message_id(&m.id).payload(m.payload.clone());
         let ack = match timeout_at(deadline, self.js.send_publish(m.subject.clone(), publish)).await {
             Ok(sent) => sent?,
@@ -317,7 +359,7 @@ impl Publisher {
         };
         // A duplicate was stored by an earlier try: as good as stored now.
         match timeout_at((Instant::now() + ACK_WAIT).min(deadline), ack).await {
-            Ok(answer) => answer.map(drop),
+            Ok(answer) => answer.map(|ack| ack.sequence),
             Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
         }
     }
@@ -342,24 +384,30 @@ impl Publisher {
                 state.parts.drain(..take).collect::<Vec<_>>()
             };
             let entries = parts.iter().map(|p| p.payloads.len()).sum();
-            let mut payload = Vec::with_capacity(1 + parts.iter().map(|p| p.bytes).sum::<usize>());
-            payload.push(BATCH_FORMAT);
-            for bytes in parts.iter().flat_map(|p| &p.payloads) {
-                payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                payload.extend_from_slice(bytes);
-            }
+            let payload = pack(parts.iter().flat_map(|p| &p.payloads), parts.iter().map(|p| p.bytes).sum());
             let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let batch = Outgoing { subject: subject.clone(), id: format!("{}-{n}", self.id), payload: payload.into() };
+            let batch = Outgoing { subject: subject.clone(), id: format!("{}-{n}", self.id), payload };
             // The batch lives as long as its most patient append; those whose time ran out
             // meanwhile have answered already.
             let deadline = parts.iter().map(|p| p.deadline).max().unwrap_or_else(Instant::now);
-            let outcome = self.publish(batch, entries, deadline).await;
+            let outcome = self.publish(batch, entries, deadline).await.map(drop);
             self.waiting.fetch_sub(entries, Ordering::Relaxed);
             for p in parts {
                 let _ = p.done.send(outcome.clone());
             }
         }
     }
+}
+
+/// A batch's message: the format byte, then each entry's length and bytes.
+fn pack<'a>(payloads: impl Iterator<Item = &'a Vec<u8>>, bytes: usize) -> bytes::Bytes {
+    let mut payload = Vec::with_capacity(1 + bytes);
+    payload.push(BATCH_FORMAT);
+    for p in payloads {
+        payload.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        payload.extend_from_slice(p);
+    }
+    payload.into()
 }
 
 /// One message on its way, kept whole so that a retry sends the very same id.

@@ -257,6 +257,26 @@ fn rollup_arrays<K>(groups: &Groups<K>, site_day: impl Fn(&K) -> (u32, i32), key
 }
 
 impl EventWriter for DuckStore {
+    /// One transaction's view, copied while the writer waits (commits resume after it).
+    fn snapshot(&mut self, dest: &Path) -> Result<u64> {
+        let position = self.position()?;
+        let _ = std::fs::remove_file(dest);
+        let dest_sql = dest.to_str().ok_or_else(|| StoreError::Backend(format!("{} is not UTF-8", dest.display())))?;
+        let copied = self.writer.execute_batch(&format!(
+            "ATTACH '{}' AS migration_snapshot;
+             CREATE TABLE migration_snapshot.events AS SELECT * FROM events;
+             CREATE TABLE migration_snapshot.pipeline_position AS SELECT * FROM pipeline_position;
+             CREATE TABLE migration_snapshot.schema_version AS SELECT * FROM schema_version;
+             CHECKPOINT migration_snapshot;",
+            dest_sql.replace('\'', "''")
+        ));
+        let detached = self.writer.execute_batch("DETACH DATABASE IF EXISTS migration_snapshot");
+        copied
+            .and(detached)
+            .map_err(|e| StoreError::Backend(format!("cannot write the snapshot {}: {e}", dest.display())))?;
+        Ok(position)
+    }
+
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
         let tx = self.writer.transaction().map_err(backend)?;
         let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id]).map_err(backend)?;
@@ -297,6 +317,79 @@ impl EventWriter for DuckStore {
             self.compact(self.touched)?;
         }
         Ok(())
+    }
+}
+
+/// A copy of a store's rows and committed position at one instant, in a DuckDB file of its own
+/// (see [`EventWriter::snapshot`]): what `plumb migrate` moves, while the server goes on.
+pub struct DuckSnapshot {
+    conn: Connection,
+    columns: Vec<StoredColumn>,
+}
+
+impl DuckSnapshot {
+    pub fn open(path: &Path) -> Result<Self> {
+        let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(backend)?;
+        let conn = Connection::open_with_flags(path, config)
+            .map_err(|e| StoreError::Backend(format!("cannot open the snapshot {}: {e}", path.display())))?;
+        Ok(Self { conn, columns: schema::event_columns() })
+    }
+
+    /// The queue position the rows were committed up to.
+    pub fn position(&self) -> Result<u64> {
+        let seq: Option<u64> =
+            self.conn.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// How many rows it holds; they are numbered `0..rows()` in a fixed order.
+    pub fn rows(&self) -> Result<u64> {
+        self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).map_err(backend)
+    }
+
+    /// The earliest day any site has rows for.
+    pub fn first_day(&self) -> Result<Option<i32>> {
+        self.conn.query_row("SELECT min(day) FROM events WHERE site_id > 0", [], |r| r.get(0)).map_err(backend)
+    }
+
+    /// Calls `f` with the stored values of rows `from..to`, a row at a time, in stored column order.
+    pub fn read(&self, from: u64, to: u64, mut f: impl FnMut(&[Value<'_>])) -> Result<()> {
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {} FROM events WHERE rowid >= ? AND rowid < ? ORDER BY rowid", names.join(", ")))
+            .map_err(backend)?;
+        let mut rows = stmt.query(params![from, to]).map_err(backend)?;
+        let mut values = Vec::with_capacity(self.columns.len());
+        while let Some(r) = rows.next().map_err(backend)? {
+            values.clear();
+            for (i, c) in self.columns.iter().enumerate() {
+                values.push(match c.ty {
+                    ColumnType::Int(_) | ColumnType::OptionalInt(_) => {
+                        r.get::<_, Option<i64>>(i).map_err(backend)?.map_or(Value::Null, Value::Int)
+                    }
+                    ColumnType::Text | ColumnType::OptionalText => {
+                        r.get::<_, Option<String>>(i).map_err(backend)?.map_or(Value::Null, |t| Value::Text(t.into()))
+                    }
+                });
+            }
+            f(&values);
+        }
+        Ok(())
+    }
+
+    /// Sums over the snapshot's rows (it has no rollups).
+    pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
+        Ok(ReaderHandle { conn: Mutex::new(self.conn.try_clone().map_err(backend)?), rollups: false, timeout })
+    }
+}
+
+/// Whether another process holds the DuckDB file at `path` (a running server).
+pub fn in_use(path: &Path) -> bool {
+    let Ok(config) = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly) else { return true };
+    match Connection::open_with_flags(path, config) {
+        Ok(_) => false,
+        Err(e) => e.to_string().contains("lock"),
     }
 }
 

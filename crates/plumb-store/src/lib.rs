@@ -4,12 +4,13 @@
 //! [`DuckStore`], one embedded file, and [`ClickHouseStore`], a ClickHouse server.
 
 pub mod clickhouse;
+pub mod copy;
 pub mod duck;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use clickhouse::{ClickHouseReader, ClickHouseStore};
-pub use duck::DuckStore;
+pub use clickhouse::{ClickHouseReader, ClickHouseStore, HANDOVER_WRITER, TsvRows};
+pub use duck::{DuckSnapshot, DuckStore};
 
 use plumb_core::Row;
 use plumb_query::SumsBackend;
@@ -32,6 +33,11 @@ pub trait EventWriter: Send + 'static {
     fn commit_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(100)
     }
+    /// Copies the committed rows and position into a new store file at `dest`, at one instant,
+    /// and returns the position: what `plumb migrate` moves to another store.
+    fn snapshot(&mut self, dest: &std::path::Path) -> Result<u64> {
+        Err(StoreError::Backend(format!("this event store takes no snapshots (asked for {})", dest.display())))
+    }
 }
 
 /// A writer chosen at run time (by configuration) is still a writer.
@@ -47,6 +53,9 @@ impl<W: EventWriter + ?Sized> EventWriter for Box<W> {
     }
     fn commit_interval(&self) -> std::time::Duration {
         (**self).commit_interval()
+    }
+    fn snapshot(&mut self, dest: &std::path::Path) -> Result<u64> {
+        (**self).snapshot(dest)
     }
 }
 

@@ -1,6 +1,6 @@
 //! A ClickHouse server of a test's own (feature `testing`): Debian's `clickhouse-server`, on free
 //! ports with a temporary data directory, ended with the test (and after ten minutes whatever
-//! happens).
+//! happens); and a cluster of them with a ZooKeeper of its own.
 
 use std::cell::RefCell;
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +16,8 @@ pub struct ClickHouseServer {
     dir: PathBuf,
     /// HTTP, native and interserver ports, kept across restarts.
     ports: [u16; 3],
+    /// The configuration file: Debian's, or a copy of it with more beside it (a cluster's).
+    config: PathBuf,
     /// `timeout`, which runs the server and ends it after LIFETIME_S whatever happens.
     child: Option<Child>,
 }
@@ -26,6 +28,13 @@ fn free_port() -> u16 {
 
 impl ClickHouseServer {
     pub fn start(name: &str) -> ClickHouseServer {
+        let mut server = ClickHouseServer::prepare(name);
+        server.run();
+        server
+    }
+
+    /// A server with its ports and directory chosen, not started yet.
+    fn prepare(name: &str) -> ClickHouseServer {
         assert!(
             std::path::Path::new(SERVER_BINARY).exists(),
             "{SERVER_BINARY} is missing: apt-get install clickhouse-server clickhouse-client (.ci/run does)"
@@ -35,9 +44,19 @@ impl ClickHouseServer {
         for sub in ["tmp", "uf", "fs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let mut server = ClickHouseServer { dir, ports: [free_port(), free_port(), free_port()], child: None };
-        server.run();
-        server
+        ClickHouseServer { dir, ports: [free_port(), free_port(), free_port()], config: CONFIG.into(), child: None }
+    }
+
+    /// Runs on a copy of Debian's configuration with `extra` (a `<yandex>` document) in its
+    /// `config.d`.
+    fn configure(&mut self, extra: &str) {
+        let conf = self.dir.join("conf");
+        std::fs::create_dir_all(conf.join("config.d")).unwrap();
+        for file in ["config.xml", "users.xml"] {
+            std::fs::copy(std::path::Path::new(CONFIG).with_file_name(file), conf.join(file)).unwrap();
+        }
+        std::fs::write(conf.join("config.d/plumb.xml"), extra).unwrap();
+        self.config = conf.join("config.xml");
     }
 
     /// Starts the server (again: same ports, same data) and waits until it answers.
@@ -45,7 +64,9 @@ impl ClickHouseServer {
         let path = |p: &str| format!("{}/{p}", self.dir.display());
         let [http, tcp, interserver] = self.ports;
         let child = Command::new("timeout")
-            .args(["-s", "KILL", LIFETIME_S, SERVER_BINARY, &format!("--config-file={CONFIG}"), "--"])
+            .args(["-s", "KILL", LIFETIME_S, SERVER_BINARY])
+            .arg(format!("--config-file={}", self.config.display()))
+            .arg("--")
             .arg(format!("--path={}/", self.dir.display()))
             .arg(format!("--tmp_path={}/", path("tmp")))
             .arg(format!("--user_files_path={}/", path("uf")))
@@ -55,6 +76,7 @@ impl ClickHouseServer {
             .arg(format!("--http_port={http}"))
             .arg(format!("--tcp_port={tcp}"))
             .arg(format!("--interserver_http_port={interserver}"))
+            .arg("--interserver_http_host=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -91,6 +113,7 @@ impl ClickHouseServer {
         let server = crate::clickhouse::http::Server {
             addr: format!("127.0.0.1:{}", self.ports[0]),
             database: "default".into(),
+            cluster: None,
         };
         server.run(sql, false, Duration::from_secs(30)).unwrap()
     }
@@ -104,6 +127,109 @@ impl Drop for ClickHouseServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A ZooKeeper of a test's own (Debian's `zookeeper` package, run with the machine's Java) on a
+/// free port, for replicated tables.
+pub struct ZooKeeper {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ZooKeeper {
+    pub fn start(name: &str) -> ZooKeeper {
+        assert!(
+            std::path::Path::new("/usr/share/zookeeper").exists(),
+            "ZooKeeper is missing: apt-get install zookeeper (.ci/run does)"
+        );
+        let dir = std::env::temp_dir().join(format!("plumb-zookeeper-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("zoo.cfg"), config).unwrap();
+        let child = Command::new("timeout")
+            .args(["-s", "KILL", LIFETIME_S, "java", "-cp", "/usr/share/zookeeper/*:/usr/share/java/*"])
+            .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(dir.join("zoo.cfg"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run java for ZooKeeper");
+        let zk = ZooKeeper { dir, port, child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ZooKeeper did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        zk
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ =
+            Command::new("pkill").args(["-KILL", "-f", "--", &self.dir.join("zoo.cfg").display().to_string()]).status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// ClickHouse servers of a test's own forming the cluster `plumb`: `shards` shards of `replicas`
+/// replicas, with replicated tables coordinated by a ZooKeeper of their own.
+pub struct ClickHouseCluster {
+    /// Shard by shard, replica by replica.
+    pub servers: Vec<ClickHouseServer>,
+    replicas: usize,
+    _zookeeper: ZooKeeper,
+}
+
+impl ClickHouseCluster {
+    pub const NAME: &str = "plumb";
+
+    pub fn start(name: &str, shards: usize, replicas: usize) -> ClickHouseCluster {
+        let zookeeper = ZooKeeper::start(name);
+        let mut servers: Vec<ClickHouseServer> = (0..shards * replicas)
+            .map(|i| ClickHouseServer::prepare(&format!("{name}-{}-{}", i / replicas + 1, i % replicas + 1)))
+            .collect();
+        let shard_xml = |shard: usize| {
+            let replicas = servers[shard * replicas..(shard + 1) * replicas]
+                .iter()
+                .map(|s| format!("<replica><host>127.0.0.1</host><port>{}</port></replica>", s.ports[1]));
+            format!("<shard><internal_replication>true</internal_replication>{}</shard>", replicas.collect::<String>())
+        };
+        let remote = (0..shards).map(shard_xml).collect::<String>();
+        for (i, server) in servers.iter_mut().enumerate() {
+            server.configure(&format!(
+                "<yandex><remote_servers><{cluster}>{remote}</{cluster}></remote_servers>\
+                 <zookeeper><node><host>127.0.0.1</host><port>{}</port></node></zookeeper>\
+                 <macros><shard>{}</shard><replica>r{}</replica></macros></yandex>",
+                zookeeper.port,
+                i / replicas + 1,
+                i % replicas + 1,
+                cluster = Self::NAME,
+            ));
+            server.run();
+        }
+        ClickHouseCluster { servers, replicas, _zookeeper: zookeeper }
+    }
+
+    pub fn server(&self, shard: usize, replica: usize) -> &ClickHouseServer {
+        &self.servers[shard * self.replicas + replica]
+    }
+
+    /// `clickhouse://127.0.0.1:PORT/DB?cluster=plumb` for one server of the cluster.
+    pub fn url(&self, shard: usize, replica: usize, database: &str) -> String {
+        format!("{}?cluster={}", self.server(shard, replica).url(database), Self::NAME)
     }
 }
 

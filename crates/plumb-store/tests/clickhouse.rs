@@ -1,6 +1,7 @@
 //! The ClickHouse backend against a real server (Debian's clickhouse-server 18.16, started by the
 //! test on free ports): the same rows give DuckDB's answers, commits are exactly-once across a
-//! reopen, a deleted site's rows go, and a newer schema is refused.
+//! reopen, a deleted site's rows go, and a newer schema is refused; the same on a cluster of four
+//! servers; a DuckDB snapshot copied in (`plumb migrate`).
 
 use plumb_core::row::{RowKind, RowProp};
 use plumb_core::{Counters, Revenue, Row, VisitInfo};
@@ -238,5 +239,117 @@ fn every_statement_runs_and_answers_alike_on_a_current_clickhouse() {
     println!("{report}");
     assert!(out.status.success(), "{report}");
     assert!(report.contains(&format!("replayed {} statements, {selects} answers equal", statements.len())), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `plumb migrate`'s part here: a snapshot of a DuckDB store, copied into ClickHouse a chunk at a
+/// time, stopped after two chunks and run again, holds every row once and answers as the
+/// snapshot does; a row more on one side is found.
+#[test]
+fn a_snapshot_copied_in_chunks_across_a_stop_holds_every_row_once() {
+    use plumb_store::copy::{copy_rows, differences};
+    let server = ClickHouseServer::start("copy");
+    let url = server.url("plumb");
+    let dir = std::env::temp_dir().join(format!("plumb-ch-copy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows: Vec<Row> = (0..1050).map(row).collect();
+    let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+    duck.commit(&rows[..500], 40).unwrap();
+    duck.commit(&rows[500..], 77).unwrap();
+    assert_eq!(duck.snapshot(&dir.join("snapshot.duckdb")).unwrap(), 77);
+    // Written after the snapshot: not in it.
+    duck.commit(&rows[..10], 80).unwrap();
+    let snapshot = plumb_store::DuckSnapshot::open(&dir.join("snapshot.duckdb")).unwrap();
+    assert_eq!((snapshot.position().unwrap(), snapshot.rows().unwrap()), (77, 1050));
+
+    let mut seen = Vec::new();
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        copy_rows(&snapshot, &url, 200, |done, total| {
+            seen.push((done, total));
+            assert!(done < 400, "stopped after two chunks");
+        })
+    }));
+    assert!(stopped.is_err());
+    assert_eq!(seen, [(0, 1050), (200, 1050), (400, 1050)]);
+    let mut again = Vec::new();
+    assert_eq!(copy_rows(&snapshot, &url, 200, |done, _| again.push(done)).unwrap(), 1050);
+    assert_eq!(again, [400, 600, 800, 1000, 1050], "the second run goes on after the two chunks stored");
+    assert_eq!(copy_rows(&snapshot, &url, 200, |_, _| ()).unwrap(), 1050, "a third run stores nothing");
+
+    let ours = snapshot.reader(Duration::from_secs(10)).unwrap();
+    let theirs = ClickHouseStore::open(&url).unwrap().reader(Duration::from_secs(10));
+    let days = DayRange { from: 90, to: 110 };
+    for site in [1, 2] {
+        assert_eq!(differences(&ours, &theirs, site, days, 5).unwrap(), Vec::<String>::new(), "site {site}");
+    }
+    let stored: i64 = server.query("SELECT count() FROM plumb.events WHERE site_id > 0").trim().parse().unwrap();
+    assert_eq!(stored, 1050);
+
+    // A row the snapshot lacks is found, by every grouping it shows in.
+    ClickHouseStore::open_as(&url, "another").unwrap().commit(&[row(1)], 1).unwrap();
+    let found = differences(&ours, &theirs, 1, days, 100).unwrap();
+    assert!(found.len() > 5 && found[0].contains("site 1"), "{found:?}");
+    // Another snapshot's rows do not go into the same database.
+    let refused = copy_rows(&snapshot, &url, 300, |_, _| ()).unwrap_err().to_string();
+    assert!(refused.contains("rows copied from another snapshot"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two shards of two replicas each (four 18.16 servers and a ZooKeeper): rows go to the shard of
+/// the server a writer is connected to, in a replicated table behind a Distributed one. Every
+/// server answers what DuckDB answers over all the rows; a writer moved to its shard's other
+/// replica finds its position there; a deleted site goes from every shard and replica.
+#[test]
+fn a_sharded_replicated_cluster_answers_what_duckdb_answers() {
+    use plumb_store::testing::ClickHouseCluster;
+    let cluster = ClickHouseCluster::start("cluster", 2, 2);
+    let rows: Vec<Row> = (0..300).map(row).collect();
+    let mut first = ClickHouseStore::open_as(&cluster.url(0, 0, "plumb"), "partitions 0-7").unwrap();
+    let mut second = ClickHouseStore::open_as(&cluster.url(1, 0, "plumb"), "partitions 8-15").unwrap();
+    first.commit(&rows[..100], 5).unwrap();
+    second.commit(&rows[100..200], 7).unwrap();
+    first.commit(&rows[200..], 9).unwrap();
+    let dir = std::env::temp_dir().join(format!("plumb-ch-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+    duck.commit(&rows, 9).unwrap();
+    let duck_reader = duck.reader(Duration::from_secs(10)).unwrap();
+
+    // Each shard holds its writer's rows and markers, on both replicas once they have caught up.
+    let local =
+        |s: usize, r: usize| cluster.server(s, r).query("SELECT count() FROM plumb.events_local").trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [local(0, 0), local(0, 1), local(1, 0), local(1, 1)] != ["202", "202", "101", "101"] {
+        assert!(Instant::now() < deadline, "replicas did not catch up: {:?}", [local(0, 1), local(1, 1)]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for shard in 0..2 {
+        for replica in 0..2 {
+            let reader =
+                ClickHouseStore::open(&cluster.url(shard, replica, "plumb")).unwrap().reader(Duration::from_secs(10));
+            for q in queries() {
+                let want = sorted(duck_reader.sums(&q).unwrap());
+                assert_eq!(sorted(reader.sums(&q).unwrap()), want, "shard {shard} replica {replica}: {:?}", q.group_by);
+            }
+        }
+    }
+
+    // The first writer, moved to its shard's other replica, goes on from its position.
+    drop(first);
+    let mut moved = ClickHouseStore::open_as(&cluster.url(0, 1, "plumb"), "partitions 0-7").unwrap();
+    assert_eq!(moved.position().unwrap(), 9);
+
+    // Site 2 (rows on both shards) goes everywhere.
+    assert!(second.delete_site(2).unwrap() > 0);
+    let site2 = |s: usize, r: usize| {
+        cluster.server(s, r).query("SELECT count() FROM plumb.events_local WHERE site_id = 2").trim().to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [site2(0, 0), site2(0, 1), site2(1, 0), site2(1, 1)] != ["0", "0", "0", "0"] {
+        assert!(Instant::now() < deadline, "site 2 is still stored somewhere");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

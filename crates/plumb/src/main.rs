@@ -1,10 +1,11 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
 //! `goal`, `key`, `user`, `member`, `block` and `invite` manage metadata (also while a server
-//! runs).
+//! runs); `migrate` moves an embedded install onto a cluster's backends.
 
 mod config;
 mod http;
+mod migrate;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -74,6 +75,10 @@ enum Command {
         #[command(flatten)]
         worker: WorkerArgs,
     },
+    /// Move this install (the data directory's metadata, queue and event store) onto PostgreSQL,
+    /// NATS and ClickHouse (`--meta`, `--queue`, `--store`) while its server goes on counting;
+    /// run again to go on after a stop. README's "Moving to a cluster" says how the cut-over works.
+    Migrate,
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -262,6 +267,7 @@ fn run() -> Result<()> {
         Command::Web { server, worker } => {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Web)
         }
+        Command::Migrate => migrate::run(&config),
         Command::Site(cmd) => site(&*serve::open_meta(&config)?, &config, cmd),
         Command::Key(cmd) => key(&*serve::open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&*serve::open_meta(&config)?, cmd),

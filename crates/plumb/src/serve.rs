@@ -12,7 +12,7 @@ use plumb_collector::{Collector, CollectorConfig};
 use plumb_core::live::{LiveVisitors, decode_hits, encode_hits};
 use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
-use plumb_pipeline::{Pipeline, PipelineConfig, PipelineHandle};
+use plumb_pipeline::{Handover, Pipeline, PipelineConfig, PipelineHandle};
 use plumb_queue::{
     Consumer, LiveFeed, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool,
 };
@@ -207,7 +207,12 @@ fn worker(
         consumer,
         store,
         meta.clone(),
-        PipelineConfig { retention: config.queue_retention, ..Default::default() },
+        PipelineConfig {
+            retention: config.queue_retention,
+            // Only an embedded store is moved by `plumb migrate`.
+            handover: config.store.is_none().then(|| Handover::in_data_dir(&config.data_dir)),
+            ..Default::default()
+        },
     )
     .with_live(Arc::new(live))
     .spawn()

@@ -11,21 +11,37 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most an answer may hold; a query's answer is bounded by `MAX_GROUPS` long before this.
 const MAX_ANSWER_BYTES: u64 = 256 << 20;
 
-/// Where the server is: `HOST:PORT` and the database.
+/// Where the server is: `HOST:PORT`, the database, and the cluster it is part of, if any.
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: String,
     pub database: String,
+    pub cluster: Option<String>,
+}
+
+/// A database or cluster name: it is written into statements unquoted.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Server {
-    /// `clickhouse://HOST:HTTP_PORT/DB`.
+    /// `clickhouse://HOST:HTTP_PORT/DB`, or `…/DB?cluster=NAME` for a server of a cluster
+    /// (`remote_servers` in its configuration).
     pub fn parse(url: &str) -> Result<Server> {
         let bad = |why: &str| {
-            StoreError::Backend(format!("ClickHouse URL `{url}` {why}; expected clickhouse://HOST:HTTP_PORT/DATABASE"))
+            StoreError::Backend(format!(
+                "ClickHouse URL `{url}` {why}; expected clickhouse://HOST:HTTP_PORT/DATABASE[?cluster=NAME]"
+            ))
         };
         let rest = url.strip_prefix("clickhouse://").ok_or_else(|| bad("does not start with clickhouse://"))?;
         let (addr, database) = rest.split_once('/').ok_or_else(|| bad("names no database"))?;
+        let (database, cluster) = match database.split_once('?') {
+            None => (database, None),
+            Some((database, query)) => match query.strip_prefix("cluster=") {
+                Some(name) if plain_name(name) => (database, Some(name.to_owned())),
+                _ => return Err(bad("has a query other than cluster=NAME (letters, digits and _)")),
+            },
+        };
         if addr.contains('@') {
             return Err(StoreError::Backend(
                 "ClickHouse URL has credentials, which are not supported; expected clickhouse://HOST:HTTP_PORT/DATABASE"
@@ -36,10 +52,10 @@ impl Server {
         if !port_ok {
             return Err(bad("has no HOST:PORT"));
         }
-        if database.is_empty() || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !plain_name(database) {
             return Err(bad("has a database name other than letters, digits and _"));
         }
-        Ok(Server { addr: addr.to_owned(), database: database.to_owned() })
+        Ok(Server { addr: addr.to_owned(), database: database.to_owned(), cluster })
     }
 
     /// Runs one statement in the database (or in none, to create it) and returns the answer's

@@ -119,11 +119,18 @@ impl Server {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             // Tests send everything from one loopback address, as fast as they can: lift the
-            // collector's event rate limits unless the test is about them.
+            // collector's event rate limits, and the Stats API's per key, unless the test is
+            // about them.
             .args(
                 ["--ip-rate-limit", "--site-rate-limit", "--global-rate-limit", "--visitor-rate-limit"]
                     .into_iter()
                     .filter(|flag| matches!(self.role, "serve" | "collect") && !self.args.iter().any(|a| a == flag))
+                    .flat_map(|flag| [flag, "1000000"]),
+            )
+            .args(
+                Some("--key-rate-limit")
+                    .filter(|flag| self.role != "collect" && !self.args.iter().any(|a| a == flag))
+                    .into_iter()
                     .flat_map(|flag| [flag, "1000000"]),
             )
             .args(&self.args)
