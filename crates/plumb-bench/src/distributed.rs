@@ -4,7 +4,8 @@
 //! with a temporary store); the metadata is on a database of its own on the machine's PostgreSQL.
 //! No worker runs during the loads, so their events pile up in the stream; then `plumb work`
 //! starts, and the time it takes to drain that backlog gives its rate. Last, `202` → visible
-//! through a collector, NATS and the worker.
+//! through a collector, NATS and the worker. With `--clickhouse`, the worker writes to a ClickHouse
+//! 18.16 of the tests' own instead of its DuckDB file.
 
 use crate::{
     LIFTED, LoadResult, POLLING, Proc, do_nothing, drain, fresh_data_dir, fresh_data_dir_with, load, load_spread,
@@ -12,10 +13,11 @@ use crate::{
 };
 use plumb_meta::testing::TestDb;
 use plumb_queue::testing::NatsServer;
+use plumb_store::testing::ClickHouseServer;
 use std::path::Path;
 use std::time::Instant;
 
-pub fn run(plumb: &Path, seconds: u64, connections: usize) {
+pub fn run(plumb: &Path, seconds: u64, connections: usize, clickhouse: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let base = do_nothing(&rt, seconds, connections);
 
@@ -29,7 +31,10 @@ pub fn run(plumb: &Path, seconds: u64, connections: usize) {
     // On NATS and PostgreSQL.
     let (nats, db) = (NatsServer::start("bench"), TestDb::create());
     let (nats_url, db_url) = (nats.url(), db.url());
-    let global = ["--queue", nats_url.as_str(), "--meta", db_url.as_str()];
+    let store = clickhouse.then(|| ClickHouseServer::start("bench-drain"));
+    let store_url = store.as_ref().map(|s| s.url("plumb"));
+    let mut global = vec!["--queue", nats_url.as_str(), "--meta", db_url.as_str()];
+    global.extend(store_url.iter().flat_map(|u| ["--store", u.as_str()]));
     let (dir, key) = fresh_data_dir_with(plumb, "nats-work", &global);
     let with_lifted = [&global[..], &LIFTED[..]].concat();
     let collectors: Vec<(Proc, u16)> = (0..2)
@@ -66,9 +71,10 @@ pub fn run(plumb: &Path, seconds: u64, connections: usize) {
         println!("{name} / do-nothing: {:.0}%", 100.0 * r.rate() / base.rate());
     }
     println!(
-        "backlog: worker down {:.0} s while {backlog} events were queued; drained in {drained:.1} s ({:.0} events/s, \
-         startup included)",
+        "backlog: worker down {:.0} s while {backlog} events were queued; drained into {} in {drained:.1} s ({:.0} \
+         events/s, startup included)",
         down.as_secs_f64(),
+        if clickhouse { "ClickHouse 18.16" } else { "DuckDB" },
         backlog as f64 / drained
     );
 }

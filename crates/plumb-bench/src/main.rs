@@ -11,7 +11,7 @@
 //!        target/release/plumb-bench --query-rows N [--clickhouse]   (query benchmark, see `queries.rs`)
 //!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
 //!        target/release/plumb-bench --abuse [--rows N] [--seconds N]   (resource ceilings, see `abuse.rs`)
-//!        target/release/plumb-bench --nats [--seconds N]   (collectors on NATS, see `distributed.rs`)
+//!        target/release/plumb-bench --nats [--seconds N] [--clickhouse]   (collectors on NATS, see `distributed.rs`)
 
 mod abuse;
 mod distributed;
@@ -56,6 +56,7 @@ fn main() {
             &plumb,
             arg("--seconds", 30).min(120),
             arg("--connections", 64).clamp(1, 1024) as usize,
+            args.iter().any(|a| a == "--clickhouse"),
         );
     }
     if args.iter().any(|a| a == "--abuse") {

@@ -199,7 +199,8 @@ pub fn run(rows: usize, clickhouse: bool) {
     if !clickhouse {
         return;
     }
-    let server = ClickHouseServer::start("bench");
+    // Alive long enough for a hundred million rows.
+    let server = ClickHouseServer::start_for("bench", std::time::Duration::from_secs(4 * 3600));
     let mut store = ClickHouseStore::open(&server.url("plumb")).expect("open ClickHouse");
     let t = Instant::now();
     fill(&mut store, rows, FIRST_DAY);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 pub const SERVER_BINARY: &str = "/usr/sbin/clickhouse-server";
 const CONFIG: &str = "/etc/clickhouse-server/config.xml";
-const LIFETIME_S: &str = "600";
+/// How long a test's server lives at most, whatever happens to the test.
+const LIFETIME: Duration = Duration::from_secs(600);
 
 pub struct ClickHouseServer {
     dir: PathBuf,
@@ -18,8 +19,9 @@ pub struct ClickHouseServer {
     ports: [u16; 3],
     /// The configuration file: Debian's, or a copy of it with more beside it (a cluster's).
     config: PathBuf,
-    /// `timeout`, which runs the server and ends it after LIFETIME_S whatever happens.
+    /// `timeout`, which runs the server and ends it after `lifetime` whatever happens.
     child: Option<Child>,
+    lifetime: Duration,
 }
 
 fn free_port() -> u16 {
@@ -28,7 +30,13 @@ fn free_port() -> u16 {
 
 impl ClickHouseServer {
     pub fn start(name: &str) -> ClickHouseServer {
+        Self::start_for(name, LIFETIME)
+    }
+
+    /// A server that lives up to `lifetime` (a benchmark's outlasts a test's).
+    pub fn start_for(name: &str, lifetime: Duration) -> ClickHouseServer {
         let mut server = ClickHouseServer::prepare(name);
+        server.lifetime = lifetime;
         server.run();
         server
     }
@@ -44,7 +52,8 @@ impl ClickHouseServer {
         for sub in ["tmp", "uf", "fs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        ClickHouseServer { dir, ports: [free_port(), free_port(), free_port()], config: CONFIG.into(), child: None }
+        let ports = [free_port(), free_port(), free_port()];
+        ClickHouseServer { dir, ports, config: CONFIG.into(), child: None, lifetime: LIFETIME }
     }
 
     /// Runs on a copy of Debian's configuration with `extra` (a `<yandex>` document) in its
@@ -64,7 +73,7 @@ impl ClickHouseServer {
         let path = |p: &str| format!("{}/{p}", self.dir.display());
         let [http, tcp, interserver] = self.ports;
         let child = Command::new("timeout")
-            .args(["-s", "KILL", LIFETIME_S, SERVER_BINARY])
+            .args(["-s", "KILL", &self.lifetime.as_secs().to_string(), SERVER_BINARY])
             .arg(format!("--config-file={}", self.config.display()))
             .arg("--")
             .arg(format!("--path={}/", self.dir.display()))
@@ -154,7 +163,14 @@ impl ZooKeeper {
         );
         std::fs::write(dir.join("zoo.cfg"), config).unwrap();
         let child = Command::new("timeout")
-            .args(["-s", "KILL", LIFETIME_S, "java", "-cp", "/usr/share/zookeeper/*:/usr/share/java/*"])
+            .args([
+                "-s",
+                "KILL",
+                &LIFETIME.as_secs().to_string(),
+                "java",
+                "-cp",
+                "/usr/share/zookeeper/*:/usr/share/java/*",
+            ])
             .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(dir.join("zoo.cfg"))
