@@ -35,6 +35,8 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 const HANDOVER_CHUNK: usize = 2_000;
 /// How often the old server's queue is looked at once everything in it is handed over.
 const TAIL_POLL: Duration = Duration::from_millis(200);
+/// How often the hold on the old queue is renewed while migrate hands it over.
+const HOLD_RENEWAL: Duration = Duration::from_secs(60);
 /// Differences described at most, per site.
 const MAX_DIFFERENCES: usize = 10;
 
@@ -228,6 +230,16 @@ fn hand_over_queue(
     let nats = runtime
         .block_on(NatsQueue::connect(&NatsConfig::new(queue_url.to_owned())))
         .context("cannot open the queue on NATS")?;
+    if handover.hold_lapsed() {
+        bail!(
+            "the old server has been free to release queue entries since plumb migrate last ran more than {} hours \
+             ago, so entries may be missing from the hand-over: start again (remove {} and empty the cluster's \
+             ClickHouse database and NATS stream)",
+            plumb_pipeline::handover::HOLD_LIMIT.as_secs() / 3600,
+            handover.dir().display()
+        );
+    }
+    handover.renew_hold()?;
     let mut spool = SqliteConsumer::open(&config.queue_path()).context("cannot open the queue file")?;
     let mut progress = Progress::load(handover)?;
     let mut marker = ClickHouseStore::open_exact(store_url, HANDOVER_WRITER)?;
@@ -265,7 +277,12 @@ fn hand_over_queue(
         );
     }
     let mut bar = Bar::new("queue entries after the snapshot");
+    let mut renewed = Instant::now();
     loop {
+        if renewed.elapsed() >= HOLD_RENEWAL {
+            handover.renew_hold()?;
+            renewed = Instant::now();
+        }
         let stopped = !plumb_store::duck::in_use(&config.store_path());
         if forward(&runtime, &nats, &mut spool, handover, &mut progress, u64::MAX, &mut bar)? == 0 {
             if stopped {
