@@ -705,6 +705,7 @@ fn state(m: &dyn MetaStore) -> Vec<String> {
 fn an_embedded_installs_metadata_copies_whole_ids_and_salts_kept_and_again_adds_nothing() {
     let (lite, dir) = sqlite("copy");
     script(&lite);
+    lite.add_site("gone.example", "UTC").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     lite.salt_for_day((now / DAY_MS) as i32, now).unwrap();
     let db = TestDb::create();
@@ -740,6 +741,13 @@ fn an_embedded_installs_metadata_copies_whole_ids_and_salts_kept_and_again_adds_
     // Again: nothing new to add, and the same state.
     let again = pg.copy_from_sqlite(&dir.join("meta.db")).unwrap();
     assert!(again.iter().all(|t| t.added == 0), "{again:?}");
+    assert_eq!(state(&pg), state(&lite));
+
+    // A site renamed and one removed in the file since: the next copy follows.
+    let first = lite.list_sites().unwrap()[0].id;
+    lite.update_site(first, Some("renamed.example"), Some("Asia/Tokyo")).unwrap();
+    lite.remove_site("gone.example").unwrap();
+    pg.copy_from_sqlite(&dir.join("meta.db")).unwrap();
     assert_eq!(state(&pg), state(&lite));
 
     // Ids go on from the file's highest ever (a removed site's id is not given out again).

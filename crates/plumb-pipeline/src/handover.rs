@@ -69,6 +69,12 @@ impl Handover {
         std::fs::write(self.request(), b"")
     }
 
+    /// Takes an unanswered request back (migrate gave up waiting): a snapshot taken later would
+    /// hold the queue for nothing.
+    pub fn withdraw_request(&self) {
+        let _ = std::fs::remove_file(self.request());
+    }
+
     pub fn snapshot_requested(&self) -> bool {
         self.request().exists()
     }

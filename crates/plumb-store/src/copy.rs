@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Whose markers count the chunks copied (see the ClickHouse backend's notes on markers); the
 /// snapshot's position and size follow, so rows of two different snapshots never mix.
-const ROWS_WRITER: &str = "migrate: rows";
+use crate::clickhouse::COPY_WRITER as ROWS_WRITER;
 /// Rows per insert: big enough that ClickHouse takes them fast, small enough that a retry is cheap.
 pub const CHUNK_ROWS: u64 = 100_000;
 /// Tries per chunk before the copy stops (run again, it goes on from there).

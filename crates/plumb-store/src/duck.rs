@@ -260,7 +260,9 @@ impl EventWriter for DuckStore {
     /// One transaction's view, copied while the writer waits (commits resume after it).
     fn snapshot(&mut self, dest: &Path) -> Result<u64> {
         let position = self.position()?;
+        // What a snapshot cut short left behind.
         let _ = std::fs::remove_file(dest);
+        let _ = std::fs::remove_file(format!("{}.wal", dest.display()));
         let dest_sql = dest.to_str().ok_or_else(|| StoreError::Backend(format!("{} is not UTF-8", dest.display())))?;
         let copied = self.writer.execute_batch(&format!(
             "ATTACH '{}' AS migration_snapshot;
@@ -384,13 +386,11 @@ impl DuckSnapshot {
     }
 }
 
-/// Whether another process holds the DuckDB file at `path` (a running server).
+/// Whether another process may hold the DuckDB file at `path` (a running server): only a file
+/// that opens is known to be free.
 pub fn in_use(path: &Path) -> bool {
     let Ok(config) = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly) else { return true };
-    match Connection::open_with_flags(path, config) {
-        Ok(_) => false,
-        Err(e) => e.to_string().contains("lock"),
-    }
+    Connection::open_with_flags(path, config).is_err()
 }
 
 pub struct ReaderHandle {

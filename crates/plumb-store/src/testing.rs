@@ -91,10 +91,20 @@ impl ClickHouseServer {
             .spawn()
             .expect("cannot run `timeout` (coreutils)");
         self.child = Some(child);
+        // Listening is not yet answering: wait for a statement's answer.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", http)).is_err() {
+        let server = self.http();
+        while !matches!(server.run("SELECT 1", false, Duration::from_secs(5)), Ok(a) if a.trim() == "1") {
             assert!(Instant::now() < deadline, "clickhouse-server did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn http(&self) -> crate::clickhouse::http::Server {
+        crate::clickhouse::http::Server {
+            addr: format!("127.0.0.1:{}", self.ports[0]),
+            database: "default".into(),
+            cluster: None,
         }
     }
 
@@ -119,12 +129,7 @@ impl ClickHouseServer {
 
     /// Runs a statement over HTTP and returns the answer (for tests to look at what is stored).
     pub fn query(&self, sql: &str) -> String {
-        let server = crate::clickhouse::http::Server {
-            addr: format!("127.0.0.1:{}", self.ports[0]),
-            database: "default".into(),
-            cluster: None,
-        };
-        server.run(sql, false, Duration::from_secs(30)).unwrap()
+        self.http().run(sql, false, Duration::from_secs(30)).unwrap()
     }
 
     pub fn log(&self) -> String {

@@ -35,17 +35,22 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 const HANDOVER_CHUNK: usize = 2_000;
 /// How often the old server's queue is looked at once everything in it is handed over.
 const TAIL_POLL: Duration = Duration::from_millis(200);
+/// How long a publish to NATS is tried again before migrate stops.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(60);
 /// How often the hold on the old queue is renewed while migrate hands it over.
 const HOLD_RENEWAL: Duration = Duration::from_secs(60);
 /// Differences described at most, per site.
 const MAX_DIFFERENCES: usize = 10;
 
 /// Where the queue hand-over has got to, kept in the migration folder so that a rerun goes on:
-/// the last old-queue entry handed over, and the NATS sequence of the last batch published.
+/// the last old-queue entry handed over, the NATS sequence of the last batch published, and the
+/// last entry of a chunk being published (a rerun publishes that very chunk again, under the same
+/// message ids, which NATS stores once within its two-minute duplicate window).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct Progress {
     entry: u64,
     batch: u64,
+    pending: Option<u64>,
 }
 
 impl Progress {
@@ -57,8 +62,9 @@ impl Progress {
         let path = Self::path(handover);
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Progress::default()) };
         let mut fields = text.split_whitespace().map(str::parse::<u64>);
-        match (fields.next(), fields.next()) {
-            (Some(Ok(entry)), Some(Ok(batch))) => Ok(Progress { entry, batch }),
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(Ok(entry)), Some(Ok(batch)), None) => Ok(Progress { entry, batch, pending: None }),
+            (Some(Ok(entry)), Some(Ok(batch)), Some(Ok(last))) => Ok(Progress { entry, batch, pending: Some(last) }),
             _ => bail!("{} is damaged (`{}`); it records where the hand-over got to", path.display(), text.trim()),
         }
     }
@@ -68,7 +74,10 @@ impl Progress {
         let path = Self::path(handover);
         let part = path.with_extension("part");
         let mut file = std::fs::File::create(&part).with_context(|| format!("cannot write {}", part.display()))?;
-        writeln!(file, "{} {}", self.entry, self.batch)?;
+        match self.pending {
+            None => writeln!(file, "{} {}", self.entry, self.batch)?,
+            Some(last) => writeln!(file, "{} {} {last}", self.entry, self.batch)?,
+        }
         file.sync_all()?;
         std::fs::rename(&part, &path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
@@ -139,20 +148,52 @@ pub fn run(config: &Config) -> Result<()> {
         println!("this install was migrated already ({} exists)", handover.dir().join("finished").display());
         return Ok(());
     }
-    let pg = PgMeta::connect(meta_url).context("cannot open the metadata on PostgreSQL")?;
-    copy_metadata(config, &pg)?;
-    let snapshot = take_snapshot(config, &handover)?;
-    let position = snapshot.position()?;
-    println!("snapshot: {} rows, committed up to queue entry {position}", snapshot.rows()?);
-    let mut bar = Bar::new("rows");
-    let rows = plumb_store::copy::copy_rows(&snapshot, store_url, plumb_store::copy::CHUNK_ROWS, |done, total| {
-        bar.show(done, Some(total))
-    })
-    .context("cannot copy the rows into ClickHouse (run plumb migrate again to go on)")?;
-    println!("rows: {rows} in ClickHouse");
-    verify(config, &snapshot, store_url)?;
-    copy_metadata(config, &pg)?;
-    hand_over_queue(config, &handover, position, store_url, queue_url)
+    std::fs::create_dir_all(handover.dir())?;
+    // One migration at a time: two would hand the same entries over twice.
+    let lock = std::fs::File::create(handover.dir().join("lock"))?;
+    if lock.try_lock().is_err() {
+        bail!("another plumb migrate is running on {}", config.data_dir.display());
+    }
+    if handover.hold_lapsed() {
+        bail!(
+            "the old server has been free to release queue entries since plumb migrate last ran more than {} hours \
+             ago, so entries may be missing from the hand-over: start again (remove {} and empty the cluster's \
+             ClickHouse database and NATS stream)",
+            plumb_pipeline::handover::HOLD_LIMIT.as_secs() / 3600,
+            handover.dir().display()
+        );
+    }
+    let marker = ClickHouseStore::open_exact(store_url, HANDOVER_WRITER)?;
+    let position = if marker.writers()?.iter().any(|w| w == HANDOVER_WRITER) {
+        // Handed over already: the cluster runs and has its own metadata and rows by now, so
+        // only the old queue's tail is left to do.
+        println!("queue handed over earlier: going on with the old server's new entries");
+        DuckSnapshot::open(&handover.snapshot_path())?.position()?
+    } else {
+        let pg = PgMeta::connect(meta_url).context("cannot open the metadata on PostgreSQL")?;
+        copy_metadata(config, &pg)?;
+        let snapshot = take_snapshot(config, &handover)?;
+        let position = snapshot.position()?;
+        println!("snapshot: {} rows, committed up to queue entry {position}", snapshot.rows()?);
+        let mut bar = Bar::new("rows");
+        let rows = plumb_store::copy::copy_rows(&snapshot, store_url, plumb_store::copy::CHUNK_ROWS, |done, total| {
+            bar.show(done, Some(total))
+        })
+        .context("cannot copy the rows into ClickHouse (run plumb migrate again to go on)")?;
+        println!("rows: {rows} in ClickHouse");
+        verify(config, &snapshot, store_url)?;
+        // The salts of every date now current, made before the last copy, so that the old server
+        // and the cluster sign a visitor alike whichever takes the hit.
+        let meta = SqliteMeta::open(&config.meta_path())?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let today = (now / 86_400_000) as i32;
+        for day in today - 1..=today + 1 {
+            meta.salt_for_day(day, now)?;
+        }
+        copy_metadata(config, &pg)?;
+        position
+    };
+    hand_over_queue(config, &handover, position, marker, queue_url)
 }
 
 fn copy_metadata(config: &Config, pg: &PgMeta) -> Result<()> {
@@ -176,6 +217,7 @@ fn take_snapshot(config: &Config, handover: &Handover) -> Result<DuckSnapshot> {
             let deadline = Instant::now() + SNAPSHOT_WAIT;
             while !handover.has_snapshot() {
                 if Instant::now() > deadline {
+                    handover.withdraw_request();
                     bail!(
                         "the server holding {} took no snapshot within {SNAPSHOT_WAIT:?}: is it a Plumb from before \
                          plumb migrate? (its log says why if it tried)",
@@ -222,7 +264,7 @@ fn hand_over_queue(
     config: &Config,
     handover: &Handover,
     position: u64,
-    store_url: &str,
+    mut marker: ClickHouseStore,
     queue_url: &str,
 ) -> Result<()> {
     // A thread of its own keeps the NATS connection answering while this one waits.
@@ -230,19 +272,9 @@ fn hand_over_queue(
     let nats = runtime
         .block_on(NatsQueue::connect(&NatsConfig::new(queue_url.to_owned())))
         .context("cannot open the queue on NATS")?;
-    if handover.hold_lapsed() {
-        bail!(
-            "the old server has been free to release queue entries since plumb migrate last ran more than {} hours \
-             ago, so entries may be missing from the hand-over: start again (remove {} and empty the cluster's \
-             ClickHouse database and NATS stream)",
-            plumb_pipeline::handover::HOLD_LIMIT.as_secs() / 3600,
-            handover.dir().display()
-        );
-    }
     handover.renew_hold()?;
     let mut spool = SqliteConsumer::open(&config.queue_path()).context("cannot open the queue file")?;
     let mut progress = Progress::load(handover)?;
-    let mut marker = ClickHouseStore::open_exact(store_url, HANDOVER_WRITER)?;
     let handed = marker.writers()?.iter().any(|w| w == HANDOVER_WRITER);
     if !handed {
         if let Some(worker) = marker.writers()?.into_iter().find(|w| !w.starts_with("migrate:")) {
@@ -315,10 +347,16 @@ fn forward(
 ) -> Result<u64> {
     let mut moved = 0;
     loop {
+        // A chunk whose publishing was cut short is published again whole, as it was.
+        let last_wanted = progress.pending.unwrap_or(until);
         let entries: Vec<Entry> =
-            spool.read(progress.entry, HANDOVER_CHUNK)?.into_iter().take_while(|e| e.seq <= until).collect();
+            spool.read(progress.entry, HANDOVER_CHUNK)?.into_iter().take_while(|e| e.seq <= last_wanted).collect();
         let Some(last) = entries.last().map(|e| e.seq) else { return Ok(moved) };
         let first = entries[0].seq;
+        if progress.pending.is_none() {
+            progress.pending = Some(last);
+            progress.save(handover)?;
+        }
         // By partition, in queue order within each, as the collector would have placed them.
         let mut parts: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
         for entry in entries.iter() {
@@ -329,13 +367,39 @@ fn forward(
         }
         for (partition, payloads) in parts {
             let id = format!("migrate-{first}-{last}-{partition}");
-            let batch = runtime.block_on(nats.publish_moved(partition, &id, payloads))?;
+            let batch = publish(runtime, nats, partition, &id, payloads)?;
             progress.batch = progress.batch.max(batch);
         }
-        progress.entry = last;
+        (progress.entry, progress.pending) = (last, None);
         progress.save(handover)?;
         moved += entries.len() as u64;
         bar.show(moved, None);
+    }
+}
+
+/// Publishes one partition's share of a chunk, trying again for a minute (same ids: stored once)
+/// while NATS is unreachable or full.
+fn publish(
+    runtime: &tokio::runtime::Runtime,
+    nats: &NatsQueue,
+    partition: u16,
+    id: &str,
+    payloads: Vec<Vec<u8>>,
+) -> Result<u64> {
+    let deadline = Instant::now() + PUBLISH_PATIENCE;
+    loop {
+        match runtime.block_on(nats.publish_moved(partition, id, payloads.clone())) {
+            Ok(batch) => return Ok(batch),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("cannot publish to NATS yet, trying again: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(e).context(
+                    "cannot hand the queue over to NATS (run plumb migrate again within two minutes to go on)",
+                );
+            }
+        }
     }
 }
 

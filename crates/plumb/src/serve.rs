@@ -16,7 +16,7 @@ use plumb_pipeline::{Handover, Pipeline, PipelineConfig, PipelineHandle};
 use plumb_queue::{
     Consumer, LiveFeed, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool,
 };
-use plumb_store::{ClickHouseStore, DuckStore, EventReader, EventWriter};
+use plumb_store::{ClickHouseReader, ClickHouseStore, DuckStore, EventReader, EventWriter};
 use plumb_web::{Web, WebConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,7 +236,11 @@ fn web_alone(config: &Config, meta: &Arc<dyn MetaStore>) -> Result<(Arc<Web>, Op
              DuckDB file is opened by plumb work alone"
         );
     }
-    let (_, reader) = open_store(config)?;
+    let Some(url) = &config.store else { unreachable!("checked above") };
+    // Only read: a web process keeps no position and writes nothing.
+    let reader: Arc<dyn EventReader> = Arc::new(
+        ClickHouseReader::open(url, config.query_timeout).context("cannot open the event store on ClickHouse")?,
+    );
     let live = Arc::new(LiveVisitors::default());
     let feed = live_feed(config)?.map(Arc::new);
     if let Some(feed) = &feed {

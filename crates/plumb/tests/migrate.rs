@@ -2,7 +2,8 @@
 //! PostgreSQL, NATS and ClickHouse (Debian's 18.16), while the embedded server goes on taking
 //! events: the history answers alike on both sides, and visitors whose visits span the move
 //! (hits before it, during it, after the hand-over on either side) are each one visitor with one
-//! visit, every pageview counted once.
+//! visit, every pageview counted once, also with migrate killed and run again during the
+//! hand-over.
 
 mod common;
 
@@ -74,6 +75,27 @@ async fn send(c: &reqwest::Client, url: &str, key: &str, hits: &[serde_json::Val
     }
 }
 
+/// `plumb migrate` running, and its output's lines as they come.
+fn start_migrate(dir: &std::path::Path, cluster: &[String]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut migrate = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(cluster)
+        .arg("migrate")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, said) = mpsc::channel::<String>();
+    let stdout = migrate.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    (migrate, said)
+}
+
 /// The queries whose answers must be the same from both installs, for one site and range.
 fn queries(site: &str, range: serde_json::Value) -> Vec<serde_json::Value> {
     let metrics =
@@ -143,22 +165,7 @@ async fn an_embedded_install_moves_to_a_cluster_while_it_counts_and_nothing_is_l
     assert!(counted, "the embedded server did not count {everything} pageviews");
 
     // The migration, while the old server takes more of the live visitors' pageviews.
-    let mut migrate = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(&cluster)
-        .arg("migrate")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, said) = mpsc::channel::<String>();
-    let stdout = migrate.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let (mut migrate, said) = start_migrate(&dir, &cluster);
     let b: Vec<_> = (0..LIVE_VISITORS).map(|v| live_hit(v, "/b")).collect();
     send(&c, &old.url, &key, &b).await;
     let mut output = Vec::new();
@@ -173,6 +180,10 @@ async fn an_embedded_install_moves_to_a_cluster_while_it_counts_and_nothing_is_l
     });
     assert!(handed_over, "no hand-over: {output:#?}");
     assert!(output.iter().any(|l| l.starts_with("verified:")), "{output:#?}");
+    // One migration at a time.
+    let second = Command::new(BIN).arg("--data-dir").arg(&dir).args(&cluster).arg("migrate").output().unwrap();
+    let refused = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && refused.contains("another plumb migrate is running"), "{refused}");
 
     // The cluster: a collector, two workers splitting the partitions, a web process.
     let collector = Server::start_role(&temp_dir("migrate-collect"), "collect", &refs(&cluster));
@@ -185,8 +196,14 @@ async fn an_embedded_install_moves_to_a_cluster_while_it_counts_and_nothing_is_l
     // Traffic moves over: some pageviews still reach the old server, the rest the new collector.
     let old_late: Vec<_> = (0..LIVE_VISITORS).map(|v| live_hit(v, "/b2")).collect();
     send(&c, &old.url, &key, &old_late).await;
+    // Migrate killed while it hands over what the old server takes, then run again: it goes on.
+    migrate.kill().unwrap();
+    migrate.wait().unwrap();
+    let (mut migrate, said) = start_migrate(&dir, &cluster);
     let new: Vec<_> = (0..LIVE_VISITORS).map(|v| live_hit(v, "/c")).collect();
     send(&c, &collector.url, &key, &new).await;
+    let resumed = tokio::task::block_in_place(|| said.recv_timeout(Duration::from_secs(60)).unwrap_or_default());
+    assert!(resumed.starts_with("queue handed over earlier"), "{resumed}");
     old.stop();
     let finished = tokio::task::block_in_place(|| {
         while let Ok(line) = said.recv_timeout(Duration::from_secs(60)) {

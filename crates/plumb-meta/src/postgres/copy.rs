@@ -1,8 +1,9 @@
 //! Copying an embedded install's metadata (its SQLite file) into PostgreSQL, for `plumb migrate`.
 //! Rows keep their ids, so sites, goals and keys mean the same on both sides, and salts come
 //! along, so a visitor signed by the old server is signed alike by the new one. The copy may run
-//! again (new rows come along, rows copied before stay as they are), and it reads the file in one
-//! transaction, so a server writing it meanwhile is seen at one instant.
+//! again: new rows come along, sites removed or renamed (or moved to another timezone) in the
+//! file since are removed or changed, other rows copied before stay as they are. It reads the
+//! file in one transaction, so a server writing it meanwhile is seen at one instant.
 
 use super::{PgMeta, storage};
 use crate::{MetaError, Result, SqliteMeta};
@@ -63,11 +64,12 @@ fn copy(path: &Path, client: &mut Client) -> Result<Vec<TableCopy>> {
         rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_error(path))?;
     let read = file.transaction().map_err(sqlite_error(path))?;
     let mut tx = client.transaction().map_err(storage)?;
-    refuse_other_sites(&read, &mut tx, path)?;
+    reconcile_sites(&read, &mut tx, path)?;
     let mut report = Vec::new();
     for &table in TABLES {
         report.push(copy_table(&read, &mut tx, table, path)?);
     }
+    update_sites(&read, &mut tx, path)?;
     // Ids are never reused: the identity sequences go on from the file's highest id ever.
     let mut ids = read.prepare("SELECT name, seq FROM sqlite_sequence").map_err(sqlite_error(path))?;
     let ids = ids
@@ -88,23 +90,62 @@ fn copy(path: &Path, client: &mut Client) -> Result<Vec<TableCopy>> {
     Ok(report)
 }
 
-fn refuse_other_sites(read: &rusqlite::Transaction<'_>, tx: &mut postgres::Transaction<'_>, path: &Path) -> Result<()> {
-    let mut theirs = read.prepare("SELECT id, domain FROM sites").map_err(sqlite_error(path))?;
-    let theirs = theirs
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+/// A site is known by its id and creation time, which a rename keeps. PostgreSQL may hold only
+/// the file's sites: one the file has removed since an earlier copy from it (PostgreSQL has the
+/// file's cookie-signing key) is removed here too, its tombstone copied so that a worker deletes
+/// its rows; any other is another install's.
+fn reconcile_sites(read: &rusqlite::Transaction<'_>, tx: &mut postgres::Transaction<'_>, path: &Path) -> Result<()> {
+    let ids = |sql: &str| -> Result<std::collections::HashSet<(i64, i64)>> {
+        let mut stmt = read.prepare(sql).map_err(sqlite_error(path))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).map_err(sqlite_error(path))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error(path))
+    };
+    let theirs = ids("SELECT id, created_ms FROM sites")?;
+    let removed: std::collections::HashSet<i64> =
+        ids("SELECT site_id, 0 FROM deleted_sites")?.into_iter().map(|(id, _)| id).collect();
+    // Copied from this file before: the cookie-signing key came along, and no other install has it.
+    let mut keys = read.prepare("SELECT name, value FROM server_keys ORDER BY name").map_err(sqlite_error(path))?;
+    let file_keys = keys
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .map_err(sqlite_error(path))?
-        .collect::<rusqlite::Result<std::collections::HashSet<_>>>()
+        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sqlite_error(path))?;
-    for row in tx.query("SELECT id, domain FROM sites", &[]).map_err(storage)? {
-        let site: (i64, String) = (row.get(0), row.get(1));
-        if !theirs.contains(&site) {
+    let pg_keys: Vec<(String, Vec<u8>)> = tx
+        .query("SELECT name, value FROM server_keys ORDER BY name", &[])
+        .map_err(storage)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let same_install = !file_keys.is_empty() && file_keys == pg_keys;
+    for row in tx.query("SELECT id, created_ms, domain FROM sites", &[]).map_err(storage)? {
+        let (id, created, domain): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+        if removed.contains(&id) && same_install {
+            tx.execute("DELETE FROM sites WHERE id = $1", &[&id]).map_err(storage)?;
+        } else if !theirs.contains(&(id, created)) {
             return Err(MetaError::Invalid(format!(
-                "PostgreSQL already holds site {} (id {}), which {} does not: copy into an empty database",
-                site.1,
-                site.0,
+                "PostgreSQL already holds site {domain} (id {id}), which {} does not: copy into an empty database",
                 path.display()
             )));
         }
+    }
+    Ok(())
+}
+
+/// Settings of sites changed in the file since an earlier copy.
+fn update_sites(read: &rusqlite::Transaction<'_>, tx: &mut postgres::Transaction<'_>, path: &Path) -> Result<()> {
+    let mut stmt = read.prepare("SELECT id, domain, timezone FROM sites").map_err(sqlite_error(path))?;
+    let sites = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .map_err(sqlite_error(path))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sqlite_error(path))?;
+    for (id, domain, timezone) in sites {
+        tx.execute(
+            "UPDATE sites SET domain = $2, timezone = $3 WHERE id = $1 AND (domain, timezone) <> ($2, $3)",
+            &[&id, &domain, &timezone],
+        )
+        .map_err(storage)?;
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ const MARKER_WRITER: Attr = Attr::Hostname;
 /// The writer whose marker holds the queue position `plumb migrate` handed an embedded install's
 /// queue over at: a worker with no marker of its own starts from it (see [`ClickHouseStore::open_as`]).
 pub const HANDOVER_WRITER: &str = "migrate: queue";
+/// How the names of `plumb migrate`'s row-copying writers begin (see `copy.rs`).
+pub(crate) const COPY_WRITER: &str = "migrate: rows";
 /// Statements of the writer and of migrations may take this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most rows one commit may hold: more would not be one part (see the module's notes).
@@ -205,11 +207,22 @@ impl ClickHouseStore {
     }
 
     fn open_writer(url: &str, writer: &str, inherits: Option<&'static str>) -> Result<Self> {
-        let server = Server::parse(url)?;
-        let create = format!("CREATE DATABASE IF NOT EXISTS {}{}", server.database, on_cluster(&server));
-        server.run(&create, false, WRITE_TIMEOUT)?;
-        migrate(&server)?;
+        let server = connect(url)?;
         let mut store = ClickHouseStore { server, writer: writer.to_owned(), inherits, committed: 0, unsure: false };
+        if inherits.is_some() {
+            let writers = store.writers()?;
+            let new = !writers.iter().any(|w| w == writer);
+            let migrating =
+                writers.iter().any(|w| w.starts_with(COPY_WRITER)) && !writers.iter().any(|w| w == HANDOVER_WRITER);
+            if new && migrating {
+                // It would start from 0 and count entries the copied rows already hold.
+                return Err(StoreError::Backend(
+                    "plumb migrate is moving an install into this store and has not handed its queue over yet: \
+                     start workers once it says `queue handed over`"
+                        .into(),
+                ));
+            }
+        }
         store.committed = store.stored_position()?;
         Ok(store)
     }
@@ -377,10 +390,26 @@ impl EventWriter for ClickHouseStore {
     }
 }
 
+/// The server at `url`, with the database made if missing and its schema brought up to date.
+fn connect(url: &str) -> Result<Server> {
+    let server = Server::parse(url)?;
+    let create = format!("CREATE DATABASE IF NOT EXISTS {}{}", server.database, on_cluster(&server));
+    server.run(&create, false, WRITE_TIMEOUT)?;
+    migrate(&server)?;
+    Ok(server)
+}
+
 /// The query side: each call is one HTTP request, so readers need no shared state.
 pub struct ClickHouseReader {
     server: Server,
     timeout: Duration,
+}
+
+impl ClickHouseReader {
+    /// A reader alone (`plumb web`), for `clickhouse://HOST:HTTP_PORT/DB`.
+    pub fn open(url: &str, timeout: Duration) -> Result<ClickHouseReader> {
+        Ok(ClickHouseReader { server: connect(url)?, timeout })
+    }
 }
 
 impl EventReader for ClickHouseReader {}
