@@ -323,6 +323,12 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// A date is current somewhere on Earth from its midnight at UTC+14 until its end at UTC−12.
+/// The dates current somewhere on Earth at `now_ms` (those [`day_is_live`] holds for).
+pub fn live_days(now_ms: i64) -> impl Iterator<Item = i32> {
+    let today = now_ms.div_euclid(DAY_MS) as i32;
+    (today - 1..=today + 1).filter(move |d| day_is_live(*d, now_ms))
+}
+
 pub fn day_is_live(day: i32, now_ms: i64) -> bool {
     let start = day as i64 * DAY_MS - 14 * HOUR_MS;
     let end = (day as i64 + 1) * DAY_MS + 12 * HOUR_MS;
@@ -359,6 +365,10 @@ mod tests {
         assert!(day_is_live(d, midnight_utc - 14 * HOUR_MS));
         assert!(day_is_live(d, midnight_utc + DAY_MS + 12 * HOUR_MS - 1));
         assert!(!day_is_live(d, midnight_utc + DAY_MS + 12 * HOUR_MS));
+        // From UTC−12 to UTC+14: two dates at midnight UTC, three at 11:00, two again at noon.
+        assert_eq!(live_days(midnight_utc).collect::<Vec<_>>(), [d - 1, d]);
+        assert_eq!(live_days(midnight_utc + 11 * HOUR_MS).collect::<Vec<_>>(), [d - 1, d, d + 1]);
+        assert_eq!(live_days(midnight_utc + 12 * HOUR_MS).collect::<Vec<_>>(), [d, d + 1]);
     }
 
     #[test]

@@ -264,9 +264,7 @@ impl NatsQueue {
             append_timeout: config.append_timeout,
         })
     }
-}
 
-impl NatsQueue {
     /// The partition a message with `key` goes to.
     pub fn partition_of(&self, key: u64) -> u16 {
         (key % self.lanes.len() as u64) as u16

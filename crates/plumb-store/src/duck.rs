@@ -290,9 +290,7 @@ impl EventWriter for DuckStore {
     }
 
     fn position(&mut self) -> Result<u64> {
-        let seq: Option<u64> =
-            self.writer.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
-        Ok(seq.unwrap_or(0))
+        committed_position(&self.writer)
     }
 
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
@@ -339,9 +337,7 @@ impl DuckSnapshot {
 
     /// The queue position the rows were committed up to.
     pub fn position(&self) -> Result<u64> {
-        let seq: Option<u64> =
-            self.conn.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
-        Ok(seq.unwrap_or(0))
+        committed_position(&self.conn)
     }
 
     /// How many rows it holds; they are numbered `0..rows()` in a fixed order.
@@ -384,6 +380,13 @@ impl DuckSnapshot {
     pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
         Ok(ReaderHandle { conn: Mutex::new(self.conn.try_clone().map_err(backend)?), rollups: false, timeout })
     }
+}
+
+/// The queue position a store file's rows were committed up to (0 if none).
+fn committed_position(conn: &Connection) -> Result<u64> {
+    let seq: Option<u64> =
+        conn.query_row("SELECT max(seq) FROM pipeline_position", [], |r| r.get(0)).map_err(backend)?;
+    Ok(seq.unwrap_or(0))
 }
 
 /// Whether another process may hold the DuckDB file at `path` (a running server): only a file

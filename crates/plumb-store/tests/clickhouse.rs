@@ -54,6 +54,14 @@ fn row(i: usize) -> Row {
     }
 }
 
+/// An empty directory of this test's own.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn sorted(mut g: Vec<GroupSums>) -> Vec<GroupSums> {
     g.sort_by(|a, b| a.keys.cmp(&b.keys));
     g
@@ -122,9 +130,7 @@ fn clickhouse_answers_what_duckdb_answers() {
     let mut ch = ClickHouseStore::open(&server.url("plumb")).unwrap();
     ch.commit(&rows[..150], 1).unwrap();
     ch.commit(&rows[150..], 2).unwrap();
-    let dir = std::env::temp_dir().join(format!("plumb-ch-vs-duck-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("plumb-ch-vs-duck");
     let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
     duck.commit(&rows, 2).unwrap();
     let (ch_reader, duck_reader) = (ch.reader(Duration::from_secs(10)), duck.reader(Duration::from_secs(10)).unwrap());
@@ -220,9 +226,7 @@ fn every_statement_runs_and_answers_alike_on_a_current_clickhouse() {
     });
     let selects = statements.iter().filter(|s| s.sql.starts_with("SELECT")).count();
     assert!(selects > queries().len(), "{selects} queries recorded");
-    let dir = std::env::temp_dir().join(format!("plumb-chdb-replay-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("plumb-chdb-replay");
     // Answers are compared for reads; what writes answer (nothing) is not.
     let json: Vec<serde_json::Value> = statements
         .iter()
@@ -250,9 +254,7 @@ fn a_snapshot_copied_in_chunks_across_a_stop_holds_every_row_once() {
     use plumb_store::copy::{copy_rows, differences};
     let server = ClickHouseServer::start("copy");
     let url = server.url("plumb");
-    let dir = std::env::temp_dir().join(format!("plumb-ch-copy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("plumb-ch-copy");
     let rows: Vec<Row> = (0..1050).map(row).collect();
     let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
     duck.commit(&rows[..500], 40).unwrap();
@@ -313,9 +315,7 @@ fn a_sharded_replicated_cluster_answers_what_duckdb_answers() {
     first.commit(&rows[..100], 5).unwrap();
     second.commit(&rows[100..200], 7).unwrap();
     first.commit(&rows[200..], 9).unwrap();
-    let dir = std::env::temp_dir().join(format!("plumb-ch-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("plumb-ch-cluster");
     let mut duck = DuckStore::open(&dir.join("events.duckdb")).unwrap();
     duck.commit(&rows, 9).unwrap();
     let duck_reader = duck.reader(Duration::from_secs(10)).unwrap();

@@ -201,7 +201,7 @@ pub fn parse_store_url(s: &str) -> std::result::Result<String, String> {
     if s.starts_with("clickhouse://") {
         Ok(s.to_owned())
     } else {
-        Err("the event store can live on ClickHouse, as clickhouse://HOST:HTTP_PORT/DB".to_owned())
+        Err("the event store can live on ClickHouse, as clickhouse://HOST:HTTP_PORT/DB[?cluster=NAME]".to_owned())
     }
 }
 

@@ -23,7 +23,7 @@ use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::Handover;
 use plumb_query::DayRange;
 use plumb_queue::{Consumer, Entry, INDEX_BITS, NatsConfig, NatsQueue, SqliteConsumer};
-use plumb_store::{ClickHouseStore, DuckSnapshot, DuckStore, HANDOVER_WRITER, TsvRows};
+use plumb_store::{ClickHouseReader, ClickHouseStore, DuckSnapshot, DuckStore, HANDOVER_WRITER, TsvRows};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -164,7 +164,9 @@ pub fn run(config: &Config) -> Result<()> {
         );
     }
     let marker = ClickHouseStore::open_exact(store_url, HANDOVER_WRITER)?;
-    let position = if marker.writers()?.iter().any(|w| w == HANDOVER_WRITER) {
+    let writers = marker.writers()?;
+    let handed = writers.iter().any(|w| w == HANDOVER_WRITER);
+    let position = if handed {
         // Handed over already: the cluster runs and has its own metadata and rows by now, so
         // only the old queue's tail is left to do.
         println!("queue handed over earlier: going on with the old server's new entries");
@@ -186,14 +188,19 @@ pub fn run(config: &Config) -> Result<()> {
         // and the cluster sign a visitor alike whichever takes the hit.
         let meta = SqliteMeta::open(&config.meta_path())?;
         let now = chrono::Utc::now().timestamp_millis();
-        let today = (now / 86_400_000) as i32;
-        for day in today - 1..=today + 1 {
+        for day in plumb_meta::live_days(now) {
             meta.salt_for_day(day, now)?;
         }
         copy_metadata(config, &pg)?;
         position
     };
-    hand_over_queue(config, &handover, position, marker, queue_url)
+    if !handed && let Some(worker) = writers.iter().find(|w| !w.starts_with("migrate:")) {
+        bail!(
+            "a worker ({worker}) has written to ClickHouse already: workers start after the queue is handed over, \
+             or they count the entries handed over again; stop them and empty the database"
+        );
+    }
+    hand_over_queue(config, &handover, position, (!handed).then_some(marker), queue_url)
 }
 
 fn copy_metadata(config: &Config, pg: &PgMeta) -> Result<()> {
@@ -243,7 +250,7 @@ fn verify(config: &Config, snapshot: &DuckSnapshot, store_url: &str) -> Result<(
     };
     let meta = SqliteMeta::open(&config.meta_path())?;
     let ours = snapshot.reader(Duration::from_secs(600))?;
-    let theirs = ClickHouseStore::open_exact(store_url, "migrate: verify")?.reader(Duration::from_secs(600));
+    let theirs = ClickHouseReader::open(store_url, Duration::from_secs(600))?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut problems = Vec::new();
     for site in meta.list_sites()? {
@@ -264,7 +271,7 @@ fn hand_over_queue(
     config: &Config,
     handover: &Handover,
     position: u64,
-    mut marker: ClickHouseStore,
+    unhanded: Option<ClickHouseStore>,
     queue_url: &str,
 ) -> Result<()> {
     // A thread of its own keeps the NATS connection answering while this one waits.
@@ -275,14 +282,8 @@ fn hand_over_queue(
     handover.renew_hold()?;
     let mut spool = SqliteConsumer::open(&config.queue_path()).context("cannot open the queue file")?;
     let mut progress = Progress::load(handover)?;
-    let handed = marker.writers()?.iter().any(|w| w == HANDOVER_WRITER);
-    if !handed {
-        if let Some(worker) = marker.writers()?.into_iter().find(|w| !w.starts_with("migrate:")) {
-            bail!(
-                "a worker ({worker}) has written to ClickHouse already: workers start after the queue is handed \
-                 over, or they count the entries handed over again; stop them and empty the database"
-            );
-        }
+    // Not handed over yet: the marker's writer, to record where workers start.
+    if let Some(mut marker) = unhanded {
         let (batches, _) = runtime.block_on(nats.stream_state())?;
         if progress == Progress::default() && batches > 0 {
             bail!(
@@ -326,6 +327,8 @@ fn hand_over_queue(
     // Erased before the end is recorded: a rerun after a stop here erases what is left.
     let erased = erase(&mut spool, progress.entry)?;
     handover.finish()?;
+    // A copy of rows the data directory's own store still holds: nothing needs it any more.
+    let _ = std::fs::remove_file(handover.snapshot_path());
     println!(
         "the old server has stopped and every queue entry is handed over ({erased} erased from its queue file): \
          the migration is done; {} keeps the old data for as long as you want it",

@@ -230,13 +230,12 @@ fn worker(
 /// The API and dashboard alone (`plumb web`), over the shared store; current visitors come from
 /// the workers over NATS.
 fn web_alone(config: &Config, meta: &Arc<dyn MetaStore>) -> Result<(Arc<Web>, Option<Arc<LiveFeed>>)> {
-    if config.store.is_none() {
+    let Some(url) = &config.store else {
         anyhow::bail!(
             "plumb web needs the event store on a server (--store clickhouse://HOST:HTTP_PORT/DB): the embedded \
              DuckDB file is opened by plumb work alone"
         );
-    }
-    let Some(url) = &config.store else { unreachable!("checked above") };
+    };
     // Only read: a web process keeps no position and writes nothing.
     let reader: Arc<dyn EventReader> = Arc::new(
         ClickHouseReader::open(url, config.query_timeout).context("cannot open the event store on ClickHouse")?,

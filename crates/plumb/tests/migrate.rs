@@ -255,3 +255,40 @@ async fn an_embedded_install_moves_to_a_cluster_while_it_counts_and_nothing_is_l
     assert_eq!(left, 0, "the old queue still holds entries");
     drop(apart);
 }
+
+/// What `plumb migrate` cannot do it says, before touching anything.
+#[test]
+fn migrate_refuses_what_it_cannot_do_with_a_clear_error() {
+    let empty = temp_dir("migrate-refusals");
+    let cluster = [
+        "--meta",
+        "postgres://p@127.0.0.1:1/none",
+        "--queue",
+        "nats://127.0.0.1:1",
+        "--store",
+        "clickhouse://127.0.0.1:1/plumb",
+    ];
+    for (args, want) in [
+        (&[][..], "give --meta postgres://…, --store clickhouse://… and --queue nats://…"),
+        (&cluster[..2], "give --meta postgres://…, --store clickhouse://… and --queue nats://…"),
+        (&cluster[..], "holds no metadata"),
+    ] {
+        let out = Command::new(BIN).arg("--data-dir").arg(&empty).args(args).arg("migrate").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    // With something to move, the store's URL is checked in full.
+    let install = temp_dir("migrate-refusals-install");
+    for file in ["meta.db", "events.duckdb"] {
+        std::fs::write(install.join(file), b"").unwrap();
+    }
+    let bad_store = [&cluster[..4], &["--store", "clickhouse://127.0.0.1:1/plumb?cluster=a;b"]].concat();
+    for (args, want) in [
+        (bad_store, "has a query other than cluster=NAME"),
+        (cluster.to_vec(), "ClickHouse at 127.0.0.1:1: unreachable"),
+    ] {
+        let out = Command::new(BIN).arg("--data-dir").arg(&install).args(&args).arg("migrate").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -165,13 +165,18 @@ mod tests {
     #[test]
     fn urls_are_checked_and_values_escaped_both_ways() {
         let s = Server::parse("clickhouse://127.0.0.1:8123/plumb").unwrap();
-        assert_eq!((s.addr.as_str(), s.database.as_str()), ("127.0.0.1:8123", "plumb"));
+        assert_eq!((s.addr.as_str(), s.database.as_str(), s.cluster), ("127.0.0.1:8123", "plumb", None));
+        let c = Server::parse("clickhouse://ch1:8123/plumb?cluster=eu_1").unwrap();
+        assert_eq!((c.database.as_str(), c.cluster.as_deref()), ("plumb", Some("eu_1")));
         for bad in [
             "http://127.0.0.1:8123/plumb",
             "clickhouse://127.0.0.1:8123",
             "clickhouse://127.0.0.1/plumb",
             "clickhouse://127.0.0.1:8123/plumb;DROP",
             "clickhouse://u:secret@127.0.0.1:8123/plumb",
+            "clickhouse://127.0.0.1:8123/plumb?cluster=",
+            "clickhouse://127.0.0.1:8123/plumb?cluster=a;DROP",
+            "clickhouse://127.0.0.1:8123/plumb?replica=1",
         ] {
             let e = Server::parse(bad).unwrap_err().to_string();
             assert!(!e.contains("secret"), "{e}");
