@@ -206,12 +206,12 @@ pub fn run(rows: usize, clickhouse: bool) {
     fill(&mut store, rows, FIRST_DAY);
     let fill_secs = t.elapsed().as_secs_f64();
     let bytes: f64 = server
-        .query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'plumb' AND table = 'events' AND active")
+        .query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'plumb' AND active")
         .trim()
         .parse()
         .unwrap_or(f64::NAN);
     println!(
-        "ClickHouse {}: {rows} rows written in {fill_secs:.1} s ({:.0} rows/s, inserts of 100,000); {:.1} MB = {:.1} bytes/row",
+        "ClickHouse {}: {rows} rows written in {fill_secs:.1} s ({:.0} rows/s, commits of 100,000 with their rollups); {:.1} MB = {:.1} bytes/row",
         server.query("SELECT version()").trim(),
         rows as f64 / fill_secs,
         bytes / 1e6,

@@ -11,6 +11,7 @@
 //! attribute with a session bit gets a "first session with this value" measure. Over 100M rows
 //! they read thousands of rollup rows instead of millions of rows.
 
+use crate::sql::{Dialect, plain_sum};
 use crate::{Column, Sum, SumsQuery};
 use plumb_core::Row;
 use plumb_core::schema::{ATTRS, Attr, Counter, Rollups};
@@ -82,33 +83,33 @@ impl RollupTable {
         self.measures.iter().map(|m| m.column()).collect()
     }
 
-    /// `INSERT … SELECT` that fills the table from raw rows (for stores that had rows before the
-    /// table had its current layout).
-    pub fn backfill_sql(&self) -> Vec<String> {
+    /// `SELECT`s of the table's rows (site, day, keys, measures, in table order) summing the raw
+    /// rows of `source` that meet `condition`: what fills the table for rows that were stored
+    /// before it had its current layout, or whose rollup rows went missing.
+    pub fn select_sql(&self, d: &dyn Dialect, source: &str, condition: &str) -> Vec<String> {
         let sums = |dim: Option<Attr>| -> String {
-            let sums = self.measures.iter().map(|m| m.sum(dim).map_or_else(|| "0".to_owned(), crate::sql::plain_sum));
+            let sums = self.measures.iter().map(|m| m.sum(dim).map_or_else(|| "0".to_owned(), |s| plain_sum(d, s)));
             sums.collect::<Vec<_>>().join(", ")
         };
         // Keys are selected as given and grouped by the columns among them.
-        let insert = |keys: &[String], columns: &[String], sums: String| {
+        let select = |keys: &[String], columns: &[String], sums: String| {
             let group: Vec<&str> = ["site_id", "day"].into_iter().chain(columns.iter().map(String::as_str)).collect();
             format!(
-                "INSERT INTO {} SELECT site_id, day, {}, {sums} FROM events GROUP BY {}",
-                self.name,
+                "SELECT site_id, day, {}, {sums} FROM {source} WHERE {condition} GROUP BY {}",
                 keys.join(", "),
                 group.join(", ")
             )
         };
         if self.name == DAYS.name {
-            let total = insert(&["0".to_owned(), "''".to_owned()], &[], sums(None));
+            let total = select(&["0".to_owned(), "''".to_owned()], &[], sums(None));
             let dims = ATTRS.iter().map(|a| {
                 let column = a.column.to_owned();
-                insert(&[a.dim.to_string(), column.clone()], &[column], sums(Some(a.attr)))
+                select(&[a.dim.to_string(), column.clone()], &[column], sums(Some(a.attr)))
             });
             std::iter::once(total).chain(dims).collect()
         } else {
             let keys = self.key_names();
-            vec![insert(&keys, &keys, sums(None))]
+            vec![select(&keys, &keys, sums(None))]
         }
     }
 }
@@ -191,6 +192,11 @@ impl<K> Groups<K> {
 
     pub fn keys(&self) -> &[K] {
         &self.keys
+    }
+
+    /// The measures of group `i`, in table order.
+    pub fn sums(&self, i: usize) -> &[i64] {
+        &self.sums[i * self.width..][..self.width]
     }
 
     /// Measure `i` of every group, in key order.

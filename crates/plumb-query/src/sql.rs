@@ -107,9 +107,9 @@ fn column_sql(d: &dyn Dialect, c: &Column, params: &mut Vec<Param>) -> String {
 }
 
 /// A sum's SQL over `events`, for sums that need no parameter.
-pub(crate) fn plain_sum(s: Sum) -> String {
+pub(crate) fn plain_sum(d: &dyn Dialect, s: Sum) -> String {
     let mut params = Vec::new();
-    let sql = sum_sql(&DuckDialect, s, None, &mut params);
+    let sql = sum_sql(d, s, None, &mut params);
     debug_assert!(params.is_empty(), "{s:?} needs parameters");
     sql
 }

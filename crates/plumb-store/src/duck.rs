@@ -133,8 +133,8 @@ impl DuckStore {
         for table in rollup::tables() {
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {}; {}", table.name, rollup_ddl(table)))
                 .map_err(backend)?;
-            for sql in table.backfill_sql() {
-                tx.execute_batch(&sql).map_err(backend)?;
+            for select in table.select_sql(&DuckDialect, "events", "1 = 1") {
+                tx.execute_batch(&format!("INSERT INTO {} {select}", table.name)).map_err(backend)?;
             }
         }
         tx.execute("DELETE FROM rollup_layout", []).map_err(backend)?;
@@ -264,13 +264,15 @@ impl EventWriter for DuckStore {
         let _ = std::fs::remove_file(dest);
         let _ = std::fs::remove_file(format!("{}.wal", dest.display()));
         let dest_sql = dest.to_str().ok_or_else(|| StoreError::Backend(format!("{} is not UTF-8", dest.display())))?;
+        // Nothing commits meanwhile: the pipeline takes the snapshot between its commits.
+        let tables =
+            ["events", "pipeline_position", "schema_version"].into_iter().chain(rollup::tables().map(|t| t.name));
+        let copies: Vec<String> =
+            tables.map(|t| format!("CREATE TABLE migration_snapshot.{t} AS SELECT * FROM {t};")).collect();
         let copied = self.writer.execute_batch(&format!(
-            "ATTACH '{}' AS migration_snapshot;
-             CREATE TABLE migration_snapshot.events AS SELECT * FROM events;
-             CREATE TABLE migration_snapshot.pipeline_position AS SELECT * FROM pipeline_position;
-             CREATE TABLE migration_snapshot.schema_version AS SELECT * FROM schema_version;
-             CHECKPOINT migration_snapshot;",
-            dest_sql.replace('\'', "''")
+            "ATTACH '{}' AS migration_snapshot; {} CHECKPOINT migration_snapshot;",
+            dest_sql.replace('\'', "''"),
+            copies.concat()
         ));
         let detached = self.writer.execute_batch("DETACH DATABASE IF EXISTS migration_snapshot");
         copied
@@ -324,7 +326,6 @@ impl EventWriter for DuckStore {
 /// (see [`EventWriter::snapshot`]): what `plumb migrate` moves, while the server goes on.
 pub struct DuckSnapshot {
     conn: Connection,
-    columns: Vec<StoredColumn>,
 }
 
 impl DuckSnapshot {
@@ -332,7 +333,7 @@ impl DuckSnapshot {
         let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(backend)?;
         let conn = Connection::open_with_flags(path, config)
             .map_err(|e| StoreError::Backend(format!("cannot open the snapshot {}: {e}", path.display())))?;
-        Ok(Self { conn, columns: schema::event_columns() })
+        Ok(Self { conn })
     }
 
     /// The queue position the rows were committed up to.
@@ -340,9 +341,11 @@ impl DuckSnapshot {
         committed_position(&self.conn)
     }
 
-    /// How many rows it holds; they are numbered `0..rows()` in a fixed order.
-    pub fn rows(&self) -> Result<u64> {
-        self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).map_err(backend)
+    /// How many rows `table` holds; they are numbered `0..rows()` in a fixed order.
+    pub fn rows(&self, table: &str) -> Result<u64> {
+        self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(|e| {
+            StoreError::Backend(format!("cannot count the snapshot's {table} (a snapshot from an older Plumb?): {e}"))
+        })
     }
 
     /// The earliest day any site has rows for.
@@ -350,25 +353,30 @@ impl DuckSnapshot {
         self.conn.query_row("SELECT min(day) FROM events WHERE site_id > 0", [], |r| r.get(0)).map_err(backend)
     }
 
-    /// Calls `f` with the stored values of rows `from..to`, a row at a time, in stored column order.
-    pub fn read(&self, from: u64, to: u64, mut f: impl FnMut(&[Value<'_>])) -> Result<()> {
-        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+    /// Calls `f` with the values of `columns` (name, whether it holds text) of rows `from..to`
+    /// of `table`, a row at a time.
+    pub fn read(
+        &self,
+        table: &str,
+        columns: &[(String, bool)],
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(&[Value<'_>]),
+    ) -> Result<()> {
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {} FROM events WHERE rowid >= ? AND rowid < ? ORDER BY rowid", names.join(", ")))
+            .prepare(&format!("SELECT {} FROM {table} WHERE rowid >= ? AND rowid < ? ORDER BY rowid", names.join(", ")))
             .map_err(backend)?;
         let mut rows = stmt.query(params![from, to]).map_err(backend)?;
-        let mut values = Vec::with_capacity(self.columns.len());
+        let mut values = Vec::with_capacity(columns.len());
         while let Some(r) = rows.next().map_err(backend)? {
             values.clear();
-            for (i, c) in self.columns.iter().enumerate() {
-                values.push(match c.ty {
-                    ColumnType::Int(_) | ColumnType::OptionalInt(_) => {
-                        r.get::<_, Option<i64>>(i).map_err(backend)?.map_or(Value::Null, Value::Int)
-                    }
-                    ColumnType::Text | ColumnType::OptionalText => {
-                        r.get::<_, Option<String>>(i).map_err(backend)?.map_or(Value::Null, |t| Value::Text(t.into()))
-                    }
+            for (i, (_, text)) in columns.iter().enumerate() {
+                values.push(if *text {
+                    r.get::<_, Option<String>>(i).map_err(backend)?.map_or(Value::Null, |t| Value::Text(t.into()))
+                } else {
+                    r.get::<_, Option<i64>>(i).map_err(backend)?.map_or(Value::Null, Value::Int)
                 });
             }
             f(&values);
@@ -376,7 +384,7 @@ impl DuckSnapshot {
         Ok(())
     }
 
-    /// Sums over the snapshot's rows (it has no rollups).
+    /// Sums over the snapshot's raw rows (its rollups are copied, not read).
     pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
         Ok(ReaderHandle { conn: Mutex::new(self.conn.try_clone().map_err(backend)?), rollups: false, timeout })
     }

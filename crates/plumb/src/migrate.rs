@@ -23,7 +23,7 @@ use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::Handover;
 use plumb_query::DayRange;
 use plumb_queue::{Consumer, Entry, INDEX_BITS, NatsConfig, NatsQueue, SqliteConsumer};
-use plumb_store::{ClickHouseReader, ClickHouseStore, DuckSnapshot, DuckStore, HANDOVER_WRITER, TsvRows};
+use plumb_store::{ClickHouseReader, ClickHouseStore, DuckSnapshot, DuckStore, HANDOVER_WRITER};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -176,13 +176,13 @@ pub fn run(config: &Config) -> Result<()> {
         copy_metadata(config, &pg)?;
         let snapshot = take_snapshot(config, &handover)?;
         let position = snapshot.position()?;
-        println!("snapshot: {} rows, committed up to queue entry {position}", snapshot.rows()?);
+        println!("snapshot: {} rows, committed up to queue entry {position}", snapshot.rows("events")?);
         let mut bar = Bar::new("rows");
         let rows = plumb_store::copy::copy_rows(&snapshot, store_url, plumb_store::copy::CHUNK_ROWS, |done, total| {
             bar.show(done, Some(total))
         })
         .context("cannot copy the rows into ClickHouse (run plumb migrate again to go on)")?;
-        println!("rows: {rows} in ClickHouse");
+        println!("rows: {rows} in ClickHouse, with their rollups");
         verify(config, &snapshot, store_url)?;
         // The salts of every date now current, made before the last copy, so that the old server
         // and the cluster sign a visitor alike whichever takes the hit.
@@ -302,7 +302,9 @@ fn hand_over_queue(
             );
         }
         let start = (progress.batch << INDEX_BITS) | ((1 << INDEX_BITS) - 1);
-        marker.commit_tsv(&TsvRows::new(start)).context("cannot record the hand-over position in ClickHouse")?;
+        marker
+            .commit_tsv("events", &marker.rows("events", start))
+            .context("cannot record the hand-over position in ClickHouse")?;
         println!(
             "queue handed over (workers start at position {start}): start the workers, then the collectors, and \
              move traffic to them; stop this server once it gets none. Until then what it still takes is handed \

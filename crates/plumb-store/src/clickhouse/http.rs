@@ -73,8 +73,9 @@ impl Server {
         stream.set_read_timeout(Some(timeout)).and_then(|()| stream.set_write_timeout(Some(timeout))).ok();
         let database = if in_database { format!("&database={}", self.database) } else { String::new() };
         let head = format!(
-            "POST /?max_execution_time={}{database} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            "POST /?max_execution_time={}&max_insert_block_size={}{database} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
             timeout.as_secs().max(1),
+            super::log::MAX_INSERT_ROWS,
             self.addr,
             sql.len()
         );

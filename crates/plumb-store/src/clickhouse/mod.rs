@@ -1,33 +1,36 @@
 //! ClickHouse backend, over its HTTP interface, in SQL that ClickHouse 18.16 and current versions
-//! both run. The same rows as DuckDB's (one column per `plumb_core::schema` column, plus `_pos`,
-//! the queue position of the batch that wrote the row), queried with the same compiler in
-//! [`ClickHouseDialect`]; no rollups yet (ClickHouse scans raw rows fast).
+//! both run. The same rows and rollups as DuckDB's (`schema.rs` derives the tables from
+//! `plumb_core::schema` and `plumb_query::rollup`), queried with the same compiler in
+//! [`ClickHouseDialect`].
 //!
-//! On a cluster (`?cluster=NAME` in the URL: its `remote_servers` entry, with ZooKeeper), the rows
-//! go to `events_local`, a `ReplicatedMergeTree` per shard, and queries read `events`, a
+//! On a cluster (`?cluster=NAME` in the URL: its `remote_servers` entry, with ZooKeeper), rows go
+//! to each table's `<name>_local`, replicated per shard, and queries read `<name>`, a
 //! `Distributed` table over every shard; DDL runs `ON CLUSTER`. A writer inserts into the shard of
-//! the server it is connected to, and reads its own markers there (that server has every insert it
-//! made, whatever the replication lag).
+//! the server it is connected to.
 //!
-//! Exactly-once without transactions: the table is one partition, so one `INSERT` of fewer than
-//! `max_insert_block_size` (1,048,576) rows is one part, written whole or not at all. Each commit
-//! is one such insert: the batch's rows and a marker row (site 0, every counter 0) carrying the
-//! position and, as its hostname, the writer's name. A writer's committed position is the largest
-//! of its markers, so workers reading different queue partitions write side by side; a commit
-//! whose answer was lost is looked up before it is sent again.
+//! Exactly-once without transactions (`log.rs`): each insert is one part holding a marker of the
+//! writer's position, in every table. A commit inserts the batch's rows into `events`, then its
+//! rollup rows into each rollup table. A rollup table whose markers lag behind `events`' (a
+//! crash between the inserts) is brought up to date from the writer's rows in `events`, summed
+//! by the server, before the writer goes on.
 
 pub(crate) mod http;
+mod log;
+mod schema;
+
+pub use log::TsvRows;
 
 use crate::{EventReader, EventWriter, Result, StoreError};
 use http::{Server, quote, tsv, untsv};
+use log::Log;
 use plumb_core::Row;
-use plumb_core::schema::{self, Attr, ColumnType, IntType, StoredColumn, Value};
-use plumb_query::sql::{ClickHouseDialect, Param, compile};
+use plumb_core::schema::{self as columns, ColumnType};
+use plumb_query::rollup::{self, Groups, KeyType, RollupTable};
+use plumb_query::sql::{ClickHouseDialect, Param, compile_best};
 use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
+use schema::{ddl_name, event_column_names, local_name, on_cluster, rollup_columns};
 use std::time::Duration;
 
-/// The column a marker row names its writer in.
-const MARKER_WRITER: Attr = Attr::Hostname;
 /// The writer whose marker holds the queue position `plumb migrate` handed an embedded install's
 /// queue over at: a worker with no marker of its own starts from it (see [`ClickHouseStore::open_as`]).
 pub const HANDOVER_WRITER: &str = "migrate: queue";
@@ -35,156 +38,29 @@ pub const HANDOVER_WRITER: &str = "migrate: queue";
 pub(crate) const COPY_WRITER: &str = "migrate: rows";
 /// Statements of the writer and of migrations may take this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most rows one commit may hold: more would not be one part (see the module's notes).
+/// The most rows one commit may hold.
 pub const MAX_COMMIT_ROWS: usize = 1_000_000;
+/// Rows of `events` summed into one insert when a rollup table is brought up to date: the
+/// rollup rows of a commit or a few.
+const CATCH_UP_ROWS: u64 = 100_000;
 
-fn int_type(t: IntType) -> &'static str {
-    match t {
-        IntType::I8 => "Int8",
-        IntType::U8 => "UInt8",
-        IntType::U16 => "UInt16",
-        IntType::I32 => "Int32",
-        IntType::U32 => "UInt32",
-        IntType::I64 => "Int64",
-    }
-}
-
-/// A column's ClickHouse type and the default older rows get when it is added later.
-fn column_type(t: ColumnType) -> (String, &'static str) {
-    match t {
-        ColumnType::Int(t) => (int_type(t).to_owned(), "0"),
-        ColumnType::Text => ("String".to_owned(), "''"),
-        ColumnType::OptionalInt(t) => (format!("Nullable({})", int_type(t)), "NULL"),
-        ColumnType::OptionalText => ("Nullable(String)".to_owned(), "NULL"),
-    }
-}
-
-/// The table rows are written to: on a cluster, each server's `events_local` (a replicated table
-/// per shard), which the `events` table (Distributed) reads from all shards.
-fn local_table(server: &Server) -> &'static str {
-    if server.cluster.is_some() { "events_local" } else { "events" }
-}
-
-/// A table named in DDL: on a cluster with its database, as every other server runs the statement
-/// in its default database.
-fn ddl_name(server: &Server, table: &str) -> String {
-    match server.cluster {
-        None => table.to_owned(),
-        Some(_) => format!("{}.{table}", server.database),
-    }
-}
-
-/// ` ON CLUSTER name` for statements every server of a cluster must run.
-fn on_cluster(server: &Server) -> String {
-    server.cluster.as_ref().map_or_else(String::new, |c| format!(" ON CLUSTER {c}"))
-}
-
-/// The engine of a table of the store: on a cluster, replicated (its shard's replicas share it
-/// through ZooKeeper), so an insert reaches every replica whole.
-fn engine(server: &Server, table: &str) -> String {
-    match server.cluster {
-        None => "MergeTree()".to_owned(),
-        Some(_) => {
-            format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}')", server.database)
-        }
-    }
-}
-
-fn has_column(server: &Server, table: &str, column: &str) -> Result<bool> {
-    let n = server.run(
-        &format!(
-            "SELECT count() FROM system.columns WHERE database = {} AND table = {} AND name = {}",
-            quote(&server.database),
-            quote(table),
-            quote(column)
-        ),
-        true,
-        WRITE_TIMEOUT,
-    )?;
-    Ok(n.trim() != "0")
-}
-
-/// Brings the store from schema version `version - 1` to `version`: the first creates the table,
-/// each later one adds the columns of that version (a column already there, from a migration cut
-/// short, is left; 18.16 has no `ADD COLUMN IF NOT EXISTS`).
-fn migrate_to(server: &Server, version: u32) -> Result<()> {
-    let run = |sql: String| server.run(&sql, true, WRITE_TIMEOUT).map(drop);
-    let (local, oc) = (local_table(server), on_cluster(server));
-    let (local_ddl, events_ddl) = (ddl_name(server, local), ddl_name(server, "events"));
-    let columns: Vec<StoredColumn> = schema::event_columns().into_iter().filter(|c| c.since == version).collect();
-    if version == 1 {
-        let defs: Vec<String> = columns.iter().map(|c| format!("{} {}", c.name, column_type(c.ty).0)).collect();
-        // No PARTITION BY: one partition, so that an insert is one part (exactly-once).
-        run(format!(
-            "CREATE TABLE IF NOT EXISTS {local_ddl}{oc} ({}, _pos UInt64) ENGINE = {} ORDER BY (site_id, day)",
-            defs.join(", "),
-            engine(server, "events")
-        ))?;
-    }
-    for c in columns.iter().filter(|_| version > 1) {
-        if !has_column(server, local, c.name)? {
-            let (ty, default) = column_type(c.ty);
-            run(format!("ALTER TABLE {local_ddl}{oc} ADD COLUMN {} {ty} DEFAULT {default}", c.name))?;
-        }
-    }
-    if let Some(cluster) = &server.cluster {
-        // A Distributed table takes its columns from the local table when it is made.
-        run(format!("DROP TABLE IF EXISTS {events_ddl}{oc}"))?;
-        run(format!(
-            "CREATE TABLE {events_ddl}{oc} AS {local_ddl} ENGINE = Distributed({cluster}, {}, events_local)",
-            server.database
-        ))?;
-    }
-    Ok(())
-}
-
-/// Rows for one insert, as ClickHouse's TabSeparated lines, each ending with the commit's
-/// position (the `_pos` column).
-pub struct TsvRows {
-    body: String,
-    position: u64,
-    rows: usize,
-}
-
-impl TsvRows {
-    pub fn new(position: u64) -> TsvRows {
-        TsvRows { body: String::new(), position, rows: 0 }
-    }
-
-    /// One row's values, in [`schema::event_columns`] order.
-    pub fn push<'a>(&mut self, values: impl IntoIterator<Item = Value<'a>>) {
-        for v in values {
-            match v {
-                Value::Int(i) => self.body.push_str(&i.to_string()),
-                Value::Text(t) => tsv(&t, &mut self.body),
-                Value::Null => self.body.push_str("\\N"),
-            }
-            self.body.push('\t');
-        }
-        self.body.push_str(&self.position.to_string());
-        self.body.push('\n');
-        self.rows += 1;
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
+/// How the store's writer came to write.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// A worker: it inserts rows and their rollups, and starts from the position `plumb migrate`
+    /// handed the queue over at while it has none of its own.
+    Worker,
+    /// `plumb migrate`'s copy: each table's rows are copied as they are, rollups included.
+    Copy,
 }
 
 /// The event store on a ClickHouse server; [`ClickHouseStore::reader`] gives the query side.
 pub struct ClickHouseStore {
     server: Server,
-    /// Whose markers are this writer's (see the module's notes).
-    writer: String,
-    /// Whose position this writer starts from while it has no marker of its own.
-    inherits: Option<&'static str>,
-    committed: u64,
-    /// A statement failed with its outcome unknown: the next commit looks first.
-    unsure: bool,
+    events: Log,
+    /// One per table of `rollup::tables()`, in that order.
+    rollups: Vec<Log>,
+    role: Role,
 }
 
 impl ClickHouseStore {
@@ -198,23 +74,23 @@ impl ClickHouseStore {
     /// that has committed nothing yet starts from the position `plumb migrate` handed the queue
     /// over at, if it did.
     pub fn open_as(url: &str, writer: &str) -> Result<Self> {
-        Self::open_writer(url, writer, Some(HANDOVER_WRITER))
+        Self::open_writer(url, writer, Role::Worker)
     }
 
-    /// A writer that starts from its own markers alone (`plumb migrate`'s).
+    /// A writer that copies rows as they are and starts from its own markers alone (`plumb
+    /// migrate`'s).
     pub fn open_exact(url: &str, writer: &str) -> Result<Self> {
-        Self::open_writer(url, writer, None)
+        Self::open_writer(url, writer, Role::Copy)
     }
 
-    fn open_writer(url: &str, writer: &str, inherits: Option<&'static str>) -> Result<Self> {
+    fn open_writer(url: &str, writer: &str, role: Role) -> Result<Self> {
         let server = connect(url)?;
-        let mut store = ClickHouseStore { server, writer: writer.to_owned(), inherits, committed: 0, unsure: false };
-        if inherits.is_some() {
-            let writers = store.writers()?;
-            let new = !writers.iter().any(|w| w == writer);
-            let migrating =
-                writers.iter().any(|w| w.starts_with(COPY_WRITER)) && !writers.iter().any(|w| w == HANDOVER_WRITER);
-            if new && migrating {
+        let mut events =
+            Log::open(&server, local_name(&server, "events"), &event_column_names(), events_marker(), writer)?;
+        let fresh = role == Role::Worker && events.stored(&server)?.is_none();
+        if fresh {
+            let writers = writers(&server)?;
+            if writers.iter().any(|w| w.starts_with(COPY_WRITER)) && !writers.iter().any(|w| w == HANDOVER_WRITER) {
                 // It would start from 0 and count entries the copied rows already hold.
                 return Err(StoreError::Backend(
                     "plumb migrate is moving an install into this store and has not handed its queue over yet: \
@@ -222,8 +98,24 @@ impl ClickHouseStore {
                         .into(),
                 ));
             }
+            events.committed = log::markers(&server, "events", HANDOVER_WRITER)?.unwrap_or(0);
         }
-        store.committed = store.stored_position()?;
+        let mut rollups = Vec::new();
+        for t in rollup::tables() {
+            let columns: Vec<String> = rollup_columns(t).into_iter().map(|(n, _)| n).collect();
+            let mut log = Log::open(&server, local_name(&server, t.name), &columns, rollup_marker(t), writer)?;
+            if fresh {
+                // Its rollups start where its rows do.
+                log.committed = events.committed;
+            }
+            rollups.push(log);
+        }
+        let mut store = ClickHouseStore { server, events, rollups, role };
+        if role == Role::Worker {
+            for i in 0..store.rollups.len() {
+                store.catch_up(i, store.events.committed)?;
+            }
+        }
         Ok(store)
     }
 
@@ -235,141 +127,177 @@ impl ClickHouseStore {
         self.server.run(sql, true, WRITE_TIMEOUT)
     }
 
-    /// The largest of this writer's markers, read where it writes them (on a cluster, the server
-    /// it is connected to has every insert it made); with none, the inherited writer's, from all.
-    fn stored_position(&self) -> Result<u64> {
-        let position = |table: &str, writer: &str| -> Result<(u64, u64)> {
-            let answer = self.write(&format!(
-                "SELECT count(), max(_pos) FROM {table} WHERE site_id = 0 AND {} = {}",
-                MARKER_WRITER.column(),
-                quote(writer)
-            ))?;
-            let mut fields = answer.split_whitespace().map(str::parse::<u64>);
-            match (fields.next(), fields.next()) {
-                (Some(Ok(n)), Some(Ok(max))) => Ok((n, max)),
-                _ => Err(StoreError::Backend(format!("ClickHouse answered `{answer}` for a position"))),
-            }
-        };
-        let (markers, own) = position(local_table(&self.server), &self.writer)?;
-        match self.inherits {
-            Some(writer) if markers == 0 => Ok(position("events", writer)?.1),
-            _ => Ok(own),
-        }
-    }
-
-    /// One insert: the rows and the position's marker.
-    fn insert(&self, rows: &TsvRows) -> Result<()> {
-        // The marker: site 0 (no site has it), the writer as hostname, zeros and empty text.
-        let mut marker = TsvRows { body: String::new(), position: rows.position, rows: 0 };
-        marker.push(schema::event_columns().into_iter().map(|c| match c.ty {
-            _ if c.name == MARKER_WRITER.column() => Value::Text(self.writer.as_str().into()),
-            ColumnType::Int(_) => Value::Int(0),
-            ColumnType::Text => Value::Text("".into()),
-            ColumnType::OptionalInt(_) | ColumnType::OptionalText => Value::Null,
-        }));
-        let names: Vec<&str> = schema::event_columns().iter().map(|c| c.name).collect();
-        let table = local_table(&self.server);
-        let head = format!("INSERT INTO {table} ({}, _pos) FORMAT TabSeparated\n", names.join(", "));
-        self.write(&format!("{head}{}{}", rows.body, marker.body)).map(drop)
-    }
-
     /// The name of every writer with a marker.
     pub fn writers(&self) -> Result<Vec<String>> {
-        let answer =
-            self.write(&format!("SELECT DISTINCT {} FROM events WHERE site_id = 0", MARKER_WRITER.column()))?;
-        Ok(answer.lines().filter(|l| !l.is_empty()).map(untsv).collect())
+        writers(&self.server)
     }
 
-    /// Stores `rows` and moves the position to theirs in one insert, exactly once (see the
-    /// module's notes): [`EventWriter::commit`] for rows read from elsewhere.
-    pub fn commit_tsv(&mut self, rows: &TsvRows) -> Result<()> {
-        let position = rows.position;
-        if rows.len() >= MAX_COMMIT_ROWS {
-            return Err(StoreError::Backend(format!(
-                "a commit of {} rows is more than one ClickHouse insert writes whole ({MAX_COMMIT_ROWS})",
-                rows.len()
-            )));
+    /// Empty rows for `table` (`events` or a rollup table) at `position`, to fill and commit with
+    /// [`commit_tsv`](Self::commit_tsv).
+    pub fn rows(&self, table: &str, position: u64) -> TsvRows {
+        if table == "events" { TsvRows::marked(&self.events.writer, position) } else { TsvRows::plain(position) }
+    }
+
+    /// The position this writer reached in `table`.
+    pub fn table_position(&mut self, table: &str) -> Result<u64> {
+        let server = self.server.clone();
+        let log = self.log(table)?;
+        log.settle(&server)?;
+        Ok(log.committed)
+    }
+
+    fn log(&mut self, table: &str) -> Result<&mut Log> {
+        if table == "events" {
+            return Ok(&mut self.events);
         }
-        if self.unsure {
-            // The last insert may have been stored though its answer was lost: never twice.
-            self.committed = self.stored_position()?;
-            self.unsure = false;
-            if self.committed >= position {
-                return Ok(());
-            }
+        let i = rollup::tables().iter().position(|t| t.name == table);
+        i.map(|i| &mut self.rollups[i]).ok_or_else(|| StoreError::Backend(format!("the store has no table {table}")))
+    }
+
+    /// Stores `rows` into `table` and moves this writer's position there to theirs, exactly once
+    /// (see `log.rs`): what `plumb migrate` copies tables with.
+    pub fn commit_tsv(&mut self, table: &str, rows: &TsvRows) -> Result<()> {
+        let server = self.server.clone();
+        self.log(table)?.append(&server, rows)
+    }
+
+    /// Brings rollup table `i` up to `to` from this writer's rows in `events` (summed by the
+    /// server), a few commits per insert.
+    fn catch_up(&mut self, i: usize, to: u64) -> Result<()> {
+        self.rollups[i].settle(&self.server)?;
+        let from = self.rollups[i].committed;
+        if from >= to {
+            return Ok(());
         }
-        match self.insert(rows) {
-            Ok(()) => {
-                self.committed = position;
-                Ok(())
+        let (events, writer) = (local_name(&self.server, "events"), quote(&self.rollups[i].writer));
+        let mine = format!("_writer = {writer} AND _pos > {from} AND _pos <= {to}");
+        // The commits in between and their rows, to sum a bounded number of rows at a time.
+        let commits =
+            self.write(&format!("SELECT _pos, count() FROM {events} WHERE {mine} GROUP BY _pos ORDER BY _pos"))?;
+        let mut steps: Vec<u64> = Vec::new();
+        let mut rows = 0;
+        for line in commits.lines().filter(|l| !l.is_empty()) {
+            let parsed =
+                line.split_once('\t').and_then(|(p, n)| Some((p.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+            let Some((position, n)) = parsed else {
+                return Err(StoreError::Backend(format!("ClickHouse answered `{line}` for a commit's rows")));
+            };
+            // A step ends at a commit's position; the next commit starts a new one when full.
+            if rows > 0 && rows + n > CATCH_UP_ROWS {
+                rows = 0;
+            } else {
+                steps.pop();
             }
-            Err(e) => {
-                self.unsure = true;
-                Err(e)
-            }
+            steps.push(position);
+            rows += n;
         }
+        if steps.last() != Some(&to) {
+            steps.push(to);
+        }
+        let table = rollup::tables()[i];
+        let mut after = from;
+        for step in steps {
+            let condition = format!("site_id <> 0 AND _writer = {writer} AND _pos > {after} AND _pos <= {step}");
+            let mut rows = TsvRows::plain(step);
+            for select in table.select_sql(&ClickHouseDialect, &events, &condition) {
+                let answer = self.write(&format!("{select} FORMAT TabSeparated"))?;
+                answer.lines().filter(|l| !l.is_empty()).for_each(|l| rows.push_line(l));
+            }
+            self.rollups[i].append(&self.server, &rows)?;
+            after = step;
+        }
+        Ok(())
     }
 }
 
-/// Brings the schema up to `schema::version()`, recording each version reached in `plumb_schema`
-/// (on a cluster: written to the shard's replicated `plumb_schema_local`, read from all shards).
-fn migrate(server: &Server) -> Result<()> {
-    let oc = on_cluster(server);
-    let versions = match &server.cluster {
-        None => {
-            server.run(
-                "CREATE TABLE IF NOT EXISTS plumb_schema (version UInt32) ENGINE = TinyLog",
-                true,
-                WRITE_TIMEOUT,
-            )?;
-            "plumb_schema"
+/// The marker row of `events` up to its `_writer`: site 0, zeros, empty text and NULLs.
+fn events_marker() -> String {
+    let values = columns::event_columns().into_iter().map(|c| match c.ty {
+        ColumnType::Int(_) => "0",
+        ColumnType::Text => "",
+        ColumnType::OptionalInt(_) | ColumnType::OptionalText => "\\N",
+    });
+    values.collect::<Vec<_>>().join("\t")
+}
+
+/// The marker row of a rollup table up to its `_writer`: site 0, day 0, keys empty, and a measure
+/// of 1, as a row whose measures are all 0 is removed when parts merge.
+fn rollup_marker(t: &RollupTable) -> String {
+    let keys = t.keys.iter().map(|(_, ty)| match ty {
+        KeyType::Code => "0",
+        KeyType::Text => "",
+    });
+    let measures = (0..t.measures.len()).map(|i| if i == 0 { "1" } else { "0" });
+    ["0", "0"].into_iter().chain(keys).chain(measures).collect::<Vec<_>>().join("\t")
+}
+
+/// A batch's rows of a rollup table, each group's key written by `key`.
+fn rollup_rows<K>(groups: &Groups<K>, position: u64, key: impl Fn(&K, &mut String)) -> TsvRows {
+    let mut rows = TsvRows::plain(position);
+    for (i, k) in groups.keys().iter().enumerate() {
+        key(k, rows.body());
+        for sum in groups.sums(i) {
+            rows.body().push('\t');
+            rows.body().push_str(&sum.to_string());
         }
-        Some(cluster) => {
-            let db = &server.database;
-            let local = format!(
-                "CREATE TABLE IF NOT EXISTS {db}.plumb_schema_local{oc} (version UInt32) ENGINE = {} ORDER BY version",
-                engine(server, "plumb_schema")
-            );
-            server.run(&local, true, WRITE_TIMEOUT)?;
-            let all = format!(
-                "CREATE TABLE IF NOT EXISTS {db}.plumb_schema{oc} AS {db}.plumb_schema_local \
-                 ENGINE = Distributed({cluster}, {db}, plumb_schema_local)"
-            );
-            server.run(&all, true, WRITE_TIMEOUT)?;
-            "plumb_schema_local"
-        }
-    };
-    let found: u32 =
-        server.run("SELECT max(version) FROM plumb_schema", true, WRITE_TIMEOUT)?.trim().parse().unwrap_or(0);
-    let known = schema::version();
-    if found > known {
-        return Err(StoreError::Backend(format!(
-            "ClickHouse database {} has schema version {found}, newer than this Plumb knows ({known}): run a newer Plumb",
-            server.database
-        )));
+        rows.end_row();
     }
-    for version in found + 1..=known {
-        migrate_to(server, version)?;
-        server.run(&format!("INSERT INTO {versions} VALUES ({version})"), true, WRITE_TIMEOUT)?;
-    }
-    Ok(())
+    rows
+}
+
+/// The name of every writer with a marker in `events`.
+fn writers(server: &Server) -> Result<Vec<String>> {
+    let answer = server.run("SELECT DISTINCT _writer FROM events WHERE site_id = 0", true, WRITE_TIMEOUT)?;
+    Ok(answer.lines().filter(|l| !l.is_empty()).map(untsv).collect())
 }
 
 impl EventWriter for ClickHouseStore {
     fn position(&mut self) -> Result<u64> {
-        Ok(self.committed)
+        self.events.settle(&self.server)?;
+        Ok(self.events.committed)
     }
 
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
-        let columns = schema::event_columns();
-        let mut tsv = TsvRows::new(position);
-        for row in rows {
-            tsv.push(columns.iter().map(|c| c.value(row)));
+        if rows.len() >= MAX_COMMIT_ROWS {
+            return Err(StoreError::Backend(format!("a commit of {} rows is more than {MAX_COMMIT_ROWS}", rows.len())));
         }
-        self.commit_tsv(&tsv)
+        if self.role != Role::Worker {
+            return Err(StoreError::Backend("plumb migrate's writer copies rows; it commits none".into()));
+        }
+        let before = self.events.committed;
+        let columns = columns::event_columns();
+        let mut stored = TsvRows::marked(&self.events.writer, position);
+        for row in rows {
+            stored.push(columns.iter().map(|c| c.value(row)));
+        }
+        self.events.append(&self.server, &stored)?;
+        for (i, table) in rollup::tables().into_iter().enumerate() {
+            self.rollups[i].settle(&self.server)?;
+            if self.rollups[i].committed >= position {
+                continue;
+            }
+            // Rollup rows of earlier commits are missing (an insert failed): first those.
+            self.catch_up(i, before.min(position))?;
+            let summed = if table.name == rollup::DAYS.name {
+                rollup_rows(&rollup::aggregate(rows), position, |(site, day, dim, value), out| {
+                    out.push_str(&format!("{site}\t{day}\t{dim}\t"));
+                    tsv(value, out);
+                })
+            } else {
+                rollup_rows(&rollup::cube_aggregate(rows), position, |(site, day, values), out| {
+                    out.push_str(&format!("{site}\t{day}"));
+                    for v in values {
+                        out.push('\t');
+                        tsv(v, out);
+                    }
+                })
+            };
+            self.rollups[i].append(&self.server, &summed)?;
+        }
+        Ok(())
     }
 
-    /// About one insert a second under load: each insert is a part ClickHouse must merge, and
+    /// About one commit a second under load: each insert is a part ClickHouse must merge, and
     /// many small ones make it refuse inserts ("too many parts").
     fn commit_interval(&self) -> Duration {
         Duration::from_secs(1)
@@ -379,14 +307,25 @@ impl EventWriter for ClickHouseStore {
         if site_id == 0 {
             return Ok(0);
         }
-        let n: u64 =
-            self.write(&format!("SELECT count() FROM events WHERE site_id = {site_id}"))?.trim().parse().unwrap_or(0);
-        if n > 0 {
-            // A mutation: ClickHouse rewrites the parts in the background (on every shard).
-            let (local, oc) = (ddl_name(&self.server, local_table(&self.server)), on_cluster(&self.server));
-            self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE site_id = {site_id}"))?;
+        let oc = on_cluster(&self.server);
+        let mut events = 0;
+        // Table by table, so that a deletion cut short and called again finishes the rest.
+        for table in std::iter::once("events").chain(rollup::tables().map(|t| t.name)) {
+            let n: u64 = self
+                .write(&format!("SELECT count() FROM {table} WHERE site_id = {site_id}"))?
+                .trim()
+                .parse()
+                .map_err(|e| StoreError::Backend(format!("ClickHouse answered no count of {table}: {e}")))?;
+            if table == "events" {
+                events = n;
+            }
+            if n > 0 {
+                // A mutation: ClickHouse rewrites the parts in the background (on every shard).
+                let local = ddl_name(&self.server, &local_name(&self.server, table));
+                self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE site_id = {site_id}"))?;
+            }
         }
-        Ok(n)
+        Ok(events)
     }
 }
 
@@ -395,7 +334,7 @@ fn connect(url: &str) -> Result<Server> {
     let server = Server::parse(url)?;
     let create = format!("CREATE DATABASE IF NOT EXISTS {}{}", server.database, on_cluster(&server));
     server.run(&create, false, WRITE_TIMEOUT)?;
-    migrate(&server)?;
+    schema::migrate(&server)?;
     Ok(server)
 }
 
@@ -416,7 +355,7 @@ impl EventReader for ClickHouseReader {}
 
 impl SumsBackend for ClickHouseReader {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
-        let (sql, params) = compile(&ClickHouseDialect, q);
+        let (sql, params) = compile_best(&ClickHouseDialect, q);
         // At most one group more than an answer may hold, to tell that it would be too many.
         let sql = if q.group_by.is_empty() { sql } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
         let answer = self.server.run(&format!("{} FORMAT TabSeparated", inline(&sql, &params)), true, self.timeout)?;
