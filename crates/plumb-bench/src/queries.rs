@@ -123,8 +123,9 @@ fn fill(store: &mut dyn EventWriter, rows: usize, first_day: i32) {
         });
         written += 1;
         if batch.len() == 100_000 || written == rows {
-            // Position 0: a server opening this store later replays its (empty) queue from the start.
-            store.commit(&batch, 0).expect("commit");
+            // Positions 1, 2, …: a server opening the store later numbers its queue's entries after
+            // the last (`Consumer::resume_after`).
+            store.commit(&batch, written.div_ceil(100_000) as u64).expect("commit");
             batch.clear();
         }
     }

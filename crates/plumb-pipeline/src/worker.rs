@@ -28,8 +28,9 @@ pub struct PipelineConfig {
     pub retention: Duration,
     /// Entries per store commit at most.
     pub batch: usize,
-    /// Where `plumb migrate` may ask for a snapshot of the store (embedded installs).
-    pub handover: Option<crate::Handover>,
+    /// Where `plumb migrate` and `plumb backup` may ask for a snapshot of the store (embedded
+    /// installs).
+    pub handovers: Vec<crate::Handover>,
 }
 
 impl Default for PipelineConfig {
@@ -37,7 +38,7 @@ impl Default for PipelineConfig {
         Self {
             retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64),
             batch: 10_000,
-            handover: None,
+            handovers: Vec::new(),
         }
     }
 }
@@ -185,27 +186,31 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 pending_since = None;
                 committed_pos = read_pos;
             }
-            if snapshot_asked
-                && pending_since.is_none()
-                && let Some(handover) = &self.config.handover
-            {
+            if snapshot_asked && pending_since.is_none() {
                 snapshot_asked = false;
-                match handover.take_snapshot(&mut self.writer) {
-                    Ok(position) => tracing::info!(position, "took a snapshot of the event store for plumb migrate"),
-                    Err(e) => tracing::warn!("cannot take the snapshot plumb migrate asked for (trying again): {e}"),
+                for handover in self.config.handovers.iter().filter(|h| h.snapshot_requested()) {
+                    match handover.take_snapshot(&mut self.writer) {
+                        Ok(position) => {
+                            tracing::info!(position, dir = %handover.dir().display(), "took a snapshot of the event store")
+                        }
+                        Err(e) => tracing::warn!(
+                            "cannot take the snapshot asked for in {} (trying again): {e}",
+                            handover.dir().display()
+                        ),
+                    }
                 }
             }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
-                snapshot_asked = self.config.handover.as_ref().is_some_and(|h| h.snapshot_requested());
+                snapshot_asked = self.config.handovers.iter().any(|h| h.snapshot_requested());
                 let now = now_ms();
                 // Each session's entries stay until it has had no hit for the retention window, so
                 // a restart replays recent sessions whole, and leave together then, whatever other
                 // visitors still do. Nothing uncommitted is ever released.
                 to_release.extend(sessions.take_releasable(now, retention_ms));
-                // While migrate hands the queue over, nothing leaves it.
-                let holding = self.config.handover.as_ref().is_some_and(|h| h.holds_releases());
+                // While migrate hands the queue over, or a backup copies it, nothing leaves it.
+                let holding = self.config.handovers.iter().any(|h| h.holds_releases());
                 let (ready, later): (Vec<u64>, Vec<u64>) =
                     to_release.drain(..).partition(|s| *s <= committed_pos && !holding);
                 to_release = later;

@@ -29,6 +29,16 @@ pub fn open(path: &Path, migrations: &[&str]) -> Result<Connection, Error> {
     Ok(conn)
 }
 
+/// Writes a copy of the database at `path`, as it is at one instant, to the new file `dest`
+/// (`VACUUM INTO`: one read transaction, so writers of other processes go on meanwhile).
+pub fn copy(path: &Path, dest: &Path) -> Result<(), Error> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let dest = dest.to_str().ok_or(rusqlite::Error::InvalidPath(dest.to_owned()))?;
+    conn.execute("VACUUM INTO ?1", [dest])?;
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection, path: &str, migrations: &[&str]) -> Result<u32, Error> {
     let known = migrations.len() as u32;
     // An exclusive transaction: two processes opening one file migrate it once.

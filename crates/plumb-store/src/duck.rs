@@ -264,15 +264,28 @@ impl EventWriter for DuckStore {
         let _ = std::fs::remove_file(dest);
         let _ = std::fs::remove_file(format!("{}.wal", dest.display()));
         let dest_sql = dest.to_str().ok_or_else(|| StoreError::Backend(format!("{} is not UTF-8", dest.display())))?;
-        // Nothing commits meanwhile: the pipeline takes the snapshot between its commits.
-        let tables =
-            ["events", "pipeline_position", "schema_version"].into_iter().chain(rollup::tables().map(|t| t.name));
-        let copies: Vec<String> =
-            tables.map(|t| format!("CREATE TABLE migration_snapshot.{t} AS SELECT * FROM {t};")).collect();
+        // Every table, made with its own DDL (keys included), so the snapshot is a store that
+        // opens and takes commits (`plumb restore`). Nothing commits meanwhile: the pipeline takes
+        // the snapshot between its commits.
+        let mut stmt = self
+            .writer
+            .prepare("SELECT table_name, sql FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'")
+            .map_err(backend)?;
+        let tables: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect()).map_err(backend)?;
+        drop(stmt);
+        let mut copies = String::new();
+        for (name, ddl) in &tables {
+            let Some(columns) = ddl.strip_prefix(&format!("CREATE TABLE {name}")) else {
+                return Err(StoreError::Backend(format!("DuckDB describes table {name} as `{ddl}`")));
+            };
+            copies.push_str(&format!(
+                "CREATE TABLE migration_snapshot.{name}{columns} INSERT INTO migration_snapshot.{name} SELECT * FROM {name};"
+            ));
+        }
         let copied = self.writer.execute_batch(&format!(
-            "ATTACH '{}' AS migration_snapshot; {} CHECKPOINT migration_snapshot;",
-            dest_sql.replace('\'', "''"),
-            copies.concat()
+            "ATTACH '{}' AS migration_snapshot; {copies} CHECKPOINT migration_snapshot;",
+            dest_sql.replace('\'', "''")
         ));
         let detached = self.writer.execute_batch("DETACH DATABASE IF EXISTS migration_snapshot");
         copied

@@ -23,7 +23,10 @@ pub trait EventWriter: Send + 'static {
     /// The queue sequence number of the last committed batch (0 if none).
     fn position(&mut self) -> Result<u64>;
     /// Appends `rows` and moves the position to `position` in one transaction: either both
-    /// happen or neither, which is what makes counting exactly-once across crashes.
+    /// happen or neither, which is what makes counting exactly-once across crashes. Positions
+    /// increase from commit to commit; a commit that failed is tried again with the same rows
+    /// and position (ClickHouse's store, which may not know whether its insert got through,
+    /// then stores what it lacks).
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
     /// Deletes every stored row of a deleted site (events and rollups). Returns the events
     /// deleted.

@@ -251,6 +251,9 @@ fn commits_are_exactly_once_across_a_reopen_and_markers_count_nothing() {
     drop(store);
     let mut store = ClickHouseStore::open(&url).unwrap();
     assert_eq!(store.position().unwrap(), 12);
+    // A commit not after the position is a caller's mistake, not a commit stored already.
+    let behind = store.commit(&[row(3)], 12).unwrap_err().to_string();
+    assert!(behind.contains("positions increase"), "{behind}");
     let q = SumsQuery {
         site_id: 1,
         range: DayRange { from: 0, to: 1000 },

@@ -3,6 +3,7 @@
 //! `goal`, `key`, `user`, `member`, `block` and `invite` manage metadata (also while a server
 //! runs); `migrate` moves an embedded install onto a cluster's backends.
 
+mod backup;
 mod config;
 mod http;
 mod migrate;
@@ -79,6 +80,18 @@ enum Command {
     /// NATS and ClickHouse (`--meta`, `--queue`, `--store`) while its server goes on counting;
     /// run again to go on after a stop. README's "Moving to a cluster" says how the cut-over works.
     Migrate,
+    /// Copy this install (the data directory's metadata, queue and event store) into DEST, a new
+    /// folder, at one instant, while its server goes on counting.
+    Backup {
+        /// Where the backup goes: a folder that is missing or empty.
+        dest: PathBuf,
+    },
+    /// Put a backup made by `plumb backup` into the data directory (`--data-dir`), which must not
+    /// hold an install yet; then start the server on it.
+    Restore {
+        /// The backup's folder.
+        backup: PathBuf,
+    },
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -268,6 +281,8 @@ fn run() -> Result<()> {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Web)
         }
         Command::Migrate => migrate::run(&config),
+        Command::Backup { dest } => backup::backup(&config, &dest),
+        Command::Restore { backup } => backup::restore(&config, &backup),
         Command::Site(cmd) => site(&*serve::open_meta(&config)?, &config, cmd),
         Command::Key(cmd) => key(&*serve::open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&*serve::open_meta(&config)?, cmd),

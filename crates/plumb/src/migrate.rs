@@ -23,7 +23,7 @@ use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
 use plumb_pipeline::Handover;
 use plumb_query::DayRange;
 use plumb_queue::{Consumer, Entry, INDEX_BITS, NatsConfig, NatsQueue, SqliteConsumer};
-use plumb_store::{ClickHouseReader, ClickHouseStore, DuckSnapshot, DuckStore, HANDOVER_WRITER};
+use plumb_store::{ClickHouseReader, ClickHouseStore, DuckSnapshot, HANDOVER_WRITER};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -143,17 +143,15 @@ pub fn run(config: &Config) -> Result<()> {
             bail!("{} holds no {what} ({} is missing): nothing to migrate", config.data_dir.display(), path.display());
         }
     }
-    let handover = Handover::in_data_dir(&config.data_dir);
+    let handover = Handover::for_migrate(&config.data_dir);
     if handover.is_finished() {
         println!("this install was migrated already ({} exists)", handover.dir().join("finished").display());
         return Ok(());
     }
-    std::fs::create_dir_all(handover.dir())?;
     // One migration at a time: two would hand the same entries over twice.
-    let lock = std::fs::File::create(handover.dir().join("lock"))?;
-    if lock.try_lock().is_err() {
+    let Some(_lock) = handover.lock()? else {
         bail!("another plumb migrate is running on {}", config.data_dir.display());
-    }
+    };
     if handover.hold_lapsed() {
         bail!(
             "the old server has been free to release queue entries since plumb migrate last ran more than {} hours \
@@ -174,7 +172,9 @@ pub fn run(config: &Config) -> Result<()> {
     } else {
         let pg = PgMeta::connect(meta_url).context("cannot open the metadata on PostgreSQL")?;
         copy_metadata(config, &pg)?;
-        let snapshot = take_snapshot(config, &handover)?;
+        let snapshot = handover.snapshot(&config.store_path(), SNAPSHOT_WAIT, || {
+            println!("asked the running server for a snapshot of its event store…")
+        })?;
         let position = snapshot.position()?;
         println!("snapshot: {} rows, committed up to queue entry {position}", snapshot.rows("events")?);
         let mut bar = Bar::new("rows");
@@ -216,31 +216,6 @@ fn copy_metadata(config: &Config, pg: &PgMeta) -> Result<()> {
 
 /// The snapshot of the event store: one taken earlier (a rerun), else taken here if no server
 /// holds the store, else asked of the server that does.
-fn take_snapshot(config: &Config, handover: &Handover) -> Result<DuckSnapshot> {
-    if !handover.has_snapshot() {
-        if plumb_store::duck::in_use(&config.store_path()) {
-            handover.request_snapshot().context("cannot ask the running server for a snapshot")?;
-            println!("asked the running server for a snapshot of its event store…");
-            let deadline = Instant::now() + SNAPSHOT_WAIT;
-            while !handover.has_snapshot() {
-                if Instant::now() > deadline {
-                    handover.withdraw_request();
-                    bail!(
-                        "the server holding {} took no snapshot within {SNAPSHOT_WAIT:?}: is it a Plumb from before \
-                         plumb migrate? (its log says why if it tried)",
-                        config.store_path().display()
-                    );
-                }
-                std::thread::sleep(TAIL_POLL);
-            }
-        } else {
-            let mut store = DuckStore::open(&config.store_path()).context("cannot open the event store")?;
-            handover.take_snapshot(&mut store).context("cannot take a snapshot of the event store")?;
-        }
-    }
-    Ok(DuckSnapshot::open(&handover.snapshot_path())?)
-}
-
 /// Compares the snapshot with ClickHouse for every site, over the days before the site's today
 /// (today's rows keep coming on both sides).
 fn verify(config: &Config, snapshot: &DuckSnapshot, store_url: &str) -> Result<()> {

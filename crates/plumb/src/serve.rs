@@ -210,7 +210,10 @@ fn worker(
         PipelineConfig {
             retention: config.queue_retention,
             // Only an embedded store is moved by `plumb migrate`.
-            handover: config.store.is_none().then(|| Handover::in_data_dir(&config.data_dir)),
+            handovers: match config.store {
+                None => vec![Handover::for_migrate(&config.data_dir), Handover::for_backup(&config.data_dir)],
+                Some(_) => Vec::new(),
+            },
             ..Default::default()
         },
     )

@@ -61,6 +61,8 @@ pub struct ClickHouseStore {
     /// One per table of `rollup::tables()`, in that order.
     rollups: Vec<Log>,
     role: Role,
+    /// The position of the last commit tried: tried again, it may have been stored already.
+    tried: Option<u64>,
 }
 
 impl ClickHouseStore {
@@ -110,7 +112,7 @@ impl ClickHouseStore {
             }
             rollups.push(log);
         }
-        let mut store = ClickHouseStore { server, events, rollups, role };
+        let mut store = ClickHouseStore { server, events, rollups, role, tried: None };
         if role == Role::Worker {
             for i in 0..store.rollups.len() {
                 store.catch_up(i, store.events.committed)?;
@@ -265,6 +267,13 @@ impl EventWriter for ClickHouseStore {
             return Err(StoreError::Backend("plumb migrate's writer copies rows; it commits none".into()));
         }
         let before = self.events.committed;
+        if position <= before && self.tried != Some(position) {
+            return Err(StoreError::Backend(format!(
+                "a commit at queue position {position} is not after this writer's position {before}: positions increase \
+                 from commit to commit"
+            )));
+        }
+        self.tried = Some(position);
         let columns = columns::event_columns();
         let mut stored = TsvRows::marked(&self.events.writer, position);
         for row in rows {

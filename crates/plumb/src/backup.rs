@@ -1,0 +1,198 @@
+//! `plumb backup DEST` and `plumb restore BACKUP`: an embedded install's metadata, queue and
+//! event store, copied while its server runs and put back into a fresh data directory.
+//!
+//! One consistent cut: the event store's snapshot comes first, taken by the running pipeline
+//! between two commits at queue position P (see `plumb_pipeline::handover`); from then the
+//! pipeline releases no queue entry until the backup is done, so the queue copied next holds
+//! every entry after P (and those of sessions open at P). A restored install is one that stopped
+//! right after the queue was copied: its pipeline replays the entries after P, counts them once,
+//! and rebuilds open sessions from the earlier ones. The metadata is copied last, so every site an
+//! entry names is in it. Each file is copied as it is at one instant (`VACUUM INTO` for the SQLite
+//! files), and the manifest, `backup.json`, records each file's size and SHA-256, checked before
+//! a restore writes anything.
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use plumb_meta::MetaStore;
+use plumb_pipeline::Handover;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long to wait for the running server's snapshot.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
+/// The manifest's name in a backup.
+const MANIFEST: &str = "backup.json";
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    /// The Plumb that wrote it.
+    plumb: String,
+    /// When the queue was copied (ms since the epoch): what the backup holds is what the install
+    /// had accepted by then.
+    taken_ms: i64,
+    /// The queue position the event store's rows were committed up to.
+    position: u64,
+    files: Vec<FileEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileEntry {
+    name: String,
+    bytes: u64,
+    sha256: String,
+}
+
+/// The data directory's files a backup holds, by name there and in the backup.
+fn files(config: &Config) -> [(PathBuf, &'static str); 3] {
+    [(config.meta_path(), "meta.db"), (config.queue_path(), "queue.db"), (config.store_path(), "events.duckdb")]
+}
+
+fn refuse_external(config: &Config) -> Result<()> {
+    if config.meta.is_some() || config.queue.is_some() || config.store.is_some() {
+        bail!(
+            "plumb backup and restore copy an embedded install (the data directory's files); back up PostgreSQL, \
+             NATS and ClickHouse with their own tools (README: Backups)"
+        );
+    }
+    Ok(())
+}
+
+/// A folder that is missing or empty, made if missing.
+fn empty_dir(dir: &Path) -> Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.next().is_some()
+    {
+        bail!("{} is not empty: a backup goes into a new folder", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn sha256(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut hash, mut buf, mut bytes) = (Sha256::new(), vec![0; 1 << 20], 0u64);
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hash.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+pub fn backup(config: &Config, dest: &Path) -> Result<()> {
+    refuse_external(config)?;
+    if !config.meta_path().exists() {
+        bail!("{} holds no Plumb install (no meta.db)", config.data_dir.display());
+    }
+    empty_dir(dest)?;
+    let handover = Handover::for_backup(&config.data_dir);
+    let Some(lock) = handover.lock()? else {
+        bail!("another plumb backup is running on {}", config.data_dir.display());
+    };
+    // What an earlier backup left (it was stopped, or it finished): this one starts afresh.
+    for leftover in std::fs::read_dir(handover.dir())?.flatten().filter(|e| e.file_name() != "lock") {
+        std::fs::remove_file(leftover.path())
+            .with_context(|| format!("cannot remove {}", leftover.path().display()))?;
+    }
+    let snapshot = handover.snapshot(&config.store_path(), SNAPSHOT_WAIT, || {
+        println!("asked the running server for a snapshot of its event store…")
+    })?;
+    let position = snapshot.position()?;
+    drop(snapshot);
+    let [(meta, meta_name), (queue, queue_name), (_, store_name)] = files(config);
+    let copied = (|| -> Result<i64> {
+        if queue.exists() {
+            plumb_sqlite::copy(&queue, &dest.join(queue_name)).context("cannot copy the queue")?;
+        }
+        let taken_ms = chrono::Utc::now().timestamp_millis();
+        if handover.hold_lapsed() {
+            bail!("the hold on the queue lapsed while the backup ran: entries may be missing; take it again");
+        }
+        plumb_sqlite::copy(&meta, &dest.join(meta_name)).context("cannot copy the metadata")?;
+        Ok(taken_ms)
+    })();
+    // The queue is copied (or the copy failed): the server may release entries again.
+    handover.finish().context("cannot end the hold on the queue")?;
+    let taken_ms = copied?;
+    std::fs::copy(handover.snapshot_path(), dest.join(store_name)).context("cannot copy the snapshot")?;
+    std::fs::remove_file(handover.snapshot_path()).context("cannot remove the snapshot")?;
+    let mut manifest = Manifest { plumb: env!("CARGO_PKG_VERSION").to_owned(), taken_ms, position, files: Vec::new() };
+    for name in [meta_name, queue_name, store_name] {
+        let path = dest.join(name);
+        if path.exists() {
+            let (bytes, sha256) = sha256(&path)?;
+            manifest.files.push(FileEntry { name: name.to_owned(), bytes, sha256 });
+        }
+    }
+    std::fs::write(dest.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?).context("cannot write the manifest")?;
+    drop(lock);
+    let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "backed up {} into {}: {} files, {:.1} MB; event store at queue position {position}",
+        config.data_dir.display(),
+        dest.display(),
+        manifest.files.len(),
+        total as f64 / 1e6
+    );
+    Ok(())
+}
+
+pub fn restore(config: &Config, from: &Path) -> Result<()> {
+    refuse_external(config)?;
+    let text = std::fs::read_to_string(from.join(MANIFEST))
+        .with_context(|| format!("{} is not a Plumb backup (no {MANIFEST})", from.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a manifest Plumb reads", from.join(MANIFEST).display()))?;
+    let known: Vec<&str> = files(config).iter().map(|(_, name)| *name).collect();
+    for f in &manifest.files {
+        if !known.contains(&f.name.as_str()) {
+            bail!("{MANIFEST} names {}, which is no file of a data directory", f.name);
+        }
+        let (bytes, sha256) = sha256(&from.join(&f.name))?;
+        if (bytes, &sha256) != (f.bytes, &f.sha256) {
+            bail!(
+                "{} is not the file the backup wrote ({bytes} bytes, SHA-256 {sha256}; the manifest says {} bytes, {}): \
+                 nothing restored",
+                from.join(&f.name).display(),
+                f.bytes,
+                f.sha256
+            );
+        }
+    }
+    if !manifest.files.iter().any(|f| f.name == "meta.db") {
+        bail!("the backup has no meta.db: nothing restored");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    for (path, _) in files(config) {
+        if path.exists() {
+            bail!("{} exists: restore into a new data directory (--data-dir)", path.display());
+        }
+    }
+    for (path, name) in files(config) {
+        if manifest.files.iter().any(|f| f.name == name) {
+            let part = path.with_extension("part");
+            std::fs::copy(from.join(name), &part).with_context(|| format!("cannot write {}", part.display()))?;
+            std::fs::rename(&part, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    // Opened once, as the server would: migrations of an older backup run now, and a file that
+    // does not open is reported here rather than at the first start.
+    let sites = plumb_meta::SqliteMeta::open(&config.meta_path())?.list_sites()?.len();
+    let mut store = plumb_store::DuckStore::open(&config.store_path())?;
+    let position = plumb_store::EventWriter::position(&mut store)?;
+    let taken = chrono::DateTime::from_timestamp_millis(manifest.taken_ms).unwrap_or_default();
+    println!(
+        "restored the backup of {taken} into {}: {sites} sites, event store at queue position {position}; start \
+         plumb serve with --data-dir {} and the queue's entries after it are counted",
+        config.data_dir.display(),
+        config.data_dir.display()
+    );
+    Ok(())
+}
