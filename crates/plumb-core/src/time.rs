@@ -13,6 +13,12 @@ pub fn date_of_day(day: i32) -> NaiveDate {
     if day >= 0 { EPOCH + Days::new(day as u64) } else { EPOCH - Days::new(day.unsigned_abs() as u64) }
 }
 
+/// The day `months` calendar months before `day`: the same day of the month, or that month's
+/// last day if it has fewer.
+pub fn months_before(day: i32, months: u32) -> i32 {
+    date_of_day(day).checked_sub_months(chrono::Months::new(months)).map_or(i32::MIN, day_number)
+}
+
 /// The local day of an instant in `tz`.
 pub fn local_day(tz: Tz, ts_ms: i64) -> i32 {
     local_day_hour(tz, ts_ms).0
@@ -41,6 +47,15 @@ pub fn day_start_ms(tz: Tz, day: i32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_before_keeps_the_day_of_the_month_or_the_months_last() {
+        let day = |y, m, d| day_number(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert_eq!(months_before(day(2026, 12, 7), 12), day(2025, 12, 7));
+        assert_eq!(months_before(day(2026, 3, 31), 1), day(2026, 2, 28));
+        assert_eq!(months_before(day(2024, 3, 31), 1), day(2024, 2, 29));
+        assert_eq!(months_before(day(2026, 1, 15), 1200), day(1926, 1, 15));
+    }
 
     #[test]
     fn local_days_follow_the_timezone() {

@@ -260,6 +260,13 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn site_by_domain(&self, domain: &str) -> Result<Option<Site>>;
     fn site_by_id(&self, id: u32) -> Result<Option<Site>>;
 
+    /// How many months of the site's stored rows are kept; `None`: forever.
+    fn retention(&self, site_id: u32) -> Result<Option<u16>>;
+    /// Sets how many months are kept (1 to [`MAX_RETENTION_MONTHS`]), or `None` for forever.
+    fn set_retention(&self, site_id: u32, months: Option<u16>) -> Result<()>;
+    /// Every site that keeps its rows for a limited time, with its months.
+    fn retentions(&self) -> Result<Vec<(u32, u16)>>;
+
     /// Adds a goal, or returns the site's existing goal with the same definition.
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;
     fn list_goals(&self, site_id: u32) -> Result<Vec<Goal>>;
@@ -336,6 +343,19 @@ pub fn day_is_live(day: i32, now_ms: i64) -> bool {
 }
 
 /// Normalised site domain, or a message saying what is wrong with it.
+/// The longest retention a site may have short of forever: a hundred years.
+pub const MAX_RETENTION_MONTHS: u16 = 1200;
+
+/// `months` if it is a retention a site may have.
+pub fn validate_retention(months: Option<u16>) -> Result<Option<u16>> {
+    match months {
+        Some(m) if m == 0 || m > MAX_RETENTION_MONTHS => Err(MetaError::Invalid(format!(
+            "a site keeps its data for 1 to {MAX_RETENTION_MONTHS} months, or forever; not {m}"
+        ))),
+        _ => Ok(months),
+    }
+}
+
 pub fn validate_domain(domain: &str) -> Result<String> {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let ok = !d.is_empty()

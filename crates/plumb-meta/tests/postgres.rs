@@ -74,6 +74,18 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     assert_eq!(sites, ["a-b.example", "ab.example", "example.com"]);
     log.note("sites", sites);
 
+    // Retention: months kept, or forever.
+    assert_eq!(m.retention(s.id).unwrap(), None);
+    m.set_retention(s.id, Some(12)).unwrap();
+    m.set_retention(b.id, Some(3)).unwrap();
+    m.set_retention(b.id, Some(1200)).unwrap();
+    assert_eq!((m.retention(s.id).unwrap(), m.retention(b.id).unwrap()), (Some(12), Some(1200)));
+    log.outcome("keep 0 months", m.set_retention(s.id, Some(0)));
+    log.outcome("keep 1201 months", m.set_retention(s.id, Some(1201)));
+    log.outcome("a missing site's retention", m.set_retention(999_999, Some(3)));
+    m.set_retention(b.id, None).unwrap();
+    assert_eq!(m.retentions().unwrap(), [(s.id, 12)]);
+
     // Goals, in byte order of their names (upper case first).
     let signup = m.add_goal(s.id, GoalKind::Event(" Signup ".into()), None).unwrap();
     assert_eq!((signup.display_name.as_str(), signup.currency.as_deref()), ("Signup", None));
@@ -297,6 +309,7 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     m.mark_purged(s.id).unwrap();
     assert_eq!(m.deleted_sites().unwrap(), [(s.id, true)]);
     assert!(m.list_goals(s.id).unwrap().is_empty() && m.rules(s.id).unwrap().is_empty());
+    assert!(m.retentions().unwrap().is_empty(), "a removed site's retention goes with it");
     assert!(m.security_counts(s.id, 0).unwrap().is_empty() && m.members(s.id).unwrap().is_empty());
     assert_eq!(m.shared_link(&private.slug).unwrap(), None);
     assert_eq!(m.role(viewer.id, s.id).unwrap(), None);
@@ -532,12 +545,17 @@ fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
     drop(db.meta());
     // Undo what came after version 1, as a database written by the first release looks.
     let mut client = db.client();
-    client.batch_execute("DROP TABLE backdated_salts; DELETE FROM schema_version WHERE version > 1").unwrap();
+    client
+        .batch_execute("DROP TABLE backdated_salts, site_retention; DELETE FROM schema_version WHERE version > 1")
+        .unwrap();
     client.execute("INSERT INTO sites (domain, timezone, created_ms) VALUES ('old.example', 'UTC', 0)", &[]).unwrap();
     let m = db.meta();
     assert_eq!(m.list_sites().unwrap().iter().map(|s| s.domain.as_str()).collect::<Vec<_>>(), ["old.example"]);
     let salt = m.backdated_salt(20_000, 20_100 * DAY_MS).unwrap();
     assert_eq!(m.backdated_salt(20_000, 20_100 * DAY_MS).unwrap(), salt);
+    let old = m.site_by_domain("old.example").unwrap().unwrap();
+    m.set_retention(old.id, Some(24)).unwrap();
+    assert_eq!(m.retention(old.id).unwrap(), Some(24));
     let top: i32 = client.query_one("SELECT max(version) FROM schema_version", &[]).unwrap().get(0);
     assert_eq!(top as u32, PgMeta::SCHEMA_VERSION);
 }

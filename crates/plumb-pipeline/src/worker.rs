@@ -6,10 +6,10 @@
 
 use crate::sessionizer::Sessionizer;
 use chrono_tz::Tz;
-use plumb_core::QueuedEvent;
 use plumb_core::event::EventKind;
 use plumb_core::live::{LiveHit, LiveVisitors, REALTIME_WINDOW_MS};
 use plumb_core::time::local_day;
+use plumb_core::{QueuedEvent, Row};
 use plumb_meta::MetaStore;
 use plumb_queue::Consumer;
 use plumb_store::EventWriter;
@@ -123,9 +123,13 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         // Removed sites: their stored rows are deleted here, where the store is written, and
         // their events still in the queue produce no rows.
         let mut deleted: HashSet<u32> = HashSet::new();
+        // Sites that keep their rows for a limited time: the first day each keeps. Older rows are
+        // deleted from the store, and produce none.
+        let mut kept_from: HashMap<u32, i32> = HashMap::new();
         // A snapshot was asked for: it is taken once everything read is committed.
         let mut snapshot_asked = false;
         self.purge_removed_sites(&mut deleted, stop);
+        self.enforce_retention(&mut kept_from, &mut zones, stop);
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
         while !stop.load(Ordering::SeqCst) {
@@ -177,7 +181,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 || rows.len() >= self.config.batch
                 || (snapshot_asked && pending_since.is_some());
             if due {
-                rows.retain(|r| !deleted.contains(&r.site_id));
+                keep_stored(&mut rows, &deleted, &kept_from);
                 let (writer, batch) = (&mut self.writer, &rows);
                 if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
                     return; // stopping; the uncommitted rows are replayed on the next start
@@ -203,6 +207,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
+                self.enforce_retention(&mut kept_from, &mut zones, stop);
                 snapshot_asked = self.config.handovers.iter().any(|h| h.snapshot_requested());
                 let now = now_ms();
                 // Each session's entries stay until it has had no hit for the retention window, so
@@ -220,14 +225,8 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 }
                 let meta = &self.meta;
                 let evicted = sessions.evict(now, retention_ms, |site, day| {
-                    let tz = match zones.entry(site) {
-                        Entry::Occupied(e) => *e.get(),
-                        Entry::Vacant(e) => match meta.site_by_id(site) {
-                            Ok(found) => *e.insert(found.map(|s| s.timezone)),
-                            // Unknown for now: keep the state and ask again next time.
-                            Err(_) => return false,
-                        },
-                    };
+                    // Unknown for now: keep the state and ask again next time.
+                    let Some(tz) = zone(meta.as_ref(), &mut zones, site) else { return false };
                     // A removed site's visitor-days are over.
                     tz.is_none_or(|tz| local_day(tz, now) > day)
                 });
@@ -241,7 +240,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 self.consumer.wait(read_pos, timeout);
             }
         }
-        rows.retain(|r| !deleted.contains(&r.site_id));
+        keep_stored(&mut rows, &deleted, &kept_from);
         if pending_since.is_some()
             && let Err(e) = self.writer.commit(&rows, read_pos)
         {
@@ -251,6 +250,45 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
 }
 
 impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
+    /// Deletes the stored rows of days sites keep no more: for each site with a retention, once
+    /// its first kept day moves (a new local day, a new setting). `kept_from` holds those days.
+    fn enforce_retention(
+        &mut self,
+        kept_from: &mut HashMap<u32, i32>,
+        zones: &mut HashMap<u32, Option<Tz>>,
+        stop: &AtomicBool,
+    ) {
+        let limits = match self.meta.retentions() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("pipeline cannot list the sites' retentions: {e}");
+                return;
+            }
+        };
+        // A site back to keeping everything.
+        kept_from.retain(|site, _| limits.iter().any(|(s, _)| s == site));
+        let now = now_ms();
+        for (site, months) in limits {
+            let Some(Some(tz)) = zone(self.meta.as_ref(), zones, site) else { continue };
+            let first = plumb_core::time::months_before(local_day(tz, now), months.into());
+            if kept_from.get(&site) == Some(&first) {
+                continue;
+            }
+            let writer = &mut self.writer;
+            let deleting = "delete stored rows past a site's retention";
+            let Some(n) = retry(stop, deleting, || writer.delete_before(site, first)) else { return };
+            if n > 0 {
+                tracing::info!(
+                    site,
+                    events = n,
+                    first_kept_day = first,
+                    "deleted stored rows past the site's retention"
+                );
+            }
+            kept_from.insert(site, first);
+        }
+    }
+
     /// Deletes the stored rows of sites removed since the last look (however they were removed:
     /// dashboard, API or CLI) and adds them to `deleted`.
     fn purge_removed_sites(&mut self, deleted: &mut HashSet<u32>, stop: &AtomicBool) {
@@ -275,6 +313,19 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             }
         }
     }
+}
+
+/// A site's timezone, `Some(None)` for a removed site, `None` while the metadata cannot say.
+fn zone(meta: &dyn MetaStore, zones: &mut HashMap<u32, Option<Tz>>, site: u32) -> Option<Option<Tz>> {
+    match zones.entry(site) {
+        Entry::Occupied(e) => Some(*e.get()),
+        Entry::Vacant(e) => meta.site_by_id(site).ok().map(|found| *e.insert(found.map(|s| s.timezone))),
+    }
+}
+
+/// Drops the rows a store may not take: of removed sites, and of days before a site's retention.
+fn keep_stored(rows: &mut Vec<Row>, deleted: &HashSet<u32>, kept_from: &HashMap<u32, i32>) {
+    rows.retain(|r| !deleted.contains(&r.site_id) && kept_from.get(&r.site_id).is_none_or(|first| r.day >= *first));
 }
 
 /// Runs `op` until it succeeds, backing off from 50 ms to 5 s; `None` if asked to stop first.

@@ -147,6 +147,18 @@ impl DuckStore {
         Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true, timeout })
     }
 
+    /// Deletes the rows and rollup rows that meet `condition` in one transaction; returns the
+    /// events deleted.
+    fn delete_where(&mut self, condition: &str, params: &[&dyn duckdb::ToSql]) -> Result<u64> {
+        let tx = self.writer.transaction().map_err(backend)?;
+        let n = tx.execute(&format!("DELETE FROM events WHERE {condition}"), params).map_err(backend)?;
+        for table in rollup::tables() {
+            tx.execute(&format!("DELETE FROM {} WHERE {condition}", table.name), params).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(n as u64)
+    }
+
     /// Merges rollup rows with the same key, for the days given (all days if `None`).
     fn compact(&mut self, days: Option<(i32, i32)>) -> Result<()> {
         let (from, to) = days.unwrap_or((i32::MIN, i32::MAX));
@@ -295,13 +307,11 @@ impl EventWriter for DuckStore {
     }
 
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
-        let tx = self.writer.transaction().map_err(backend)?;
-        let n = tx.execute("DELETE FROM events WHERE site_id = ?", [site_id]).map_err(backend)?;
-        for table in rollup::tables() {
-            tx.execute(&format!("DELETE FROM {} WHERE site_id = ?", table.name), [site_id]).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(n as u64)
+        self.delete_where("site_id = ?", params![site_id])
+    }
+
+    fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
+        self.delete_where("site_id = ? AND day < ?", params![site_id, day])
     }
 
     fn position(&mut self) -> Result<u64> {
@@ -553,23 +563,28 @@ mod tests {
     }
 
     #[test]
-    fn deleting_a_site_removes_its_rows_and_rollups_only() {
+    fn deleting_a_site_or_its_older_days_removes_those_rows_and_rollups_only() {
         let dir = std::env::temp_dir().join(format!("plumb-delete-site-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
-        let rows: Vec<Row> = (0..40).map(|i| Row { site_id: 1 + i % 2, ..row(100, "/", "Google", 1) }).collect();
+        let rows: Vec<Row> =
+            (0..60).map(|i| Row { site_id: 1 + i % 2, ..row(100 + (i % 3) as i32, "/", "Google", 1) }).collect();
         store.commit(&rows, 1).unwrap();
         let reader = store.reader(Duration::from_secs(10)).unwrap();
-        let count = |table: &str, site: u32| -> i64 {
-            let sql = format!("SELECT count(*) FROM {table} WHERE site_id = ?");
-            reader.conn.lock().unwrap().query_row(&sql, [site], |r| r.get(0)).unwrap()
+        let count = |table: &str, site: u32, day: i32| -> i64 {
+            let sql = format!("SELECT count(*) FROM {table} WHERE site_id = ? AND day = ?");
+            reader.conn.lock().unwrap().query_row(&sql, params![site, day], |r| r.get(0)).unwrap()
         };
-        assert!(count("rollup_days", 1) > 0 && count("rollup_visits", 1) > 0);
-        assert_eq!(store.delete_site(1).unwrap(), 20);
+        assert!(count("rollup_days", 1, 100) > 0 && count("rollup_visits", 1, 100) > 0);
+        // Site 2's days before 102 (its retention), then all of site 1.
+        assert_eq!(store.delete_before(2, 102).unwrap(), 20);
+        assert_eq!(store.delete_site(1).unwrap(), 30);
         for table in ["events", "rollup_days", "rollup_visits"] {
-            assert_eq!(count(table, 1), 0, "{table} still holds site 1");
-            assert!(count(table, 2) > 0, "{table} lost site 2");
+            for day in 100..=102 {
+                assert_eq!(count(table, 1, day), 0, "{table} still holds site 1");
+                assert_eq!(count(table, 2, day) > 0, day == 102, "{table}, site 2, day {day}");
+            }
         }
     }
 

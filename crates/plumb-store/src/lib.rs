@@ -31,6 +31,9 @@ pub trait EventWriter: Send + 'static {
     /// Deletes every stored row of a deleted site (events and rollups). Returns the events
     /// deleted.
     fn delete_site(&mut self, site_id: u32) -> Result<u64>;
+    /// Deletes a site's stored rows (events and rollups) of the days before `day` (its
+    /// retention). Returns the events deleted.
+    fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64>;
     /// The longest a processed row waits for its commit: commits cost the store a fixed amount
     /// each (a transaction, a part to merge).
     fn commit_interval(&self) -> std::time::Duration {
@@ -53,6 +56,9 @@ impl<W: EventWriter + ?Sized> EventWriter for Box<W> {
     }
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
         (**self).delete_site(site_id)
+    }
+    fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
+        (**self).delete_before(site_id, day)
     }
     fn commit_interval(&self) -> std::time::Duration {
         (**self).commit_interval()

@@ -267,7 +267,18 @@ fn commits_are_exactly_once_across_a_reopen_and_markers_count_nothing() {
     let events: i64 = got.iter().map(|g| g.sums[0]).sum();
     assert_eq!(events, 2, "{got:?}");
 
-    // A deleted site's rows go (ClickHouse deletes in the background).
+    // Days before a site's retention go, rows and rollups (ClickHouse deletes in the background).
+    store.commit(&[row(1), row(2)].map(|r| Row { day: 50, ..r }), 13).unwrap();
+    assert_eq!(store.delete_before(1, 100).unwrap(), 2);
+    let old_days = SumsQuery { range: DayRange { from: 0, to: 99 }, ..q.clone() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.reader(Duration::from_secs(10)).sums(&old_days).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "site 1's older days are still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = store.reader(Duration::from_secs(10)).sums(&q).unwrap();
+    assert_eq!(got.iter().map(|g| g.sums[0]).sum::<i64>(), 2, "later days stay: {got:?}");
+    // A deleted site's rows go.
     assert_eq!(store.delete_site(1).unwrap(), 2);
     let reader = store.reader(Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -275,7 +286,7 @@ fn commits_are_exactly_once_across_a_reopen_and_markers_count_nothing() {
         assert!(Instant::now() < deadline, "site 1's rows are still there");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(store.position().unwrap(), 12, "the position is kept");
+    assert_eq!(store.position().unwrap(), 13, "the position is kept");
 }
 
 #[test]

@@ -220,6 +220,12 @@ enum SiteCommand {
     Remove {
         domain: String,
     },
+    /// Show, or set, how long a site's stored events are kept: a number of months (older days
+    /// are deleted by the running worker within a second) or `forever`.
+    Retention {
+        domain: String,
+        months: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,6 +318,23 @@ fn site(meta: &dyn MetaStore, config: &Config, cmd: SiteCommand) -> Result<()> {
             for s in meta.list_sites()? {
                 println!("{}\t{}\t{}", s.id, s.domain, s.timezone);
             }
+        }
+        SiteCommand::Retention { domain, months } => {
+            let site = site_named(meta, &domain)?;
+            if let Some(months) = months {
+                let months = match months.as_str() {
+                    "forever" => None,
+                    m => Some(m.parse::<u16>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "`{m}` is neither a number of months (1 to {}) nor forever",
+                            plumb_meta::MAX_RETENTION_MONTHS
+                        )
+                    })?),
+                };
+                meta.set_retention(site.id, months)?;
+            }
+            let kept = meta.retention(site.id)?.map_or_else(|| "forever".to_owned(), |m| format!("for {m} months"));
+            println!("{} keeps its data {kept}", site.domain);
         }
         SiteCommand::Remove { domain } => {
             let site = meta.remove_site(&domain)?;

@@ -476,6 +476,9 @@ fn cases() -> Vec<Case> {
                 .to_owned();
             req(format!("/sites/{SITE}/members/{id}/delete"), form(&[]))
         }),
+        c("post", "/sites/{domain}/retention", Own, Page, 303, |_, _| {
+            req(format!("/sites/{SITE}/retention"), form(&[("months", "forever")]))
+        }),
         c("post", "/sites/{domain}/delete", Own, Page, 303, |f, _| {
             let site = f.fresh_site();
             req(format!("/sites/{site}/delete"), Body::Form(vec![("confirm".into(), site)]))

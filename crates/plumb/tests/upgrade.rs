@@ -55,9 +55,9 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     server.stop();
 
     // Back to the schema Plumb 0.1 wrote: no recorded versions, no invite addresses, no site
-    // tombstones.
+    // tombstones, no retentions.
     let meta = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
-    meta.execute_batch("DROP TABLE deleted_sites; DROP TABLE backdated_salts; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;")
+    meta.execute_batch("DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;")
         .unwrap();
     drop(meta);
     let queue = rusqlite::Connection::open(dir.join("queue.db")).unwrap();
@@ -78,8 +78,9 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
 
     let server = Server::start(&dir, &[]);
     assert_eq!(answers(&server.url, &key).await, before, "the same answers after the upgrade");
-    // The new parts work: invites for an address, a site removed with its rows.
+    // The new parts work: invites for an address, a retention, a site removed with its rows.
     cli(&dir, &["invite", SITE, "--email", "new@example.com"]);
+    assert!(cli(&dir, &["site", "retention", SITE, "24"]).contains("keeps its data for 24 months"));
     drop(server);
     let version = |file: &str| -> u32 {
         rusqlite::Connection::open(dir.join(file)).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()

@@ -16,6 +16,7 @@ use std::path::Path;
 /// Every metadata table, parents before the tables that reference them.
 pub(super) const TABLES: &[&str] = &[
     "sites",
+    "site_retention",
     "deleted_sites",
     "api_keys",
     "goals",

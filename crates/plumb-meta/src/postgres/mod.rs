@@ -30,9 +30,10 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/postgres/001_initial.sql"),
     include_str!("../../migrations/postgres/002_backdated_salts.sql"),
+    include_str!("../../migrations/postgres/003_site_retention.sql"),
 ];
 
 /// Advisory lock keys (per database). Migrating is one at a time, so processes starting together
@@ -123,6 +124,12 @@ fn id(row: &Row, column: usize) -> Result<u32> {
 /// A site from `id, domain, timezone` at the row's first columns.
 fn site_row(row: &Row) -> Result<Site> {
     Ok(Site { id: id(row, 0)?, domain: row.get(1), timezone: parse_timezone(row.get(2))? })
+}
+
+/// A retention in months read back.
+fn months(row: &Row, i: usize) -> Result<u16> {
+    let m: i32 = row.get(i);
+    u16::try_from(m).map_err(|_| MetaError::Storage(format!("a stored retention of {m} months")))
 }
 
 fn goal_row(site_id: u32, row: &Row) -> Result<Goal> {
@@ -236,6 +243,42 @@ impl MetaStore for PgMeta {
 
     fn site_by_id(&self, id: u32) -> Result<Option<Site>> {
         self.site_where("id = $1", i64::from(id))
+    }
+
+    fn retention(&self, site_id: u32) -> Result<Option<u16>> {
+        self.pool.run(move |c| {
+            let row = c
+                .query_opt("SELECT months FROM site_retention WHERE site_id = $1", &[&i64::from(site_id)])
+                .map_err(storage)?;
+            row.map(|r| months(&r, 0)).transpose()
+        })
+    }
+
+    fn set_retention(&self, site_id: u32, months: Option<u16>) -> Result<()> {
+        let months = crate::validate_retention(months)?;
+        self.pool.run(move |c| {
+            let site = i64::from(site_id);
+            if c.query_opt("SELECT 1 FROM sites WHERE id = $1", &[&site]).map_err(storage)?.is_none() {
+                return Err(MetaError::NotFound(format!("no site with id {site_id}")));
+            }
+            match months {
+                Some(m) => c.execute(
+                    "INSERT INTO site_retention (site_id, months) VALUES ($1, $2) \
+                     ON CONFLICT (site_id) DO UPDATE SET months = excluded.months",
+                    &[&site, &i32::from(m)],
+                ),
+                None => c.execute("DELETE FROM site_retention WHERE site_id = $1", &[&site]),
+            }
+            .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn retentions(&self) -> Result<Vec<(u32, u16)>> {
+        self.pool.run(|c| {
+            let rows = c.query("SELECT site_id, months FROM site_retention ORDER BY site_id", &[]).map_err(storage)?;
+            rows.iter().map(|r| Ok((id(r, 0)?, months(r, 1)?))).collect()
+        })
     }
 
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {

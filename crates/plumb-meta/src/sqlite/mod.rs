@@ -23,10 +23,11 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
     include_str!("../../migrations/003_backdated_salts.sql"),
+    include_str!("../../migrations/004_site_retention.sql"),
 ];
 
 pub struct SqliteMeta {
@@ -141,6 +142,43 @@ impl MetaStore for SqliteMeta {
 
     fn site_by_id(&self, id: u32) -> Result<Option<Site>> {
         self.site_where("id = ?1", &id)
+    }
+
+    fn retention(&self, site_id: u32) -> Result<Option<u16>> {
+        let conn = self.conn.lock().unwrap();
+        conn.query_row("SELECT months FROM site_retention WHERE site_id = ?1", [site_id], |r| r.get(0))
+            .optional()
+            .map_err(storage)
+    }
+
+    fn set_retention(&self, site_id: u32, months: Option<u16>) -> Result<()> {
+        let months = crate::validate_retention(months)?;
+        let conn = self.conn.lock().unwrap();
+        let sites: u32 =
+            conn.query_row("SELECT count(*) FROM sites WHERE id = ?1", [site_id], |r| r.get(0)).map_err(storage)?;
+        if sites == 0 {
+            return Err(MetaError::NotFound(format!("no site with id {site_id}")));
+        }
+        match months {
+            Some(m) => conn.execute(
+                "INSERT INTO site_retention (site_id, months) VALUES (?1, ?2) \
+                 ON CONFLICT (site_id) DO UPDATE SET months = excluded.months",
+                [site_id, u32::from(m)],
+            ),
+            None => conn.execute("DELETE FROM site_retention WHERE site_id = ?1", [site_id]),
+        }
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    fn retentions(&self) -> Result<Vec<(u32, u16)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt =
+            conn.prepare_cached("SELECT site_id, months FROM site_retention ORDER BY site_id").map_err(storage)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(storage)
     }
 
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {

@@ -212,6 +212,33 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// Deletes the rows and rollup rows that meet `condition` (of a site other than 0, whose
+    /// rows are markers); returns the events deleted.
+    fn delete_where(&mut self, condition: &str) -> Result<u64> {
+        let condition = format!("site_id <> 0 AND {condition}");
+        let oc = on_cluster(&self.server);
+        let mut events = 0;
+        // Table by table, so that a deletion cut short and called again finishes the rest.
+        for table in std::iter::once("events").chain(rollup::tables().map(|t| t.name)) {
+            let n: u64 = self
+                .write(&format!("SELECT count() FROM {table} WHERE {condition}"))?
+                .trim()
+                .parse()
+                .map_err(|e| StoreError::Backend(format!("ClickHouse answered no count of {table}: {e}")))?;
+            if table == "events" {
+                events = n;
+            }
+            if n > 0 {
+                // A mutation: ClickHouse rewrites the parts in the background (on every shard).
+                let local = ddl_name(&self.server, &local_name(&self.server, table));
+                self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE {condition}"))?;
+            }
+        }
+        Ok(events)
+    }
+}
+
 /// The marker row of `events` up to its `_writer`: site 0, zeros, empty text and NULLs.
 fn events_marker() -> String {
     let values = columns::event_columns().into_iter().map(|c| match c.ty {
@@ -313,28 +340,11 @@ impl EventWriter for ClickHouseStore {
     }
 
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
-        if site_id == 0 {
-            return Ok(0);
-        }
-        let oc = on_cluster(&self.server);
-        let mut events = 0;
-        // Table by table, so that a deletion cut short and called again finishes the rest.
-        for table in std::iter::once("events").chain(rollup::tables().map(|t| t.name)) {
-            let n: u64 = self
-                .write(&format!("SELECT count() FROM {table} WHERE site_id = {site_id}"))?
-                .trim()
-                .parse()
-                .map_err(|e| StoreError::Backend(format!("ClickHouse answered no count of {table}: {e}")))?;
-            if table == "events" {
-                events = n;
-            }
-            if n > 0 {
-                // A mutation: ClickHouse rewrites the parts in the background (on every shard).
-                let local = ddl_name(&self.server, &local_name(&self.server, table));
-                self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE site_id = {site_id}"))?;
-            }
-        }
-        Ok(events)
+        self.delete_where(&format!("site_id = {site_id}"))
+    }
+
+    fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
+        self.delete_where(&format!("site_id = {site_id} AND day < {day}"))
     }
 }
 

@@ -40,7 +40,7 @@ fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Op
 }
 
 /// The frame the script fills in; every region has its place and a heading before data comes.
-fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> String {
+fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Result<String> {
     let switcher = if others.len() > 1 {
         let options: String = others
             .iter()
@@ -63,11 +63,12 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Str
     } else {
         String::new()
     };
-    format!(
+    Ok(format!(
         "<div class=\"dash\" id=\"dash\">\
          <div class=\"dash-head\">{switcher}<button type=\"button\" id=\"live\" class=\"live\" \
          aria-live=\"polite\"><span class=\"dot\"></span><span id=\"live-count\">0</span> current visitors</button>\
          <span class=\"grow\"></span><span class=\"tz\" title=\"The site's timezone\">{tz}</span>\
+         <span class=\"tz\" id=\"retention\" title=\"How long the site's data is kept\">{kept}</span>\
          <div class=\"range\" id=\"range\"></div>{settings}</div>\
          <div class=\"filters\" id=\"filters\" aria-label=\"Filters\"></div>\
          <section class=\"card stats-card\" aria-label=\"Overview\"><div class=\"stats\" id=\"stats\" role=\"tablist\"></div>\
@@ -79,11 +80,12 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Str
          r 12 months · a all time · c custom · Esc closes</span>{attribution}</div>\
          <dialog id=\"details\" aria-labelledby=\"details-title\"></dialog></div>",
         tz = esc(site.timezone.name()),
+        kept = super::sites::retention_label(web.meta.retention(site.id).map_err(internal)?),
         attribution = web
             .geo_attribution
             .map(|(text, link)| format!("<a class=\"attribution\" href=\"{}\">{}</a>", esc(link), esc(text)))
             .unwrap_or_default(),
-    )
+    ))
 }
 
 pub async fn page(
@@ -98,7 +100,7 @@ pub async fn page(
     let csrf = Csrf::of(&web, &headers);
     let boot = boot(&web, &site, &csrf.token, None, Some(role))?;
     let manages = allowed(Action::Manage, &user_holders(Some(role), s.user.is_owner));
-    let page = Page::new(&site.domain, frame(&web, &site, manages, &others))
+    let page = Page::new(&site.domain, frame(&web, &site, manages, &others)?)
         .user(&s.user, &csrf.token)
         .script("dashboard.js", boot)
         .render();
@@ -154,7 +156,7 @@ pub async fn share(
         let site = share_site(&web, &link)?;
         let boot = boot(&web, &site, &csrf.token, Some(&link), None)?;
         let page =
-            Page::new(&site.domain, frame(&web, &site, false, &[])).embed(embed).script("dashboard.js", boot).render();
+            Page::new(&site.domain, frame(&web, &site, false, &[])?).embed(embed).script("dashboard.js", boot).render();
         Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
     };
     embeddable(go().unwrap_or_else(|e| e), embed)

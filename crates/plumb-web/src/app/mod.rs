@@ -64,6 +64,7 @@ fn table() -> Vec<(&'static str, &'static str, Action, Handler)> {
         ("post", "/sites/{domain}/firewall", Manage, post(sites::add_rule)),
         ("post", "/sites/{domain}/firewall/{id}/delete", Manage, post(sites::remove_rule)),
         ("post", "/sites/{domain}/members/{user_id}/delete", Own, post(sites::remove_member)),
+        ("post", "/sites/{domain}/retention", Own, post(sites::set_retention)),
         ("post", "/sites/{domain}/delete", Own, post(sites::delete)),
         ("get", "/sites/{domain}/export.csv", Read, get(export::csv)),
         ("get", "/sites/{domain}/export.zip", Read, get(export::zip)),

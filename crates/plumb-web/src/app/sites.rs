@@ -236,6 +236,7 @@ pub async fn verify(
 
 /// The settings page; `notice` shows the result of the last action (a new invite link).
 fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role: Role, notice: &str) -> Result<Reply> {
+    let months = web.meta.retention(site.id).map_err(meta_reply)?;
     let csrf = Csrf::of(web, headers);
     let t = csrf.token.as_str();
     let d = esc(&site.domain);
@@ -316,6 +317,7 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <section class=\"card\"><h2>General</h2><form method=\"post\" action=\"{base}/settings\" class=\"row\">{c}\
      <label>Timezone <select name=\"timezone\">{tz}</select></label><button type=\"submit\">Save</button></form>\
      <p class=\"hint\">A new timezone applies to events from now on.</p></section>\
+     <section class=\"card\"><h2>Data retention</h2><p>{kept}.</p>{retention}</section>\
      <section class=\"card\"><h2>Installation</h2>{snippet}<p><a href=\"{base}/snippet\">Check the installation</a></p></section>\
      <section class=\"card\"><h2>Goals</h2><ul class=\"list\">{goals}</ul>\
      <form method=\"post\" action=\"{base}/goals\" class=\"row\">{c}<label>Kind <select name=\"kind\">\
@@ -349,6 +351,8 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
         security = security_table(web, site)?,
         rules = rules_list(web, site, t)?,
         tz = timezone_options(site.timezone.name()),
+        kept = retention_label(months),
+        retention = if owns { retention_form(&base, t, months) } else { String::new() },
         snippet = snippet_html(web, headers, site),
     );
     let page = Page::new("Settings", body).user(&s.user, t).script("site.js", json!({})).render();
@@ -439,6 +443,65 @@ pub async fn update(
 ) -> Result<Reply> {
     let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     web.meta.update_site(site.id, None, Some(field(&f, "timezone"))).map_err(meta_reply)?;
+    back_to_settings(&site)
+}
+
+/// The retention in force, as the dashboard and the settings say it.
+pub fn retention_label(months: Option<u16>) -> String {
+    match months {
+        None => "Data kept forever".to_owned(),
+        Some(1) => "Data kept 1 month".to_owned(),
+        Some(m) => format!("Data kept {m} months"),
+    }
+}
+
+/// Retentions offered in the settings (the CLI takes any from 1 to `MAX_RETENTION_MONTHS`).
+const RETENTION_CHOICES: [u16; 7] = [3, 6, 12, 24, 36, 60, 120];
+
+fn retention_form(base: &str, csrf: &str, months: Option<u16>) -> String {
+    let mut choices: Vec<Option<u16>> = std::iter::once(None).chain(RETENTION_CHOICES.map(Some)).collect();
+    if !choices.contains(&months) {
+        choices.push(months);
+    }
+    let options: String = choices
+        .iter()
+        .map(|m| {
+            let value = m.map_or_else(|| "forever".to_owned(), |m| m.to_string());
+            let selected = if *m == months { " selected" } else { "" };
+            format!(
+                "<option value=\"{value}\"{selected}>{}</option>",
+                retention_label(*m).trim_start_matches("Data kept ")
+            )
+        })
+        .collect();
+    format!(
+        "<form method=\"post\" action=\"{base}/retention\" class=\"row\">{c}<label>Keep data for \
+         <select name=\"months\">{options}</select></label><button type=\"submit\">Save</button></form>\
+         <p class=\"hint\">Stored events older than this are deleted within a second, with their rollups, and \
+         events for those days are not stored; a shorter retention deletes data for good.</p>",
+        c = csrf_field(csrf)
+    )
+}
+
+pub async fn set_retention(
+    State(web): State<Arc<Web>>,
+    Extension(action): Extension<Action>,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
+    let months = match field(&f, "months") {
+        "forever" => None,
+        m => Some(m.parse::<u16>().map_err(|_| {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown retention",
+                &format!("`{m}` is not a number of months or forever"),
+            )
+        })?),
+    };
+    web.meta.set_retention(site.id, months).map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
