@@ -1,6 +1,6 @@
 //! Local days in a site's timezone. A day number is days since 1970-01-01 of the local date.
 
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
@@ -13,10 +13,11 @@ pub fn date_of_day(day: i32) -> NaiveDate {
     if day >= 0 { EPOCH + Days::new(day as u64) } else { EPOCH - Days::new(day.unsigned_abs() as u64) }
 }
 
-/// The day `months` calendar months before `day`: the same day of the month, or that month's
-/// last day if it has fewer.
-pub fn months_before(day: i32, months: u32) -> i32 {
-    date_of_day(day).checked_sub_months(chrono::Months::new(months)).map_or(i32::MIN, day_number)
+/// The first day of the month `months` calendar months before `day`'s: what a site keeping
+/// `months` months keeps from (the current month and the `months` before it, whole).
+pub fn first_kept_day(day: i32, months: u32) -> i32 {
+    let month_start = date_of_day(day).with_day(1).unwrap_or_else(|| date_of_day(day));
+    month_start.checked_sub_months(chrono::Months::new(months)).map_or(i32::MIN, day_number)
 }
 
 /// The local day of an instant in `tz`.
@@ -49,12 +50,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn months_before_keeps_the_day_of_the_month_or_the_months_last() {
+    fn a_retention_keeps_whole_months() {
         let day = |y, m, d| day_number(NaiveDate::from_ymd_opt(y, m, d).unwrap());
-        assert_eq!(months_before(day(2026, 12, 7), 12), day(2025, 12, 7));
-        assert_eq!(months_before(day(2026, 3, 31), 1), day(2026, 2, 28));
-        assert_eq!(months_before(day(2024, 3, 31), 1), day(2024, 2, 29));
-        assert_eq!(months_before(day(2026, 1, 15), 1200), day(1926, 1, 15));
+        assert_eq!(first_kept_day(day(2026, 12, 7), 12), day(2025, 12, 1));
+        assert_eq!(first_kept_day(day(2026, 3, 31), 1), day(2026, 2, 1));
+        assert_eq!(first_kept_day(day(2026, 1, 1), 1), day(2025, 12, 1));
+        assert_eq!(first_kept_day(day(2026, 1, 15), 1200), day(1926, 1, 1));
     }
 
     #[test]

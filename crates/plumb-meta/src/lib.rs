@@ -342,7 +342,6 @@ pub fn day_is_live(day: i32, now_ms: i64) -> bool {
     (start..end).contains(&now_ms)
 }
 
-/// Normalised site domain, or a message saying what is wrong with it.
 /// The longest retention a site may have short of forever: a hundred years.
 pub const MAX_RETENTION_MONTHS: u16 = 1200;
 
@@ -356,6 +355,19 @@ pub fn validate_retention(months: Option<u16>) -> Result<Option<u16>> {
     }
 }
 
+/// A retention as people write it (in the CLI and the settings form): a number of months, or
+/// `forever`.
+pub fn parse_retention(text: &str) -> Result<Option<u16>> {
+    let months = match text.trim() {
+        "forever" => None,
+        m => Some(m.parse::<u16>().map_err(|_| {
+            MetaError::Invalid(format!("`{m}` is neither a number of months (1 to {MAX_RETENTION_MONTHS}) nor forever"))
+        })?),
+    };
+    validate_retention(months)
+}
+
+/// Normalised site domain, or a message saying what is wrong with it.
 pub fn validate_domain(domain: &str) -> Result<String> {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let ok = !d.is_empty()

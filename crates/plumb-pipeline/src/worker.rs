@@ -8,7 +8,7 @@ use crate::sessionizer::Sessionizer;
 use chrono_tz::Tz;
 use plumb_core::event::EventKind;
 use plumb_core::live::{LiveHit, LiveVisitors, REALTIME_WINDOW_MS};
-use plumb_core::time::local_day;
+use plumb_core::time::{first_kept_day, local_day};
 use plumb_core::{QueuedEvent, Row};
 use plumb_meta::MetaStore;
 use plumb_queue::Consumer;
@@ -123,13 +123,13 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         // Removed sites: their stored rows are deleted here, where the store is written, and
         // their events still in the queue produce no rows.
         let mut deleted: HashSet<u32> = HashSet::new();
-        // Sites that keep their rows for a limited time: the first day each keeps. Older rows are
-        // deleted from the store, and produce none.
-        let mut kept_from: HashMap<u32, i32> = HashMap::new();
+        // Sites that keep their rows for a limited time: older rows are deleted from the store,
+        // and produce none.
+        let mut retention = Retention::default();
         // A snapshot was asked for: it is taken once everything read is committed.
         let mut snapshot_asked = false;
         self.purge_removed_sites(&mut deleted, stop);
-        self.enforce_retention(&mut kept_from, &mut zones, stop);
+        self.enforce_retention(&mut retention, &mut zones);
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
         while !stop.load(Ordering::SeqCst) {
@@ -181,7 +181,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 || rows.len() >= self.config.batch
                 || (snapshot_asked && pending_since.is_some());
             if due {
-                keep_stored(&mut rows, &deleted, &kept_from);
+                keep_stored(&mut rows, &deleted, &retention.kept_from);
                 let (writer, batch) = (&mut self.writer, &rows);
                 if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
                     return; // stopping; the uncommitted rows are replayed on the next start
@@ -207,7 +207,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
-                self.enforce_retention(&mut kept_from, &mut zones, stop);
+                self.enforce_retention(&mut retention, &mut zones);
                 snapshot_asked = self.config.handovers.iter().any(|h| h.snapshot_requested());
                 let now = now_ms();
                 // Each session's entries stay until it has had no hit for the retention window, so
@@ -240,7 +240,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 self.consumer.wait(read_pos, timeout);
             }
         }
-        keep_stored(&mut rows, &deleted, &kept_from);
+        keep_stored(&mut rows, &deleted, &retention.kept_from);
         if pending_since.is_some()
             && let Err(e) = self.writer.commit(&rows, read_pos)
         {
@@ -250,14 +250,10 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
 }
 
 impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
-    /// Deletes the stored rows of days sites keep no more: for each site with a retention, once
-    /// its first kept day moves (a new local day, a new setting). `kept_from` holds those days.
-    fn enforce_retention(
-        &mut self,
-        kept_from: &mut HashMap<u32, i32>,
-        zones: &mut HashMap<u32, Option<Tz>>,
-        stop: &AtomicBool,
-    ) {
+    /// Brings `r` up to the sites' retentions and deletes the stored rows of the days a site
+    /// keeps no more, once per site and first kept day (a new month, a new setting). A deletion
+    /// that fails is tried again a minute later: it never holds up the commits.
+    fn enforce_retention(&mut self, r: &mut Retention, zones: &mut HashMap<u32, Option<Tz>>) {
         let limits = match self.meta.retentions() {
             Ok(l) => l,
             Err(e) => {
@@ -265,27 +261,43 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 return;
             }
         };
-        // A site back to keeping everything.
-        kept_from.retain(|site, _| limits.iter().any(|(s, _)| s == site));
         let now = now_ms();
-        for (site, months) in limits {
-            let Some(Some(tz)) = zone(self.meta.as_ref(), zones, site) else { continue };
-            let first = plumb_core::time::months_before(local_day(tz, now), months.into());
-            if kept_from.get(&site) == Some(&first) {
+        r.kept_from = limits
+            .into_iter()
+            .filter_map(|(site, months)| match zone(self.meta.as_ref(), zones, site) {
+                Some(Some(tz)) => Some((site, first_kept_day(local_day(tz, now), months.into()))),
+                _ => None,
+            })
+            .collect();
+        let kept_from = &r.kept_from;
+        r.deleted_before.retain(|site, _| kept_from.contains_key(site));
+        if r.next_try.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        for (&site, &first) in &r.kept_from {
+            if r.deleted_before.get(&site) == Some(&first) {
                 continue;
             }
-            let writer = &mut self.writer;
-            let deleting = "delete stored rows past a site's retention";
-            let Some(n) = retry(stop, deleting, || writer.delete_before(site, first)) else { return };
-            if n > 0 {
-                tracing::info!(
-                    site,
-                    events = n,
-                    first_kept_day = first,
-                    "deleted stored rows past the site's retention"
-                );
+            match self.writer.delete_before(site, first) {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(
+                            site,
+                            events = n,
+                            first_kept_day = first,
+                            "deleted rows past the site's retention"
+                        );
+                    }
+                    r.deleted_before.insert(site, first);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot delete site {site}'s rows past its retention (trying again in a minute): {e}"
+                    );
+                    r.next_try = Some(Instant::now() + RETENTION_RETRY);
+                    return;
+                }
             }
-            kept_from.insert(site, first);
         }
     }
 
@@ -313,6 +325,20 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             }
         }
     }
+}
+
+/// How long a failed deletion of rows past a retention waits before it is tried again.
+const RETENTION_RETRY: Duration = Duration::from_secs(60);
+
+/// The sites that keep their rows for a limited time.
+#[derive(Default)]
+struct Retention {
+    /// The first day each keeps: rows of earlier days are not committed.
+    kept_from: HashMap<u32, i32>,
+    /// The day before which each one's stored rows are deleted.
+    deleted_before: HashMap<u32, i32>,
+    /// After a failed deletion, none is tried before then.
+    next_try: Option<Instant>,
 }
 
 /// A site's timezone, `Some(None)` for a removed site, `None` while the metadata cannot say.

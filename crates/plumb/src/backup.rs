@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,14 +62,25 @@ fn refuse_external(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// A folder that is missing or empty, made if missing.
+/// A folder that is missing or empty, made if missing, readable by this user alone.
 fn empty_dir(dir: &Path) -> Result<()> {
     if dir.exists()
         && std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.next().is_some()
     {
         bail!("{} is not empty: a backup goes into a new folder", dir.display());
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Makes a file of a backup or a data directory readable by this user alone: it holds password
+/// hashes, salts and visitor signatures.
+fn private(path: &Path) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))
 }
 
 fn sha256(path: &Path) -> Result<(u64, String)> {
@@ -87,10 +99,19 @@ fn sha256(path: &Path) -> Result<(u64, String)> {
 
 pub fn backup(config: &Config, dest: &Path) -> Result<()> {
     refuse_external(config)?;
-    if !config.meta_path().exists() {
-        bail!("{} holds no Plumb install (no meta.db)", config.data_dir.display());
+    for (path, name) in [(config.meta_path(), "meta.db"), (config.store_path(), "events.duckdb")] {
+        if !path.exists() {
+            bail!("{} holds no Plumb install (no {name})", config.data_dir.display());
+        }
     }
     empty_dir(dest)?;
+    let inside = |d: &Path| d.canonicalize().ok();
+    if let (Some(d), Some(data)) = (inside(dest), inside(&config.data_dir))
+        && d.starts_with(&data)
+    {
+        let _ = std::fs::remove_dir(dest);
+        bail!("{} is inside the data directory: a backup goes elsewhere", dest.display());
+    }
     let handover = Handover::for_backup(&config.data_dir);
     let Some(lock) = handover.lock()? else {
         bail!("another plumb backup is running on {}", config.data_dir.display());
@@ -105,32 +126,12 @@ pub fn backup(config: &Config, dest: &Path) -> Result<()> {
     })?;
     let position = snapshot.position()?;
     drop(snapshot);
-    let [(meta, meta_name), (queue, queue_name), (_, store_name)] = files(config);
-    let copied = (|| -> Result<i64> {
-        if queue.exists() {
-            plumb_sqlite::copy(&queue, &dest.join(queue_name)).context("cannot copy the queue")?;
-        }
-        let taken_ms = chrono::Utc::now().timestamp_millis();
-        if handover.hold_lapsed() {
-            bail!("the hold on the queue lapsed while the backup ran: entries may be missing; take it again");
-        }
-        plumb_sqlite::copy(&meta, &dest.join(meta_name)).context("cannot copy the metadata")?;
-        Ok(taken_ms)
-    })();
-    // The queue is copied (or the copy failed): the server may release entries again.
-    handover.finish().context("cannot end the hold on the queue")?;
-    let taken_ms = copied?;
-    std::fs::copy(handover.snapshot_path(), dest.join(store_name)).context("cannot copy the snapshot")?;
-    std::fs::remove_file(handover.snapshot_path()).context("cannot remove the snapshot")?;
-    let mut manifest = Manifest { plumb: env!("CARGO_PKG_VERSION").to_owned(), taken_ms, position, files: Vec::new() };
-    for name in [meta_name, queue_name, store_name] {
-        let path = dest.join(name);
-        if path.exists() {
-            let (bytes, sha256) = sha256(&path)?;
-            manifest.files.push(FileEntry { name: name.to_owned(), bytes, sha256 });
-        }
-    }
-    std::fs::write(dest.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?).context("cannot write the manifest")?;
+    let written = write_backup(config, &handover, dest, position);
+    // Whatever happened, the server may release entries again and the snapshot goes: it is a
+    // copy of the rows that neither retention nor site deletion would reach.
+    let finished = handover.finish().context("cannot end the hold on the queue");
+    let _ = std::fs::remove_file(handover.snapshot_path());
+    let manifest = written.and_then(|m| finished.map(|()| m))?;
     drop(lock);
     let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     println!(
@@ -141,6 +142,53 @@ pub fn backup(config: &Config, dest: &Path) -> Result<()> {
         total as f64 / 1e6
     );
     Ok(())
+}
+
+/// Copies the queue and the metadata (while the queue is held), then the snapshot, into `dest`,
+/// and writes the manifest.
+fn write_backup(config: &Config, handover: &Handover, dest: &Path, position: u64) -> Result<Manifest> {
+    let [(meta, meta_name), (queue, queue_name), (_, store_name)] = files(config);
+    if queue.exists() {
+        plumb_sqlite::copy(&queue, &dest.join(queue_name)).context("cannot copy the queue")?;
+    }
+    let taken_ms = chrono::Utc::now().timestamp_millis();
+    if handover.hold_lapsed() {
+        bail!("the hold on the queue lapsed while the backup ran: entries may be missing; take it again");
+    }
+    plumb_sqlite::copy(&meta, &dest.join(meta_name)).context("cannot copy the metadata")?;
+    std::fs::copy(handover.snapshot_path(), dest.join(store_name)).context("cannot copy the snapshot")?;
+    let mut manifest = Manifest { plumb: env!("CARGO_PKG_VERSION").to_owned(), taken_ms, position, files: Vec::new() };
+    for name in [meta_name, queue_name, store_name] {
+        let path = dest.join(name);
+        if path.exists() {
+            private(&path)?;
+            let (bytes, sha256) = sha256(&path)?;
+            manifest.files.push(FileEntry { name: name.to_owned(), bytes, sha256 });
+        }
+    }
+    std::fs::write(dest.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?).context("cannot write the manifest")?;
+    Ok(manifest)
+}
+
+/// Copies the backup's files into the data directory and opens each as the server would
+/// (migrations of an older backup run now; a file that does not open is reported here, not at
+/// the first start). Returns the number of sites and the store's position.
+fn put_back(config: &Config, from: &Path, manifest: &Manifest) -> Result<(usize, u64)> {
+    for (path, name) in files(config) {
+        if manifest.files.iter().any(|f| f.name == name) {
+            let part = path.with_extension("part");
+            std::fs::copy(from.join(name), &part).with_context(|| format!("cannot write {}", part.display()))?;
+            private(&part)?;
+            std::fs::rename(&part, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    let sites = plumb_meta::SqliteMeta::open(&config.meta_path())?.list_sites()?.len();
+    let mut store = plumb_store::DuckStore::open(&config.store_path())?;
+    let position = plumb_store::EventWriter::position(&mut store)?;
+    if position != manifest.position {
+        bail!("the event store is at queue position {position}, the manifest says {}", manifest.position);
+    }
+    Ok((sites, position))
 }
 
 pub fn restore(config: &Config, from: &Path) -> Result<()> {
@@ -165,28 +213,35 @@ pub fn restore(config: &Config, from: &Path) -> Result<()> {
             );
         }
     }
-    if !manifest.files.iter().any(|f| f.name == "meta.db") {
-        bail!("the backup has no meta.db: nothing restored");
+    for needed in ["meta.db", "events.duckdb"] {
+        if !manifest.files.iter().any(|f| f.name == needed) {
+            bail!("the backup has no {needed}: nothing restored");
+        }
     }
-    std::fs::create_dir_all(&config.data_dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     for (path, _) in files(config) {
         if path.exists() {
             bail!("{} exists: restore into a new data directory (--data-dir)", path.display());
         }
     }
-    for (path, name) in files(config) {
-        if manifest.files.iter().any(|f| f.name == name) {
-            let part = path.with_extension("part");
-            std::fs::copy(from.join(name), &part).with_context(|| format!("cannot write {}", part.display()))?;
-            std::fs::rename(&part, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    let restored = put_back(config, from, &manifest);
+    let (sites, position) = match restored {
+        Ok(found) => found,
+        Err(e) => {
+            // Nothing half done: the next attempt finds the data directory as this one did.
+            for (path, _) in files(config) {
+                let beside = ["", ".wal", "-wal", "-shm"].map(|end| PathBuf::from(format!("{}{end}", path.display())));
+                for leftover in beside.into_iter().chain([path.with_extension("part")]) {
+                    let _ = std::fs::remove_file(leftover);
+                }
+            }
+            return Err(e.context("nothing restored"));
         }
-    }
-    // Opened once, as the server would: migrations of an older backup run now, and a file that
-    // does not open is reported here rather than at the first start.
-    let sites = plumb_meta::SqliteMeta::open(&config.meta_path())?.list_sites()?.len();
-    let mut store = plumb_store::DuckStore::open(&config.store_path())?;
-    let position = plumb_store::EventWriter::position(&mut store)?;
+    };
     let taken = chrono::DateTime::from_timestamp_millis(manifest.taken_ms).unwrap_or_default();
     println!(
         "restored the backup of {taken} into {}: {sites} sites, event store at queue position {position}; start \

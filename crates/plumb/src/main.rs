@@ -220,8 +220,8 @@ enum SiteCommand {
     Remove {
         domain: String,
     },
-    /// Show, or set, how long a site's stored events are kept: a number of months (older days
-    /// are deleted by the running worker within a second) or `forever`.
+    /// Show, or set, how long a site's stored events are kept: a number of months (the current
+    /// month and that many before it; the running worker deletes older days) or `forever`.
     Retention {
         domain: String,
         months: Option<String>,
@@ -322,16 +322,7 @@ fn site(meta: &dyn MetaStore, config: &Config, cmd: SiteCommand) -> Result<()> {
         SiteCommand::Retention { domain, months } => {
             let site = site_named(meta, &domain)?;
             if let Some(months) = months {
-                let months = match months.as_str() {
-                    "forever" => None,
-                    m => Some(m.parse::<u16>().map_err(|_| {
-                        anyhow::anyhow!(
-                            "`{m}` is neither a number of months (1 to {}) nor forever",
-                            plumb_meta::MAX_RETENTION_MONTHS
-                        )
-                    })?),
-                };
-                meta.set_retention(site.id, months)?;
+                meta.set_retention(site.id, plumb_meta::parse_retention(&months)?)?;
             }
             let kept = meta.retention(site.id)?.map_or_else(|| "forever".to_owned(), |m| format!("for {m} months"));
             println!("{} keeps its data {kept}", site.domain);

@@ -70,6 +70,18 @@ async fn a_backup_under_load_restores_to_what_was_accepted_at_the_backup_once_ea
     server.stop();
     assert!(before > 100, "the load was real: {before} events before the backup");
 
+    // The backup holds password hashes, salts and signatures: its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dest_arg), 0o700);
+    for file in ["meta.db", "queue.db", "events.duckdb"] {
+        assert_eq!(mode(&dest_arg.join(file)), 0o600, "{file}");
+    }
+    // Not into the data directory itself.
+    let inside = plumb(&dir, &["backup", dir.join("copies").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&inside.stderr).contains("inside the data directory"), "{inside:?}");
+    assert!(!dir.join("copies").exists());
+
     // A used folder takes no backup.
     let refused = plumb(&dir, &["backup", dest_arg.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not empty"), "{refused:?}");

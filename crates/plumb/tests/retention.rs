@@ -47,11 +47,12 @@ async fn rows_past_a_sites_retention_are_deleted_and_not_stored_again() {
         let (c, url, key) = (c.clone(), server.url.clone(), key.clone());
         async move { eventually(Duration::from_secs(20), || async { pageviews(&c, &url, &key).await == want }).await }
     };
-    send(vec![1, 100, 200, 400]).await;
+    send(vec![1, 100, 250, 400]).await;
     assert!(settles_at(4).await, "the back-filled history is counted");
     assert!(signed_in_page(&server.url, &format!("/sites/{SITE}")).await.contains("Data kept forever"));
 
-    // Six months: the days 200 and 400 ago go, the days 1 and 100 ago stay.
+    // Six months (this month and the six before it, whole: 181 to 212 days): the days 250 and
+    // 400 ago go, the days 1 and 100 ago stay.
     assert_eq!(cli(&dir, &["site", "retention", SITE, "6"]).trim(), format!("{SITE} keeps its data for 6 months"));
     assert!(settles_at(2).await, "rows past the retention are deleted: {}", pageviews(&c, &server.url, &key).await);
     // Sent again for a day past it, nothing is stored; a recent day is.
@@ -61,7 +62,7 @@ async fn rows_past_a_sites_retention_are_deleted_and_not_stored_again() {
         let today = chrono::Utc::now().date_naive();
         json!([(today - chrono::Duration::days(from)).to_string(), (today - chrono::Duration::days(to)).to_string()])
     };
-    let old = aggregate(&c, &server.url, &key, SITE, &["pageviews", "visitors"], stats_of_old_days(450, 190)).await;
+    let old = aggregate(&c, &server.url, &key, SITE, &["pageviews", "visitors"], stats_of_old_days(450, 240)).await;
     assert_eq!(old, [json!(0), json!(0)]);
 
     // Said where it is in force: the dashboard and the settings, with the owner's form.

@@ -61,6 +61,17 @@ impl Server {
     /// Runs one statement in the database (or in none, to create it) and returns the answer's
     /// body. `timeout` bounds the whole exchange; the server is told to stop the statement too.
     pub fn run(&self, sql: &str, in_database: bool, timeout: Duration) -> Result<String> {
+        self.request(sql, in_database, None, timeout)
+    }
+
+    /// [`run`](Self::run) in the database under `query_id` (URL-safe): the server refuses it
+    /// while a statement with that id still runs, so an insert whose answer was lost is never
+    /// sent again before it has ended.
+    pub fn run_once(&self, sql: &str, query_id: &str, timeout: Duration) -> Result<String> {
+        self.request(sql, true, Some(query_id), timeout)
+    }
+
+    fn request(&self, sql: &str, in_database: bool, query_id: Option<&str>, timeout: Duration) -> Result<String> {
         let fail = |what: String| StoreError::Backend(format!("ClickHouse at {}: {what}", self.addr));
         let addr = self
             .addr
@@ -71,14 +82,21 @@ impl Server {
         let mut stream =
             TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| fail(format!("unreachable: {e}")))?;
         stream.set_read_timeout(Some(timeout)).and_then(|()| stream.set_write_timeout(Some(timeout))).ok();
-        let database = if in_database { format!("&database={}", self.database) } else { String::new() };
-        let head = format!(
-            "POST /?max_execution_time={}&max_insert_block_size={}{database} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
-            timeout.as_secs().max(1),
-            super::log::MAX_INSERT_ROWS,
-            self.addr,
-            sql.len()
-        );
+        let mut params = format!("max_execution_time={}", timeout.as_secs().max(1));
+        // One insert is one block, whatever its size up to MAX_INSERT_ROWS: neither cut by rows
+        // nor by bytes (see `log.rs`).
+        let rows = super::log::MAX_INSERT_ROWS;
+        params.push_str(&format!(
+            "&max_insert_block_size={rows}&min_insert_block_size_rows={rows}&min_insert_block_size_bytes={}",
+            super::log::MAX_INSERT_BYTES
+        ));
+        if in_database {
+            params.push_str(&format!("&database={}", self.database));
+        }
+        if let Some(id) = query_id {
+            params.push_str(&format!("&query_id={id}"));
+        }
+        let head = format!("POST /?{params} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\n\r\n", self.addr, sql.len());
         stream
             .write_all(head.as_bytes())
             .and_then(|()| stream.write_all(sql.as_bytes()))

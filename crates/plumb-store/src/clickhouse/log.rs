@@ -1,6 +1,8 @@
 //! Exactly-once inserts without transactions. A table has no partition key, so one `INSERT` is one
-//! part, written whole or not at all (the store asks for blocks of up to [`MAX_INSERT_ROWS`]
-//! rows, so it is one block too). Each insert holds its rows and a marker row: site 0, which no
+//! part, written whole or not at all (the store asks for blocks of up to [`MAX_INSERT_ROWS`] rows
+//! and [`MAX_INSERT_BYTES`], so it is one block too). Each insert runs under a query id made of
+//! its table, writer and position, so one whose answer was lost cannot be sent again while it
+//! still runs on the server. Each insert holds its rows and a marker row: site 0, which no
 //! site has, with the writer's name in `_writer` and the queue position the insert brings the
 //! writer to in `_pos`. A writer's position in a table is the largest of its markers there, so
 //! several writers insert side by side, and an insert whose answer was lost is looked up before
@@ -10,8 +12,11 @@ use super::WRITE_TIMEOUT;
 use super::http::{Server, quote, tsv};
 use crate::{Result, StoreError};
 
-/// The most rows one insert may hold and still be one block (sent as `max_insert_block_size`).
+/// The most rows one insert may hold and still be one block (sent as `max_insert_block_size` and
+/// `min_insert_block_size_rows`).
 pub const MAX_INSERT_ROWS: usize = 1 << 24;
+/// The most bytes one insert may hold and still be one block (`min_insert_block_size_bytes`).
+pub const MAX_INSERT_BYTES: usize = 1 << 30;
 
 /// Rows for one insert into a table, as ClickHouse's TabSeparated lines, each ending with the
 /// table's `_writer` and `_pos` values for them.
@@ -70,10 +75,6 @@ impl TsvRows {
         &mut self.body
     }
 
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
     pub fn len(&self) -> usize {
         self.rows
     }
@@ -94,6 +95,9 @@ pub struct Log {
     marker: String,
     pub writer: String,
     pub committed: u64,
+    /// Where the writer started when it had no marker here (a worker inherits the position
+    /// `plumb migrate` handed the queue over at).
+    pub start: u64,
     /// An insert failed with its outcome unknown: the next one looks first.
     unsure: bool,
 }
@@ -104,7 +108,7 @@ impl Log {
     /// before `_writer`, TabSeparated.
     pub fn open(server: &Server, table: String, columns: &[String], marker: String, writer: &str) -> Result<Log> {
         let head = format!("INSERT INTO {table} ({}) FORMAT TabSeparated\n", columns.join(", "));
-        let mut log = Log { table, head, marker, writer: writer.to_owned(), committed: 0, unsure: false };
+        let mut log = Log { table, head, marker, writer: writer.to_owned(), committed: 0, start: 0, unsure: false };
         log.committed = log.stored(server)?.unwrap_or(0);
         Ok(log)
     }
@@ -117,7 +121,7 @@ impl Log {
     /// Reads the position back if the last insert's outcome is unknown.
     pub fn settle(&mut self, server: &Server) -> Result<()> {
         if self.unsure {
-            self.committed = self.stored(server)?.unwrap_or(0);
+            self.committed = self.stored(server)?.unwrap_or(self.start);
             self.unsure = false;
         }
         Ok(())
@@ -139,7 +143,17 @@ impl Log {
         let mut marker = TsvRows::marked(&self.writer, rows.position);
         marker.body().push_str(&self.marker);
         marker.end_row();
-        match server.run(&format!("{}{}{}", self.head, rows.body, marker.body), true, WRITE_TIMEOUT) {
+        let body = format!("{}{}{}", self.head, rows.body, marker.body);
+        if body.len() >= MAX_INSERT_BYTES {
+            return Err(StoreError::Backend(format!(
+                "an insert of {} bytes into {} is more than one ClickHouse block holds ({MAX_INSERT_BYTES})",
+                body.len(),
+                self.table
+            )));
+        }
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        let query_id = format!("plumb-{}-{}-{}", hex(&self.table), hex(&self.writer), rows.position);
+        match server.run_once(&body, &query_id, WRITE_TIMEOUT) {
             Ok(_) => {
                 self.committed = rows.position;
                 Ok(())

@@ -101,6 +101,7 @@ impl ClickHouseStore {
                 ));
             }
             events.committed = log::markers(&server, "events", HANDOVER_WRITER)?.unwrap_or(0);
+            events.start = events.committed;
         }
         let mut rollups = Vec::new();
         for t in rollup::tables() {
@@ -108,7 +109,7 @@ impl ClickHouseStore {
             let mut log = Log::open(&server, local_name(&server, t.name), &columns, rollup_marker(t), writer)?;
             if fresh {
                 // Its rollups start where its rows do.
-                log.committed = events.committed;
+                (log.committed, log.start) = (events.committed, events.committed);
             }
             rollups.push(log);
         }
@@ -214,24 +215,36 @@ impl ClickHouseStore {
 
 impl ClickHouseStore {
     /// Deletes the rows and rollup rows that meet `condition` (of a site other than 0, whose
-    /// rows are markers); returns the events deleted.
+    /// rows are markers); returns the events deleted. `condition` is written as ClickHouse
+    /// writes it back in `system.mutations` (each comparison in parentheses), so that a deletion
+    /// asked for again while its mutation still runs is not queued twice.
     fn delete_where(&mut self, condition: &str) -> Result<u64> {
-        let condition = format!("site_id <> 0 AND {condition}");
+        let condition = format!("(site_id != 0) AND {condition}");
         let oc = on_cluster(&self.server);
         let mut events = 0;
         // Table by table, so that a deletion cut short and called again finishes the rest.
         for table in std::iter::once("events").chain(rollup::tables().map(|t| t.name)) {
-            let n: u64 = self
-                .write(&format!("SELECT count() FROM {table} WHERE {condition}"))?
-                .trim()
-                .parse()
-                .map_err(|e| StoreError::Backend(format!("ClickHouse answered no count of {table}: {e}")))?;
+            let count = |sql: String| -> Result<u64> {
+                let answer = self.write(&sql)?;
+                answer
+                    .trim()
+                    .parse()
+                    .map_err(|e| StoreError::Backend(format!("ClickHouse answered `{answer}` for a count: {e}")))
+            };
+            let n = count(format!("SELECT count() FROM {table} WHERE {condition}"))?;
             if table == "events" {
                 events = n;
             }
-            if n > 0 {
+            let local = local_name(&self.server, table);
+            let under_way = count(format!(
+                "SELECT count() FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0 AND command = {}",
+                quote(&self.server.database),
+                quote(&local),
+                quote(&format!("DELETE WHERE {condition}"))
+            ))?;
+            if n > 0 && under_way == 0 {
                 // A mutation: ClickHouse rewrites the parts in the background (on every shard).
-                let local = ddl_name(&self.server, &local_name(&self.server, table));
+                let local = ddl_name(&self.server, &local);
                 self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE {condition}"))?;
             }
         }
@@ -293,6 +306,8 @@ impl EventWriter for ClickHouseStore {
         if self.role != Role::Worker {
             return Err(StoreError::Backend("plumb migrate's writer copies rows; it commits none".into()));
         }
+        // Known for sure: rows of an insert that got through unanswered are not taken for missing.
+        self.events.settle(&self.server)?;
         let before = self.events.committed;
         if position <= before && self.tried != Some(position) {
             return Err(StoreError::Backend(format!(
@@ -340,11 +355,11 @@ impl EventWriter for ClickHouseStore {
     }
 
     fn delete_site(&mut self, site_id: u32) -> Result<u64> {
-        self.delete_where(&format!("site_id = {site_id}"))
+        self.delete_where(&format!("(site_id = {site_id})"))
     }
 
     fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
-        self.delete_where(&format!("site_id = {site_id} AND day < {day}"))
+        self.delete_where(&format!("(site_id = {site_id}) AND (day < {day})"))
     }
 }
 

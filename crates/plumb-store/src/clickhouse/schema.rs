@@ -190,6 +190,13 @@ pub fn migrate(server: &Server) -> Result<()> {
             server.database
         )));
     }
+    if found > 0 && !columns_of(server, "events")?.iter().any(|c| c == "_writer") {
+        return Err(StoreError::Backend(format!(
+            "ClickHouse database {} was made by a development build of Plumb from before rollups (its rows carry \
+             no _writer): make a new database and fill it again (plumb migrate, or the workers from an empty queue)",
+            server.database
+        )));
+    }
     for version in found + 1..=known {
         migrate_to(server, version)?;
         let versions = local_name(server, version_table);

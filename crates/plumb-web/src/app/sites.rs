@@ -448,10 +448,15 @@ pub async fn update(
 
 /// The retention in force, as the dashboard and the settings say it.
 pub fn retention_label(months: Option<u16>) -> String {
+    format!("Data kept {}", retention_span(months))
+}
+
+/// How long a retention keeps data: "forever", "1 month", "12 months".
+fn retention_span(months: Option<u16>) -> String {
     match months {
-        None => "Data kept forever".to_owned(),
-        Some(1) => "Data kept 1 month".to_owned(),
-        Some(m) => format!("Data kept {m} months"),
+        None => "forever".to_owned(),
+        Some(1) => "1 month".to_owned(),
+        Some(m) => format!("{m} months"),
     }
 }
 
@@ -477,8 +482,9 @@ fn retention_form(base: &str, csrf: &str, months: Option<u16>) -> String {
     format!(
         "<form method=\"post\" action=\"{base}/retention\" class=\"row\">{c}<label>Keep data for \
          <select name=\"months\">{options}</select></label><button type=\"submit\">Save</button></form>\
-         <p class=\"hint\">Stored events older than this are deleted within a second, with their rollups, and \
-         events for those days are not stored; a shorter retention deletes data for good.</p>",
+         <p class=\"hint\">The current month and that many before it are kept. Stored events of older days \
+         are deleted with their rollups, and events for those days are not stored; a shorter retention \
+         deletes data for good.</p>",
         c = csrf_field(csrf)
     )
 }
@@ -491,16 +497,7 @@ pub async fn set_retention(
     body: Bytes,
 ) -> Result<Reply> {
     let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
-    let months = match field(&f, "months") {
-        "forever" => None,
-        m => Some(m.parse::<u16>().map_err(|_| {
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown retention",
-                &format!("`{m}` is not a number of months or forever"),
-            )
-        })?),
-    };
+    let months = plumb_meta::parse_retention(field(&f, "months")).map_err(meta_reply)?;
     web.meta.set_retention(site.id, months).map_err(meta_reply)?;
     back_to_settings(&site)
 }
