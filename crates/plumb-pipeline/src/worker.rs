@@ -252,7 +252,8 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
 impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
     /// Brings `r` up to the sites' retentions and deletes the stored rows of the days a site
     /// keeps no more, once per site and first kept day (a new month, a new setting). A deletion
-    /// that fails is tried again a minute later: it never holds up the commits.
+    /// that fails is tried again a minute later rather than at once; each of its statements is
+    /// bounded by the store's timeout.
     fn enforce_retention(&mut self, r: &mut Retention, zones: &mut HashMap<u32, Option<Tz>>) {
         let limits = match self.meta.retentions() {
             Ok(l) => l,
@@ -271,11 +272,10 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             .collect();
         let kept_from = &r.kept_from;
         r.deleted_before.retain(|site, _| kept_from.contains_key(site));
-        if r.next_try.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
+        r.next_try.retain(|site, _| kept_from.contains_key(site));
         for (&site, &first) in &r.kept_from {
-            if r.deleted_before.get(&site) == Some(&first) {
+            let waiting = r.next_try.get(&site).is_some_and(|t| Instant::now() < *t);
+            if waiting || r.deleted_before.get(&site) == Some(&first) {
                 continue;
             }
             match self.writer.delete_before(site, first) {
@@ -294,8 +294,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                     tracing::warn!(
                         "cannot delete site {site}'s rows past its retention (trying again in a minute): {e}"
                     );
-                    r.next_try = Some(Instant::now() + RETENTION_RETRY);
-                    return;
+                    r.next_try.insert(site, Instant::now() + RETENTION_RETRY);
                 }
             }
         }
@@ -337,8 +336,8 @@ struct Retention {
     kept_from: HashMap<u32, i32>,
     /// The day before which each one's stored rows are deleted.
     deleted_before: HashMap<u32, i32>,
-    /// After a failed deletion, none is tried before then.
-    next_try: Option<Instant>,
+    /// After a failed deletion, the site's next is not tried before then.
+    next_try: HashMap<u32, Instant>,
 }
 
 /// A site's timezone, `Some(None)` for a removed site, `None` while the metadata cannot say.

@@ -104,14 +104,12 @@ pub fn backup(config: &Config, dest: &Path) -> Result<()> {
             bail!("{} holds no Plumb install (no {name})", config.data_dir.display());
         }
     }
-    empty_dir(dest)?;
-    let inside = |d: &Path| d.canonicalize().ok();
-    if let (Some(d), Some(data)) = (inside(dest), inside(&config.data_dir))
+    if let (Some(d), Some(data)) = (resolved(dest), resolved(&config.data_dir))
         && d.starts_with(&data)
     {
-        let _ = std::fs::remove_dir(dest);
         bail!("{} is inside the data directory: a backup goes elsewhere", dest.display());
     }
+    empty_dir(dest)?;
     let handover = Handover::for_backup(&config.data_dir);
     let Some(lock) = handover.lock()? else {
         bail!("another plumb backup is running on {}", config.data_dir.display());
@@ -126,12 +124,17 @@ pub fn backup(config: &Config, dest: &Path) -> Result<()> {
     })?;
     let position = snapshot.position()?;
     drop(snapshot);
-    let written = write_backup(config, &handover, dest, position);
-    // Whatever happened, the server may release entries again and the snapshot goes: it is a
-    // copy of the rows that neither retention nor site deletion would reach.
+    let held = copy_while_held(config, &handover, dest);
+    // Copied (or not): the server may release entries again.
     let finished = handover.finish().context("cannot end the hold on the queue");
+    let written = held.and_then(|taken_ms| finished.map(|()| taken_ms)).and_then(|taken_ms| {
+        let manifest = Manifest { plumb: env!("CARGO_PKG_VERSION").to_owned(), taken_ms, position, files: Vec::new() };
+        write_rest(config, &handover, dest, manifest)
+    });
+    // Whatever happened, the snapshot goes: it is a copy of the rows that neither retention nor
+    // site deletion would reach.
     let _ = std::fs::remove_file(handover.snapshot_path());
-    let manifest = written.and_then(|m| finished.map(|()| m))?;
+    let manifest = written?;
     drop(lock);
     let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     println!(
@@ -144,10 +147,10 @@ pub fn backup(config: &Config, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies the queue and the metadata (while the queue is held), then the snapshot, into `dest`,
-/// and writes the manifest.
-fn write_backup(config: &Config, handover: &Handover, dest: &Path, position: u64) -> Result<Manifest> {
-    let [(meta, meta_name), (queue, queue_name), (_, store_name)] = files(config);
+/// Copies the queue, then the metadata, into `dest` while the server holds the queue's entries;
+/// returns when the queue was copied.
+fn copy_while_held(config: &Config, handover: &Handover, dest: &Path) -> Result<i64> {
+    let [(meta, meta_name), (queue, queue_name), _] = files(config);
     if queue.exists() {
         plumb_sqlite::copy(&queue, &dest.join(queue_name)).context("cannot copy the queue")?;
     }
@@ -156,9 +159,14 @@ fn write_backup(config: &Config, handover: &Handover, dest: &Path, position: u64
         bail!("the hold on the queue lapsed while the backup ran: entries may be missing; take it again");
     }
     plumb_sqlite::copy(&meta, &dest.join(meta_name)).context("cannot copy the metadata")?;
-    std::fs::copy(handover.snapshot_path(), dest.join(store_name)).context("cannot copy the snapshot")?;
-    let mut manifest = Manifest { plumb: env!("CARGO_PKG_VERSION").to_owned(), taken_ms, position, files: Vec::new() };
-    for name in [meta_name, queue_name, store_name] {
+    Ok(taken_ms)
+}
+
+/// Copies the snapshot into `dest`, makes every file private and writes the manifest.
+fn write_rest(config: &Config, handover: &Handover, dest: &Path, mut manifest: Manifest) -> Result<Manifest> {
+    let names = files(config).map(|(_, name)| name);
+    std::fs::copy(handover.snapshot_path(), dest.join(names[2])).context("cannot copy the snapshot")?;
+    for name in names {
         let path = dest.join(name);
         if path.exists() {
             private(&path)?;
@@ -168,6 +176,20 @@ fn write_backup(config: &Config, handover: &Handover, dest: &Path, position: u64
     }
     std::fs::write(dest.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?).context("cannot write the manifest")?;
     Ok(manifest)
+}
+
+/// `path` made absolute with its symbolic links resolved, for the part of it that exists.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        missing.push(existing.file_name()?);
+        existing = existing.parent()?;
+    }
+    let mut out = existing.canonicalize().ok()?;
+    out.extend(missing.into_iter().rev());
+    Some(out)
 }
 
 /// Copies the backup's files into the data directory and opens each as the server would

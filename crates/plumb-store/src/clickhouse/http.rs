@@ -88,7 +88,7 @@ impl Server {
         let rows = super::log::MAX_INSERT_ROWS;
         params.push_str(&format!(
             "&max_insert_block_size={rows}&min_insert_block_size_rows={rows}&min_insert_block_size_bytes={}",
-            super::log::MAX_INSERT_BYTES
+            super::log::MIN_BLOCK_BYTES
         ));
         if in_database {
             params.push_str(&format!("&database={}", self.database));

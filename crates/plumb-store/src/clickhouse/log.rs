@@ -1,8 +1,8 @@
 //! Exactly-once inserts without transactions. A table has no partition key, so one `INSERT` is one
 //! part, written whole or not at all (the store asks for blocks of up to [`MAX_INSERT_ROWS`] rows
-//! and [`MAX_INSERT_BYTES`], so it is one block too). Each insert runs under a query id made of
-//! its table, writer and position, so one whose answer was lost cannot be sent again while it
-//! still runs on the server. Each insert holds its rows and a marker row: site 0, which no
+//! and [`MIN_BLOCK_BYTES`], so it is one block too). Each insert runs under a query id made of
+//! its database, table and writer, so one whose answer was lost cannot be sent again (for any
+//! position) while it still runs on the server. Each insert holds its rows and a marker row: site 0, which no
 //! site has, with the writer's name in `_writer` and the queue position the insert brings the
 //! writer to in `_pos`. A writer's position in a table is the largest of its markers there, so
 //! several writers insert side by side, and an insert whose answer was lost is looked up before
@@ -15,8 +15,11 @@ use crate::{Result, StoreError};
 /// The most rows one insert may hold and still be one block (sent as `max_insert_block_size` and
 /// `min_insert_block_size_rows`).
 pub const MAX_INSERT_ROWS: usize = 1 << 24;
-/// The most bytes one insert may hold and still be one block (`min_insert_block_size_bytes`).
+/// The most bytes of text one insert may hold.
 pub const MAX_INSERT_BYTES: usize = 1 << 30;
+/// Sent as `min_insert_block_size_bytes`: far above what `MAX_INSERT_BYTES` of text takes in
+/// memory, so that squashing never closes a block within one insert (it only merges blocks).
+pub const MIN_BLOCK_BYTES: u64 = 1 << 40;
 
 /// Rows for one insert into a table, as ClickHouse's TabSeparated lines, each ending with the
 /// table's `_writer` and `_pos` values for them.
@@ -151,8 +154,10 @@ impl Log {
                 self.table
             )));
         }
+        // A writer has one insert at a time in each table: whatever the position it was for, an
+        // insert still running is never sent again beside it.
         let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
-        let query_id = format!("plumb-{}-{}-{}", hex(&self.table), hex(&self.writer), rows.position);
+        let query_id = format!("plumb-{}-{}-{}", hex(&server.database), hex(&self.table), hex(&self.writer));
         match server.run_once(&body, &query_id, WRITE_TIMEOUT) {
             Ok(_) => {
                 self.committed = rows.position;
