@@ -102,6 +102,22 @@ async fn a_backup_under_load_restores_to_what_was_accepted_at_the_backup_once_ea
     let out = plumb(&into, &["restore", copy.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not the file the backup wrote"), "{out:?}");
     assert!(!into.join("meta.db").exists(), "nothing restored");
+    // No manifest, one that is not JSON, one naming a file outside a data directory: refused.
+    let manifest = copy.join("backup.json");
+    let written = std::fs::read_to_string(&manifest).unwrap();
+    for (text, says) in [
+        (None, "is not a Plumb backup"),
+        (Some("{not json".to_owned()), "is not a manifest Plumb reads"),
+        (Some(written.replacen("\"meta.db\"", "\"../../etc/passwd\"", 1)), "which is no file of a data directory"),
+    ] {
+        match &text {
+            Some(t) => std::fs::write(&manifest, t).unwrap(),
+            None => std::fs::remove_file(&manifest).unwrap(),
+        }
+        let out = plumb(&into, &["restore", copy.to_str().unwrap()]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{says}: {out:?}");
+        assert!(!into.join("meta.db").exists(), "nothing restored");
+    }
 
     let out = plumb(&restored, &["restore", dest_arg.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -101,6 +101,8 @@ pub struct Log {
     /// Where the writer started when it had no marker here (a worker inherits the position
     /// `plumb migrate` handed the queue over at).
     pub start: u64,
+    /// Whether the writer had markers here when the log was opened.
+    pub has_markers: bool,
     /// An insert failed with its outcome unknown: the next one looks first.
     unsure: bool,
 }
@@ -111,8 +113,18 @@ impl Log {
     /// before `_writer`, TabSeparated.
     pub fn open(server: &Server, table: String, columns: &[String], marker: String, writer: &str) -> Result<Log> {
         let head = format!("INSERT INTO {table} ({}) FORMAT TabSeparated\n", columns.join(", "));
-        let mut log = Log { table, head, marker, writer: writer.to_owned(), committed: 0, start: 0, unsure: false };
-        log.committed = log.stored(server)?.unwrap_or(0);
+        let mut log = Log {
+            table,
+            head,
+            marker,
+            writer: writer.to_owned(),
+            committed: 0,
+            start: 0,
+            has_markers: false,
+            unsure: false,
+        };
+        let stored = log.stored(server)?;
+        (log.committed, log.has_markers) = (stored.unwrap_or(0), stored.is_some());
         Ok(log)
     }
 

@@ -89,7 +89,7 @@ impl ClickHouseStore {
         let server = connect(url)?;
         let mut events =
             Log::open(&server, local_name(&server, "events"), &event_column_names(), events_marker(), writer)?;
-        let fresh = role == Role::Worker && events.stored(&server)?.is_none();
+        let fresh = role == Role::Worker && !events.has_markers;
         if fresh {
             let writers = writers(&server)?;
             if writers.iter().any(|w| w.starts_with(COPY_WRITER)) && !writers.iter().any(|w| w == HANDOVER_WRITER) {
@@ -235,6 +235,9 @@ impl ClickHouseStore {
             if table == "events" {
                 events = n;
             }
+            if n == 0 {
+                continue;
+            }
             let local = local_name(&self.server, table);
             let under_way = count(format!(
                 "SELECT count() FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0 AND command = {}",
@@ -242,7 +245,7 @@ impl ClickHouseStore {
                 quote(&local),
                 quote(&format!("DELETE WHERE {condition}"))
             ))?;
-            if n > 0 && under_way == 0 {
+            if under_way == 0 {
                 // A mutation: ClickHouse rewrites the parts in the background (on every shard).
                 let local = ddl_name(&self.server, &local);
                 self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE {condition}"))?;
