@@ -148,7 +148,7 @@ expect(/\r\nGoogle,1,1,/.test(csv) && /\r\nTwitter,1,1,/.test(csv), `CSV rows: $
 summary.csv = csv;
 const [zipDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-all')]);
 const zip = fs.readFileSync(await zipDownload.path());
-expect(zip.subarray(0, 2).toString() === 'PK' && zip.includes('sources.csv') && zip.includes('visitors.csv'), 'zip of CSVs');
+expect(zip.subarray(0, 2).toString() === 'PK' && zip.includes('imported_sources_') && zip.includes('imported_visitors_'), 'Plausible-format zip of CSVs');
 summary.zipBytes = zip.length;
 
 // ---- 8. Details view with search.

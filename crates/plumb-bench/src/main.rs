@@ -12,9 +12,11 @@
 //!        target/release/plumb-bench --dashboard-data DIR --rows N   (a data directory to serve)
 //!        target/release/plumb-bench --abuse [--rows N] [--seconds N]   (resource ceilings, see `abuse.rs`)
 //!        target/release/plumb-bench --nats [--seconds N] [--clickhouse]   (collectors on NATS, see `distributed.rs`)
+//!        target/release/plumb-bench --import-rows N [--log-bytes N]   (imports, see `imports.rs`)
 
 mod abuse;
 mod distributed;
+mod imports;
 mod queries;
 
 use std::net::SocketAddr;
@@ -58,6 +60,9 @@ fn main() {
             arg("--connections", 64).clamp(1, 1024) as usize,
             args.iter().any(|a| a == "--clickhouse"),
         );
+    }
+    if args.iter().any(|a| a == "--import-rows") {
+        return imports::run(&plumb, arg("--import-rows", 10_000_000) as usize, arg("--log-bytes", 1_000_000_000));
     }
     if args.iter().any(|a| a == "--abuse") {
         return abuse::run(&plumb, arg("--rows", 2_000_000) as usize, arg("--seconds", 30).min(120));

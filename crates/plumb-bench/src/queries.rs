@@ -145,6 +145,7 @@ fn dashboard(last_days: i32, filter: Option<Filter>) -> Vec<(&'static str, Query
         comparison: None,
         total_rows: false,
         goals: vec![],
+        imports: vec![],
     };
     let top = Query {
         comparison: Some(DayRange { from: range.from - last_days, to: range.from - 1 }),

@@ -3,7 +3,7 @@
 use crate::Collector;
 use crate::firewall::Hit;
 use crate::refusal::Refusal;
-use crate::useragent::device_with_width;
+use crate::useragent::{Agent, device_with_width};
 use axum::http::{HeaderMap, header};
 use chrono::DateTime;
 use plumb_core::security::Reason;
@@ -305,6 +305,39 @@ pub struct Checked {
     interactive: bool,
 }
 
+/// The visit a hit belongs to, as stored on its rows: its source (the page's `utm_source` or
+/// `ref` tag, else the referrer's host, else a click id), the User-Agent's browser, OS and device
+/// (the tracker's width refines the device), and its place. `plumb import logs` makes visits of
+/// logged requests with it too.
+pub fn visit_info(
+    agent: &Agent,
+    referrer: Option<(String, String)>,
+    page: &plumb_core::url::PageUrl,
+    width: Option<u32>,
+    place: crate::geo::Place,
+) -> VisitInfo {
+    let tag = if page.utm_source.is_empty() { &page.ref_param } else { &page.utm_source };
+    let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium, &page.click_id);
+    VisitInfo {
+        source: source.source,
+        referrer: referrer.map(|(r, _)| r).unwrap_or_default(),
+        channel: source.channel,
+        utm_medium: page.utm_medium.clone(),
+        utm_source: page.utm_source.clone(),
+        utm_campaign: page.utm_campaign.clone(),
+        utm_content: page.utm_content.clone(),
+        utm_term: page.utm_term.clone(),
+        browser: agent.browser.clone(),
+        browser_version: agent.browser_version.clone(),
+        os: agent.os.clone(),
+        os_version: agent.os_version.clone(),
+        device: device_with_width(&agent.device, width).to_owned(),
+        country: place.country,
+        region: place.region,
+        city: place.city,
+    }
+}
+
 impl Checked {
     /// One queue entry per site the event is recorded for; none for a bot, spam or a visitor
     /// faster than a person (counted, answered like any hit).
@@ -350,25 +383,7 @@ impl Checked {
             }
             return Ok(vec![]);
         }
-        let source = classify(referrer.as_ref().map(|(_, h)| h.as_str()), tag, &page.utm_medium, &page.click_id);
-        let visit = VisitInfo {
-            source: source.source,
-            referrer: referrer.map(|(r, _)| r).unwrap_or_default(),
-            channel: source.channel,
-            utm_medium: page.utm_medium,
-            utm_source: page.utm_source,
-            utm_campaign: page.utm_campaign,
-            utm_content: page.utm_content,
-            utm_term: page.utm_term,
-            browser: agent.browser.clone(),
-            browser_version: agent.browser_version.clone(),
-            os: agent.os.clone(),
-            os_version: agent.os_version.clone(),
-            device: device_with_width(&agent.device, width).to_owned(),
-            country: place.country,
-            region: place.region,
-            city: place.city,
-        };
+        let visit = visit_info(&agent, referrer, &page, width, place);
         let mut entries = Vec::with_capacity(sites.len());
         for site in sites {
             let (day, hour) = local_day_hour(site.timezone, ts_ms);

@@ -18,22 +18,36 @@ pub struct SiteCache {
 
 impl SiteCache {
     pub fn get(&self, meta: &dyn MetaStore, domain: &str) -> Result<Option<Site>, MetaError> {
-        if let Some((site, at)) = self.entries.read().unwrap().get(domain)
+        self.lookup(domain.to_owned(), || meta.site_by_domain(domain))
+    }
+
+    /// The site an older tracker's site id (an alias, see `MetaStore::set_alias`) counts into.
+    pub fn by_alias(&self, meta: &dyn MetaStore, alias: &str) -> Result<Option<Site>, MetaError> {
+        // Aliases share the map under a key no domain has.
+        self.lookup(format!("alias {alias}"), || meta.site_by_alias(alias))
+    }
+
+    fn lookup(
+        &self,
+        key: String,
+        find: impl FnOnce() -> Result<Option<Site>, MetaError>,
+    ) -> Result<Option<Site>, MetaError> {
+        if let Some((site, at)) = self.entries.read().unwrap().get(&key)
             && at.elapsed() < SITE_TTL
         {
             return Ok(site.clone());
         }
-        let site = match meta.site_by_domain(domain) {
+        let site = match find() {
             Ok(site) => site,
             // The metadata store is unreachable (restarting, a network cut): a site known
             // moments ago still counts; a domain never looked up waits for the store.
-            Err(e) => return self.entries.read().unwrap().get(domain).map(|(site, _)| site.clone()).ok_or(e),
+            Err(e) => return self.entries.read().unwrap().get(&key).map(|(site, _)| site.clone()).ok_or(e),
         };
         let mut entries = self.entries.write().unwrap();
         if entries.len() >= MAX_CACHED_DOMAINS {
             entries.clear();
         }
-        entries.insert(domain.to_owned(), (site.clone(), Instant::now()));
+        entries.insert(key, (site.clone(), Instant::now()));
         Ok(site)
     }
 

@@ -14,6 +14,7 @@ mod tally;
 mod tracker;
 pub mod useragent;
 
+pub use body::visit_info;
 pub use client_ip::client_ip;
 pub use error::ApiError;
 pub use refusal::Refusal;
@@ -475,13 +476,18 @@ async fn pixel(
         if !path.starts_with('/') {
             return Err(invalid(format!("`p` must be a path starting with `/`, got `{path}`")));
         }
-        // Fathom Lite's `sid` is its own site code; a registered domain is accepted there, and
-        // otherwise the site is found from the page's host.
-        let known = |s: &String| {
+        // Fathom Lite's `sid` is its own site code: one an import kept as a site's alias counts
+        // into that site; a registered domain is accepted there too; otherwise the site is found
+        // from the page's host.
+        let site_of = |s: String| -> Option<String> {
             let d = s.to_ascii_lowercase();
-            plumb_meta::validate_domain(&d).is_ok() && c.sites.get(c.meta.as_ref(), &d).ok().flatten().is_some()
+            if plumb_meta::validate_domain(&d).is_ok() && c.sites.get(c.meta.as_ref(), &d).ok().flatten().is_some() {
+                return Some(d);
+            }
+            plumb_meta::validate_alias(&s).ok()?;
+            c.sites.by_alias(c.meta.as_ref(), &s).ok().flatten().map(|site| site.domain)
         };
-        let sid = q.sid.filter(known);
+        let sid = q.sid.and_then(site_of);
         let body = EventBody::pageview(format!("{}{path}", host.trim_end_matches('/')), sid, q.r);
         let checked = c.validate(body, &ctx)?;
         let messages = c.entries(&ctx, vec![checked])?;

@@ -6,8 +6,8 @@ use crate::accounts::{
     MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code, random_token, sha256_hex, totp,
 };
 use crate::{
-    Accounts, ApiKey, Goal, GoalKind, MetaError, NewUser, Result, Role, Scope, Session, SharedLink, User,
-    validate_password,
+    Accounts, ApiKey, Goal, GoalKind, Import, ImportState, MetaError, NewUser, Result, Role, Scope, Session,
+    SharedLink, User, validate_password,
 };
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
@@ -267,4 +267,43 @@ pub(crate) fn new_shared_link(site_id: u32, name: &str, password: Option<&str>) 
         None => None,
     };
     Ok(SharedLink { site_id, slug: random_token::<16>(), name: name.to_owned(), password_hash, created_ms: now_ms() })
+}
+
+/// An import's breakdown codes as stored: comma-separated.
+pub(crate) fn dims_text(dims: &[u8]) -> String {
+    dims.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// An import from its stored columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stored_import(
+    id: u32,
+    site_id: u32,
+    kind: String,
+    key: String,
+    label: String,
+    days: (i32, i32),
+    dims: &str,
+    rows: i64,
+    state: &str,
+    created_ms: i64,
+) -> Result<Import> {
+    let dims = dims
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| MetaError::Storage(format!("a stored import breakdown `{d}`"))))
+        .collect::<Result<_>>()?;
+    Ok(Import {
+        id,
+        site_id,
+        kind,
+        key,
+        label,
+        first_day: days.0,
+        last_day: days.1,
+        dims,
+        rows: rows.max(0) as u64,
+        state: ImportState::parse(state)?,
+        created_ms,
+    })
 }

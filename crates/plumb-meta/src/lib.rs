@@ -234,6 +234,71 @@ pub struct FirewallRule {
     pub created_ms: i64,
 }
 
+/// Where an import is: under way (or cut short), read by queries, or being deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportState {
+    Loading,
+    Done,
+    Removing,
+}
+
+impl ImportState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImportState::Loading => "loading",
+            ImportState::Done => "done",
+            ImportState::Removing => "removing",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<ImportState> {
+        match s {
+            "loading" => Ok(ImportState::Loading),
+            "done" => Ok(ImportState::Done),
+            "removing" => Ok(ImportState::Removing),
+            other => Err(MetaError::Storage(format!("a stored import state `{other}`"))),
+        }
+    }
+}
+
+/// One run of an import of another tool's history into a site; its rows are in the event
+/// store's `imported` table under its id (see `plumb_query::imported`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub id: u32,
+    pub site_id: u32,
+    /// `fathom-lite`, `plausible` or `logs`.
+    pub kind: String,
+    /// What makes another run the same import, which then replaces this one.
+    pub key: String,
+    /// What it was imported from, for people.
+    pub label: String,
+    pub first_day: i32,
+    pub last_day: i32,
+    /// The breakdowns it holds (`plumb_query::imported::Dim` codes).
+    pub dims: Vec<u8>,
+    pub rows: u64,
+    pub state: ImportState,
+    pub created_ms: i64,
+}
+
+/// The longest site alias (an older tracker's site id).
+pub const MAX_ALIAS_LEN: usize = 32;
+
+/// `alias` if a site may be known by it: 1 to [`MAX_ALIAS_LEN`] ASCII letters, digits, `-` or `_`.
+pub fn validate_alias(alias: &str) -> Result<&str> {
+    let ok = (1..=MAX_ALIAS_LEN).contains(&alias.len())
+        && alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(alias)
+    } else {
+        Err(MetaError::Invalid(format!(
+            "a site alias is 1 to {MAX_ALIAS_LEN} letters, digits, - or _; not `{}`",
+            alias.escape_debug()
+        )))
+    }
+}
+
 /// Hits turned away for one site, hour (unix hours) and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityCount {
@@ -266,6 +331,22 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn set_retention(&self, site_id: u32, months: Option<u16>) -> Result<()>;
     /// Every site that keeps its rows for a limited time, with its months.
     fn retentions(&self) -> Result<Vec<(u32, u16)>>;
+
+    /// Starts a run of an import into a site: a new id, in state loading (read by no query).
+    fn begin_import(&self, site_id: u32, kind: &str, key: &str, label: &str) -> Result<Import>;
+    /// Marks a run finished with what it holds, and in the same transaction every other run of
+    /// the same site, kind and key for removal; returns those (their stored rows are to be
+    /// deleted, then the runs with [`delete_import`](Self::delete_import)).
+    fn finish_import(&self, id: u32, first_day: i32, last_day: i32, dims: &[u8], rows: u64) -> Result<Vec<Import>>;
+    /// Imports of one site (or of all), oldest first.
+    fn imports(&self, site_id: Option<u32>) -> Result<Vec<Import>>;
+    /// Marks an import for removal (queries stop reading it) and returns it.
+    fn mark_import_removing(&self, id: u32) -> Result<Import>;
+    /// Forgets an import whose stored rows are deleted.
+    fn delete_import(&self, id: u32) -> Result<()>;
+    /// Makes `alias` (see [`validate_alias`]) count into the site, whichever it counted into.
+    fn set_alias(&self, alias: &str, site_id: u32) -> Result<()>;
+    fn site_by_alias(&self, alias: &str) -> Result<Option<Site>>;
 
     /// Adds a goal, or returns the site's existing goal with the same definition.
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal>;

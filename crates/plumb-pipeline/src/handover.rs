@@ -1,5 +1,5 @@
-//! How `plumb migrate` and `plumb backup` get a running embedded server's rows without stopping
-//! it: through files in a folder of the data directory (`migrate/`, `backup/`; the tool and the
+//! How `plumb migrate`, `plumb backup` and `plumb export` get a running embedded server's rows without stopping
+//! it: through files in a folder of the data directory (`migrate/`, `backup/`, `export/`; the tool and the
 //! server run on one machine, over one data directory). The tool writes `snapshot.request`; the
 //! server's pipeline, between two commits, copies its rows and position into `snapshot.duckdb`
 //! (renamed into place once whole) and removes the request. From then until the tool writes
@@ -29,6 +29,11 @@ impl Handover {
     /// `plumb backup`'s.
     pub fn for_backup(data_dir: &Path) -> Handover {
         Handover { dir: data_dir.join("backup") }
+    }
+
+    /// `plumb export`'s (it holds the queue only from its snapshot to its `finish` right after).
+    pub fn for_export(data_dir: &Path) -> Handover {
+        Handover { dir: data_dir.join("export") }
     }
 
     pub fn dir(&self) -> &Path {

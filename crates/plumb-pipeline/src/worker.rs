@@ -31,6 +31,8 @@ pub struct PipelineConfig {
     /// Where `plumb migrate` and `plumb backup` may ask for a snapshot of the store (embedded
     /// installs).
     pub handovers: Vec<crate::Handover>,
+    /// Where `plumb import` hands over imported rows (embedded installs).
+    pub imports: Option<crate::ImportInbox>,
 }
 
 impl Default for PipelineConfig {
@@ -39,6 +41,7 @@ impl Default for PipelineConfig {
             retention: Duration::from_millis(crate::sessionizer::SESSION_TIMEOUT_MS as u64),
             batch: 10_000,
             handovers: Vec::new(),
+            imports: None,
         }
     }
 }
@@ -208,6 +211,9 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
                 self.enforce_retention(&mut retention, &mut zones);
+                if let Some(inbox) = &self.config.imports {
+                    inbox.serve(&mut self.writer);
+                }
                 snapshot_asked = self.config.handovers.iter().any(|h| h.snapshot_requested());
                 let now = now_ms();
                 // Each session's entries stay until it has had no hit for the retention window, so

@@ -1,6 +1,7 @@
 //! The engine: from a [`Query`] to the sums it needs, and from the sums to metrics, time buckets,
 //! comparisons, ordering and pages — once, for every backend.
 
+use crate::imported::{self, ImportRef, ImportsUse};
 use crate::model::*;
 use plumb_core::schema::{Attr, Counter};
 use std::collections::HashMap;
@@ -131,7 +132,13 @@ pub fn time_labels(bucket: TimeBucket, range: DayRange) -> Vec<String> {
 }
 
 /// Runs the sums query of a plan over a range and folds day/hour keys into time buckets.
-fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) -> Result<GroupTable, QueryError> {
+fn fetch(
+    backend: &dyn SumsBackend,
+    q: &Query,
+    p: &MetricPlan,
+    range: DayRange,
+    imports: &mut ImportsUse,
+) -> Result<GroupTable, QueryError> {
     let cols = q.columns();
     let prop_key = cols.iter().find_map(|c| if let Column::Prop(k) = c { Some(k.clone()) } else { None });
     // A breakdown by property covers the hits that have it.
@@ -151,7 +158,7 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) 
         sums: p.sums.clone(),
     };
     let mut table: GroupTable = HashMap::new();
-    for g in backend.sums(&sq)? {
+    for g in sums(backend, &sq, &q.imports, imports)? {
         let key = bucket_keys(q, &p.group_by, &g.keys);
         let entry = table.entry(key).or_default();
         for (s, v) in p.sums.iter().zip(&g.sums) {
@@ -172,7 +179,7 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) 
             sums: vec![Sum::Counter(Counter::Bounces), Sum::Counter(Counter::Visits)],
             ..sq
         };
-        for g in backend.sums(&bq)? {
+        for g in sums(backend, &bq, &q.imports, imports)? {
             let key = bucket_keys(q, &p.group_by, &g.keys);
             let entry = table.entry(key).or_default();
             *entry.entry(Sum::Counter(Counter::Bounces)).or_default() += g.sums[0];
@@ -180,6 +187,33 @@ fn fetch(backend: &dyn SumsBackend, q: &Query, p: &MetricPlan, range: DayRange) 
         }
     }
     Ok(table)
+}
+
+/// The imports among `refs` whose rows joined an answer.
+fn only(refs: &[ImportRef], used: &ImportsUse) -> Vec<ImportRef> {
+    refs.iter().filter(|r| used.ids.contains(&r.id)).cloned().collect()
+}
+
+/// The live rows' sums of `sq`, with the imported rows' added where they can join it.
+fn sums(
+    backend: &dyn SumsBackend,
+    sq: &SumsQuery,
+    refs: &[ImportRef],
+    imports: &mut ImportsUse,
+) -> Result<Vec<GroupSums>, QueryError> {
+    let mut groups = backend.sums(sq)?;
+    let (read, used) = imported::plan(sq, refs);
+    imports.merge(used);
+    if let Some(read) = read {
+        let at: HashMap<Vec<String>, usize> = groups.iter().enumerate().map(|(i, g)| (g.keys.clone(), i)).collect();
+        for g in backend.imported(&read)? {
+            match at.get(&g.keys) {
+                Some(&i) => groups[i].sums.iter_mut().zip(&g.sums).for_each(|(s, v)| *s += v),
+                None => groups.push(g),
+            }
+        }
+    }
+    Ok(groups)
 }
 
 /// Dimension values of a group: column values as they are, day/hour turned into bucket labels.
@@ -283,33 +317,84 @@ fn change(m: Metric, now: &serde_json::Value, before: &serde_json::Value) -> ser
 /// Answers a query: validates it, asks the backend for sums, derives metrics, orders and pages.
 pub fn run(backend: &dyn SumsBackend, q: &Query) -> Result<QueryOutput, QueryError> {
     q.validate().map_err(QueryError::Invalid)?;
+    let mut imports = ImportsUse::default();
     let mut rows = match q.dimensions.iter().position(|d| *d == Dimension::Goal) {
-        Some(at) => goal_rows(backend, q, at)?,
-        None => group_rows(backend, q, q.dimensions.is_empty())?,
+        Some(at) => goal_rows(backend, q, at, &mut imports)?,
+        None => group_rows(backend, q, q.dimensions.is_empty(), &mut imports)?,
     };
     if q.metrics.contains(&Metric::ConversionRate) {
-        fill_conversion_rates(backend, q, &mut rows)?;
+        fill_conversion_rates(backend, q, &mut rows, &mut imports)?;
     }
     sort_rows(q, &mut rows);
     let total_rows = rows.len();
     let results = rows.into_iter().skip(q.offset).take(q.limit).collect();
-    Ok(QueryOutput { results, total_rows })
+    Ok(QueryOutput { results, total_rows, imports })
+}
+
+/// A group's dimension values and its sums in `imported::MEASURES` order.
+pub type GroupTotals = (Vec<String>, [i64; imported::MEASURES.len()]);
+
+/// The sums behind each group's metrics, as imported rows count them (in `imported::MEASURES`
+/// order: visitors, visits, pageviews, bounces, duration in ms, events), for exports: which
+/// visitors and visits they are follows the query's grain, as its metrics would. Sorted by group.
+pub fn totals(backend: &dyn SumsBackend, q: &Query) -> Result<Vec<GroupTotals>, QueryError> {
+    q.validate().map_err(QueryError::Invalid)?;
+    let p = plan(q);
+    let table = fetch(backend, q, &p, q.range, &mut ImportsUse::default())?;
+    let visits = match p.grain {
+        Grain::Page => Sum::Counter(Counter::PageVisits),
+        Grain::Exit => Sum::Counter(Counter::Exits),
+        _ => Sum::Counter(Counter::Visits),
+    };
+    let mut rows: Vec<GroupTotals> = table
+        .into_iter()
+        .filter(|(_, s)| s.values().any(|v| *v != 0))
+        .map(|(keys, s)| {
+            let get = |x: Sum| s.get(&x).copied().unwrap_or(0);
+            let counter = |c: Counter| get(Sum::Counter(c));
+            let sums = [
+                get(p.visitors_sum),
+                get(visits),
+                counter(Counter::Pageviews),
+                counter(Counter::Bounces),
+                counter(Counter::DurationMs),
+                counter(Counter::Events),
+            ];
+            (keys, sums)
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
 }
 
 /// One row per group of the query's column and time dimensions (with its comparison).
 /// `keep_empty`: answer a row even over no data (queries without dimensions do).
-fn group_rows(backend: &dyn SumsBackend, q: &Query, keep_empty: bool) -> Result<Vec<ResultRow>, QueryError> {
+fn group_rows(
+    backend: &dyn SumsBackend,
+    q: &Query,
+    keep_empty: bool,
+    imports: &mut ImportsUse,
+) -> Result<Vec<ResultRow>, QueryError> {
     let p = plan(q);
-    let table = fetch(backend, q, &p, q.range)?;
+    let mut used = ImportsUse::default();
+    let table = fetch(backend, q, &p, q.range, &mut used)?;
     let total_visitors = if q.metrics.contains(&Metric::Percentage) {
-        let totals = Query { dimensions: vec![], metrics: vec![Metric::Visitors], ..q.clone() };
+        // Over the same imports as the groups, so shares add up.
+        let totals = Query {
+            dimensions: vec![],
+            metrics: vec![Metric::Visitors],
+            imports: only(&q.imports, &used),
+            ..q.clone()
+        };
         let tp = plan(&totals);
-        fetch(backend, &totals, &tp, q.range)?.values().map(|s| s.get(&tp.visitors_sum).copied().unwrap_or(0)).sum()
+        let sums = fetch(backend, &totals, &tp, q.range, &mut ImportsUse::default())?;
+        sums.values().map(|s| s.get(&tp.visitors_sum).copied().unwrap_or(0)).sum()
     } else {
         0
     };
+    imports.merge(used);
     let compared = match q.comparison {
-        Some(range) => Some(fetch(backend, q, &p, range)?),
+        Some(range) => Some(fetch(backend, q, &p, range, imports)?),
         None => None,
     };
     let empty = HashMap::new();
@@ -351,7 +436,12 @@ fn group_rows(backend: &dyn SumsBackend, q: &Query, keep_empty: bool) -> Result<
 
 /// `event:goal`: the query answered once per goal, restricted to the goal's completions, with
 /// the goal's name as the dimension value.
-fn goal_rows(backend: &dyn SumsBackend, q: &Query, at: usize) -> Result<Vec<ResultRow>, QueryError> {
+fn goal_rows(
+    backend: &dyn SumsBackend,
+    q: &Query,
+    at: usize,
+    imports: &mut ImportsUse,
+) -> Result<Vec<ResultRow>, QueryError> {
     let mut dimensions = q.dimensions.clone();
     dimensions.remove(at);
     let mut rows = Vec::new();
@@ -361,7 +451,7 @@ fn goal_rows(backend: &dyn SumsBackend, q: &Query, at: usize) -> Result<Vec<Resu
             filter: Some(Filter::and(q.filter.clone(), Filter::Goal(goal.condition.clone()))),
             ..q.clone()
         };
-        for mut r in group_rows(backend, &per_goal, false)? {
+        for mut r in group_rows(backend, &per_goal, false, imports)? {
             r.dimensions.insert(at, goal.name.clone());
             if let Some(c) = &mut r.comparison {
                 c.dimensions.insert(at, goal.name.clone());
@@ -374,17 +464,24 @@ fn goal_rows(backend: &dyn SumsBackend, q: &Query, at: usize) -> Result<Vec<Resu
 
 /// Conversion rate: a goal's visitors over all visitors of the same group without the goal
 /// condition, in percent with two decimals.
-fn fill_conversion_rates(backend: &dyn SumsBackend, q: &Query, rows: &mut [ResultRow]) -> Result<(), QueryError> {
+fn fill_conversion_rates(
+    backend: &dyn SumsBackend,
+    q: &Query,
+    rows: &mut [ResultRow],
+    imports: &mut ImportsUse,
+) -> Result<(), QueryError> {
     let goal_at = q.dimensions.iter().position(|d| *d == Dimension::Goal);
+    // Over the same imports as the goal's rows (none: goals filter), so the rate is of like with like.
     let base_query = Query {
         metrics: vec![Metric::Visitors],
         dimensions: q.dimensions.iter().filter(|d| **d != Dimension::Goal).cloned().collect(),
         filter: q.filter.as_ref().and_then(Filter::without_goals),
         order_by: vec![],
         offset: 0,
+        imports: only(&q.imports, imports),
         ..q.clone()
     };
-    let base: HashMap<Vec<String>, (i64, i64)> = group_rows(backend, &base_query, true)?
+    let base: HashMap<Vec<String>, (i64, i64)> = group_rows(backend, &base_query, true, &mut ImportsUse::default())?
         .into_iter()
         .map(|r| {
             let before = r.comparison.as_ref().and_then(|c| c.metrics[0].as_i64()).unwrap_or(0);

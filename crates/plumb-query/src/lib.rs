@@ -7,12 +7,14 @@
 
 mod engine;
 mod filter;
+pub mod imported;
 pub mod memory;
 mod model;
 pub mod period;
+pub mod plausible;
 pub mod rollup;
 pub mod sql;
 
-pub use engine::{bucket_count, number, run, time_labels};
+pub use engine::{bucket_count, number, run, time_labels, totals};
 pub use model::*;
 pub use plumb_core::schema::{Attr, Counter};

@@ -1,6 +1,7 @@
 //! An in-memory sums backend over stored rows: it answers a [`SumsQuery`] row by row by the rules
 //! the SQL compiler (`sql.rs`) writes down, so the engine can be tested without a database.
 
+use crate::imported::{ImportedQuery, ImportedRow, Key, MEASURES};
 use crate::{Column, Filter, GoalCondition, GroupSums, NO_PROP, Op, StoreError, Sum, SumsBackend, SumsQuery};
 use plumb_core::Row;
 use plumb_core::row::RowKind;
@@ -10,6 +11,8 @@ use std::collections::BTreeMap;
 #[derive(Default)]
 pub struct MemoryBackend {
     pub rows: Vec<Row>,
+    /// Imported rows, with their import's id.
+    pub imported: Vec<(u32, ImportedRow)>,
 }
 
 fn column(r: &Row, c: &Column) -> String {
@@ -84,6 +87,34 @@ impl SumsBackend for MemoryBackend {
             let sums = groups.entry(key).or_insert_with(|| vec![0; q.sums.len()]);
             for (total, s) in sums.iter_mut().zip(&q.sums) {
                 *total += sum(r, *s, q.prop_key.as_deref());
+            }
+        }
+        Ok(groups.into_iter().map(|(keys, sums)| GroupSums { keys, sums }).collect())
+    }
+
+    fn imported(&self, q: &ImportedQuery) -> Result<Vec<GroupSums>, StoreError> {
+        let mut groups: BTreeMap<Vec<String>, Vec<i64>> = BTreeMap::new();
+        if q.group_by.is_empty() {
+            groups.insert(vec![], vec![0; q.measures.len()]);
+        }
+        let rows = self.imported.iter().filter(|(id, r)| {
+            q.import_ids.contains(id)
+                && r.site_id == q.site_id
+                && r.dim == q.dim
+                && (q.range.from..=q.range.to).contains(&r.day)
+        });
+        for (_, r) in rows {
+            let key = q
+                .group_by
+                .iter()
+                .map(|k| match k {
+                    Key::Day => r.day.to_string(),
+                    Key::Value => r.value.clone(),
+                })
+                .collect();
+            let sums = groups.entry(key).or_insert_with(|| vec![0; q.measures.len()]);
+            for (total, m) in sums.iter_mut().zip(&q.measures) {
+                *total += r.measures[MEASURES.iter().position(|x| x == m).expect("every measure is stored")];
             }
         }
         Ok(groups.into_iter().map(|(keys, sums)| GroupSums { keys, sums }).collect())

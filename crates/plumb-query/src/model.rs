@@ -3,6 +3,7 @@
 //! makes no sense ([`Query::validate`]).
 
 use crate::bucket_count;
+use crate::imported::{ImportRef, ImportedQuery, ImportsUse};
 use plumb_core::schema::{ATTRS, Attr, Counter, Level};
 use serde::Serialize;
 
@@ -330,6 +331,8 @@ pub struct Query {
     pub total_rows: bool,
     /// The site's goals, for the `event:goal` dimension.
     pub goals: Vec<GoalDef>,
+    /// The site's finished imports, whose rows join the answer where they can.
+    pub imports: Vec<ImportRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -351,6 +354,7 @@ pub struct Comparison {
 pub struct QueryOutput {
     pub results: Vec<ResultRow>,
     pub total_rows: usize,
+    pub imports: ImportsUse,
 }
 
 /// A query that makes no sense, with a message that names the field and value.
@@ -375,6 +379,25 @@ pub(crate) enum Grain {
 }
 
 impl Query {
+    /// A site's range with no metric, dimension, filter, goal or import yet, every row on one page:
+    /// what callers fill in.
+    pub fn over(site_id: u32, range: DayRange) -> Query {
+        Query {
+            site_id,
+            metrics: vec![],
+            range,
+            dimensions: vec![],
+            filter: None,
+            order_by: vec![],
+            limit: 10_000,
+            offset: 0,
+            comparison: None,
+            total_rows: false,
+            goals: vec![],
+            imports: vec![],
+        }
+    }
+
     pub(crate) fn has_goal(&self) -> bool {
         self.dimensions.contains(&Dimension::Goal) || self.filter.as_ref().is_some_and(Filter::has_goal)
     }
@@ -511,9 +534,11 @@ impl Query {
     }
 }
 
-/// The backend seam: sums per group.
+/// The backend seam: sums per group, of live rows and of imported ones.
 pub trait SumsBackend {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>, StoreError>;
+    /// Sums of imported rows, keyed as the live sums query the engine reads them for.
+    fn imported(&self, q: &ImportedQuery) -> Result<Vec<GroupSums>, StoreError>;
 }
 
 /// What a backend answers when it cannot.

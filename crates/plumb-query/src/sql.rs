@@ -2,6 +2,7 @@
 //! sit behind [`Dialect`], so the same compiler serves DuckDB and ClickHouse. The ClickHouse SQL
 //! keeps to what ClickHouse 18.16 and current versions both run.
 
+use crate::imported::{self, ImportedQuery};
 use crate::{Attr, Column, Filter, GoalCondition, Op, Sum, SumsQuery, rollup};
 
 pub trait Dialect {
@@ -236,8 +237,30 @@ pub fn compile_best(d: &dyn Dialect, q: &SumsQuery) -> (String, Vec<Param>) {
     (sql, params)
 }
 
+/// SQL for the imported rows of `q` (see [`crate::imported`]).
+pub fn compile_imported(d: &dyn Dialect, q: &ImportedQuery) -> (String, Vec<Param>) {
+    let groups: Vec<String> = q
+        .group_by
+        .iter()
+        .map(|k| match k {
+            imported::Key::Day => "day".to_owned(),
+            imported::Key::Value => "value".to_owned(),
+        })
+        .collect();
+    let sums: Vec<String> = q.measures.iter().map(|m| format!("sum({})", m.column())).collect();
+    // Ids and the code are integers of ours, not a caller's text.
+    let ids: Vec<String> = q.import_ids.iter().map(u32::to_string).collect();
+    let conditions = [format!("dim = {}", q.dim), format!("import_id IN ({})", ids.join(", "))];
+    let sql = select(d, imported::TABLE, &groups, &sums, &conditions);
+    (sql, day_params(q.site_id, q.range).to_vec())
+}
+
 fn range_params(q: &SumsQuery) -> [Param; 3] {
-    [Param::Int(q.site_id.into()), Param::Int(q.range.from.into()), Param::Int(q.range.to.into())]
+    day_params(q.site_id, q.range)
+}
+
+fn day_params(site_id: u32, range: crate::DayRange) -> [Param; 3] {
+    [Param::Int(site_id.into()), Param::Int(range.from.into()), Param::Int(range.to.into())]
 }
 
 /// `SELECT` the groups as text and the sums as integers (0 over no rows) from one site's days

@@ -3,6 +3,7 @@
 
 use plumb_core::row::RowKind;
 use plumb_core::{Counters, Row, VisitInfo};
+use plumb_query::imported::{Dim, ImportRef, ImportedRow, ImportsUse};
 use plumb_query::memory::MemoryBackend;
 use plumb_query::{
     Attr, Column, DayRange, Dimension, Filter, Metric, Op, OrderKey, Query, QueryError, QueryOutput, TimeBucket, run,
@@ -62,6 +63,7 @@ fn backend() -> MemoryBackend {
             entry(11, 8, "/blog/y", "Google", true),
             other_site,
         ],
+        imported: vec![],
     }
 }
 
@@ -78,6 +80,7 @@ fn query(metrics: &[Metric], range: (i32, i32), dimensions: Vec<Dimension>) -> Q
         comparison: None,
         total_rows: true,
         goals: vec![],
+        imports: vec![],
     }
 }
 
@@ -213,4 +216,100 @@ fn breakdowns_order_and_page() {
             ("Twitter".to_owned(), vec![json!(1), json!(1)])
         ]
     );
+}
+
+/// Imported rows of days 8 and 9 (before the live ones): totals, sources and pages from one
+/// import; totals only from another.
+fn with_imports() -> (MemoryBackend, Vec<ImportRef>) {
+    let mut b = backend();
+    let row = |day, dim: Dim, value: &str, m: [i64; 6]| ImportedRow {
+        site_id: 1,
+        day,
+        dim: dim.code(),
+        value: value.into(),
+        measures: m,
+    };
+    // visitors, visits, pageviews, bounces, duration_ms, events
+    b.imported = vec![
+        (1, row(8, Dim::Total, "", [10, 12, 30, 6, 120_000, 30])),
+        (1, row(8, Dim::Attr(Attr::Source), "Google", [7, 8, 20, 4, 60_000, 20])),
+        (1, row(8, Dim::Attr(Attr::Source), "", [3, 4, 10, 2, 60_000, 10])),
+        (1, row(8, Dim::Attr(Attr::Pathname), "/", [9, 10, 25, 0, 0, 25])),
+        (2, row(9, Dim::Total, "", [4, 4, 4, 4, 0, 4])),
+        // Another site's, and an import that is not finished (not among the refs).
+        (1, ImportedRow { site_id: 2, ..row(8, Dim::Total, "", [99; 6]) }),
+        (3, row(8, Dim::Total, "", [99; 6])),
+    ];
+    let r = |id, kind: &str, dims: Vec<Dim>| ImportRef {
+        id,
+        kind: kind.into(),
+        range: DayRange { from: 8, to: 9 },
+        dims: dims.into_iter().map(Dim::code).collect(),
+    };
+    let refs = vec![
+        r(1, "plausible", vec![Dim::Total, Dim::Attr(Attr::Source), Dim::Attr(Attr::Pathname)]),
+        r(2, "fathom-lite", vec![Dim::Total]),
+    ];
+    (b, refs)
+}
+
+#[test]
+fn imported_rows_join_unfiltered_answers_by_one_breakdown_and_say_where_they_cannot() {
+    let (b, refs) = with_imports();
+    let ask = |mut q: Query| {
+        q.imports = refs.clone();
+        run(&b, &q).expect("the query runs")
+    };
+    let totals =
+        ask(query(&[Metric::Visitors, Metric::Visits, Metric::Pageviews, Metric::BounceRate], (8, 11), vec![]));
+    // Live: 5 visitors, 5 visits, 6 pageviews, 4 bounces; imported: 14, 16, 34, 10.
+    assert_eq!(metrics(&totals), [vec![json!(19), json!(21), json!(40), json!(67)]]);
+    assert!(totals.imports.relevant && totals.imports.included && totals.imports.warning.is_none());
+    let by_day = ask(query(&[Metric::Visitors], (8, 11), vec![Dimension::Time(TimeBucket::Day)]));
+    assert_eq!(metrics(&by_day), [vec![json!(10)], vec![json!(4)], vec![json!(3)], vec![json!(2)]]);
+    // By source: only the first import has sources; the note names the other.
+    let sources =
+        ask(query(&[Metric::Visitors, Metric::Visits], (8, 11), vec![Dimension::Column(Column::Attr(Attr::Source))]));
+    let rows: Vec<(String, Vec<Value>)> =
+        sources.results.iter().map(|r| (r.dimensions[0].clone(), r.metrics.clone())).collect();
+    assert_eq!(rows[0], ("Google".to_owned(), vec![json!(10), json!(11)]));
+    assert!(sources.imports.included);
+    assert_eq!(
+        sources.imports.warning.as_deref(),
+        Some("imported data from fathom-lite has no `visit:source` breakdown")
+    );
+    // A breakdown no import has, a filter, hours: left out, with the reason.
+    let browsers = ask(query(&[Metric::Visitors], (8, 11), vec![Dimension::Column(Column::Attr(Attr::Browser))]));
+    assert!(!browsers.imports.included);
+    assert_eq!(browsers.imports.skip_reason, Some("unsupported_query"));
+    let mut filtered = query(&[Metric::Visitors], (8, 11), vec![]);
+    filtered.filter = Some(condition(Op::Is, Column::Attr(Attr::Source), &["Google"], true));
+    let filtered = ask(filtered);
+    assert_eq!(metrics(&filtered), [vec![json!(3)]], "live rows only");
+    assert_eq!(filtered.imports.skip_reason, Some("unsupported_query"));
+    let hours = ask(query(&[Metric::Visitors], (8, 8), vec![Dimension::Time(TimeBucket::Hour)]));
+    assert_eq!(hours.imports.skip_reason, Some("unsupported_interval"));
+    // Shares are of the same imports as the groups (the totals-only import is in neither).
+    let shares = ask(query(&[Metric::Percentage], (8, 11), vec![Dimension::Column(Column::Attr(Attr::Source))]));
+    let total: f64 = shares.results.iter().map(|r| r.metrics[0].as_f64().unwrap()).sum();
+    assert!((total - 100.0).abs() < 0.2, "shares add up to {total}");
+    // Page rows hold page visits, not the sessions that entered there: such sums are left out.
+    let pages = ask(query(
+        &[Metric::Visitors, Metric::ViewsPerVisit],
+        (8, 11),
+        vec![Dimension::Column(Column::Attr(Attr::Pathname))],
+    ));
+    assert!(!pages.imports.included);
+    assert!(pages.imports.warning.as_deref().unwrap().contains("no sessions, bounces or durations by `event:page`"));
+    let pages = ask(query(
+        &[Metric::Visitors, Metric::Pageviews],
+        (8, 11),
+        vec![Dimension::Column(Column::Attr(Attr::Pathname))],
+    ));
+    assert!(pages.imports.included);
+    assert_eq!(pages.results[0].dimensions[0], "/");
+    // A range without imported days says nothing about imports.
+    let later = ask(query(&[Metric::Visitors], (10, 11), vec![]));
+    assert_eq!(later.imports, ImportsUse::default());
+    assert_eq!(metrics(&later), [vec![json!(5)]]);
 }

@@ -9,8 +9,9 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, params};
 use plumb_core::Row;
 use plumb_core::schema::{self, ColumnType, IntType, StoredColumn, Value};
+use plumb_query::imported::{self, ImportedQuery, ImportedRow};
 use plumb_query::rollup::{self, Groups, KeyType, RollupTable};
-use plumb_query::sql::{DuckDialect, Param, compile, compile_best};
+use plumb_query::sql::{DuckDialect, Param, compile, compile_best, compile_imported};
 use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,15 @@ fn rollup_ddl(t: &RollupTable) -> String {
     format!("CREATE TABLE {} (site_id UINTEGER NOT NULL, day INTEGER NOT NULL, {});", t.name, columns.join(", "))
 }
 
+/// `imported`'s DDL (see `plumb_query::imported`).
+fn imported_ddl() -> String {
+    let columns = imported::columns().into_iter().map(|(name, ty)| format!("{name} {} NOT NULL", column_type(ty).0));
+    format!("CREATE TABLE {} ({})", imported::TABLE, columns.collect::<Vec<_>>().join(", "))
+}
+
+/// Imported rows appended per Arrow batch.
+const IMPORT_CHUNK: usize = 100_000;
+
 /// Memory the database may use for queries and writes; a query that needs more fails with a
 /// clear error instead of taking the machine's memory.
 pub const MEMORY_LIMIT: &str = "1GB";
@@ -107,8 +117,33 @@ impl DuckStore {
         migrate(&mut writer, path)?;
         let mut store = Self { writer, columns: schema::event_columns(), uncompacted: 0, touched: None };
         store.rebuild_rollups_if_changed()?;
+        store.ensure_imported()?;
         store.compact(None)?;
         Ok(store)
+    }
+
+    /// Makes the `imported` table if it is missing. Its rows come from elsewhere and cannot be
+    /// made again, so a table of another layout is refused rather than replaced.
+    fn ensure_imported(&mut self) -> Result<()> {
+        let ddl = imported_ddl();
+        self.writer.execute_batch(&ddl.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)).map_err(backend)?;
+        let mut stmt = self
+            .writer
+            .prepare(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            )
+            .map_err(backend)?;
+        let have: Vec<String> =
+            stmt.query_map([imported::TABLE], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(backend)?;
+        let want: Vec<&str> = imported::columns().into_iter().map(|(n, _)| n).collect();
+        if have != want {
+            return Err(StoreError::Backend(format!(
+                "the event store's `imported` table has the columns [{}], not this Plumb's [{}]",
+                have.join(", "),
+                want.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Rollups are derived from rows, so a change of their layout (a counter or attribute added
@@ -152,8 +187,8 @@ impl DuckStore {
     fn delete_where(&mut self, condition: &str, params: &[&dyn duckdb::ToSql]) -> Result<u64> {
         let tx = self.writer.transaction().map_err(backend)?;
         let n = tx.execute(&format!("DELETE FROM events WHERE {condition}"), params).map_err(backend)?;
-        for table in rollup::tables() {
-            tx.execute(&format!("DELETE FROM {} WHERE {condition}", table.name), params).map_err(backend)?;
+        for table in rollup::tables().map(|t| t.name).into_iter().chain([imported::TABLE]) {
+            tx.execute(&format!("DELETE FROM {table} WHERE {condition}"), params).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(n as u64)
@@ -256,6 +291,21 @@ fn event_arrays(columns: &[StoredColumn], rows: &[Row]) -> Vec<ArrayRef> {
         .collect()
 }
 
+/// Imported rows as columns, in `imported`'s order.
+fn imported_arrays(import_id: u32, rows: &[ImportedRow]) -> Vec<ArrayRef> {
+    let mut columns = vec![
+        int_array(IntType::U32, rows.iter().map(|_| Some(import_id.into()))),
+        int_array(IntType::U32, rows.iter().map(|r| Some(r.site_id.into()))),
+        int_array(IntType::I32, rows.iter().map(|r| Some(r.day.into()))),
+        int_array(IntType::U8, rows.iter().map(|r| Some(r.dim.into()))),
+        text_array(rows.iter().map(|r| Some(r.value.as_str()))),
+    ];
+    columns.extend(
+        (0..imported::MEASURES.len()).map(|i| int_array(IntType::I64, rows.iter().map(|r| Some(r.measures[i])))),
+    );
+    columns
+}
+
 /// Rollup rows as columns: site and day, the other keys, then the measures.
 fn rollup_arrays<K>(groups: &Groups<K>, site_day: impl Fn(&K) -> (u32, i32), keys: Vec<ArrayRef>) -> Vec<ArrayRef> {
     let site_days: Vec<(u32, i32)> = groups.keys().iter().map(site_day).collect();
@@ -316,6 +366,46 @@ impl EventWriter for DuckStore {
 
     fn position(&mut self) -> Result<u64> {
         committed_position(&self.writer)
+    }
+
+    fn put_import(&mut self, import_id: u32, rows: &mut dyn Iterator<Item = Result<ImportedRow>>) -> Result<u64> {
+        let tx = self.writer.transaction().map_err(backend)?;
+        tx.execute(&format!("DELETE FROM {} WHERE import_id = ?", imported::TABLE), params![import_id])
+            .map_err(backend)?;
+        let mut stored = 0;
+        let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+        loop {
+            chunk.clear();
+            for row in (&mut *rows).take(IMPORT_CHUNK) {
+                // An error drops the transaction: nothing of the import is stored.
+                chunk.push(row?);
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            append(&tx, imported::TABLE, imported_arrays(import_id, &chunk))?;
+            stored += chunk.len() as u64;
+        }
+        // Days a site has live rows for are counted live: their imported rows go.
+        let clipped = tx
+            .execute(
+                &format!(
+                    "DELETE FROM {t} WHERE import_id = ? AND day >= \
+                     (SELECT coalesce(min(day), 2147483647) FROM events e WHERE e.site_id = {t}.site_id)",
+                    t = imported::TABLE
+                ),
+                params![import_id],
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(stored - clipped as u64)
+    }
+
+    fn remove_import(&mut self, import_id: u32) -> Result<()> {
+        self.writer
+            .execute(&format!("DELETE FROM {} WHERE import_id = ?", imported::TABLE), params![import_id])
+            .map_err(backend)?;
+        Ok(())
     }
 
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()> {
@@ -421,8 +511,11 @@ fn committed_position(conn: &Connection) -> Result<u64> {
 }
 
 /// Whether another process may hold the DuckDB file at `path` (a running server): only a file
-/// that opens is known to be free.
+/// that opens, or none at all, is known to be free.
 pub fn in_use(path: &Path) -> bool {
+    if !path.exists() {
+        return false;
+    }
     let Ok(config) = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly) else { return true };
     Connection::open_with_flags(path, config).is_err()
 }
@@ -440,11 +533,64 @@ impl EventReader for ReaderHandle {}
 impl SumsBackend for ReaderHandle {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
         let (sql, params) = if self.rollups { compile_best(&DuckDialect, q) } else { compile(&DuckDialect, q) };
+        self.answer(&sql, &params, q.group_by.len(), q.sums.len())
+    }
+
+    fn imported(&self, q: &ImportedQuery) -> Result<Vec<GroupSums>> {
+        let (sql, params) = compile_imported(&DuckDialect, q);
+        self.answer(&sql, &params, q.group_by.len(), q.measures.len())
+    }
+}
+
+impl ReaderHandle {
+    /// Writes a site's stored rows for a range of days to a Parquet file at `dest`
+    /// (Snappy-compressed), an Arrow batch at a time: of `events`, or with `imports` the
+    /// `imported` rows of those (finished) imports. Returns the rows written.
+    pub fn write_parquet(
+        &self,
+        site_id: u32,
+        range: plumb_query::DayRange,
+        imports: Option<&[u32]>,
+        dest: &Path,
+    ) -> Result<u64> {
+        let sql = match imports {
+            None => "SELECT * FROM events WHERE site_id = ? AND day BETWEEN ? AND ? ORDER BY day".to_owned(),
+            Some(ids) => {
+                // Ids are integers of ours; none matches nothing.
+                let ids: Vec<String> = ids.iter().map(u32::to_string).chain(["NULL".to_owned()]).collect();
+                format!(
+                    "SELECT * FROM {} WHERE site_id = ? AND day BETWEEN ? AND ? AND import_id IN ({}) ORDER BY day",
+                    imported::TABLE,
+                    ids.join(", ")
+                )
+            }
+        };
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(&sql).map_err(backend)?;
+        let batches = stmt.query_arrow(params![site_id, range.from, range.to]).map_err(backend)?;
+        let fail = |e: parquet::errors::ParquetError| StoreError::Backend(format!("{}: {e}", dest.display()));
+        let file = std::fs::File::create(dest).map_err(|e| StoreError::Backend(format!("{}: {e}", dest.display())))?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batches.get_schema(), Some(props)).map_err(fail)?;
+        let mut rows = 0;
+        for batch in batches {
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).map_err(fail)?;
+        }
+        writer.close().map_err(fail)?;
+        Ok(rows)
+    }
+
+    /// Runs a compiled sums query of `keys` group columns and `sums` sums under the time budget,
+    /// and refuses answers of more groups than one may hold.
+    fn answer(&self, sql: &str, params: &[Param], keys: usize, sums: usize) -> Result<Vec<GroupSums>> {
         // At most one group more than an answer may hold, to tell that it would be too many.
-        let sql = if q.group_by.is_empty() { sql } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
+        let sql = if keys == 0 { sql.to_owned() } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
         let conn = self.conn.lock().unwrap();
         let watchdog = Watchdog::arm(&conn, self.timeout);
-        let result = self.run(&conn, &sql, &params, q);
+        let result = Self::run(&conn, &sql, params, keys, sums);
         if watchdog.fired() {
             return Err(StoreError::Timeout(self.timeout));
         }
@@ -461,10 +607,8 @@ impl SumsBackend for ReaderHandle {
         }
         Ok(groups)
     }
-}
 
-impl ReaderHandle {
-    fn run(&self, conn: &Connection, sql: &str, params: &[Param], q: &SumsQuery) -> Result<Vec<GroupSums>> {
+    fn run(conn: &Connection, sql: &str, params: &[Param], keys: usize, sums: usize) -> Result<Vec<GroupSums>> {
         let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
         let bound: Vec<&dyn duckdb::ToSql> = params
             .iter()
@@ -473,7 +617,6 @@ impl ReaderHandle {
                 Param::Text(t) => t as &dyn duckdb::ToSql,
             })
             .collect();
-        let (keys, sums) = (q.group_by.len(), q.sums.len());
         let rows = stmt
             .query_map(bound.as_slice(), |r| {
                 Ok(GroupSums {
@@ -562,12 +705,17 @@ mod tests {
         g
     }
 
-    #[test]
-    fn deleting_a_site_or_its_older_days_removes_those_rows_and_rollups_only() {
-        let dir = std::env::temp_dir().join(format!("plumb-delete-site-{}", std::process::id()));
+    /// A store in a new folder of its own, and the folder.
+    fn fresh_store(name: &str) -> (DuckStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        (DuckStore::open(&dir.join("events.duckdb")).unwrap(), dir)
+    }
+
+    #[test]
+    fn deleting_a_site_or_its_older_days_removes_those_rows_and_rollups_only() {
+        let (mut store, dir) = fresh_store("plumb-delete-site");
         let rows: Vec<Row> =
             (0..60).map(|i| Row { site_id: 1 + i % 2, ..row(100 + (i % 3) as i32, "/", "Google", 1) }).collect();
         store.commit(&rows, 1).unwrap();
@@ -586,21 +734,62 @@ mod tests {
                 assert_eq!(count(table, 2, day) > 0, day == 102, "{table}, site 2, day {day}");
             }
         }
+        drop((reader, store));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn imported_rows_are_stored_whole_or_not_at_all_answered_and_removed() {
+        use plumb_query::imported::{ImportedQuery, Key, MEASURES};
+        let (mut store, dir) = fresh_store("plumb-imported");
+        let row = |site, day, value: &str, n| ImportedRow {
+            site_id: site,
+            day,
+            dim: 1,
+            value: value.into(),
+            measures: [n; 6],
+        };
+        let rows = vec![row(1, 100, "/a", 1), row(1, 101, "/a", 2), row(1, 101, "/b", 4), row(2, 100, "/a", 8)];
+        assert_eq!(store.put_import(7, &mut rows.clone().into_iter().map(Ok)).unwrap(), 4);
+        // A run that fails half-way stores nothing of itself and leaves the earlier rows.
+        let failing = rows.clone().into_iter().map(Ok).chain([Err(StoreError::Backend("line 5: bad".into()))]);
+        assert!(store.put_import(8, &mut failing.into_iter()).is_err());
+        let reader = store.reader(Duration::from_secs(10)).unwrap();
+        let ask = |ids: Vec<u32>, group_by: Vec<Key>| {
+            let q = ImportedQuery {
+                site_id: 1,
+                range: plumb_query::DayRange { from: 100, to: 101 },
+                import_ids: ids,
+                dim: 1,
+                group_by,
+                measures: MEASURES.to_vec(),
+            };
+            sorted(reader.imported(&q).unwrap()).into_iter().map(|g| (g.keys, g.sums[0])).collect::<Vec<_>>()
+        };
+        assert_eq!(ask(vec![7], vec![Key::Value]), [(vec!["/a".to_owned()], 3), (vec!["/b".to_owned()], 4)]);
+        assert_eq!(ask(vec![7], vec![Key::Day]), [(vec!["100".to_owned()], 1), (vec!["101".to_owned()], 6)]);
+        assert_eq!(ask(vec![7], vec![]), [(vec![], 7)]);
+        assert_eq!(ask(vec![8], vec![Key::Value]), [], "the failed run stored nothing");
+        // Again under the same id: replaced, not added. Then retention, then removal.
+        store.put_import(7, &mut rows.clone().into_iter().map(Ok)).unwrap();
+        assert_eq!(ask(vec![7], vec![]), [(vec![], 7)]);
+        store.delete_before(1, 101).unwrap();
+        assert_eq!(ask(vec![7], vec![]), [(vec![], 6)]);
+        store.remove_import(7).unwrap();
+        assert_eq!(ask(vec![7], vec![]), [(vec![], 0)]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_in_memory_backend_answers_what_duckdb_answers() {
-        let dir = std::env::temp_dir().join(format!("plumb-memory-vs-duck-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let (mut store, dir) = fresh_store("plumb-memory-vs-duck");
         let sources = ["", "Google", "Twitter"];
         let rows: Vec<Row> = (0..120)
             .map(|i| row(100 + i % 3, &format!("/p{}", i % 5), sources[i as usize % 3], (i % 2) as i8))
             .collect();
         store.commit(&rows, 1).unwrap();
         let duck = ReaderHandle { rollups: false, ..store.reader(Duration::from_secs(10)).unwrap() };
-        let memory = plumb_query::memory::MemoryBackend { rows };
+        let memory = plumb_query::memory::MemoryBackend { rows, imported: vec![] };
         let bit = Column::Attr(Attr::Source).first_session_bit().unwrap();
         let filters = [
             None,
@@ -642,10 +831,7 @@ mod tests {
 
     #[test]
     fn queries_over_their_time_or_size_are_stopped_and_the_next_one_runs() {
-        let dir = std::env::temp_dir().join(format!("plumb-budget-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let (mut store, dir) = fresh_store("plumb-budget");
         let rows: Vec<Row> = (0..MAX_GROUPS + 10).map(|i| row(100, &format!("/page/{i}"), "Google", 1)).collect();
         store.commit(&rows, 1).unwrap();
         let by_page = |filter: Option<Filter>| SumsQuery {
@@ -680,10 +866,7 @@ mod tests {
 
     #[test]
     fn rollups_answer_what_raw_rows_answer_before_and_after_compaction() {
-        let dir = std::env::temp_dir().join(format!("plumb-rollup-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = DuckStore::open(&dir.join("events.duckdb")).unwrap();
+        let (mut store, dir) = fresh_store("plumb-rollup");
         let sources = ["", "Google", "Twitter"];
         for batch in 0..6 {
             let rows: Vec<Row> = (0..50)

@@ -14,6 +14,7 @@ pub use duck::{DuckSnapshot, DuckStore};
 
 use plumb_core::Row;
 use plumb_query::SumsBackend;
+use plumb_query::imported::ImportedRow;
 
 pub use plumb_query::StoreError;
 
@@ -28,12 +29,20 @@ pub trait EventWriter: Send + 'static {
     /// and position (ClickHouse's store, which may not know whether its insert got through,
     /// then stores what it lacks).
     fn commit(&mut self, rows: &[Row], position: u64) -> Result<()>;
-    /// Deletes every stored row of a deleted site (events and rollups). Returns the events
-    /// deleted.
+    /// Deletes every stored row of a deleted site (events, rollups and imported rows). Returns
+    /// the events deleted.
     fn delete_site(&mut self, site_id: u32) -> Result<u64>;
-    /// Deletes a site's stored rows (events and rollups) of the days before `day` (its
-    /// retention). Returns the events deleted.
+    /// Deletes a site's stored rows (events, rollups and imported rows) of the days before `day`
+    /// (its retention). Returns the events deleted.
     fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64>;
+    /// Stores the rows of import `import_id` (see `plumb_query::imported`) but those of days on or
+    /// after its site's first live row (counted live); returns how many it stored. DuckDB stores
+    /// them in one transaction, replacing any rows the id had; ClickHouse in inserts as they come,
+    /// for an id of its own each run. Queries read them only once metadata marks the import
+    /// finished, so an import cut short is never read.
+    fn put_import(&mut self, import_id: u32, rows: &mut dyn Iterator<Item = Result<ImportedRow>>) -> Result<u64>;
+    /// Deletes the rows of import `import_id`.
+    fn remove_import(&mut self, import_id: u32) -> Result<()>;
     /// The longest a processed row waits for its commit: commits cost the store a fixed amount
     /// each (a transaction, a part to merge).
     fn commit_interval(&self) -> std::time::Duration {
@@ -59,6 +68,12 @@ impl<W: EventWriter + ?Sized> EventWriter for Box<W> {
     }
     fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
         (**self).delete_before(site_id, day)
+    }
+    fn put_import(&mut self, import_id: u32, rows: &mut dyn Iterator<Item = Result<ImportedRow>>) -> Result<u64> {
+        (**self).put_import(import_id, rows)
+    }
+    fn remove_import(&mut self, import_id: u32) -> Result<()> {
+        (**self).remove_import(import_id)
     }
     fn commit_interval(&self) -> std::time::Duration {
         (**self).commit_interval()

@@ -5,6 +5,7 @@
 
 use plumb_core::row::{RowKind, RowProp};
 use plumb_core::{Counters, Revenue, Row, VisitInfo};
+use plumb_query::imported::{ImportedQuery, ImportedRow, Key, MEASURES};
 use plumb_query::{Attr, Column, Counter, DayRange, Filter, GroupSums, Op, Sum, SumsBackend, SumsQuery};
 use plumb_store::testing::ClickHouseServer;
 use plumb_store::{ClickHouseStore, DuckStore, EventWriter};
@@ -60,6 +61,46 @@ fn fresh_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Imported rows of two imports over three days and two breakdowns (a value with a tab and a quote
+/// among them).
+fn imported_rows() -> Vec<ImportedRow> {
+    (0..40)
+        .map(|i| ImportedRow {
+            site_id: 1 + i as u32 % 2,
+            // Before the days of the live rows (100-102), but a few on one of theirs: both stores
+            // leave those to the live rows.
+            day: if i % 7 == 0 { 101 } else { 90 + i % 3 },
+            dim: [0, 1][i as usize / 2 % 2],
+            value: ["", "/a", "/b\t'c"][i as usize % 3].to_owned(),
+            measures: [i as i64, 2 * i as i64, 3, 4, 5000, 6],
+        })
+        .collect()
+}
+
+/// The imported reads a dashboard makes: totals, by day, by value.
+fn imported_queries() -> Vec<ImportedQuery> {
+    let mut out = Vec::new();
+    for dim in [0, 1] {
+        for group_by in [vec![], vec![Key::Day], vec![Key::Value], vec![Key::Value, Key::Day]] {
+            out.push(ImportedQuery {
+                site_id: 1,
+                range: DayRange { from: 90, to: 101 },
+                import_ids: vec![3, 4],
+                dim,
+                group_by,
+                measures: MEASURES.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+fn put_imports(store: &mut dyn EventWriter) {
+    let rows = imported_rows();
+    store.put_import(3, &mut rows[..20].iter().cloned().map(Ok)).unwrap();
+    store.put_import(4, &mut rows[20..].iter().cloned().map(Ok)).unwrap();
 }
 
 fn sorted(mut g: Vec<GroupSums>) -> Vec<GroupSums> {
@@ -187,6 +228,22 @@ fn clickhouse_answers_what_duckdb_answers() {
     duck.commit(&rows, 2).unwrap();
     let (ch_reader, duck_reader) = (ch.reader(Duration::from_secs(10)), duck.reader(Duration::from_secs(10)).unwrap());
     assert_same_answers(&duck_reader, &ch_reader, "ClickHouse against DuckDB");
+    put_imports(&mut ch);
+    put_imports(&mut duck);
+    for q in imported_queries() {
+        let theirs = sorted(duck_reader.imported(&q).unwrap());
+        assert!(!theirs.is_empty());
+        assert_eq!(sorted(ch_reader.imported(&q).unwrap()), theirs, "{q:?}");
+    }
+    // Removed (a mutation, done in the background): the other import stays.
+    ch.remove_import(3).unwrap();
+    let q = imported_queries()[2].clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = sorted(duck_reader.imported(&ImportedQuery { import_ids: vec![4], ..q.clone() }).unwrap());
+    while sorted(ch_reader.imported(&q).unwrap()) != want {
+        assert!(Instant::now() < deadline, "import 3 is still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -331,6 +388,11 @@ fn every_statement_runs_and_answers_alike_on_a_current_clickhouse() {
         for q in queries().into_iter().chain(rollup_queries()) {
             reader.sums(&q).unwrap();
         }
+        put_imports(&mut store);
+        for q in imported_queries() {
+            reader.imported(&q).unwrap();
+        }
+        store.remove_import(3).unwrap();
         assert_eq!(store.delete_site(2).unwrap(), rows.iter().filter(|r| r.site_id == 2).count() as u64);
     });
     let selects = statements.iter().filter(|s| s.sql.starts_with("SELECT")).count();

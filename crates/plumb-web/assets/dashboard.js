@@ -273,6 +273,14 @@ function renderStats() {
   });
 }
 
+/// What an answer says of imported history it left out (imported from another tool; see the
+/// Stats API's `imports_warning`), if anything.
+function importsNote(meta) {
+  if (!meta.imports_warning) return null;
+  const text = meta.imports_included ? `Partly imported data: ${meta.imports_warning}.` : `Imported data not shown: ${meta.imports_warning}.`;
+  return h('p', { class: 'note imports-note' }, text);
+}
+
 function renderChart() {
   const box = $('chart');
   const every = interval();
@@ -287,6 +295,7 @@ function renderChart() {
       include: { time_labels: true, ...(comparing() ? { comparisons: { mode: 'previous_period' } } : {}) },
     }, signal);
     const labels = data.meta.time_labels || [];
+    $('chart-note').replaceChildren(...[importsNote(data.meta)].filter(Boolean));
     const byLabel = new Map(data.results.map((r) => [r.dimensions[0], r]));
     const values = labels.map((l) => byLabel.get(l)?.metrics[0] ?? 0);
     const previous = comparing() ? labels.map((l) => byLabel.get(l)?.comparison?.metrics?.[0] ?? null) : null;
@@ -380,6 +389,8 @@ function renderPanel(panel, box) {
     foot.replaceChildren(
       h('a', { href: exportUrl({ metrics: detailMetrics(panel, dim), dimensions: [dim] }), download: '' }, 'CSV'),
       h('button', { type: 'button', onclick: () => openDetails(panel, dim) }, `Details${data.meta.total_rows > 9 ? ` (${data.meta.total_rows})` : ''}`));
+    const note = importsNote(data.meta);
+    if (note) content.append(note);
   });
 }
 

@@ -12,8 +12,10 @@ mod sites;
 mod stats;
 mod v1;
 
+pub use app::plausible_zip;
 pub use auth::CallerId;
 pub use error::ApiError;
+pub use stats::import_refs;
 
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Extension, Router};

@@ -10,11 +10,13 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use plumb_core::time::day_start_ms;
 use plumb_core::url::wildcard_regex;
-use plumb_meta::GoalKind;
 use plumb_meta::Site;
+use plumb_meta::{GoalKind, ImportState, MetaStore};
+use plumb_query::imported::ImportRef;
 use plumb_query::period::{comparison_range, resolve_range};
 use plumb_query::{
-    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError, QueryOutput,
+    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
+    QueryOutput, SumsBackend,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -46,6 +48,8 @@ struct Include {
     #[serde(default)]
     total_rows: bool,
     comparisons: Option<Value>,
+    /// Whether imported history joins the answer where it can (the default).
+    imports: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +75,19 @@ pub fn site(web: &Web, domain: &str) -> Result<Site, ApiError> {
     web.meta
         .site_by_domain(&domain.trim().to_ascii_lowercase())?
         .ok_or_else(|| ApiError::bad(format!("site_id `{domain}` is not a site of this Plumb")))
+}
+
+/// A site's finished imports, as the query engine reads them.
+pub fn import_refs(meta: &dyn MetaStore, site_id: u32) -> Result<Vec<ImportRef>, plumb_meta::MetaError> {
+    let imports = meta.imports(Some(site_id))?.into_iter().filter(|i| i.state == ImportState::Done);
+    Ok(imports
+        .map(|i| ImportRef {
+            id: i.id,
+            kind: i.kind,
+            range: DayRange { from: i.first_day, to: i.last_day },
+            dims: i.dims,
+        })
+        .collect())
 }
 
 /// The site's goals as the query model takes them.
@@ -247,22 +264,30 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
 /// stops it once it is over its time budget.
 pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
     q.validate().map_err(|i| ApiError::bad(i.0))?;
+    run_blocking(web, move |reader| plumb_query::run(reader, &q)).await?.map_err(|e| match e {
+        QueryError::Invalid(i) => ApiError::bad(i.0),
+        QueryError::Store(e) => e.into(),
+    })
+}
+
+/// Runs `f` over the event store under the budgets queries share: one of the places (one per
+/// core), waited for at most `QUERY_WAIT`, off the async workers.
+pub async fn run_blocking<T: Send + 'static>(
+    web: &Web,
+    f: impl FnOnce(&dyn SumsBackend) -> T + Send + 'static,
+) -> Result<T, ApiError> {
     let permit = tokio::time::timeout(crate::QUERY_WAIT, web.queries.clone().acquire_owned())
         .await
         .map_err(|_| ApiError::busy("the server is answering too many queries; retry shortly", 5))?
         .map_err(ApiError::internal)?;
     let reader = web.reader.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let out = plumb_query::run(reader.as_ref(), &q);
+    tokio::task::spawn_blocking(move || {
+        let out = f(reader.as_ref());
         drop(permit);
         out
     })
     .await
-    .map_err(ApiError::internal)?;
-    out.map_err(|e| match e {
-        QueryError::Invalid(i) => ApiError::bad(i.0),
-        QueryError::Store(e) => e.into(),
-    })
+    .map_err(ApiError::internal)
 }
 
 pub async fn query_v2(
@@ -339,6 +364,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         comparison,
         total_rows: body.include.total_rows,
         goals,
+        imports: if body.include.imports == Some(false) { vec![] } else { import_refs(web.meta.as_ref(), site.id)? },
     };
     let time_bucket = q.dimensions.iter().find_map(|d| if let Dimension::Time(t) = d { Some(*t) } else { None });
     let out = run_query(web, q.clone()).await?;
@@ -354,6 +380,16 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     }
     if q.total_rows {
         meta.insert("total_rows".into(), json!(out.total_rows));
+    }
+    // As Plausible says it, where the site has imported history for the range.
+    if out.imports.relevant {
+        meta.insert("imports_included".into(), json!(out.imports.included));
+        if let Some(reason) = out.imports.skip_reason {
+            meta.insert("imports_skip_reason".into(), json!(reason));
+        }
+        if let Some(warning) = &out.imports.warning {
+            meta.insert("imports_warning".into(), json!(warning));
+        }
     }
     // The order applied: the one asked for, else the engine's default (time ascending, else the
     // first metric descending), as Plausible echoes it.

@@ -176,6 +176,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
         comparison,
         total_rows: false,
         goals,
+        imports: crate::stats::import_refs(web.meta.as_ref(), site.id)?,
     };
     let out = run_query(&web, q.clone()).await?;
     let results = match kind {

@@ -1,11 +1,13 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
 //! `goal`, `key`, `user`, `member`, `block` and `invite` manage metadata (also while a server
-//! runs); `migrate` moves an embedded install onto a cluster's backends.
+//! runs); `migrate` moves an embedded install onto a cluster's backends; `backup` and `restore`
+//! copy one; `import` brings other tools' history in.
 
 mod backup;
 mod config;
 mod http;
+mod import;
 mod migrate;
 mod serve;
 
@@ -91,6 +93,22 @@ enum Command {
     Restore {
         /// The backup's folder.
         backup: PathBuf,
+    },
+    /// Bring history in from Fathom Lite, Plausible's CSV export or access logs; list and remove
+    /// imports.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Write a site's stats for a range as Plausible's CSV export (a zip, as the dashboard's
+    /// export), or its stored rows as Parquet files.
+    Export {
+        domain: String,
+        /// Where the zip (or, for Parquet, the folder) goes.
+        out: PathBuf,
+        /// A period (7d, 30d, month, year, 12mo, all…) or FROM,TO dates (YYYY-MM-DD).
+        #[arg(long, default_value = "all")]
+        date_range: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: import::ExportFormat,
     },
     /// Manage sites.
     #[command(subcommand)]
@@ -289,6 +307,10 @@ fn run() -> Result<()> {
         Command::Migrate => migrate::run(&config),
         Command::Backup { dest } => backup::backup(&config, &dest),
         Command::Restore { backup } => backup::restore(&config, &backup),
+        Command::Import(cmd) => import::run(&config, cmd),
+        Command::Export { domain, out, date_range, format } => {
+            import::export(&config, &domain, &date_range, &out, format)
+        }
         Command::Site(cmd) => site(&*serve::open_meta(&config)?, &config, cmd),
         Command::Key(cmd) => key(&*serve::open_meta(&config)?, cmd),
         Command::Goal(cmd) => goal(&*serve::open_meta(&config)?, cmd),

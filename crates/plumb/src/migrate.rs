@@ -211,6 +211,14 @@ fn copy_metadata(config: &Config, pg: &PgMeta) -> Result<()> {
     for skipped in report.iter().flat_map(|t| &t.skipped) {
         println!("  skipped {skipped}");
     }
+    // Imported history stays behind: its runs are not copied, so no answer expects its rows.
+    let imports = plumb_meta::SqliteMeta::open(&config.meta_path())?.imports(None)?;
+    if !imports.is_empty() {
+        println!(
+            "  not moved: {} import(s) of history (plumb import list); run those imports again against the cluster",
+            imports.len()
+        );
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use plumb_collector::{Collector, CollectorConfig};
 use plumb_core::live::{LiveVisitors, decode_hits, encode_hits};
 use plumb_core::url::PageRules;
 use plumb_meta::{MetaStore, PgMeta, SqliteMeta};
-use plumb_pipeline::{Handover, Pipeline, PipelineConfig, PipelineHandle};
+use plumb_pipeline::{Handover, ImportInbox, Pipeline, PipelineConfig, PipelineHandle};
 use plumb_queue::{
     Consumer, LiveFeed, NatsConfig, NatsConsumer, NatsQueue, Partitions, Producer, SqliteConsumer, SqliteSpool,
 };
@@ -211,9 +211,15 @@ fn worker(
             retention: config.queue_retention,
             // Only an embedded store is moved by `plumb migrate`.
             handovers: match config.store {
-                None => vec![Handover::for_migrate(&config.data_dir), Handover::for_backup(&config.data_dir)],
+                None => vec![
+                    Handover::for_migrate(&config.data_dir),
+                    Handover::for_backup(&config.data_dir),
+                    Handover::for_export(&config.data_dir),
+                ],
                 Some(_) => Vec::new(),
             },
+            // `plumb import` writes ClickHouse itself.
+            imports: config.store.is_none().then(|| ImportInbox::new(&config.data_dir)),
             ..Default::default()
         },
     )

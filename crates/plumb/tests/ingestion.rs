@@ -279,8 +279,8 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
             "needs a time dimension",
         ),
         (
-            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"imports": true}}),
-            "unknown field `imports`",
+            json!({"site_id": "stats.test", "metrics": ["visitors"], "date_range": "day", "include": {"imports_too": true}}),
+            "unknown field `imports_too`",
         ),
         (
             json!({"site_id": "stats.test", "metrics": ["visits"], "date_range": "day", "dimensions": ["event:props:plan"]}),

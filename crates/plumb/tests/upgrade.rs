@@ -55,10 +55,13 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     server.stop();
 
     // Back to the schema Plumb 0.1 wrote: no recorded versions, no invite addresses, no site
-    // tombstones, no retentions.
+    // tombstones, no retentions, no imports.
     let meta = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
-    meta.execute_batch("DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;")
-        .unwrap();
+    meta.execute_batch(
+        "DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; DROP TABLE imports; \
+         DROP TABLE site_aliases; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
+    )
+    .unwrap();
     drop(meta);
     let queue = rusqlite::Connection::open(dir.join("queue.db")).unwrap();
     queue.execute_batch("PRAGMA user_version = 0;").unwrap();
@@ -68,7 +71,8 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     // event columns added since version 1 go too (their rows get the columns' defaults back).
     store
         .execute_batch(
-            "DROP TABLE schema_version; DROP TABLE rollup_layout; DELETE FROM rollup_days; DELETE FROM rollup_visits;",
+            "DROP TABLE schema_version; DROP TABLE rollup_layout; DELETE FROM rollup_days; DELETE FROM rollup_visits; \
+             DROP TABLE imported;",
         )
         .unwrap();
     for c in plumb_core::schema::event_columns().iter().filter(|c| c.since > 1) {

@@ -17,6 +17,7 @@ use std::path::Path;
 pub(super) const TABLES: &[&str] = &[
     "sites",
     "site_retention",
+    "site_aliases",
     "deleted_sites",
     "api_keys",
     "goals",

@@ -10,10 +10,12 @@ mod pool;
 mod server;
 
 use crate::accounts::sha256_hex;
-use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
+use crate::backend::{
+    NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
+};
 use crate::{
-    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope,
-    SecurityCount, Site, day_is_live, parse_timezone, validate_currency, validate_domain,
+    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
+    Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
 };
 pub use copy::TableCopy;
 use plumb_core::signature::{Salt, random_salt};
@@ -30,11 +32,31 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/postgres/001_initial.sql"),
     include_str!("../../migrations/postgres/002_backdated_salts.sql"),
     include_str!("../../migrations/postgres/003_site_retention.sql"),
+    include_str!("../../migrations/postgres/004_imports.sql"),
 ];
+
+const IMPORT_COLUMNS: &str =
+    "SELECT id, site_id, kind, source_key, label, first_day, last_day, dims, rows, state, created_ms FROM imports";
+
+fn import_row(r: &Row) -> Result<Import> {
+    let (dims, state): (String, String) = (r.get(7), r.get(9));
+    let days = (r.get(5), r.get(6));
+    stored_import(id(r, 0)?, id(r, 1)?, r.get(2), r.get(3), r.get(4), days, &dims, r.get(8), &state, r.get(10))
+}
+
+/// The imports `clause` selects (parameters `$1`…).
+fn imports_where(
+    c: &mut impl postgres::GenericClient,
+    clause: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Import>> {
+    let rows = c.query(&format!("{IMPORT_COLUMNS} WHERE {clause} ORDER BY id"), params).map_err(storage)?;
+    rows.iter().map(import_row).collect()
+}
 
 /// Advisory lock keys (per database). Migrating is one at a time, so processes starting together
 /// migrate once; so is adding a user who may become the owner, so there is one owner.
@@ -279,6 +301,84 @@ impl MetaStore for PgMeta {
             let rows = c.query("SELECT site_id, months FROM site_retention ORDER BY site_id", &[]).map_err(storage)?;
             rows.iter().map(|r| Ok((id(r, 0)?, months(r, 1)?))).collect()
         })
+    }
+
+    fn begin_import(&self, site_id: u32, kind: &str, key: &str, label: &str) -> Result<Import> {
+        let (kind, key, label) = (kind.to_owned(), key.to_owned(), label.to_owned());
+        self.pool.run(move |c| {
+            let row = c
+                .query_opt(
+                    "INSERT INTO imports (site_id, kind, source_key, label, state, created_ms) \
+                     SELECT id, $2, $3, $4, 'loading', $5 FROM sites WHERE id = $1 RETURNING id",
+                    &[&i64::from(site_id), &kind, &key, &label, &now_ms()],
+                )
+                .map_err(storage)?;
+            let Some(row) = row else { return Err(MetaError::NotFound(format!("no site with id {site_id}"))) };
+            let id: i64 = row.get(0);
+            imports_where(c, "id = $1", &[&id])?.pop().ok_or_else(|| MetaError::Storage("an import vanished".into()))
+        })
+    }
+
+    fn finish_import(&self, id: u32, first_day: i32, last_day: i32, dims: &[u8], rows: u64) -> Result<Vec<Import>> {
+        let dims = dims_text(dims);
+        self.pool.run(move |c| {
+            let mut tx = c.transaction().map_err(storage)?;
+            let id = i64::from(id);
+            let done = tx
+                .execute(
+                    "UPDATE imports SET state = 'done', first_day = $2, last_day = $3, dims = $4, rows = $5 \
+                     WHERE id = $1 AND state = 'loading'",
+                    &[&id, &first_day, &last_day, &dims, &(rows as i64)],
+                )
+                .map_err(storage)?;
+            if done == 0 {
+                return Err(MetaError::NotFound(format!("no import {id} under way")));
+            }
+            let same = "id <> $1 AND (site_id, kind, source_key) = (SELECT site_id, kind, source_key FROM imports WHERE id = $1)";
+            tx.execute(&format!("UPDATE imports SET state = 'removing' WHERE {same}"), &[&id]).map_err(storage)?;
+            let replaced = imports_where(&mut tx, same, &[&id])?;
+            tx.commit().map_err(storage)?;
+            Ok(replaced)
+        })
+    }
+
+    fn imports(&self, site_id: Option<u32>) -> Result<Vec<Import>> {
+        self.pool.run(move |c| match site_id {
+            Some(site) => imports_where(c, "site_id = $1", &[&i64::from(site)]),
+            None => imports_where(c, "TRUE", &[]),
+        })
+    }
+
+    fn mark_import_removing(&self, id: u32) -> Result<Import> {
+        self.pool.run(move |c| {
+            let id = i64::from(id);
+            c.execute("UPDATE imports SET state = 'removing' WHERE id = $1", &[&id]).map_err(storage)?;
+            imports_where(c, "id = $1", &[&id])?.pop().ok_or_else(|| MetaError::NotFound(format!("import {id}")))
+        })
+    }
+
+    fn delete_import(&self, id: u32) -> Result<()> {
+        self.pool.run(move |c| {
+            c.execute("DELETE FROM imports WHERE id = $1", &[&i64::from(id)]).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn set_alias(&self, alias: &str, site_id: u32) -> Result<()> {
+        let alias = validate_alias(alias)?.to_owned();
+        self.pool.run(move |c| {
+            c.execute(
+                "INSERT INTO site_aliases (alias, site_id) VALUES ($1, $2) \
+                 ON CONFLICT (alias) DO UPDATE SET site_id = excluded.site_id",
+                &[&alias, &i64::from(site_id)],
+            )
+            .map_err(or_missing(|| MetaError::NotFound(format!("no site with id {site_id}"))))?;
+            Ok(())
+        })
+    }
+
+    fn site_by_alias(&self, alias: &str) -> Result<Option<Site>> {
+        self.site_where("id = (SELECT site_id FROM site_aliases WHERE alias = $1)", alias.to_owned())
     }
 
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {

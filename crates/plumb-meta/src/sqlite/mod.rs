@@ -1,10 +1,12 @@
 mod accounts;
 
 use crate::accounts::sha256_hex;
-use crate::backend::{NewKey, goal_display_name, new_key, now_ms, stored_key, stored_salt, with_currency};
+use crate::backend::{
+    NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
+};
 use crate::{
-    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, MetaError, MetaStore, Result, RuleKind, Scope,
-    SecurityCount, Site, day_is_live, parse_timezone, validate_currency, validate_domain,
+    ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
+    Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
 };
 use plumb_core::signature::{Salt, random_salt};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,12 +25,39 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
     include_str!("../../migrations/003_backdated_salts.sql"),
     include_str!("../../migrations/004_site_retention.sql"),
+    include_str!("../../migrations/005_imports.sql"),
 ];
+
+const IMPORT_COLUMNS: &str =
+    "SELECT id, site_id, kind, source_key, label, first_day, last_day, dims, rows, state, created_ms FROM imports";
+
+fn import_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Import>> {
+    let (dims, state): (String, String) = (r.get(7)?, r.get(9)?);
+    Ok(stored_import(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        (r.get(5)?, r.get(6)?),
+        &dims,
+        r.get(8)?,
+        &state,
+        r.get(10)?,
+    ))
+}
+
+/// The imports `clause` selects (its parameters bound in order).
+fn imports_where(conn: &Connection, clause: &str, params: impl rusqlite::Params) -> Result<Vec<Import>> {
+    let mut stmt = conn.prepare_cached(&format!("{IMPORT_COLUMNS} WHERE {clause} ORDER BY id")).map_err(storage)?;
+    let rows = stmt.query_map(params, import_row).map_err(storage)?;
+    rows.map(|r| r.map_err(storage)?).collect()
+}
 
 pub struct SqliteMeta {
     conn: Mutex<Connection>,
@@ -179,6 +208,82 @@ impl MetaStore for SqliteMeta {
             .map_err(storage)?
             .collect::<rusqlite::Result<_>>()
             .map_err(storage)
+    }
+
+    fn begin_import(&self, site_id: u32, kind: &str, key: &str, label: &str) -> Result<Import> {
+        let conn = self.conn.lock().unwrap();
+        let inserted = conn.execute(
+            "INSERT INTO imports (site_id, kind, source_key, label, state, created_ms) \
+             SELECT id, ?2, ?3, ?4, 'loading', ?5 FROM sites WHERE id = ?1",
+            params![site_id, kind, key, label, now_ms()],
+        );
+        if inserted.map_err(storage)? == 0 {
+            return Err(MetaError::NotFound(format!("no site with id {site_id}")));
+        }
+        let id = conn.last_insert_rowid();
+        imports_where(&conn, "id = ?1", [id])?.pop().ok_or_else(|| MetaError::Storage("an import vanished".into()))
+    }
+
+    fn finish_import(&self, id: u32, first_day: i32, last_day: i32, dims: &[u8], rows: u64) -> Result<Vec<Import>> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(storage)?;
+        let done = tx
+            .execute(
+                "UPDATE imports SET state = 'done', first_day = ?2, last_day = ?3, dims = ?4, rows = ?5 \
+                 WHERE id = ?1 AND state = 'loading'",
+                params![id, first_day, last_day, dims_text(dims), rows as i64],
+            )
+            .map_err(storage)?;
+        if done == 0 {
+            return Err(MetaError::NotFound(format!("no import {id} under way")));
+        }
+        let same =
+            "id <> ?1 AND (site_id, kind, source_key) = (SELECT site_id, kind, source_key FROM imports WHERE id = ?1)";
+        tx.execute(&format!("UPDATE imports SET state = 'removing' WHERE {same}"), [id]).map_err(storage)?;
+        let replaced = imports_where(&tx, same, [id])?;
+        tx.commit().map_err(storage)?;
+        Ok(replaced)
+    }
+
+    fn imports(&self, site_id: Option<u32>) -> Result<Vec<Import>> {
+        let conn = self.conn.lock().unwrap();
+        match site_id {
+            Some(site) => imports_where(&conn, "site_id = ?1", [site]),
+            None => imports_where(&conn, "1 = 1", []),
+        }
+    }
+
+    fn mark_import_removing(&self, id: u32) -> Result<Import> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("UPDATE imports SET state = 'removing' WHERE id = ?1", [id]).map_err(storage)?;
+        imports_where(&conn, "id = ?1", [id])?.pop().ok_or_else(|| MetaError::NotFound(format!("import {id}")))
+    }
+
+    fn delete_import(&self, id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute("DELETE FROM imports WHERE id = ?1", [id]).map_err(storage)?;
+        Ok(())
+    }
+
+    fn set_alias(&self, alias: &str, site_id: u32) -> Result<()> {
+        let alias = validate_alias(alias)?;
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO site_aliases (alias, site_id) VALUES (?1, ?2) \
+             ON CONFLICT (alias) DO UPDATE SET site_id = excluded.site_id",
+            params![alias, site_id],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                MetaError::NotFound(format!("no site with id {site_id}"))
+            }
+            e => storage(e),
+        })?;
+        Ok(())
+    }
+
+    fn site_by_alias(&self, alias: &str) -> Result<Option<Site>> {
+        self.site_where("id = (SELECT site_id FROM site_aliases WHERE alias = ?1)", &alias)
     }
 
     fn add_goal(&self, site_id: u32, kind: GoalKind, display_name: Option<&str>) -> Result<Goal> {

@@ -25,8 +25,9 @@ use http::{Server, quote, tsv, untsv};
 use log::Log;
 use plumb_core::Row;
 use plumb_core::schema::{self as columns, ColumnType};
+use plumb_query::imported::{self, ImportedQuery, ImportedRow};
 use plumb_query::rollup::{self, Groups, KeyType, RollupTable};
-use plumb_query::sql::{ClickHouseDialect, Param, compile_best};
+use plumb_query::sql::{ClickHouseDialect, Param, compile_best, compile_imported};
 use plumb_query::{GroupSums, MAX_GROUPS, SumsBackend, SumsQuery};
 use schema::{ddl_name, event_column_names, local_name, on_cluster, rollup_columns};
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub const MAX_COMMIT_ROWS: usize = 1_000_000;
 /// Rows of `events` summed into one insert when a rollup table is brought up to date: the
 /// rollup rows of a commit or a few.
 const CATCH_UP_ROWS: u64 = 100_000;
+/// Imported rows per insert.
+const IMPORT_CHUNK: usize = 100_000;
 
 /// How the store's writer came to write.
 #[derive(Clone, Copy, PartialEq)]
@@ -223,7 +226,8 @@ impl ClickHouseStore {
         let oc = on_cluster(&self.server);
         let mut events = 0;
         // Table by table, so that a deletion cut short and called again finishes the rest.
-        for table in std::iter::once("events").chain(rollup::tables().map(|t| t.name)) {
+        let tables = std::iter::once("events").chain(rollup::tables().map(|t| t.name)).chain([imported::TABLE]);
+        for table in tables {
             let count = |sql: String| -> Result<u64> {
                 let answer = self.write(&sql)?;
                 answer
@@ -361,6 +365,59 @@ impl EventWriter for ClickHouseStore {
         self.delete_where(&format!("(site_id = {site_id})"))
     }
 
+    /// In inserts of up to [`IMPORT_CHUNK`] rows, as they come: no transaction spans them, so an
+    /// import cut short leaves rows that metadata never marks finished (and queries never read);
+    /// a new run gets a new id.
+    fn put_import(&mut self, import_id: u32, rows: &mut dyn Iterator<Item = Result<ImportedRow>>) -> Result<u64> {
+        let columns: Vec<&str> = imported::columns().into_iter().map(|(n, _)| n).collect();
+        let head = format!(
+            "INSERT INTO {} ({}) FORMAT TabSeparated\n",
+            local_name(&self.server, imported::TABLE),
+            columns.join(", ")
+        );
+        // Days a site has live rows for are counted live: their imported rows are left out.
+        let mut first_live: std::collections::HashMap<u32, i32> = std::collections::HashMap::new();
+        let answer =
+            self.write("SELECT site_id, min(day) FROM events WHERE site_id != 0 GROUP BY site_id FORMAT TabSeparated")?;
+        for line in answer.lines() {
+            if let Some((site, day)) = line.split_once('\t')
+                && let (Ok(site), Ok(day)) = (site.parse(), day.parse())
+            {
+                first_live.insert(site, day);
+            }
+        }
+        let mut stored = 0;
+        loop {
+            let mut body = head.clone();
+            let (mut taken, mut n) = (0, 0);
+            for row in (&mut *rows).take(IMPORT_CHUNK) {
+                let r = row?;
+                taken += 1;
+                if first_live.get(&r.site_id).is_some_and(|d| r.day >= *d) {
+                    continue;
+                }
+                body.push_str(&format!("{import_id}\t{}\t{}\t{}\t", r.site_id, r.day, r.dim));
+                tsv(&r.value, &mut body);
+                r.measures.iter().for_each(|m| body.push_str(&format!("\t{m}")));
+                body.push('\n');
+                n += 1;
+            }
+            if taken == 0 {
+                return Ok(stored);
+            }
+            if n > 0 {
+                self.write(&body)?;
+                stored += n;
+            }
+        }
+    }
+
+    fn remove_import(&mut self, import_id: u32) -> Result<()> {
+        let (local, oc) =
+            (ddl_name(&self.server, &local_name(&self.server, imported::TABLE)), on_cluster(&self.server));
+        self.write(&format!("ALTER TABLE {local}{oc} DELETE WHERE import_id = {import_id}")).map(drop)
+    }
+
     fn delete_before(&mut self, site_id: u32, day: i32) -> Result<u64> {
         self.delete_where(&format!("(site_id = {site_id}) AND (day < {day})"))
     }
@@ -393,10 +450,22 @@ impl EventReader for ClickHouseReader {}
 impl SumsBackend for ClickHouseReader {
     fn sums(&self, q: &SumsQuery) -> Result<Vec<GroupSums>> {
         let (sql, params) = compile_best(&ClickHouseDialect, q);
+        self.answer(&sql, &params, q.group_by.len(), q.sums.len())
+    }
+
+    fn imported(&self, q: &ImportedQuery) -> Result<Vec<GroupSums>> {
+        let (sql, params) = compile_imported(&ClickHouseDialect, q);
+        self.answer(&sql, &params, q.group_by.len(), q.measures.len())
+    }
+}
+
+impl ClickHouseReader {
+    /// Runs a compiled sums query of `keys` group columns and `sums` sums, and refuses answers of
+    /// more groups than one may hold.
+    fn answer(&self, sql: &str, params: &[Param], keys: usize, sums: usize) -> Result<Vec<GroupSums>> {
         // At most one group more than an answer may hold, to tell that it would be too many.
-        let sql = if q.group_by.is_empty() { sql } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
-        let answer = self.server.run(&format!("{} FORMAT TabSeparated", inline(&sql, &params)), true, self.timeout)?;
-        let (keys, sums) = (q.group_by.len(), q.sums.len());
+        let sql = if keys == 0 { sql.to_owned() } else { format!("{sql} LIMIT {}", MAX_GROUPS + 1) };
+        let answer = self.server.run(&format!("{} FORMAT TabSeparated", inline(&sql, params)), true, self.timeout)?;
         let mut groups = Vec::new();
         for line in answer.lines().filter(|l| !l.is_empty()) {
             let fields: Vec<&str> = line.split('\t').collect();

@@ -12,6 +12,7 @@ use super::WRITE_TIMEOUT;
 use super::http::{Server, quote};
 use crate::{Result, StoreError};
 use plumb_core::schema::{self, ColumnType, IntType, StoredColumn};
+use plumb_query::imported;
 use plumb_query::rollup::{self, KeyType, RollupTable};
 
 fn int_type(t: IntType) -> &'static str {
@@ -176,11 +177,11 @@ fn migrate_to(server: &Server, version: u32) -> Result<()> {
 /// and checks that the rollup tables have this Plumb's layout.
 pub fn migrate(server: &Server) -> Result<()> {
     let version_table = "plumb_schema";
-    let engine = match server.cluster {
+    let version_engine = match server.cluster {
         None => "TinyLog".to_owned(),
         Some(_) => format!("{} ORDER BY version", engine(server, version_table, "", "")),
     };
-    create(server, version_table, "version UInt32", &engine)?;
+    create(server, version_table, "version UInt32", &version_engine)?;
     let found: u32 =
         server.run("SELECT max(version) FROM plumb_schema", true, WRITE_TIMEOUT)?.trim().parse().unwrap_or(0);
     let known = schema::version();
@@ -202,22 +203,35 @@ pub fn migrate(server: &Server) -> Result<()> {
         let versions = local_name(server, version_table);
         run(server, format!("INSERT INTO {versions} VALUES ({version})"))?;
     }
+    // Imported rows come from elsewhere and are never made again: a table of another layout is
+    // refused, not replaced. Inserted as they are (no markers; see `ClickHouseStore::put_import`).
+    let defs: Vec<String> =
+        imported::columns().into_iter().map(|(n, ty)| format!("{n} {}", column_type(ty).0)).collect();
+    let engine = engine(server, imported::TABLE, "", "");
+    create(server, imported::TABLE, &defs.join(", "), &format!("{engine} ORDER BY (site_id, dim, day, import_id)"))?;
+    let want: Vec<String> = imported::columns().into_iter().map(|(n, _)| n.to_owned()).collect();
+    check_columns(server, imported::TABLE, want, "imported-data layout")?;
     // Rollups are derived from the schema; a change to them needs a migration of its own here
     // (adding a measure with 0 for older rows would answer wrongly), and this catches its absence.
     for t in rollup::tables() {
-        let mut want: Vec<String> = rollup_columns(t).into_iter().map(|(n, _)| n).collect();
-        let mut have = columns_of(server, t.name)?;
-        want.sort();
-        have.sort();
-        if want != have {
-            return Err(StoreError::Backend(format!(
-                "ClickHouse table {}.{} has the columns [{}], not this Plumb's rollup layout [{}]",
-                server.database,
-                local_name(server, t.name),
-                have.join(", "),
-                want.join(", ")
-            )));
-        }
+        check_columns(server, t.name, rollup_columns(t).into_iter().map(|(n, _)| n).collect(), "rollup layout")?;
+    }
+    Ok(())
+}
+
+/// Refuses a table whose columns are not `want` (in any order).
+fn check_columns(server: &Server, table: &str, mut want: Vec<String>, layout: &str) -> Result<()> {
+    let mut have = columns_of(server, table)?;
+    want.sort();
+    have.sort();
+    if want != have {
+        return Err(StoreError::Backend(format!(
+            "ClickHouse table {}.{} has the columns [{}], not this Plumb's {layout} [{}]",
+            server.database,
+            local_name(server, table),
+            have.join(", "),
+            want.join(", ")
+        )));
     }
     Ok(())
 }

@@ -73,9 +73,9 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Res
          <div class=\"filters\" id=\"filters\" aria-label=\"Filters\"></div>\
          <section class=\"card stats-card\" aria-label=\"Overview\"><div class=\"stats\" id=\"stats\" role=\"tablist\"></div>\
          <div class=\"chart-head\"><span id=\"chart-title\"></span><select id=\"interval\" aria-label=\"Interval\"></select></div>\
-         <div class=\"chart\" id=\"chart\"></div></section>\
+         <div class=\"chart\" id=\"chart\"></div><div id=\"chart-note\" aria-live=\"polite\"></div></section>\
          <div class=\"panels\" id=\"panels\"></div>\
-         <div class=\"footer-actions\"><a id=\"export-all\" class=\"button\" href=\"#\">Export all as CSV (zip)</a>\
+         <div class=\"footer-actions\"><a id=\"export-all\" class=\"button\" href=\"#\">Export all (Plausible CSV zip)</a>\
          <span class=\"hint\">Keys: d today · y yesterday · w 7 days · t 30 days · m month · l last month · \
          r 12 months · a all time · c custom · Esc closes</span>{attribution}</div>\
          <dialog id=\"details\" aria-labelledby=\"details-title\"></dialog></div>",

@@ -1,6 +1,7 @@
-//! CSV export of what the dashboard shows: one panel (`export.csv?q=<v2 query>`), or every panel
-//! for a range and filters as a zip (`export.zip?date_range=…&filters=…`). Both run through the
-//! Stats API's own query path, so a CSV holds exactly the numbers the dashboard shows.
+//! CSV export of what the dashboard shows: one panel (`export.csv?q=<v2 query>`), through the
+//! Stats API's own query path, so it holds exactly the numbers the dashboard shows; or a range
+//! (and filters) as Plausible's CSV export (`export.zip?date_range=…&filters=…`): sums per day of
+//! every breakdown, which `plumb import plausible` (or Plausible) reads back.
 
 use crate::Web;
 use crate::auth::Caller;
@@ -9,38 +10,15 @@ use crate::stats::answer_v2;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use plumb_core::time::date_of_day;
+use plumb_query::imported::{MEASURES, Measure};
+use plumb_query::{Column, DayRange, Dimension, Metric, QueryError, SumsBackend, TimeBucket, plausible};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
 type Params = Query<HashMap<String, String>>;
-
-/// Every panel of the dashboard, as file name, dimension and metrics.
-const PANELS: &[(&str, &str, &[&str])] = &[
-    ("channels", "visit:channel", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("sources", "visit:source", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("referrers", "visit:referrer", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("utm_mediums", "visit:utm_medium", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("utm_sources", "visit:utm_source", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("utm_campaigns", "visit:utm_campaign", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("utm_contents", "visit:utm_content", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("utm_terms", "visit:utm_term", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("pages", "event:page", &["visitors", "pageviews", "bounce_rate", "time_on_page"]),
-    ("entry_pages", "visit:entry_page", &["visitors", "visits", "bounce_rate", "visit_duration"]),
-    ("exit_pages", "visit:exit_page", &["visitors", "visits"]),
-    ("countries", "visit:country_name", &["visitors"]),
-    ("regions", "visit:region", &["visitors"]),
-    ("cities", "visit:city", &["visitors"]),
-    ("devices", "visit:device", &["visitors"]),
-    ("browsers", "visit:browser", &["visitors"]),
-    ("browser_versions", "visit:browser_version", &["visitors"]),
-    ("operating_systems", "visit:os", &["visitors"]),
-    ("operating_system_versions", "visit:os_version", &["visitors"]),
-    ("goals", "event:goal", &["visitors", "events", "conversion_rate", "total_revenue", "average_revenue"]),
-];
-
-const OVERVIEW: &[&str] = &["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration"];
 
 /// RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled. A leading
 /// `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets do not run page paths as formulas.
@@ -121,7 +99,8 @@ pub async fn csv(
     Ok(attachment(to_csv(&answer).into_bytes(), "text/csv; charset=utf-8", &name))
 }
 
-/// `GET /sites/{domain}/export.zip?date_range=…&filters=…`: the overview by day and every panel.
+/// `GET /sites/{domain}/export.zip?date_range=…&filters=…`: Plausible's CSV export of the range
+/// (see [`plausible_zip`]), under the same budgets as every query.
 pub async fn zip(
     State(web): State<Arc<Web>>,
     caller: Caller,
@@ -130,28 +109,122 @@ pub async fn zip(
 ) -> Result<Response, ApiError> {
     let range = parse_json(&p, "date_range", json!("30d"))?;
     let filters = parse_json(&p, "filters", json!([]))?;
-    let query = |dims: Value, metrics: &[&str]| json!({"site_id": domain, "date_range": range, "filters": filters, "dimensions": dims, "metrics": metrics});
-    let mut files =
-        vec![("visitors".to_owned(), answer_v2(&web, &caller, query(json!(["time:day"]), OVERVIEW)).await?)];
-    for (name, dim, metrics) in PANELS {
-        if *dim == "event:goal" && web.meta.list_goals(site_id(&web, &domain)?)?.is_empty() {
-            continue;
-        }
-        files.push((name.to_string(), answer_v2(&web, &caller, query(json!([dim]), metrics)).await?));
-    }
-    let label = range_label(&files[0].1);
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    for (name, answer) in &files {
-        zip.start_file(format!("{name}.csv"), options).map_err(ApiError::internal)?;
-        zip.write_all(to_csv(answer).as_bytes()).map_err(ApiError::internal)?;
-    }
-    let bytes = zip.finish().map_err(ApiError::internal)?.into_inner();
-    Ok(attachment(bytes, "application/zip", &format!("{domain}_{label}.zip")))
+    let site = crate::stats::site(&web, &domain)?;
+    caller.authorize(&web, Some(&site))?;
+    let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
+    let range = plumb_query::period::resolve_range(&range, today)?;
+    let goals = crate::stats::site_goals(&web, site.id)?;
+    let filters: Vec<Value> =
+        serde_json::from_value(filters).map_err(|e| ApiError::bad(format!("filters: must be a list: {e}")))?;
+    let filter = crate::stats::parse_filters(&filters, range, &goals)?;
+    let base = plumb_query::Query {
+        filter,
+        goals,
+        imports: crate::stats::import_refs(web.meta.as_ref(), site.id)?,
+        ..plumb_query::Query::over(site.id, range)
+    };
+    let bytes = crate::stats::run_blocking(&web, move |reader| plausible_zip(reader, &base)).await??;
+    let name = format!("{}_{}.zip", domain.replace('.', "_"), plumb_core::time::date_of_day(range.to).format("%Y%m%d"));
+    Ok(attachment(bytes, "application/zip", &name))
 }
 
-fn site_id(web: &Web, domain: &str) -> Result<u32, ApiError> {
-    Ok(crate::stats::site(web, domain)?.id)
+/// Plausible's CSV export of `base`'s site, range and filter: every table of
+/// `plumb_query::plausible`, per day, each a month at a time (so no answer holds too many groups).
+pub fn plausible_zip(backend: &dyn SumsBackend, base: &plumb_query::Query) -> Result<Vec<u8>, ApiError> {
+    let span = data_span(backend, base)?;
+    let base = &plumb_query::Query { range: span, ..base.clone() };
+    let (first, last) = (date_of_day(span.from), date_of_day(span.to));
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for table in plausible::tables() {
+        let keys: Vec<Column> = table
+            .keys
+            .iter()
+            .filter_map(|(_, k)| if let plausible::Key::Column(c) = k { Some(c.clone()) } else { None })
+            .collect();
+        let mut csv = String::from("date");
+        for name in table.keys.iter().map(|(n, _)| *n).chain(table.counts.iter().map(|c| c.name)) {
+            csv.push(',');
+            csv.push_str(name);
+        }
+        csv.push_str("\r\n");
+        let mut from = base.range.from;
+        while from <= base.range.to {
+            let to = (from + 30).min(base.range.to);
+            let q = plumb_query::Query {
+                metrics: table.metrics.to_vec(),
+                range: DayRange { from, to },
+                dimensions: std::iter::once(Dimension::Time(TimeBucket::Day))
+                    .chain(keys.iter().cloned().map(Dimension::Column))
+                    .collect(),
+                ..base.clone()
+            };
+            for (group, sums) in plumb_query::totals(backend, &q).map_err(query_error)? {
+                // Pageviews are no custom event.
+                if table.name == "custom_events" && group.get(1).is_some_and(|n| n == "pageview") {
+                    continue;
+                }
+                let mut values = group[1..].iter();
+                let mut cells = vec![group[0].clone()];
+                for (_, key) in &table.keys {
+                    cells.push(match key {
+                        plausible::Key::Column(_) => csv_field(values.next().map_or("", String::as_str)),
+                        plausible::Key::Constant(v) => (*v).to_owned(),
+                    });
+                }
+                for count in &table.counts {
+                    let i = MEASURES.iter().position(|m| *m == count.measure).expect("every measure is summed");
+                    let v =
+                        if count.measure == Measure::DurationMs { (sums[i] + 500).div_euclid(1000) } else { sums[i] };
+                    cells.push(v.to_string());
+                }
+                csv.push_str(&cells.join(","));
+                csv.push_str("\r\n");
+            }
+            from = to + 1;
+        }
+        zip.start_file(plausible::file_name(table.name, first, last), options).map_err(ApiError::internal)?;
+        zip.write_all(csv.as_bytes()).map_err(ApiError::internal)?;
+    }
+    Ok(zip.finish().map_err(ApiError::internal)?.into_inner())
+}
+
+/// The first and last day of `base`'s range that have data (an "all time" range starts in 1970),
+/// as Plausible names its files after them: found by month, then by day within those months.
+fn data_span(backend: &dyn SumsBackend, base: &plumb_query::Query) -> Result<DayRange, ApiError> {
+    let with_data = |bucket: TimeBucket, range: DayRange| -> Result<Option<DayRange>, ApiError> {
+        let q = plumb_query::Query {
+            metrics: vec![Metric::Visitors, Metric::Events],
+            dimensions: vec![Dimension::Time(bucket)],
+            range,
+            ..base.clone()
+        };
+        let days: Vec<i32> = plumb_query::totals(backend, &q)
+            .map_err(query_error)?
+            .iter()
+            .filter_map(|(keys, _)| chrono::NaiveDate::parse_from_str(&keys[0], "%Y-%m-%d").ok())
+            .map(plumb_core::time::day_number)
+            .collect();
+        Ok(days.iter().min().zip(days.iter().max()).map(|(a, b)| DayRange { from: *a, to: *b }))
+    };
+    let Some(months) = with_data(TimeBucket::Month, base.range)? else { return Ok(base.range) };
+    // The last month with data ends before the next one starts.
+    let month_end = |day: i32| {
+        let d = date_of_day(day);
+        d.checked_add_months(chrono::Months::new(1)).map_or(day, |n| plumb_core::time::day_number(n) - 1)
+    };
+    let within = DayRange { from: months.from.max(base.range.from), to: month_end(months.to).min(base.range.to) };
+    if i64::from(within.days()) > plumb_query::MAX_TIME_BUCKETS {
+        return Ok(within);
+    }
+    Ok(with_data(TimeBucket::Day, within)?.unwrap_or(within))
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Invalid(i) => ApiError::bad(i.0),
+        QueryError::Store(e) => e.into(),
+    }
 }
 
 #[cfg(test)]

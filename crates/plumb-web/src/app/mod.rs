@@ -10,6 +10,8 @@ mod account;
 mod assets;
 mod dashboard;
 mod export;
+
+pub use export::plausible_zip;
 mod html;
 mod sites;
 

@@ -45,17 +45,10 @@ async fn one_metric(
     bucket: Option<TimeBucket>,
 ) -> std::result::Result<Vec<(String, i64)>, crate::ApiError> {
     let q = Query {
-        site_id: site.id,
         metrics: vec![metric],
-        range,
         dimensions: bucket.map(Dimension::Time).into_iter().collect(),
-        filter: None,
-        order_by: vec![],
-        limit: 10_000,
-        offset: 0,
-        comparison: None,
-        total_rows: false,
-        goals: vec![],
+        imports: crate::stats::import_refs(web.meta.as_ref(), site.id)?,
+        ..Query::over(site.id, range)
     };
     let out = run_query(web, q).await?;
     Ok(out
