@@ -146,7 +146,7 @@ fn access_log(path: &Path, bytes: u64) -> u64 {
             0..=2 => format!("/assets/app.{}.js", x % 3),
             _ => format!("/page/{}?utm_source={}", (x >> 8) % 200, if x.is_multiple_of(17) { "news" } else { "" }),
         };
-        let ua = UAS[if x.is_multiple_of(50) { 5 } else { (visitor % 5) as usize }];
+        let ua = UAS[if (x >> 12).is_multiple_of(50) { 5 } else { (visitor % 5) as usize }];
         let line = format!(
             "10.{}.{}.{} - - [{} +0000] \"GET {target} HTTP/1.1\" 200 {} \"{}\" \"{ua}\"\n",
             visitor >> 16,
