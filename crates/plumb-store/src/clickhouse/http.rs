@@ -106,7 +106,10 @@ impl Server {
             .take(MAX_ANSWER_BYTES)
             .read_to_end(&mut answer)
             .map_err(|e| fail(format!("no answer within {timeout:?}: {e}")))?;
-        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| fail("answered no HTTP".into()))?;
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| {
+            let statement: String = sql.chars().take(120).collect();
+            fail(format!("answered no HTTP ({} bytes) to `{statement}`", answer.len()))
+        })?;
         let status = std::str::from_utf8(&answer[..split]).ok().and_then(|h| h.get(9..12)).unwrap_or("");
         let body = String::from_utf8_lossy(&answer[split + 4..]).into_owned();
         if status != "200" {

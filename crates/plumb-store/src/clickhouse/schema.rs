@@ -116,8 +116,13 @@ fn distribute(server: &Server, table: &str, again: bool) -> Result<()> {
     run(server, format!("CREATE TABLE IF NOT EXISTS {all}{oc} AS {local} ENGINE = {engine}"))
 }
 
+/// How long one DDL statement may take: on a cluster it waits for every server through
+/// ZooKeeper's queue (ClickHouse's own `distributed_ddl_task_timeout` is 180 s), and a busy
+/// cluster takes far longer than a write does.
+const DDL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 fn run(server: &Server, sql: String) -> Result<()> {
-    server.run(&sql, true, WRITE_TIMEOUT).map(drop)
+    server.run(&sql, true, DDL_TIMEOUT).map(drop)
 }
 
 /// The names of a table's columns on the server the store is connected to.
@@ -205,10 +210,18 @@ pub fn migrate(server: &Server) -> Result<()> {
     }
     // Imported rows come from elsewhere and are never made again: a table of another layout is
     // refused, not replaced. Inserted as they are (no markers; see `ClickHouseStore::put_import`).
-    let defs: Vec<String> =
-        imported::columns().into_iter().map(|(n, ty)| format!("{n} {}", column_type(ty).0)).collect();
-    let engine = engine(server, imported::TABLE, "", "");
-    create(server, imported::TABLE, &defs.join(", "), &format!("{engine} ORDER BY (site_id, dim, day, import_id)"))?;
+    // Made when missing only: DDL on a cluster goes through ZooKeeper's queue, too slow for every open.
+    if columns_of(server, imported::TABLE)?.is_empty() {
+        let defs: Vec<String> =
+            imported::columns().into_iter().map(|(n, ty)| format!("{n} {}", column_type(ty).0)).collect();
+        let engine = engine(server, imported::TABLE, "", "");
+        create(
+            server,
+            imported::TABLE,
+            &defs.join(", "),
+            &format!("{engine} ORDER BY (site_id, dim, day, import_id)"),
+        )?;
+    }
     let want: Vec<String> = imported::columns().into_iter().map(|(n, _)| n.to_owned()).collect();
     check_columns(server, imported::TABLE, want, "imported-data layout")?;
     // Rollups are derived from the schema; a change to them needs a migration of its own here
