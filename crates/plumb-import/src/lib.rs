@@ -9,9 +9,9 @@ pub mod plausible;
 use plumb_query::imported::{Dim, ImportedRow, MEASURES};
 use std::collections::{BTreeSet, HashMap};
 
-/// The most breakdown values one day may have (a day's pages, referrers…: memory is bounded by
-/// this, whatever the source holds).
-pub const MAX_DAY_VALUES: usize = 2_000_000;
+/// The most bytes of breakdown values one day may hold (a day's pages, referrers…): the bound on
+/// what an import keeps in memory, whatever its source holds (values are at most `MAX_PATH`).
+pub const MAX_DAY_BYTES: usize = 256 << 20;
 
 /// Measures in `MEASURES` order: visitors, visits, pageviews, bounces, duration (ms), events.
 pub type Measures = [i64; MEASURES.len()];
@@ -51,6 +51,8 @@ pub struct DaySums<S> {
     site_id: u32,
     day: Option<i32>,
     sums: HashMap<(u8, String), Measures>,
+    /// The bytes of the day's values so far.
+    bytes: usize,
     /// Where rows go, in the order they are made.
     sink: S,
     pub report: Report,
@@ -60,7 +62,7 @@ pub struct DaySums<S> {
 impl<S: FnMut(ImportedRow) -> anyhow::Result<()>> DaySums<S> {
     pub fn new(site_id: u32, sink: S) -> Self {
         let progress = Progress::new("", 0);
-        DaySums { site_id, day: None, sums: HashMap::new(), sink, report: Report::default(), progress }
+        DaySums { site_id, day: None, sums: HashMap::new(), bytes: 0, sink, report: Report::default(), progress }
     }
 
     /// Counts a source record read, `units` of the progress' total.
@@ -70,18 +72,22 @@ impl<S: FnMut(ImportedRow) -> anyhow::Result<()>> DaySums<S> {
     }
 
     /// Adds to a value of a breakdown (cut to `MAX_PATH`, the longest the collector keeps of a
-    /// page or referrer). A day of more than [`MAX_DAY_VALUES`] values is refused.
+    /// page or referrer). A day whose values take more than [`MAX_DAY_BYTES`] is refused.
     pub fn add(&mut self, day: i32, dim: Dim, value: &str, m: Measures) -> anyhow::Result<()> {
         if self.day != Some(day) {
             self.flush()?;
             self.day = Some(day);
         }
         let key = (dim.code(), plumb_core::url::truncate(value, plumb_core::url::MAX_PATH));
-        if self.sums.len() >= MAX_DAY_VALUES && !self.sums.contains_key(&key) {
-            anyhow::bail!(
-                "{} has more than {MAX_DAY_VALUES} values of its breakdowns",
-                plumb_core::time::date_of_day(day)
-            );
+        if !self.sums.contains_key(&key) {
+            self.bytes += key.1.len() + std::mem::size_of::<((u8, String), Measures)>();
+            if self.bytes > MAX_DAY_BYTES {
+                anyhow::bail!(
+                    "{}'s breakdown values take more than {} MiB",
+                    plumb_core::time::date_of_day(day),
+                    MAX_DAY_BYTES >> 20
+                );
+            }
         }
         let sums = self.sums.entry(key).or_default();
         sums.iter_mut().zip(m).for_each(|(s, v)| *s += v);
@@ -91,6 +97,7 @@ impl<S: FnMut(ImportedRow) -> anyhow::Result<()>> DaySums<S> {
     /// Hands on the day being summed.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         let Some(day) = self.day else { return Ok(()) };
+        self.bytes = 0;
         let mut sums: Vec<((u8, String), Measures)> = self.sums.drain().collect();
         // The same order on every run, so a file made twice is the same file.
         sums.sort();

@@ -623,6 +623,14 @@ async fn a_source_that_cannot_be_read_stops_the_import_and_leaves_nothing() {
     };
     let e = fail(&["import", "fathom-lite", "/nonexistent/fathom.db"]);
     assert!(e.contains("is no file"), "{e}");
+    // Bad choices on the command line are named.
+    let e = fail(&["import", "plausible", "/nonexistent.zip", "--site", "not a domain"]);
+    assert!(e.contains("not a domain") && !e.contains("nonexistent"), "the domain is checked first: {e}");
+    cli(&dir, &["site", "add", "out.test"]);
+    let e = fail(&["export", "out.test", dir.join("x.zip").to_str().unwrap(), "--date-range", "fortnight"]);
+    assert!(e.contains("--date-range"), "{e}");
+    let e = fail(&["export", "out.test", dir.join("x.zip").to_str().unwrap(), "--format", "xml"]);
+    assert!(e.contains("xml"), "{e}");
     let other = dir.join("other.db");
     rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE notes (text TEXT)").unwrap();
     let e = fail(&["import", "fathom-lite", other.to_str().unwrap()]);

@@ -73,8 +73,9 @@ pub fn run(config: &Config, cmd: ImportCommand) -> Result<()> {
     match cmd {
         ImportCommand::FathomLite { source, timezone, sites } => fathom_lite(config, meta, &source, &timezone, &sites),
         ImportCommand::Plausible { source, site, timezone } => {
+            let domain = validate_domain(&site)?;
             let (first, last) = plumb_import::plausible::date_range(&source)?;
-            let site = site_or_new(meta, &validate_domain(&site)?, &timezone)?;
+            let site = site_or_new(meta, &domain, &timezone)?;
             let label = source.display().to_string();
             // One export of a range is one import: the same range again replaces it.
             let key = format!("{first}..{last}");
