@@ -43,6 +43,7 @@ pub static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         per_key: 1_000_000,
         geoip_db: None,
         pages: PageRules { keep_query_params: vec!["q".into()], keep_www: false },
+        paths: Default::default(),
     };
     let collector = Collector::new(Arc::new(meta), Arc::new(Discard), config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -126,6 +126,33 @@ await page.goto(summary.filteredUrl);
 await dashboardLoaded(page);
 expect((await page.textContent('#filters')).includes('Source is Google'), 'a bookmarked URL restores the filter');
 
+// ---- 5b. Save the filter as a shared segment, pick it again; annotate the chart.
+await page.click('#filters button:has-text("Save as segment")');
+await page.fill('#filters input[aria-label="Segment name"]', 'From Google');
+await page.check('#filters input[type=checkbox]');
+await page.click('#filters .segments form button[type=submit]');
+await page.waitForFunction(() => document.querySelector('#filters').textContent.includes('Segment: From Google'), null,
+  { timeout: 10000 }).catch(async () => { throw new Error(`no segment chip: ${await page.textContent('#filters')}`); });
+await dashboardLoaded(page);
+expect((await statValue(page, 'Unique visitors')) === '1', 'the segment filters as its filters did');
+await page.click('#filters .chip button');
+await dashboardLoaded(page);
+expect((await statValue(page, 'Unique visitors')) === '2', 'without the segment: both visitors');
+const segmentId = await page.$eval('#filters select[aria-label=Segment]', (s) => [...s.options].find((o) => o.text === 'From Google').value);
+await page.selectOption('#filters select[aria-label=Segment]', segmentId);
+await page.waitForURL(new RegExp(`f=is%7Csegment%7C${segmentId}`));
+await dashboardLoaded(page);
+expect((await statValue(page, 'Unique visitors')) === '1', 'picking the segment again filters again');
+await page.click('#notes button:has-text("+ Annotation")');
+await page.fill('#notes input[aria-label=Annotation]', 'Launched the shop');
+await page.click('#notes button:has-text("Add")');
+await page.waitForSelector('#chart .mark');
+expect((await page.textContent('#notes')).includes('Launched the shop'), 'the annotation is listed under the chart');
+summary.marks = await page.$$eval('#chart .mark title', (ts) => ts.map((t) => t.textContent));
+await shot(page, 'annotations-segments');
+await page.goto(summary.filteredUrl);
+await dashboardLoaded(page);
+
 // ---- 6. Change the range: keyboard shortcut, then the picker.
 await page.keyboard.press('w');
 await page.waitForURL(/period=7d/);

@@ -176,7 +176,9 @@ impl EventBody {
             Cow::Borrowed(&page.hostname)
         };
         let props = parse_props(self.props)?;
-        let revenue = self.revenue.filter(|v| !v.is_null()).map(parse_revenue).transpose()?;
+        // Plausible's trackers send `{}` for a tagged element without revenue classes: no revenue.
+        let none = |v: &Value| v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
+        let revenue = self.revenue.filter(|v| !none(v)).map(parse_revenue).transpose()?;
         let (engaged_ms, scroll_depth) = if kind == EventKind::Engagement {
             (parse_engaged_ms(self.e)?, parse_scroll_depth(self.sd)?)
         } else {

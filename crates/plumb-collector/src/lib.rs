@@ -11,7 +11,7 @@ pub mod geo;
 mod refusal;
 pub mod spam;
 mod tally;
-mod tracker;
+pub mod tracker;
 pub mod useragent;
 
 pub use body::visit_info;
@@ -21,7 +21,7 @@ pub use refusal::Refusal;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +29,7 @@ use body::{Checked, Context, EventBody, Sender};
 use cache::{SaltCache, SiteCache};
 use ipnet::IpNet;
 use plumb_core::limit::RateLimiter;
+use plumb_core::paths::{DEFAULT_EVENT, TrackerPaths};
 use plumb_core::security::Reason;
 use plumb_core::url::PageRules;
 use plumb_meta::MetaStore;
@@ -61,6 +62,8 @@ pub struct CollectorConfig {
     pub geoip_db: Option<std::path::PathBuf>,
     /// What page URLs keep (query parameters, `www.`).
     pub pages: PageRules,
+    /// Where the tracker and its events are served, besides Plausible's paths.
+    pub paths: TrackerPaths,
 }
 
 /// Token buckets that turn floods away with `429` before any parsing or storage work, and the
@@ -100,6 +103,7 @@ pub struct Collector {
     geo: geo::Geo,
     firewall: firewall::Firewall,
     spam: spam::SpamList,
+    scripts: tracker::Scripts,
 }
 
 impl Collector {
@@ -114,7 +118,8 @@ impl Collector {
         let limits = Limits::new(&config);
         let geo = geo::Geo::open(config.geoip_db.as_deref())?;
         let (firewall, spam) = (firewall::Firewall::default(), spam::SpamList::new());
-        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, spam, meta, queue, config }))
+        let scripts = tracker::Scripts::new(&config.paths);
+        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, spam, scripts, meta, queue, config }))
     }
 
     /// The notice the geolocation database's licence asks the dashboard to show, and its link.
@@ -312,38 +317,78 @@ impl Collector {
     }
 }
 
-/// The collector's paths: events in, the tracker out, the health check.
-const PATHS: [&str; 6] = ["/api/event", "/api/events", "/collect", "/api/health", "/js/script.js", "/script.js"];
+/// The collector's fixed paths: events in (the event path also at `TrackerPaths::event`), the
+/// Fathom pixel, the health check, the tracker at its short name (variants: `/js/FILE`).
+const PATHS: [&str; 5] = [DEFAULT_EVENT, "/api/events", "/collect", "/api/health", "/script.js"];
+/// Plausible's directory of tracker variants: `/js/script.hash.js`, `/js/plausible.js`, ….
+const SCRIPTS: &str = "/js/{file}";
+const STEMS: [&str; 2] = ["script", "plausible"];
 
-/// Whether a request path is the collector's (the server keeps connections apart by it).
-pub fn is_collector_path(path: &str) -> bool {
-    PATHS.contains(&path)
+/// The route of a directory's scripts, e.g. `/js/{file}`.
+fn script_route(dir: &str) -> String {
+    format!("{dir}/{{file}}")
 }
 
 /// Method, path and permission of every collector route: anyone may send browser events; a key
-/// is checked per event (`Action::SendAsServer`).
-pub fn routes() -> Vec<(&'static str, &'static str, plumb_meta::permission::Action)> {
+/// is checked per event (`Action::SendAsServer`). Configured paths add an event route and a
+/// directory of scripts.
+pub fn routes(paths: &TrackerPaths) -> Vec<(&'static str, String, plumb_meta::permission::Action)> {
     use plumb_meta::permission::Action::Public;
-    vec![
-        ("post", PATHS[0], Public),
-        ("post", PATHS[1], Public),
-        ("get", PATHS[2], Public),
-        ("get", PATHS[3], Public),
-        ("get", PATHS[4], Public),
-        ("get", PATHS[5], Public),
-    ]
+    let mut r = vec![
+        ("post", PATHS[0].to_owned(), Public),
+        ("post", PATHS[1].to_owned(), Public),
+        ("get", PATHS[2].to_owned(), Public),
+        ("get", PATHS[3].to_owned(), Public),
+        ("get", PATHS[4].to_owned(), Public),
+        ("get", SCRIPTS.to_owned(), Public),
+    ];
+    if paths.event != DEFAULT_EVENT {
+        r.push(("post", paths.event.clone(), Public));
+    }
+    if script_route(paths.script_dir()) != SCRIPTS {
+        r.push(("get", script_route(paths.script_dir()), Public));
+    }
+    r
+}
+
+/// Whether a request path is the collector's (the server keeps connections apart by it).
+pub fn is_collector_path(paths: &TrackerPaths, path: &str) -> bool {
+    let in_dir = |dir: &str| path.strip_prefix(dir).and_then(|f| f.strip_prefix('/')).is_some_and(|f| !f.contains('/'));
+    PATHS.contains(&path) || path == paths.event || in_dir("/js") || in_dir(paths.script_dir())
 }
 
 pub fn router(collector: Arc<Collector>) -> Router {
-    let [event_path, batch_path, pixel_path, health_path, script, short_script] = PATHS;
-    Router::new()
+    let [event_path, batch_path, pixel_path, health_path, short_script] = PATHS;
+    let paths = &collector.config.paths;
+    let mut r = Router::new()
         .route(event_path, post(event).options(preflight))
         .route(batch_path, post(batch).options(preflight))
         .route(pixel_path, get(pixel))
         .route(health_path, get(health))
-        .route(script, get(tracker::script))
-        .route(short_script, get(tracker::script))
-        .with_state(collector)
+        .route(short_script, get(script_at_root))
+        .route(SCRIPTS, get(script_in_js));
+    if paths.event != DEFAULT_EVENT {
+        r = r.route(&paths.event, post(event).options(preflight));
+    }
+    if paths.script_dir() != "/js" {
+        r = r.route(&script_route(paths.script_dir()), get(script_in_own_dir));
+    }
+    r.with_state(collector)
+}
+
+async fn script_at_root(State(c): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    c.scripts.serve("script.js", &STEMS, &headers)
+}
+
+/// Plausible's names, and the configured one when its directory is `/js` too.
+async fn script_in_js(State(c): State<Arc<Collector>>, Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let own = c.config.paths.script_stem();
+    let stems = [STEMS[0], STEMS[1], if c.config.paths.script_dir() == "/js" { own } else { STEMS[0] }];
+    c.scripts.serve(&file, &stems, &headers)
+}
+
+async fn script_in_own_dir(State(c): State<Arc<Collector>>, Path(file): Path<String>, headers: HeaderMap) -> Response {
+    c.scripts.serve(&file, &[c.config.paths.script_stem()], &headers)
 }
 
 fn cors(mut r: Response) -> Response {
@@ -527,6 +572,7 @@ mod tests {
             per_visitor: 1_000,
             geoip_db: None,
             pages: PageRules::default(),
+            paths: TrackerPaths::default(),
         };
         let c = Collector::new(meta.clone(), Arc::new(spool), config).unwrap();
         (c, meta)

@@ -5,6 +5,7 @@ pub mod event;
 pub mod limit;
 pub mod live;
 pub mod net;
+pub mod paths;
 pub mod row;
 pub mod schema;
 pub mod security;

@@ -51,6 +51,18 @@ impl MetaError {
         Self::NotFound(format!("rule {rule_id} of site {site_id}"))
     }
 
+    pub(crate) fn no_annotation(site_id: u32, id: u32) -> Self {
+        Self::NotFound(format!("annotation {id} of site {site_id}"))
+    }
+
+    pub(crate) fn no_segment(site_id: u32, id: u32) -> Self {
+        Self::NotFound(format!("segment {id} of site {site_id}"))
+    }
+
+    pub(crate) fn too_many(what: &str, max: u32) -> Self {
+        Self::Invalid(format!("a site holds at most {max} {what}; remove some first"))
+    }
+
     pub(crate) fn user_taken(email: &str) -> Self {
         Self::Invalid(format!("a user with e-mail `{email}` already exists"))
     }

@@ -234,6 +234,60 @@ pub struct FirewallRule {
     pub created_ms: i64,
 }
 
+/// A dated note on a site's chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    pub id: u32,
+    pub site_id: u32,
+    /// The site's local day number.
+    pub day: i32,
+    pub text: String,
+    pub created_ms: i64,
+}
+
+/// A saved filter set: the Stats API's `filters` as JSON text (checked by the query model before
+/// it is saved), one user's own or shared with everyone who may read the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub id: u32,
+    pub site_id: u32,
+    pub name: String,
+    pub filters: String,
+    /// The user it belongs to; `None`: shared.
+    pub owner: Option<u32>,
+    pub created_ms: i64,
+}
+
+/// Bounds on what callers store per site.
+pub const MAX_ANNOTATIONS: u32 = 2_000;
+pub const MAX_ANNOTATION_CHARS: usize = 300;
+pub const MAX_SEGMENTS: u32 = 200;
+pub const MAX_SEGMENT_NAME_CHARS: usize = 100;
+pub const MAX_SEGMENT_FILTER_BYTES: usize = 8 * 1024;
+
+/// An annotation's text, trimmed: 1 to [`MAX_ANNOTATION_CHARS`] characters, no control characters.
+pub fn validate_annotation(text: &str) -> Result<&str> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > MAX_ANNOTATION_CHARS || t.chars().any(char::is_control) {
+        return Err(MetaError::Invalid(format!("an annotation is 1 to {MAX_ANNOTATION_CHARS} characters on one line")));
+    }
+    Ok(t)
+}
+
+/// A segment's name, trimmed, and the size of its filters.
+pub fn validate_segment<'a>(name: &'a str, filters: &str) -> Result<&'a str> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > MAX_SEGMENT_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(MetaError::Invalid(format!(
+            "a segment's name is 1 to {MAX_SEGMENT_NAME_CHARS} characters on one line"
+        )));
+    }
+    if filters.len() > MAX_SEGMENT_FILTER_BYTES {
+        return Err(MetaError::Invalid(format!("a segment's filters take at most {MAX_SEGMENT_FILTER_BYTES} bytes")));
+    }
+    Ok(n)
+}
+
 /// Where an import is: under way (or cut short), read by queries, or being deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportState {
@@ -386,6 +440,18 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn add_rule(&self, site_id: u32, kind: RuleKind) -> Result<FirewallRule>;
     fn rules(&self, site_id: u32) -> Result<Vec<FirewallRule>>;
     fn remove_rule(&self, site_id: u32, rule_id: u32) -> Result<()>;
+
+    /// Adds a note on a local day (at most [`MAX_ANNOTATIONS`] per site).
+    fn add_annotation(&self, site_id: u32, day: i32, text: &str) -> Result<Annotation>;
+    /// A site's annotations on days `from..=to`, by day.
+    fn annotations(&self, site_id: u32, from: i32, to: i32) -> Result<Vec<Annotation>>;
+    fn remove_annotation(&self, site_id: u32, id: u32) -> Result<()>;
+
+    /// Saves a filter set (at most [`MAX_SEGMENTS`] per site), `owner`'s own or shared (`None`).
+    fn add_segment(&self, site_id: u32, name: &str, filters: &str, owner: Option<u32>) -> Result<Segment>;
+    /// Every segment of a site, personal ones included (callers show each only to whom it may).
+    fn segments(&self, site_id: u32) -> Result<Vec<Segment>>;
+    fn remove_segment(&self, site_id: u32, id: u32) -> Result<()>;
 
     /// Adds counts to the stored ones (counts of deleted sites are dropped).
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()>;

@@ -15,8 +15,10 @@ pub enum Action {
     Account,
     /// Read a site's numbers: Stats API, realtime, dashboard, exports, goals, security counts.
     Read,
-    /// Change a site's settings: timezone, goals, shared links, invites, firewall rules; see its
-    /// settings and snippet.
+    /// Keep one's own things on a site: personal segments (shared ones need `Manage`).
+    Personal,
+    /// Change a site's settings: timezone, goals, shared links, invites, firewall rules,
+    /// annotations, shared segments; see its settings and snippet.
     Manage,
     /// Rename or delete a site (with its data) and remove its people.
     Own,
@@ -47,10 +49,11 @@ pub enum Holder {
 }
 
 /// The table. Roles include the ones below them: an owner is also an admin and a viewer.
-pub const PERMISSIONS: [(Action, &[Holder]); 7] = [
+pub const PERMISSIONS: [(Action, &[Holder]); 8] = [
     (Action::Public, &[Holder::Anyone]),
     (Action::Account, &[Holder::SignedIn]),
     (Action::Read, &[Holder::Link, Holder::Role(Role::Viewer), Holder::Key(Scope::StatsRead)]),
+    (Action::Personal, &[Holder::Role(Role::Viewer), Holder::Key(Scope::SitesAdmin)]),
     (Action::Manage, &[Holder::Role(Role::Admin), Holder::Key(Scope::SitesAdmin)]),
     (Action::Own, &[Holder::Role(Role::Owner), Holder::Key(Scope::SitesAdmin)]),
     (Action::CreateSite, &[Holder::InstanceOwner, Holder::UnlimitedKey(Scope::SitesAdmin)]),
@@ -63,6 +66,7 @@ impl Action {
             Action::Public => "public",
             Action::Account => "account",
             Action::Read => "read",
+            Action::Personal => "personal",
             Action::Manage => "manage",
             Action::Own => "own",
             Action::CreateSite => "create site",
@@ -74,8 +78,11 @@ impl Action {
         match self {
             Action::Public => "sign in, set up, assets, API document, health, browser events",
             Action::Account => "own account, two-factor set-up, sessions, sites list",
-            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts",
-            Action::Manage => "timezone, goals, shared links, invites, firewall rules, settings page",
+            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations, segments",
+            Action::Personal => "save and delete one's own segments (a key's are shared ones)",
+            Action::Manage => {
+                "timezone, goals, shared links, invites, firewall rules, annotations, shared segments, settings page"
+            }
             Action::Own => "rename or delete the site and its data, remove people",
             Action::CreateSite => "add a site",
             Action::SendAsServer => "events with `timestamp`, `ip`, `user_agent`; own rate limit",

@@ -183,6 +183,19 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     log.outcome("remove a removed rule", m.remove_rule(s.id, ip.id));
     assert_eq!(m.rules(s.id).unwrap().len(), 3);
 
+    // Annotations and segments: bounded text, per site, removed by id.
+    let deploy = m.add_annotation(s.id, 19_800, "  Deployed v2  ").unwrap();
+    assert_eq!((deploy.day, deploy.text.as_str()), (19_800, "Deployed v2"));
+    m.add_annotation(s.id, 19_790, "Campaign").unwrap();
+    m.add_annotation(s.id, 19_900, "Later").unwrap();
+    let shown: Vec<String> = m.annotations(s.id, 19_700, 19_850).unwrap().into_iter().map(|a| a.text).collect();
+    assert_eq!(shown, ["Campaign", "Deployed v2"]);
+    log.outcome("an empty annotation", m.add_annotation(s.id, 1, " "));
+    log.outcome("a two-line annotation", m.add_annotation(s.id, 1, "a\nb"));
+    log.outcome("an annotation of a missing site", m.add_annotation(999_999, 1, "x"));
+    m.remove_annotation(s.id, deploy.id).unwrap();
+    log.outcome("remove a removed annotation", m.remove_annotation(s.id, deploy.id));
+
     // Security counts.
     let c = |hour, reason: &str, count| SecurityCount { site_id: s.id, hour, reason: reason.into(), count };
     m.add_security_counts(&[c(10, "crawler", 2), c(11, "crawler", 1)]).unwrap();
@@ -227,6 +240,14 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     log.outcome("not an e-mail address", m.add_user("not-an-address", "long enough pw", NewUser::OwnerIfNone));
     log.outcome("a short password", m.add_user("b@example.com", "short", NewUser::OwnerIfNone));
     let viewer = m.add_user("viewer@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
+    // Segments: a shared one and the viewer's own.
+    let shared = m.add_segment(s.id, "Germany", r#"[["is","visit:country",["DE"]]]"#, None).unwrap();
+    let mine = m.add_segment(s.id, "Blog", r#"[["contains","event:page",["/blog"]]]"#, Some(viewer.id)).unwrap();
+    assert_eq!(m.segments(s.id).unwrap(), [mine.clone(), shared.clone()], "by name");
+    log.outcome("a segment without a name", m.add_segment(s.id, "", "[]", None));
+    log.outcome("a segment of a missing site", m.add_segment(999_999, "x", "[]", None));
+    m.remove_segment(s.id, mine.id).unwrap();
+    log.outcome("remove a removed segment", m.remove_segment(s.id, mine.id));
     assert!(!viewer.is_owner, "one owner");
     let joined = m.sign_in_or_join("Joiner@example.com", "joiner password").unwrap().unwrap();
     assert!(!joined.is_owner);
@@ -342,6 +363,7 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     m.mark_purged(s.id).unwrap();
     assert_eq!(m.deleted_sites().unwrap(), [(s.id, true)]);
     assert!(m.list_goals(s.id).unwrap().is_empty() && m.rules(s.id).unwrap().is_empty());
+    assert!(m.annotations(s.id, 0, i32::MAX).unwrap().is_empty() && m.segments(s.id).unwrap().is_empty());
     assert!(m.retentions().unwrap().is_empty(), "a removed site's retention goes with it");
     assert!(m.security_counts(s.id, 0).unwrap().is_empty() && m.members(s.id).unwrap().is_empty());
     assert_eq!(m.shared_link(&private.slug).unwrap(), None);
@@ -580,7 +602,8 @@ fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
     let mut client = db.client();
     client
         .batch_execute(
-            "DROP TABLE backdated_salts, site_retention, imports, site_aliases; DELETE FROM schema_version WHERE version > 1",
+            "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments; \
+             DELETE FROM schema_version WHERE version > 1",
         )
         .unwrap();
     client.execute("INSERT INTO sites (domain, timezone, created_ms) VALUES ('old.example', 'UTC', 0)", &[]).unwrap();

@@ -20,8 +20,29 @@ fn parse_date(v: &Value) -> Result<i32, Invalid> {
     Ok(day_number(d))
 }
 
-/// The named periods `resolve_range` knows (besides `[from, to]`).
+/// The named periods `resolve_range` knows (besides `[from, to]`): these, and any `Nd` up to
+/// [`MAX_DAYS`] and `Nmo` up to [`MAX_MONTHS`], as Plausible's parser takes them.
 pub const PERIODS: [&str; 10] = ["day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all"];
+pub const MAX_DAYS: i32 = 5_000;
+pub const MAX_MONTHS: u32 = 100;
+
+/// `Nd` / `Nmo` with N in range: the number and whether it counts months.
+fn shorthand(s: &str) -> Option<Result<(u32, bool), Invalid>> {
+    let (num, months) = match s.strip_suffix("mo") {
+        Some(n) => (n, true),
+        None => (s.strip_suffix('d')?, false),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let max = if months { MAX_MONTHS } else { MAX_DAYS as u32 };
+    Some(match num.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok((n, months)),
+        _ => {
+            Err(Invalid(format!("date_range: `{s}` must count 1 to {max} {}", if months { "months" } else { "days" })))
+        }
+    })
+}
 
 /// Inclusive local days for a Plausible date range, relative to `today` in the site's timezone.
 /// `Nd` ranges end yesterday (today is partial); `day`, `month` and `year` include today.
@@ -31,17 +52,16 @@ pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, Invalid> {
     let (from, to) = match range {
         Value::String(s) => match s.as_str() {
             "day" => (today, today),
-            "7d" => (today - 7, today - 1),
-            "28d" => (today - 28, today - 1),
-            "30d" => (today - 30, today - 1),
-            "91d" => (today - 91, today - 1),
             "month" => (day_number(t.with_day(1).unwrap()), today),
-            // Whole months before the current one.
-            "6mo" => (months_back(6), months_back(0) - 1),
-            "12mo" => (months_back(12), months_back(0) - 1),
             "year" => (day_number(t.with_ordinal(1).unwrap()), today),
             "all" => (ALL_FROM, today),
-            other => return Err(Invalid(format!("date_range: `{other}` is not a known period"))),
+            other => match shorthand(other) {
+                // N days before today, or N whole months before the current one.
+                Some(Ok((n, false))) => (today - n as i32, today - 1),
+                Some(Ok((n, true))) => (months_back(n), months_back(0) - 1),
+                Some(Err(e)) => return Err(e),
+                None => return Err(Invalid(format!("date_range: `{other}` is not a known period"))),
+            },
         },
         Value::Array(pair) if pair.len() == 2 => (parse_date(&pair[0])?, parse_date(&pair[1])?),
         other => return Err(Invalid(format!("date_range must be a period or [from, to], got {other}"))),
@@ -92,6 +112,26 @@ mod tests {
             assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
         }
         assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
+        // Any `Nd` up to 5,000 and `Nmo` up to 100, as Plausible takes them.
+        assert_eq!(resolve_range(&json!("1d"), today).ok(), r(today - 1, today - 1));
+        assert_eq!(resolve_range(&json!("5000d"), today).ok(), r(today - 5000, today - 1));
+        let jan1 = day_number(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
+        assert_eq!(resolve_range(&json!("2mo"), today).ok(), r(jan1, march1 - 1));
+        let nov2015 = day_number(NaiveDate::from_ymd_opt(2015, 11, 1).unwrap());
+        assert_eq!(resolve_range(&json!("100mo"), today).ok(), r(nov2015, march1 - 1));
+        for (bad, why) in [
+            ("0d", "1 to 5000 days"),
+            ("5001d", "1 to 5000 days"),
+            ("101mo", "1 to 100 months"),
+            ("99999999999999d", "1 to 5000 days"),
+            ("-3d", "not a known period"),
+            ("d", "not a known period"),
+            ("3w", "not a known period"),
+            ("+3d", "not a known period"),
+        ] {
+            let e = resolve_range(&json!(bad), today).unwrap_err();
+            assert!(e.0.contains(why), "{bad}: {}", e.0);
+        }
         let e = resolve_range(&json!(["0000-01-01", "9999-12-31"]), today).unwrap_err();
         assert!(e.0.contains("between 1970 and 2199"), "{}", e.0);
     }

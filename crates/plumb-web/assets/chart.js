@@ -19,9 +19,10 @@ function niceMax(v) {
 
 /**
  * Draws into `box`: `labels` (x), `values` and optional `previous` (y), `format` for numbers,
- * `describe(i)` for the tooltip's heading.
+ * `describe(i)` for the tooltip's heading, and `marks` (`{ i, text }`: annotations) as flagged
+ * vertical lines whose text the tooltip shows.
  */
-export function lineChart(box, { labels, values, previous, format, describe, previousLabel }) {
+export function lineChart(box, { labels, values, previous, format, describe, previousLabel, marks = [] }) {
   box.textContent = '';
   const width = Math.max(box.clientWidth, 280);
   const height = box.clientHeight || 240;
@@ -53,6 +54,13 @@ export function lineChart(box, { labels, values, previous, format, describe, pre
     el('polyline', { class: 'line', points: points.join(' ') }, svg);
   }
 
+  for (const m of marks) {
+    const g = el('g', { class: 'mark' }, svg);
+    el('line', { x1: x(m.i), x2: x(m.i), y1: pad.top, y2: pad.top + h }, g);
+    el('circle', { cx: x(m.i), cy: pad.top, r: 4 }, g);
+    el('title', {}, g).textContent = m.text;
+  }
+
   const cursor = el('line', { class: 'cursor', y1: pad.top, y2: pad.top + h, visibility: 'hidden' }, svg);
   const dot = el('circle', { class: 'point', r: 4, visibility: 'hidden' }, svg);
   const tip = document.createElement('div');
@@ -74,6 +82,11 @@ export function lineChart(box, { labels, values, previous, format, describe, pre
     tip.append(head, document.createElement('br'), format(values[i] || 0));
     if (previous && previous[i] != null) {
       tip.append(document.createElement('br'), `${previousLabel}: ${format(previous[i])}`);
+    }
+    for (const m of marks.filter((m) => m.i === i)) {
+      const note = document.createElement('em');
+      note.textContent = m.text;
+      tip.append(document.createElement('br'), note);
     }
     tip.hidden = false;
     const left = Math.min(Math.max(x(i) - tip.offsetWidth / 2, 0), width - tip.offsetWidth);

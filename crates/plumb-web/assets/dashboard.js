@@ -162,7 +162,8 @@ const amount = (v) => (typeof v === 'object' && v ? v.value : v) || 0;
 // ---------------------------------------------------------------- the API
 
 function filtersJson(extra = []) {
-  return [...state.filters, ...extra].map(([op, dim, v]) => [op, dim, [v]]);
+  // A segment is named by its id (see the Stats API's `["is", "segment", [id]]`).
+  return [...state.filters, ...extra].map(([op, dim, v]) => [op, dim, [dim === 'segment' ? Number(v) : v]]);
 }
 
 const apiHeaders = { 'content-type': 'application/json', 'x-plumb-csrf': boot.csrf };
@@ -172,6 +173,16 @@ async function query(body, signal) {
   const r = await fetch('/api/v2/query', {
     method: 'POST', headers: apiHeaders, credentials: 'same-origin', signal,
     body: JSON.stringify({ site_id: boot.site, date_range: dateRange(), filters: filtersJson(), ...body }),
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+  return data;
+}
+
+/** The site's part of the Sites API: annotations and segments. */
+async function siteApi(path, method = 'GET', body) {
+  const r = await fetch(`/api/v1/sites/${encodeURIComponent(boot.site)}/${path}`, {
+    method, headers: apiHeaders, credentials: 'same-origin', body: body && JSON.stringify(body),
   });
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
@@ -221,11 +232,58 @@ function renderRange() {
   box.replaceChildren(select, custom);
 }
 
+/** Saved segments the caller sees (shared ones and their own), loaded once and after changes. */
+let segments = [];
+async function loadSegments() {
+  try { segments = (await siteApi('segments')).segments; } catch { segments = []; }
+  renderFilters();
+}
+
+const filterText = ([op, dim, v]) => (dim === 'segment'
+  ? `Segment: ${segments.find((s) => String(s.id) === v)?.name ?? `#${v}`}`
+  : `${DIMENSIONS[dim] || dim} ${OPS[op]} ${v}`);
+
+/** Pick a segment, save the current filters as one, delete the one picked. */
+function segmentControls() {
+  const active = state.filters.find(([, dim]) => dim === 'segment')?.[2];
+  const pick = h('select', { 'aria-label': 'Segment', onchange: (e) => e.target.value && addFilter('segment', e.target.value) },
+    h('option', { value: '' }, segments.length ? 'Segments…' : 'No segments'),
+    segments.map((s) => h('option', { value: String(s.id), selected: String(s.id) === active }, `${s.name}${s.shared ? '' : ' (mine)'}`)));
+  const own = state.filters.filter(([, dim]) => dim !== 'segment');
+  const out = [pick];
+  if (boot.canSave && own.length) {
+    const name = h('input', { 'aria-label': 'Segment name', placeholder: 'segment name', required: true, maxlength: 100 });
+    const shared = h('input', { type: 'checkbox', 'aria-label': 'Shared with everyone who can see this site' });
+    const error = h('span', { class: 'error', role: 'alert' });
+    const form = h('form', { hidden: true, onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const s = await siteApi('segments', 'POST', {
+          name: name.value, shared: shared.checked, filters: own.map(([op, dim, v]) => [op, dim, [v]]),
+        });
+        segments.push(s);
+        writeState({ filters: [['is', 'segment', String(s.id)]] });
+      } catch (err) { error.textContent = err.message; }
+    } }, name, ...(boot.canEdit ? [h('label', {}, shared, ' shared')] : []), h('button', { type: 'submit' }, 'Save'), error);
+    out.push(h('button', { type: 'button', class: 'link', onclick: () => { form.hidden = !form.hidden; if (!form.hidden) name.focus(); } },
+      'Save as segment'), form);
+  }
+  const picked = segments.find((s) => String(s.id) === active);
+  if (picked && (picked.shared ? boot.canEdit : boot.canSave)) {
+    out.push(h('button', { type: 'button', class: 'link', onclick: async () => {
+      await siteApi(`segments/${picked.id}`, 'DELETE');
+      segments = segments.filter((s) => s !== picked);
+      writeState({ filters: state.filters.filter(([, dim]) => dim !== 'segment') });
+    } }, 'Delete segment'));
+  }
+  return h('span', { class: 'segments' }, ...out);
+}
+
 function renderFilters() {
   const box = $('filters');
   const chips = state.filters.map((f, i) => h('span', { class: 'chip' },
-    `${DIMENSIONS[f[1]] || f[1]} ${OPS[f[0]]} ${f[2]}`,
-    h('button', { type: 'button', 'aria-label': `Remove filter ${DIMENSIONS[f[1]] || f[1]} ${OPS[f[0]]} ${f[2]}`,
+    filterText(f),
+    h('button', { type: 'button', 'aria-label': `Remove filter ${filterText(f)}`,
       onclick: () => writeState({ filters: state.filters.filter((_, j) => j !== i) }) }, '×')));
   const dim = h('select', { 'aria-label': 'Filter by' }, Object.entries(DIMENSIONS).map(([k, v]) => h('option', { value: k }, v)));
   const op = h('select', { 'aria-label': 'Operator' }, Object.entries(OPS).map(([k, v]) => h('option', { value: k }, v)));
@@ -241,7 +299,7 @@ function renderFilters() {
   } }, '+ Filter');
   const clear = state.filters.length > 1
     ? h('button', { type: 'button', class: 'link', onclick: () => writeState({ filters: [] }) }, 'Clear all') : null;
-  box.replaceChildren(...chips, add, ...(clear ? [clear] : []), form);
+  box.replaceChildren(...chips, add, ...(clear ? [clear] : []), form, ...(boot.share ? [] : [segmentControls()]));
 }
 
 function addFilter(dim, value) {
@@ -300,12 +358,57 @@ function renderChart() {
     const values = labels.map((l) => byLabel.get(l)?.metrics[0] ?? 0);
     const previous = comparing() ? labels.map((l) => byLabel.get(l)?.comparison?.metrics?.[0] ?? null) : null;
     const short = (l) => (every === 'hour' ? l.slice(11, 16) : every === 'month' ? l.slice(0, 7) : l.slice(5, 10));
+    const shown = (await annotationsLoaded).map((a) => ({ ...a, i: bucketOf(labels, every, a.date) })).filter((a) => a.i >= 0);
     lineChart(box, {
       labels: labels.map(short), values, previous, previousLabel: 'Previous period',
       format: (v, axis) => (METRICS[metric].format ? METRICS[metric].format(v, axis) : nf.format(v)),
       describe: (i) => labels[i],
+      marks: shown.map((a) => ({ i: a.i, text: `${a.date}: ${a.text}` })),
     });
+    renderNotes(shown);
   });
+}
+
+// ---------------------------------------------------------------- annotations
+
+let annotationsLoaded = siteApi('annotations').then((d) => d.annotations, () => []);
+
+/** The chart point a date falls in (time labels start with the bucket's first date), or -1. */
+function bucketOf(labels, every, date) {
+  const starts = labels.map((l) => l.slice(0, 10));
+  if (every === 'hour' || every === 'day') return starts.indexOf(date);
+  let i = -1;
+  starts.forEach((s, j) => { if (s <= date) i = j; });
+  if (i < 0) return -1;
+  const end = every === 'week' ? addDays(starts[i], 7)
+    : iso(new Date(Date.UTC(Number(starts[i].slice(0, 4)), Number(starts[i].slice(5, 7)), 1)));
+  return date < end ? i : -1;
+}
+
+/** The chart's annotations as chips (removable by editors), and a form to add one. */
+function renderNotes(shown) {
+  const box = $('notes');
+  const chips = shown.map((a) => h('span', { class: 'chip note' }, `${a.date} · ${a.text}`,
+    ...(boot.canEdit ? [h('button', { type: 'button', 'aria-label': `Remove annotation ${a.text}`, onclick: async () => {
+      await siteApi(`annotations/${a.id}`, 'DELETE');
+      annotationsLoaded = siteApi('annotations').then((d) => d.annotations, () => []);
+      renderChart();
+    } }, '×')] : [])));
+  if (!boot.canEdit) return box.replaceChildren(...chips);
+  const date = h('input', { type: 'date', 'aria-label': 'Annotation date', value: boot.today, required: true });
+  const text = h('input', { 'aria-label': 'Annotation', placeholder: 'e.g. Deployed v2', maxlength: 300, required: true });
+  const error = h('span', { class: 'error', role: 'alert' });
+  const form = h('form', { hidden: true, onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await siteApi('annotations', 'POST', { date: date.value, text: text.value });
+      annotationsLoaded = siteApi('annotations').then((d) => d.annotations, () => []);
+      renderChart();
+    } catch (err) { error.textContent = err.message; }
+  } }, date, text, h('button', { type: 'submit' }, 'Add'), error);
+  const add = h('button', { type: 'button', class: 'link', onclick: () => { form.hidden = !form.hidden; if (!form.hidden) text.focus(); } },
+    '+ Annotation');
+  box.replaceChildren(...chips, add, form);
 }
 
 // ---------------------------------------------------------------- panels
@@ -510,3 +613,4 @@ window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer
 
 render();
 connectLive();
+if (!boot.share) loadSegments();

@@ -174,6 +174,11 @@ impl Caller {
         }
     }
 
+    /// The signed-in user making the request (not when a key speaks).
+    pub fn user_id(&self) -> Option<u32> {
+        self.session.as_ref().filter(|_| self.key.is_none()).map(|s| s.user.id)
+    }
+
     /// Whether the caller may do `action` on `site`.
     pub fn allows(&self, web: &Web, action: Action, site: Option<&Site>) -> Result<bool, ApiError> {
         Ok(allowed(action, &self.holders(web, site)?))

@@ -6,15 +6,17 @@
 mod app;
 mod auth;
 mod error;
+mod notes;
 mod openapi;
 mod realtime;
 mod sites;
 mod stats;
 mod v1;
 
-pub use app::plausible_zip;
+pub use app::{PrivacyFacts, plausible_zip};
 pub use auth::CallerId;
 pub use error::ApiError;
+pub use notes::segment_filters;
 pub use stats::import_refs;
 
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -55,6 +57,10 @@ pub struct Web {
     /// Where browsers reach the collector when it runs apart (`plumb collect`); without it, the
     /// public URL.
     pub collector_url: Option<String>,
+    /// Where the collector serves the tracker (a configured first-party path, or Plausible's).
+    pub tracker_paths: plumb_core::paths::TrackerPaths,
+    /// What the sites' privacy pages say of the configuration.
+    pub privacy: PrivacyFacts,
     /// The notice the geolocation database's licence asks dashboards to show, and where it links.
     pub geo_attribution: Option<(&'static str, &'static str)>,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -66,6 +72,9 @@ pub struct WebConfig {
     pub rate_limit: u32,
     pub public_url: Option<String>,
     pub collector_url: Option<String>,
+    /// Where the tracker is served, for the snippet.
+    pub tracker_paths: plumb_core::paths::TrackerPaths,
+    pub privacy: PrivacyFacts,
     pub geo_attribution: Option<(&'static str, &'static str)>,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -100,6 +109,8 @@ impl Web {
             streams: realtime::Streams::default(),
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             collector_url: config.collector_url.map(|u| u.trim_end_matches('/').to_owned()),
+            tracker_paths: config.tracker_paths,
+            privacy: config.privacy,
             geo_attribution: config.geo_attribution,
             trusted_proxies: config.trusted_proxies,
         })
@@ -151,7 +162,7 @@ const V1_PARAMS: &[(&str, bool, &str)] = &[
 ];
 
 pub fn endpoints() -> Vec<Endpoint> {
-    use Action::{CreateSite, Manage, Own, Read};
+    use Action::{CreateSite, Manage, Own, Personal, Read};
     let e = |method, path, summary, action, query, body, handler| Endpoint {
         method,
         path,
@@ -280,6 +291,64 @@ pub fn endpoints() -> Vec<Endpoint> {
             &[],
             &[],
             delete(sites::remove_rule),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/{site_id}/annotations",
+            "A site's annotations (dated notes on the chart), by date",
+            Read,
+            &[("from", false, "first date, YYYY-MM-DD"), ("to", false, "last date, YYYY-MM-DD")],
+            &[],
+            get(notes::list_annotations),
+        ),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/annotations",
+            "Add an annotation",
+            Manage,
+            &[],
+            &[("date", true, "the site's local date, YYYY-MM-DD"), ("text", true, "1 to 300 characters, one line")],
+            post(notes::add_annotation),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/annotations/{annotation_id}",
+            "Remove an annotation",
+            Manage,
+            &[],
+            &[],
+            delete(notes::remove_annotation),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/{site_id}/segments",
+            "Saved segments: the shared ones and the caller's own",
+            Read,
+            &[],
+            &[],
+            get(notes::list_segments),
+        ),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/segments",
+            "Save a segment; v2 queries name it as [\"is\", \"segment\", [id]]",
+            Personal,
+            &[],
+            &[
+                ("name", true, "1 to 100 characters"),
+                ("filters", true, "a list of filters, as in a v2 query"),
+                ("shared", false, "seen by every reader of the site (needs manage) [false for users]"),
+            ],
+            post(notes::add_segment),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/segments/{segment_id}",
+            "Remove one's own segment, or (manage) a shared one",
+            Personal,
+            &[],
+            &[],
+            delete(notes::remove_segment),
         ),
         e(
             "get",

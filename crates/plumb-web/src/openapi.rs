@@ -30,6 +30,7 @@ fn query_schema() -> Value {
             "metrics": {"type": "array", "minItems": 1, "items": string_enum(Metric::ALL.iter().map(|(n, _)| *n))},
             "date_range": {"oneOf": [
                 string_enum(PERIODS),
+                {"type": "string", "pattern": "^[1-9][0-9]*(d|mo)$", "description": "N days before today (N ≤ 5000) or N whole months before this one (N ≤ 100)"},
                 {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 datetime"}},
             ]},
             "dimensions": {"type": "array", "items": string_enum(Dimension::names())},

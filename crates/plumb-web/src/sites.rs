@@ -19,7 +19,7 @@ use std::sync::Arc;
 type Params = HashMap<String, String>;
 
 /// Request fields from a JSON object or a form body (Plausible's examples send forms).
-fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -44,7 +44,7 @@ fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str
     }
 }
 
-fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
     text(fields, name)?.ok_or_else(|| ApiError::bad(format!("`{name}` is required")))
 }
 
@@ -68,7 +68,7 @@ fn goal_json(g: &Goal) -> Value {
 }
 
 /// The site named by `site_id`, after checking the caller may do what the route asks on it.
-fn authorized_site(web: &Web, caller: &Caller, domain: &str) -> Result<Site, ApiError> {
+pub(crate) fn authorized_site(web: &Web, caller: &Caller, domain: &str) -> Result<Site, ApiError> {
     // An unknown site in the path is a missing resource, not a malformed request.
     let site = site(web, domain).map_err(|e| match e.status {
         StatusCode::BAD_REQUEST => ApiError { status: StatusCode::NOT_FOUND, ..e },

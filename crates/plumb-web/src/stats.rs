@@ -92,8 +92,11 @@ pub fn import_refs(meta: &dyn MetaStore, site_id: u32) -> Result<Vec<ImportRef>,
 
 /// The site's goals as the query model takes them.
 pub fn site_goals(web: &Web, site_id: u32) -> Result<Vec<GoalDef>, ApiError> {
-    Ok(web
-        .meta
+    goals_of(web.meta.as_ref(), site_id)
+}
+
+pub fn goals_of(meta: &dyn MetaStore, site_id: u32) -> Result<Vec<GoalDef>, ApiError> {
+    Ok(meta
         .list_goals(site_id)?
         .into_iter()
         .map(|g| GoalDef {
@@ -329,7 +332,8 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         })
         .collect::<Result<Vec<_>, _>>()?;
     let goals = site_goals(web, site.id)?;
-    let filter = parse_filters(&body.filters, range, &goals)?;
+    let filters = crate::notes::expand_segments(web, caller, site.id, &body.filters)?;
+    let filter = parse_filters(&filters, range, &goals)?;
     let order_by = body
         .order_by
         .iter()

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
+use plumb_core::paths::TrackerPaths;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,14 @@ pub struct ServerArgs {
     /// without one. The collector looks addresses up in it; the dashboard shows its attribution.
     #[arg(long, env = "PLUMB_GEOIP_DB")]
     geoip_db: Option<PathBuf>,
+    /// A path of your own for the tracker, e.g. /s/app.js (variants beside it: /s/app.hash.js),
+    /// which ad blockers' lists do not name; /js/script.js is served too [default: none].
+    #[arg(long, env = "PLUMB_SCRIPT_PATH")]
+    script_path: Option<String>,
+    /// A path of your own for the tracker's events, e.g. /e/ingest; the served tracker sends
+    /// there, and /api/event is served too [default: none].
+    #[arg(long, env = "PLUMB_EVENT_PATH")]
+    event_path: Option<String>,
 }
 
 /// The collector's options.
@@ -109,6 +118,8 @@ struct FileConfig {
     geoip_db: Option<PathBuf>,
     keep_query_params: Option<Vec<String>>,
     keep_www: Option<bool>,
+    script_path: Option<String>,
+    event_path: Option<String>,
     public_url: Option<String>,
     collector_url: Option<String>,
     meta: Option<String>,
@@ -133,6 +144,8 @@ pub struct Config {
     pub geoip_db: Option<PathBuf>,
     pub keep_query_params: Vec<String>,
     pub keep_www: bool,
+    /// Where the tracker and its events are served (first-party paths, if configured).
+    pub tracker_paths: TrackerPaths,
     pub public_url: Option<String>,
     pub collector_url: Option<String>,
     /// PostgreSQL for the metadata, instead of the data directory's file.
@@ -290,6 +303,8 @@ impl Config {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("config file: keep_query_params: {e}"))?,
             keep_www: file.keep_www.unwrap_or(false),
+            tracker_paths: TrackerPaths::new(file.script_path.as_deref(), file.event_path.as_deref())
+                .map_err(|e| anyhow::anyhow!("config file: {e}"))?,
             public_url: file_url(file.public_url, "public_url")?,
             collector_url: file_url(file.collector_url, "collector_url")?,
             meta: file
@@ -331,6 +346,11 @@ impl Config {
         }
         if let Some(p) = args.geoip_db {
             self.geoip_db = Some(p);
+        }
+        if args.script_path.is_some() || args.event_path.is_some() {
+            let script = args.script_path.as_deref().unwrap_or(&self.tracker_paths.script);
+            let event = args.event_path.as_deref().unwrap_or(&self.tracker_paths.event);
+            self.tracker_paths = TrackerPaths::new(Some(script), Some(event)).map_err(anyhow::Error::msg)?;
         }
         Ok(self)
     }

@@ -38,7 +38,7 @@ pub struct Lanes {
 /// How many connections the dashboard and API may hold, and which paths are the collector's.
 pub struct WebLane {
     pub connections: usize,
-    pub is_collector: fn(&str) -> bool,
+    pub is_collector: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 pub async fn serve(listener: TcpListener, app: Router, lanes: Lanes, shutdown: impl Future<Output = ()>) {

@@ -1,7 +1,7 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
-//! `goal`, `key`, `user`, `member`, `block` and `invite` manage metadata (also while a server
-//! runs); `migrate` moves an embedded install onto a cluster's backends; `backup` and `restore`
+//! `goal`, `key`, `user`, `member`, `block`, `annotation`, `segment` and `invite` manage
+//! metadata (also while a server runs); `migrate` moves an embedded install onto a cluster's backends; `backup` and `restore`
 //! copy one; `import` brings other tools' history in.
 
 mod backup;
@@ -128,6 +128,12 @@ enum Command {
     /// Manage a site's firewall rules (take effect within a second, also while serving).
     #[command(subcommand)]
     Block(BlockCommand),
+    /// Manage a site's annotations: dated notes on its chart (deploys, campaigns).
+    #[command(subcommand)]
+    Annotation(AnnotationCommand),
+    /// Manage a site's saved segments (filter sets the dashboard and the Stats API can name).
+    #[command(subcommand)]
+    Segment(SegmentCommand),
     /// Print a one-time link (valid 7 days) that gives the person with this e-mail address a role
     /// on a site (they sign in to their account, or create it).
     Invite {
@@ -175,6 +181,47 @@ enum MemberCommand {
         domain: String,
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnnotationCommand {
+    Add {
+        domain: String,
+        /// The site's local date, YYYY-MM-DD.
+        date: String,
+        /// 1 to 300 characters.
+        text: String,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        /// The annotation's id, as `annotation list` shows it.
+        id: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SegmentCommand {
+    /// Save a segment, shared with everyone who may read the site unless `--owner` names a user.
+    Add {
+        domain: String,
+        name: String,
+        /// The filters as JSON, as in a Stats API v2 query, e.g. '[["is","visit:country",["DE"]]]'.
+        filters: String,
+        /// The e-mail address of the user whose own segment it is.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        /// The segment's id, as `segment list` shows it.
+        id: u32,
     },
 }
 
@@ -316,6 +363,8 @@ fn run() -> Result<()> {
         Command::Goal(cmd) => goal(&*serve::open_meta(&config)?, cmd),
         Command::User(cmd) => user(&*serve::open_meta(&config)?, cmd),
         Command::Block(cmd) => block(&*serve::open_meta(&config)?, cmd),
+        Command::Annotation(cmd) => annotation(&*serve::open_meta(&config)?, cmd),
+        Command::Segment(cmd) => segment(&*serve::open_meta(&config)?, cmd),
         Command::Member(cmd) => member(&*serve::open_meta(&config)?, cmd),
         Command::Invite { domain, email, role, public_url } => {
             let meta = serve::open_meta(&config)?;
@@ -429,6 +478,54 @@ fn member(meta: &dyn MetaStore, cmd: MemberCommand) -> Result<()> {
             let (site, user) = (site_named(meta, &domain)?, user_named(meta, &email)?);
             meta.remove_member(user.id, site.id)?;
             println!("removed {} from {}", user.email, site.domain);
+        }
+    }
+    Ok(())
+}
+
+fn annotation(meta: &dyn MetaStore, cmd: AnnotationCommand) -> Result<()> {
+    match cmd {
+        AnnotationCommand::Add { domain, date, text } => {
+            let site = site_named(meta, &domain)?;
+            let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                .with_context(|| format!("`{date}` is not a date (YYYY-MM-DD)"))?;
+            let a = meta.add_annotation(site.id, plumb_core::time::day_number(day), &text)?;
+            println!("annotation {} on {} at {date}: {}", a.id, site.domain, a.text);
+        }
+        AnnotationCommand::List { domain } => {
+            for a in meta.annotations(site_named(meta, &domain)?.id, 0, i32::MAX)? {
+                println!("{}\t{}\t{}", a.id, plumb_core::time::date_of_day(a.day), a.text);
+            }
+        }
+        AnnotationCommand::Remove { domain, id } => {
+            meta.remove_annotation(site_named(meta, &domain)?.id, id)?;
+            println!("removed annotation {id}");
+        }
+    }
+    Ok(())
+}
+
+fn segment(meta: &dyn MetaStore, cmd: SegmentCommand) -> Result<()> {
+    match cmd {
+        SegmentCommand::Add { domain, name, filters, owner } => {
+            let site = site_named(meta, &domain)?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(&filters).with_context(|| format!("filters are not JSON: {filters}"))?;
+            let text = plumb_web::segment_filters(meta, site.id, &parsed).map_err(|e| anyhow::anyhow!(e.message))?;
+            let owner = owner.map(|email| user_named(meta, &email)).transpose()?.map(|u| u.id);
+            let s = meta.add_segment(site.id, &name, &text, owner)?;
+            let whose = if owner.is_some() { "own" } else { "shared" };
+            println!("segment {} on {} ({whose}): {}", s.id, site.domain, s.name);
+        }
+        SegmentCommand::List { domain } => {
+            for s in meta.segments(site_named(meta, &domain)?.id)? {
+                let whose = s.owner.map_or("shared".to_owned(), |o| format!("user {o}"));
+                println!("{}\t{}\t{whose}\t{}", s.id, s.name, s.filters);
+            }
+        }
+        SegmentCommand::Remove { domain, id } => {
+            meta.remove_segment(site_named(meta, &domain)?.id, id)?;
+            println!("removed segment {id}");
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! a DuckDB file.
 
 use crate::config::Config;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use axum::Router;
 use plumb_collector::{Collector, CollectorConfig};
 use plumb_core::live::{LiveVisitors, decode_hits, encode_hits};
@@ -41,6 +41,7 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into()))
         .init();
+    check_paths(&config.tracker_paths)?;
     let meta = open_meta(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (producer, consumer) = open_queue(&config, roles, &runtime)?;
@@ -80,7 +81,10 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
         // Sharing a process, the dashboard and API may hold a quarter of the connections.
         let web = (roles == Roles::All).then_some(crate::http::WebLane {
             connections: (config.max_connections / 4).max(1),
-            is_collector: plumb_collector::is_collector_path,
+            is_collector: {
+                let paths = config.tracker_paths.clone();
+                Arc::new(move |path: &str| plumb_collector::is_collector_path(&paths, path))
+            },
         });
         let lanes = crate::http::Lanes { max_connections: config.max_connections, web };
         crate::http::serve(listener, app, lanes, shutdown_signal()).await;
@@ -96,6 +100,21 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
         tracing::warn!("security counters of the last seconds are lost: {e}");
     }
     tracing::info!("Plumb stopped");
+    Ok(())
+}
+
+/// Configured tracker paths must not take a route of the API or the dashboard: the event path is
+/// none of theirs, and the script's directory holds none of them.
+fn check_paths(paths: &plumb_core::paths::TrackerPaths) -> Result<()> {
+    let dir = format!("{}/", paths.script_dir());
+    let collector = plumb_collector::routes(&Default::default());
+    let taken = plumb_web::routes().into_iter().map(|(_, p, _)| p.to_owned()).chain(collector.into_iter().map(|r| r.1));
+    for route in taken {
+        let event_taken = paths.event != plumb_core::paths::DEFAULT_EVENT && route == paths.event;
+        if event_taken || (route.starts_with(&dir) && dir != "/js/") {
+            bail!("--event-path / --script-path: `{route}` is already a route of Plumb; choose another path");
+        }
+    }
     Ok(())
 }
 
@@ -155,6 +174,7 @@ fn collector(config: &Config, meta: &Arc<dyn MetaStore>, queue: Arc<dyn Producer
         per_key: config.key_event_rate_limit,
         geoip_db: config.geoip_db.clone(),
         pages: PageRules { keep_query_params: config.keep_query_params.clone(), keep_www: config.keep_www },
+        paths: config.tracker_paths.clone(),
     };
     Collector::new(meta.clone(), queue, config).map_err(anyhow::Error::msg)
 }
@@ -279,6 +299,12 @@ fn web(
             rate_limit: config.key_rate_limit,
             public_url: config.public_url.clone(),
             collector_url: config.collector_url.clone(),
+            tracker_paths: config.tracker_paths.clone(),
+            privacy: plumb_web::PrivacyFacts {
+                queue_retention: config.queue_retention,
+                kept_query_params: config.keep_query_params.clone(),
+                location_db: config.geoip_db.is_some(),
+            },
             geo_attribution,
             trusted_proxies: config.trusted_proxies.clone(),
         },

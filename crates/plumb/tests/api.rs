@@ -510,3 +510,97 @@ async fn revenue_goals_sum_the_revenue_sent_in_their_currency() {
     let (s, v) = call(&c, Method::POST, url("/api/v2/query"), &admin, Some(no_goal)).await;
     assert!(s == 400 && error_of(&v).contains("needs an `event:goal`"), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_and_segments_are_kept_through_the_api_and_segments_filter_queries() {
+    let dir = temp_dir("notesapi");
+    cli(&dir, &["site", "add", "n.test"]);
+    let admin = create_key_with(&dir, "admin", &["--scope", "sites:admin", "--scope", "stats:read"]);
+    let reader = create_key(&dir, "reader");
+    assert!(add_user(&dir, "ann@example.com", "ann password 1").0);
+    let server = Server::start(&dir, &[]);
+    let c = client();
+    let url = |p: &str| format!("{}/api/v1/sites/n.test{p}", server.url);
+
+    // Annotations: added by date, listed by range, bad input refused with the reason.
+    let (s, deploy) =
+        call(&c, Method::POST, url("/annotations"), &admin, Some(json!({"date": "2026-03-02", "text": " Deploy v2 "})))
+            .await;
+    assert_eq!((s, &deploy["date"], &deploy["text"]), (201, &json!("2026-03-02"), &json!("Deploy v2")));
+    call(&c, Method::POST, url("/annotations"), &admin, Some(json!({"date": "2026-04-01", "text": "Campaign"}))).await;
+    let (_, march) = call(&c, Method::GET, url("/annotations?from=2026-03-01&to=2026-03-31"), &reader, None).await;
+    assert_eq!(march["annotations"].as_array().unwrap().len(), 1, "{march}");
+    for (body, msg) in [
+        (json!({"date": "2026-02-30", "text": "x"}), "`date` must be a date"),
+        (json!({"date": "2026-03-01", "text": ""}), "1 to 300 characters"),
+        (json!({"date": "2026-03-01", "text": "x".repeat(301)}), "1 to 300 characters"),
+        (json!({"date": "2026-03-01", "text": "two\nlines"}), "on one line"),
+        (json!({"text": "no date"}), "`date` is required"),
+    ] {
+        let (s, v) = call(&c, Method::POST, url("/annotations"), &admin, Some(body.clone())).await;
+        assert!(s == 400 && error_of(&v).contains(msg), "{body}: {s} {v}");
+    }
+    let (s, _) =
+        call(&c, Method::POST, url("/annotations"), &reader, Some(json!({"date": "2026-03-01", "text": "x"}))).await;
+    assert_eq!(s, 403, "a stats:read key cannot annotate");
+    let gone = url(&format!("/annotations/{}", deploy["id"]));
+    assert_eq!(call(&c, Method::DELETE, gone.clone(), &admin, None).await.0, 200);
+    assert_eq!(call(&c, Method::DELETE, gone, &admin, None).await.0, 404);
+    let (_, all) = call(&c, Method::GET, url("/annotations"), &reader, None).await;
+    assert_eq!(all["annotations"][0]["text"], "Campaign");
+
+    // Two visits: one from Google, one from Bing.
+    for (ua, referrer) in [("A", "https://www.google.com/"), ("B", "https://www.bing.com/")] {
+        let event = json!({"name": "pageview", "url": "https://n.test/", "domain": "n.test", "referrer": referrer});
+        let r =
+            c.post(format!("{}/api/event", server.url)).header("user-agent", format!("{BROWSER_UA} {ua}")).json(&event);
+        assert_eq!(r.send().await.unwrap().status(), 202);
+    }
+    let visitors = |filters: Value| {
+        let body = json!({"site_id": "n.test", "metrics": ["visitors"], "date_range": "day", "filters": filters});
+        let c = c.clone();
+        let (u, k) = (format!("{}/api/v2/query", server.url), reader.clone());
+        async move { call(&c, Method::POST, u, &k, Some(body)).await }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async { visitors(json!([])).await.1["results"][0]["metrics"][0] == 2 })
+            .await
+    );
+
+    // Segments: a key's are shared; a query names one by id and gets what its filters give.
+    let google = json!([["is", "visit:source", ["Google"]]]);
+    let (s, seg) =
+        call(&c, Method::POST, url("/segments"), &admin, Some(json!({"name": "Google", "filters": google}))).await;
+    assert_eq!((s, &seg["shared"]), (201, &json!(true)), "{seg}");
+    let direct = visitors(google.clone()).await.1["results"][0]["metrics"][0].clone();
+    let named = visitors(json!([["is", "segment", [seg["id"]]]])).await.1["results"][0]["metrics"][0].clone();
+    assert_eq!((direct, named), (json!(1), json!(1)));
+    let (_, listed) = call(&c, Method::GET, url("/segments"), &reader, None).await;
+    assert_eq!(listed["segments"].as_array().unwrap().len(), 1);
+    for (body, msg) in [
+        (json!({"name": "Bad", "filters": [["is", "visit:nope", ["x"]]]}), "unknown dimension"),
+        (json!({"name": "Nested", "filters": [["is", "segment", [seg["id"]]]]}), "cannot include another segment"),
+        (json!({"name": "Empty", "filters": []}), "non-empty list"),
+        (json!({"name": "", "filters": google}), "1 to 100 characters"),
+        (json!({"name": "Mine", "filters": google, "shared": false}), "an API key has no user"),
+    ] {
+        let (s, v) = call(&c, Method::POST, url("/segments"), &admin, Some(body.clone())).await;
+        assert!(s == 400 && error_of(&v).contains(msg), "{body}: {s} {v}");
+    }
+    assert_eq!(
+        call(&c, Method::POST, url("/segments"), &reader, Some(json!({"name": "R", "filters": google}))).await.0,
+        403
+    );
+    // A user's own segment is theirs: a key neither sees nor names it.
+    let own = cli(
+        &dir,
+        &["segment", "add", "n.test", "Ann's", r#"[["is","visit:source",["Bing"]]]"#, "--owner", "ann@example.com"],
+    );
+    let own_id: u64 = own.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (_, listed) = call(&c, Method::GET, url("/segments"), &reader, None).await;
+    assert_eq!(listed["segments"].as_array().unwrap().len(), 1, "{listed}");
+    let (s, v) = visitors(json!([["is", "segment", [own_id]]])).await;
+    assert!(s == 400 && error_of(&v).contains("is not a segment of this site"), "{s} {v}");
+    assert_eq!(call(&c, Method::DELETE, url(&format!("/segments/{own_id}")), &admin, None).await.0, 404);
+    assert_eq!(call(&c, Method::DELETE, url(&format!("/segments/{}", seg["id"])), &admin, None).await.0, 200);
+}

@@ -174,6 +174,10 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["serve", "--keep-www", "yes"][..], "unexpected argument"),
         (&["serve", "--max-connections", "0"][..], "--max-connections"),
         (&["serve", "--public-url", "ftp://stats.example.com"][..], "is not an http(s) address"),
+        (&["serve", "--script-path", "/app.js"][..], "must be in a directory"),
+        (&["serve", "--event-path", "/e?x"][..], "`?` is not allowed"),
+        (&["serve", "--event-path", "/api/v2/query"][..], "`/api/v2/query` is already a route of Plumb"),
+        (&["serve", "--script-path", "/sites/app.js"][..], "is already a route of Plumb"),
         // Each role takes only its own options.
         (&["work", "--ip-rate-limit", "5"][..], "unexpected argument"),
         (&["collect", "--public-url", "https://stats.example.com"][..], "unexpected argument"),

@@ -69,6 +69,8 @@ enum Need {
     AnyCredential,
     SignedIn,
     Read,
+    /// One's own things on the site: personal segments.
+    Personal,
     Manage,
     Own,
     CreateSite,
@@ -95,6 +97,7 @@ fn may(who: Who, need: Need) -> bool {
         Need::AnyCredential => !matches!(who, Anonymous | LockedLink),
         Need::SignedIn => matches!(who, NoRole | Viewer | Admin | Owner | InstanceOwner),
         Need::Read => matches!(who, PublicLink | OpenedLink | Viewer | Admin | Owner | InstanceOwner | KeyRead),
+        Need::Personal => matches!(who, Viewer | Admin | Owner | InstanceOwner | KeyAdmin),
         Need::Manage => matches!(who, Admin | Owner | InstanceOwner | KeyAdmin),
         Need::Own => matches!(who, Owner | InstanceOwner | KeyAdmin),
         // The sites:admin key is limited to no sites.
@@ -188,6 +191,21 @@ impl Fixture {
 
     fn goal_id(&self) -> String {
         self.created_id(&["goal", "add", SITE, "--event", &format!("Gone{}", self.next())])
+    }
+
+    fn annotation_id(&self) -> String {
+        self.created_id(&["annotation", "add", SITE, "2026-01-01", &format!("note {}", self.next())])
+    }
+
+    /// A segment the caller may delete: a user's own, or (for a key) a shared one.
+    fn segment_id(&self, who: Who) -> String {
+        let name = format!("segment {}", self.next());
+        let mut args = vec!["segment", "add", SITE, &name, r#"[["is","visit:source",["Google"]]]"#];
+        let owner = USERS.iter().find(|(w, _)| *w == who).map(|(_, n)| format!("{n}@example.com"));
+        if let Some(email) = &owner {
+            args.extend(["--owner", email]);
+        }
+        self.created_id(&args)
     }
 
     fn rule_id(&self) -> String {
@@ -296,6 +314,7 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 fn ok(status: u16) -> fn(Who) -> u16 {
     match status {
         200 => |_| 200,
+        201 => |_| 201,
         202 => |_| 202,
         303 => |_| 303,
         400 => |_| 400,
@@ -365,6 +384,26 @@ fn cases() -> Vec<Case> {
         c("delete", "/api/v1/sites/{site_id}/firewall/{rule_id}", Manage, Api, 200, |f, _| {
             req(format!("/api/v1/sites/{SITE}/firewall/{}", f.rule_id()), Body::None)
         }),
+        c("get", "/api/v1/sites/{site_id}/annotations", Read, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/annotations"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/annotations", Manage, Api, 201, |f, _| {
+            let note = json!({"date": "2026-02-01", "text": format!("made {}", f.next())});
+            req(format!("/api/v1/sites/{SITE}/annotations"), Body::Json(note))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/annotations/{annotation_id}", Manage, Api, 200, |f, _| {
+            req(format!("/api/v1/sites/{SITE}/annotations/{}", f.annotation_id()), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/segments", Read, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/segments"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/segments", Personal, Api, 201, |f, _| {
+            let segment = json!({"name": format!("made {}", f.next()), "filters": [["is", "visit:source", ["Bing"]]]});
+            req(format!("/api/v1/sites/{SITE}/segments"), Body::Json(segment))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/segments/{segment_id}", Personal, Api, 200, |f, who| {
+            req(format!("/api/v1/sites/{SITE}/segments/{}", f.segment_id(who)), Body::None)
+        }),
         c("get", "/api/v1/sites/{site_id}/security", Read, Api, 200, |_, _| {
             req(format!("/api/v1/sites/{SITE}/security"), Body::None)
         }),
@@ -387,6 +426,7 @@ fn cases() -> Vec<Case> {
             req("/setup", form(&[("email", "late@example.com"), ("password", "late password 1")]))
         }),
         c("get", "/login", Anyone, Page, 200, |_, _| req("/login", Body::None)),
+        c("get", "/privacy/{domain}", Anyone, Page, 200, |_, _| req(format!("/privacy/{SITE}"), Body::None)),
         c("get", "/login/2fa", Anyone, Page, 303, |_, _| req("/login/2fa", Body::None)),
         c("post", "/login/2fa", Anyone, Page, 303, |_, _| req("/login/2fa", form(&[("code", "123456")]))),
         c("get", "/account", SignedIn, Page, 200, |_, _| req("/account", Body::None)),
@@ -510,7 +550,7 @@ fn cases() -> Vec<Case> {
             req(format!("/collect?p=%2Fm&h=https%3A%2F%2F{SITE}&sid={SITE}"), Body::None)
         }),
         c("get", "/api/health", Anyone, Collector, 200, |_, _| req("/api/health", Body::None)),
-        c("get", "/js/script.js", Anyone, Collector, 200, |_, _| req("/js/script.js", Body::None)),
+        c("get", "/js/{file}", Anyone, Collector, 200, |_, _| req("/js/script.outbound-links.js", Body::None)),
         c("get", "/script.js", Anyone, Collector, 200, |_, _| req("/script.js", Body::None)),
         // Last: these end sessions (the callers sign in again after each).
         Case {
@@ -545,8 +585,12 @@ fn refused(who: Who, need: Need, style: Style) -> u16 {
 async fn every_route_answers_every_kind_of_caller_as_the_permission_table_says() {
     // Every route the server has must be in the test's table.
     let cases = cases();
-    let served: Vec<(&str, &str)> =
-        plumb_web::routes().into_iter().chain(plumb_collector::routes()).map(|(m, p, _)| (m, p)).collect();
+    let collector = plumb_collector::routes(&Default::default());
+    let served: Vec<(&str, &str)> = plumb_web::routes()
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .chain(collector.iter().map(|(m, p, _)| (*m, p.as_str())))
+        .collect();
     let missing: Vec<_> =
         served.iter().filter(|(m, p)| !cases.iter().any(|c| c.method == *m && c.route == *p)).collect();
     assert!(missing.is_empty(), "routes without an expected answer in this test: {missing:?}");

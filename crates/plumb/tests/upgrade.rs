@@ -59,7 +59,8 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     let meta = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
     meta.execute_batch(
         "DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; DROP TABLE imports; \
-         DROP TABLE site_aliases; ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
+         DROP TABLE site_aliases; DROP TABLE annotations; DROP TABLE segments; \
+         ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
     )
     .unwrap();
     drop(meta);

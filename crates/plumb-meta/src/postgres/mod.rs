@@ -13,6 +13,7 @@ use crate::accounts::sha256_hex;
 use crate::backend::{
     NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
 };
+use crate::{Annotation, MAX_ANNOTATIONS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment};
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
     Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
@@ -32,11 +33,12 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../migrations/postgres/001_initial.sql"),
     include_str!("../../migrations/postgres/002_backdated_salts.sql"),
     include_str!("../../migrations/postgres/003_site_retention.sql"),
     include_str!("../../migrations/postgres/004_imports.sql"),
+    include_str!("../../migrations/postgres/005_annotations_and_segments.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =
@@ -531,6 +533,114 @@ impl MetaStore for PgMeta {
             .map_err(storage)
         })?;
         if n == 0 { Err(MetaError::no_rule(site_id, rule_id)) } else { Ok(()) }
+    }
+
+    fn add_annotation(&self, site_id: u32, day: i32, text: &str) -> Result<Annotation> {
+        let text = validate_annotation(text)?.to_owned();
+        self.pool.run(move |c| {
+            let created_ms = now_ms();
+            // A transaction-level lock per site: the count and the insert are one step.
+            let mut tx = c.transaction().map_err(storage)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7, $1)", &[&(site_id as i32)]).map_err(storage)?;
+            let row = tx
+                .query_opt(
+                    "INSERT INTO annotations (site_id, day, text, created_ms) SELECT $1, $2, $3, $4
+                     WHERE (SELECT count(*) FROM annotations WHERE site_id = $1) < $5 RETURNING id",
+                    &[&i64::from(site_id), &day, &text, &created_ms, &i64::from(MAX_ANNOTATIONS)],
+                )
+                .map_err(or_missing(|| MetaError::no_site(site_id)))?;
+            tx.commit().map_err(storage)?;
+            let row = row.ok_or_else(|| MetaError::too_many("annotations", MAX_ANNOTATIONS))?;
+            Ok(Annotation { id: id(&row, 0)?, site_id, day, text, created_ms })
+        })
+    }
+
+    fn annotations(&self, site_id: u32, from: i32, to: i32) -> Result<Vec<Annotation>> {
+        self.pool.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT id, day, text, created_ms FROM annotations
+                     WHERE site_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day, id",
+                    &[&i64::from(site_id), &from, &to],
+                )
+                .map_err(storage)?;
+            rows.iter()
+                .map(|r| Ok(Annotation { id: id(r, 0)?, site_id, day: r.get(1), text: r.get(2), created_ms: r.get(3) }))
+                .collect()
+        })
+    }
+
+    fn remove_annotation(&self, site_id: u32, annotation: u32) -> Result<()> {
+        let n = self.pool.run(move |c| {
+            c.execute(
+                "DELETE FROM annotations WHERE site_id = $1 AND id = $2",
+                &[&i64::from(site_id), &i64::from(annotation)],
+            )
+            .map_err(storage)
+        })?;
+        if n == 0 { Err(MetaError::no_annotation(site_id, annotation)) } else { Ok(()) }
+    }
+
+    fn add_segment(&self, site_id: u32, name: &str, filters: &str, owner: Option<u32>) -> Result<Segment> {
+        let name = validate_segment(name, filters)?.to_owned();
+        let filters = filters.to_owned();
+        self.pool.run(move |c| {
+            let created_ms = now_ms();
+            let mut tx = c.transaction().map_err(storage)?;
+            tx.execute("SELECT pg_advisory_xact_lock(8, $1)", &[&(site_id as i32)]).map_err(storage)?;
+            let row = tx
+                .query_opt(
+                    "INSERT INTO segments (site_id, name, filters, owner_id, created_ms) SELECT $1, $2, $3, $4, $5
+                     WHERE (SELECT count(*) FROM segments WHERE site_id = $1) < $6 RETURNING id",
+                    &[
+                        &i64::from(site_id),
+                        &name,
+                        &filters,
+                        &owner.map(i64::from),
+                        &created_ms,
+                        &i64::from(MAX_SEGMENTS),
+                    ],
+                )
+                .map_err(or_missing(|| MetaError::no_site(site_id)))?;
+            tx.commit().map_err(storage)?;
+            let row = row.ok_or_else(|| MetaError::too_many("segments", MAX_SEGMENTS))?;
+            Ok(Segment { id: id(&row, 0)?, site_id, name, filters, owner, created_ms })
+        })
+    }
+
+    fn segments(&self, site_id: u32) -> Result<Vec<Segment>> {
+        self.pool.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT id, name, filters, owner_id, created_ms FROM segments WHERE site_id = $1 ORDER BY name, id",
+                    &[&i64::from(site_id)],
+                )
+                .map_err(storage)?;
+            rows.iter()
+                .map(|r| {
+                    let owner: Option<i64> = r.get(3);
+                    Ok(Segment {
+                        id: id(r, 0)?,
+                        site_id,
+                        name: r.get(1),
+                        filters: r.get(2),
+                        owner: owner.map(|o| o as u32),
+                        created_ms: r.get(4),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn remove_segment(&self, site_id: u32, segment: u32) -> Result<()> {
+        let n = self.pool.run(move |c| {
+            c.execute(
+                "DELETE FROM segments WHERE site_id = $1 AND id = $2",
+                &[&i64::from(site_id), &i64::from(segment)],
+            )
+            .map_err(storage)
+        })?;
+        if n == 0 { Err(MetaError::no_segment(site_id, segment)) } else { Ok(()) }
     }
 
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {

@@ -4,6 +4,7 @@ use crate::accounts::sha256_hex;
 use crate::backend::{
     NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
 };
+use crate::{Annotation, MAX_ANNOTATIONS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment};
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
     Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
@@ -25,12 +26,13 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
     include_str!("../../migrations/003_backdated_salts.sql"),
     include_str!("../../migrations/004_site_retention.sql"),
     include_str!("../../migrations/005_imports.sql"),
+    include_str!("../../migrations/006_annotations_and_segments.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =
@@ -82,6 +84,16 @@ impl SqliteMeta {
             .optional()
             .map_err(storage)?;
         row.map(|(id, domain, tz)| Ok(Site { id, domain, timezone: parse_timezone(&tz)? })).transpose()
+    }
+}
+
+/// A foreign key refused: the site (or the owner) is not there.
+fn or_no_site(site_id: u32) -> impl Fn(rusqlite::Error) -> MetaError {
+    move |e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            MetaError::no_site(site_id)
+        }
+        e => storage(e),
     }
 }
 
@@ -307,12 +319,7 @@ impl MetaStore for SqliteMeta {
                 "INSERT OR IGNORE INTO goals (site_id, display_name, kind, value) VALUES (?1, ?2, ?3, ?4)",
                 params![site_id, display_name, kind_text, value],
             )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    MetaError::no_site(site_id)
-                }
-                e => storage(e),
-            })?;
+            .map_err(or_no_site(site_id))?;
         if inserted == 0 {
             return Err(MetaError::goal_name_taken(&display_name));
         }
@@ -403,12 +410,7 @@ impl MetaStore for SqliteMeta {
              ON CONFLICT (site_id, kind, value) DO NOTHING",
             params![site_id, kind.name(), kind.value(), now_ms()],
         )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                MetaError::no_site(site_id)
-            }
-            e => storage(e),
-        })?;
+        .map_err(or_no_site(site_id))?;
         let (id, created_ms) = conn
             .query_row(
                 "SELECT id, created_ms FROM firewall_rules WHERE site_id = ?1 AND kind = ?2 AND value = ?3",
@@ -442,6 +444,97 @@ impl MetaStore for SqliteMeta {
             .execute("DELETE FROM firewall_rules WHERE site_id = ?1 AND id = ?2", params![site_id, rule_id])
             .map_err(storage)?;
         if n == 0 { Err(MetaError::no_rule(site_id, rule_id)) } else { Ok(()) }
+    }
+
+    fn add_annotation(&self, site_id: u32, day: i32, text: &str) -> Result<Annotation> {
+        let text = validate_annotation(text)?;
+        let conn = self.conn.lock().unwrap();
+        let created_ms = now_ms();
+        // The bound and the insert in one statement: concurrent adds cannot pass it together.
+        let added = conn
+            .execute(
+                "INSERT INTO annotations (site_id, day, text, created_ms) SELECT ?1, ?2, ?3, ?4
+                 WHERE (SELECT count(*) FROM annotations WHERE site_id = ?1) < ?5",
+                params![site_id, day, text, created_ms, MAX_ANNOTATIONS],
+            )
+            .map_err(or_no_site(site_id))?;
+        if added == 0 {
+            return Err(MetaError::too_many("annotations", MAX_ANNOTATIONS));
+        }
+        let id = conn.last_insert_rowid() as u32;
+        Ok(Annotation { id, site_id, day, text: text.to_owned(), created_ms })
+    }
+
+    fn annotations(&self, site_id: u32, from: i32, to: i32) -> Result<Vec<Annotation>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, day, text, created_ms FROM annotations
+                 WHERE site_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, id",
+            )
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![site_id, from, to], |r| {
+                Ok(Annotation { id: r.get(0)?, site_id, day: r.get(1)?, text: r.get(2)?, created_ms: r.get(3)? })
+            })
+            .map_err(storage)?;
+        rows.map(|r| r.map_err(storage)).collect()
+    }
+
+    fn remove_annotation(&self, site_id: u32, id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        let n = conn
+            .execute("DELETE FROM annotations WHERE site_id = ?1 AND id = ?2", params![site_id, id])
+            .map_err(storage)?;
+        if n == 0 { Err(MetaError::no_annotation(site_id, id)) } else { Ok(()) }
+    }
+
+    fn add_segment(&self, site_id: u32, name: &str, filters: &str, owner: Option<u32>) -> Result<Segment> {
+        let name = validate_segment(name, filters)?;
+        let conn = self.conn.lock().unwrap();
+        let created_ms = now_ms();
+        let added = conn
+            .execute(
+                "INSERT INTO segments (site_id, name, filters, owner_id, created_ms) SELECT ?1, ?2, ?3, ?4, ?5
+                 WHERE (SELECT count(*) FROM segments WHERE site_id = ?1) < ?6",
+                params![site_id, name, filters, owner, created_ms, MAX_SEGMENTS],
+            )
+            .map_err(or_no_site(site_id))?;
+        if added == 0 {
+            return Err(MetaError::too_many("segments", MAX_SEGMENTS));
+        }
+        let id = conn.last_insert_rowid() as u32;
+        Ok(Segment { id, site_id, name: name.to_owned(), filters: filters.to_owned(), owner, created_ms })
+    }
+
+    fn segments(&self, site_id: u32) -> Result<Vec<Segment>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, name, filters, owner_id, created_ms FROM segments WHERE site_id = ?1 ORDER BY name, id",
+            )
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map([site_id], |r| {
+                Ok(Segment {
+                    id: r.get(0)?,
+                    site_id,
+                    name: r.get(1)?,
+                    filters: r.get(2)?,
+                    owner: r.get(3)?,
+                    created_ms: r.get(4)?,
+                })
+            })
+            .map_err(storage)?;
+        rows.map(|r| r.map_err(storage)).collect()
+    }
+
+    fn remove_segment(&self, site_id: u32, id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        let n = conn
+            .execute("DELETE FROM segments WHERE site_id = ?1 AND id = ?2", params![site_id, id])
+            .map_err(storage)?;
+        if n == 0 { Err(MetaError::no_segment(site_id, id)) } else { Ok(()) }
     }
 
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {

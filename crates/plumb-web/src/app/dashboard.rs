@@ -36,6 +36,7 @@ fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Op
         "csrf": csrf,
         "share": share.map(|l| &l.slug),
         "canEdit": role.is_some_and(|r| allowed(Action::Manage, &user_holders(Some(r), false))),
+        "canSave": role.is_some_and(|r| allowed(Action::Personal, &user_holders(Some(r), false))),
     }))
 }
 
@@ -73,7 +74,8 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Res
          <div class=\"filters\" id=\"filters\" aria-label=\"Filters\"></div>\
          <section class=\"card stats-card\" aria-label=\"Overview\"><div class=\"stats\" id=\"stats\" role=\"tablist\"></div>\
          <div class=\"chart-head\"><span id=\"chart-title\"></span><select id=\"interval\" aria-label=\"Interval\"></select></div>\
-         <div class=\"chart\" id=\"chart\"></div><div id=\"chart-note\" aria-live=\"polite\"></div></section>\
+         <div class=\"chart\" id=\"chart\"></div><div id=\"chart-note\" aria-live=\"polite\"></div>\
+         <div class=\"notes\" id=\"notes\" aria-label=\"Annotations\"></div></section>\
          <div class=\"panels\" id=\"panels\"></div>\
          <div class=\"footer-actions\"><a id=\"export-all\" class=\"button\" href=\"#\">Export all (Plausible CSV zip)</a>\
          <span class=\"hint\">Keys: d today · y yesterday · w 7 days · t 30 days · m month · l last month · \

@@ -13,7 +13,10 @@ mod export;
 
 pub use export::plausible_zip;
 mod html;
+mod privacy;
 mod sites;
+
+pub use privacy::PrivacyFacts;
 
 use crate::Web;
 use crate::auth::{CSRF_COOKIE, cookie, signed_in};
@@ -71,6 +74,7 @@ fn table() -> Vec<(&'static str, &'static str, Action, Handler)> {
         ("get", "/sites/{domain}/export.csv", Read, get(export::csv)),
         ("get", "/sites/{domain}/export.zip", Read, get(export::zip)),
         ("get", "/share/{slug}", Public, get(dashboard::share)),
+        ("get", "/privacy/{domain}", Public, get(privacy::page)),
         ("post", "/share/{slug}", Public, post(dashboard::share_password)),
         ("get", "/assets/{name}", Public, get(assets::serve)),
     ]

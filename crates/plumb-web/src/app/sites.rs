@@ -176,12 +176,17 @@ pub async fn create(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes
 fn snippet_html(web: &Web, headers: &HeaderMap, site: &Site) -> String {
     // The tracker sends its events back to where it was loaded from: the collector.
     let collector = web.collector_url.clone().unwrap_or_else(|| base_url(web, headers));
-    let tag = format!("<script defer data-domain=\"{}\" src=\"{collector}/js/script.js\"></script>", site.domain);
+    let script = &web.tracker_paths.script;
+    let tag = format!("<script defer data-domain=\"{}\" src=\"{collector}{script}\"></script>", site.domain);
     format!(
         "<p>Put this in the <code>&lt;head&gt;</code> of every page of <strong>{d}</strong>:</p>\
          <div class=\"snippet\"><pre><code id=\"snippet\">{tag}</code></pre>\
          <button type=\"button\" data-copy=\"snippet\">Copy</button></div>\
-         <p>No cookies are set and nothing personal is stored, so no consent banner is needed for Plumb.</p>",
+         <p>No cookies are set and nothing personal is stored, so no consent banner is needed for Plumb.</p>\
+         <p>Outbound links, file downloads, form submissions, 404 pages and tagged elements are counted \
+         when the script's name lists them, e.g. <code>{stem}.outbound-links.file-downloads.js</code> \
+         (Plausible's names; see the README's <em>Tracker</em> section).</p>",
+        stem = esc(web.tracker_paths.script_stem()),
         d = esc(&site.domain),
         tag = esc(&tag),
     )

