@@ -190,5 +190,5 @@ fn heavy(i: u64) -> String {
 fn share_links(dir: &Path, n: usize) -> Vec<String> {
     use plumb_meta::Accounts;
     let meta = plumb_meta::SqliteMeta::open(&dir.join("meta.db")).expect("open metadata");
-    (0..n).map(|i| meta.create_shared_link(1, &format!("abuse {i}"), None).expect("a shared link").slug).collect()
+    (0..n).map(|i| meta.create_shared_link(1, &format!("abuse {i}"), None, 0).expect("a shared link").slug).collect()
 }

@@ -65,7 +65,13 @@ pub struct SharedLink {
     /// Argon2id hash of the link's password; `None`: public.
     pub password_hash: Option<String>,
     pub created_ms: i64,
+    /// Rows (of breakdowns and filtered answers) with fewer visitors are not shown through the
+    /// link; 0 shows every row.
+    pub min_visitors: u32,
 }
+
+/// The largest `min_visitors` a shared link may ask for.
+pub const MAX_LINK_MIN_VISITORS: u32 = 1_000;
 
 /// Whether a new user may become the instance owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +144,15 @@ pub trait Accounts: Send + Sync {
     /// must be the one it is for.
     fn accept_invite(&self, token: &str, user_id: u32) -> Result<(Site, Role)>;
 
-    fn create_shared_link(&self, site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink>;
+    /// A read-only link to a site's dashboard, with a password or none, hiding rows of fewer than
+    /// `min_visitors` visitors (0 to [`MAX_LINK_MIN_VISITORS`]).
+    fn create_shared_link(
+        &self,
+        site_id: u32,
+        name: &str,
+        password: Option<&str>,
+        min_visitors: u32,
+    ) -> Result<SharedLink>;
     fn shared_links(&self, site_id: u32) -> Result<Vec<SharedLink>>;
     fn shared_link(&self, slug: &str) -> Result<Option<SharedLink>>;
     fn check_shared_password(&self, link: &SharedLink, password: &str) -> bool;

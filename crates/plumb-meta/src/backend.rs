@@ -3,7 +3,8 @@
 //! the same call gets the same answer from both (`tests/postgres.rs` runs one script against each).
 
 use crate::accounts::{
-    MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code, random_token, sha256_hex, totp,
+    MAX_LINK_MIN_VISITORS, MFA_PENDING_TTL_MS, SESSION_TTL_MS, new_recovery_code, normalize_recovery_code,
+    random_token, sha256_hex, totp,
 };
 use crate::{
     Accounts, ApiKey, Goal, GoalKind, Import, ImportState, MetaError, NewUser, Result, Role, Scope, Session,
@@ -266,7 +267,17 @@ pub(crate) fn role_after_invite(current: Option<Role>, offered: Role) -> Role {
 }
 
 /// A new shared link with its name checked and its password (if any) hashed.
-pub(crate) fn new_shared_link(site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink> {
+pub(crate) fn new_shared_link(
+    site_id: u32,
+    name: &str,
+    password: Option<&str>,
+    min_visitors: u32,
+) -> Result<SharedLink> {
+    if min_visitors > MAX_LINK_MIN_VISITORS {
+        return Err(MetaError::Invalid(format!(
+            "a shared link hides rows of at most {MAX_LINK_MIN_VISITORS} visitors, not {min_visitors}"
+        )));
+    }
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(MetaError::Invalid("a shared link's name must be 1 to 100 characters".into()));
@@ -278,7 +289,14 @@ pub(crate) fn new_shared_link(site_id: u32, name: &str, password: Option<&str>) 
         }
         None => None,
     };
-    Ok(SharedLink { site_id, slug: random_token::<16>(), name: name.to_owned(), password_hash, created_ms: now_ms() })
+    Ok(SharedLink {
+        site_id,
+        slug: random_token::<16>(),
+        name: name.to_owned(),
+        password_hash,
+        created_ms: now_ms(),
+        min_visitors,
+    })
 }
 
 /// An import's breakdown codes as stored: comma-separated.

@@ -331,13 +331,15 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     log.outcome("remove a removed member", m.remove_member(joined.id, s.id));
 
     // Shared links.
-    let public = m.create_shared_link(s.id, " Public ", None).unwrap();
+    let public = m.create_shared_link(s.id, " Public ", None, 0).unwrap();
     assert_eq!((public.name.as_str(), public.password_hash.as_deref()), ("Public", None));
-    let private = m.create_shared_link(s.id, "Board", Some("board password")).unwrap();
+    let private = m.create_shared_link(s.id, "Board", Some("board password"), 5).unwrap();
+    assert_eq!(m.shared_link(&private.slug).unwrap().unwrap().min_visitors, 5);
     assert!(private.password_hash.as_deref().is_some_and(|h| h.starts_with("$argon2id$")));
-    log.outcome("a link with a short password", m.create_shared_link(s.id, "Short", Some("pw")));
-    log.outcome("a link without a name", m.create_shared_link(s.id, " ", None));
-    log.outcome("a link to a missing site", m.create_shared_link(999_999, "x", None));
+    log.outcome("a link with a short password", m.create_shared_link(s.id, "Short", Some("pw"), 0));
+    log.outcome("a link without a name", m.create_shared_link(s.id, " ", None, 0));
+    log.outcome("a link to a missing site", m.create_shared_link(999_999, "x", None, 0));
+    log.outcome("a link hiding too much", m.create_shared_link(s.id, "x", None, 1_001));
     assert!(m.check_shared_password(&public, ""));
     assert!(m.check_shared_password(&private, "board password"));
     assert!(!m.check_shared_password(&private, "board passworD"));
@@ -603,7 +605,7 @@ fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
     client
         .batch_execute(
             "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments; \
-             DELETE FROM schema_version WHERE version > 1",
+             ALTER TABLE shared_links DROP COLUMN min_visitors; DELETE FROM schema_version WHERE version > 1",
         )
         .unwrap();
     client.execute("INSERT INTO sites (domain, timezone, created_ms) VALUES ('old.example', 'UTC', 0)", &[]).unwrap();

@@ -611,6 +611,11 @@ document.addEventListener('keydown', (e) => {
 let resizeTimer;
 window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => state.period !== 'realtime' && renderChart(), 200); });
 
+if (boot.hiddenBelow) {
+  $('export-all').hidden = true;
+  $('filters').after(h('p', { class: 'note' },
+    `Rows with fewer than ${boot.hiddenBelow} visitors are not shown on this shared dashboard.`));
+}
 render();
 connectLive();
 if (!boot.share) loadSegments();

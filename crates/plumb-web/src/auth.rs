@@ -174,6 +174,14 @@ impl Caller {
         }
     }
 
+    /// Through a shared link that hides small groups: the fewest visitors a row must have.
+    pub fn hidden_below(&self) -> Option<u32> {
+        match (&self.key, &self.session, &self.share) {
+            (None, None, Some(link)) if link.min_visitors > 1 => Some(link.min_visitors),
+            _ => None,
+        }
+    }
+
     /// The signed-in user making the request (not when a key speaks).
     pub fn user_id(&self) -> Option<u32> {
         self.session.as_ref().filter(|_| self.key.is_none()).map(|s| s.user.id)

@@ -37,8 +37,15 @@ fn readable_site(web: &Web, caller: &Caller, p: Params) -> Result<Site, ApiError
     Ok(site)
 }
 
-fn snapshot(web: &Web, site: &Site) -> LiveSnapshot {
-    web.live.snapshot(site.id, Utc::now().timestamp_millis())
+/// The site's current visitors, with pages and sources of too few visitors left out for a link
+/// that hides small groups.
+fn snapshot(web: &Web, site: &Site, caller: &Caller) -> LiveSnapshot {
+    let mut s = web.live.snapshot(site.id, Utc::now().timestamp_millis());
+    if let Some(k) = caller.hidden_below() {
+        s.pages.retain(|p| p.visitors >= k as usize);
+        s.sources.retain(|p| p.visitors >= k as usize);
+    }
+    s
 }
 
 /// `GET /api/v1/stats/realtime/visitors`: the number alone.
@@ -48,7 +55,7 @@ pub async fn visitors(
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
     let site = readable_site(&web, &caller, p)?;
-    Ok(Json(snapshot(&web, &site).visitors).into_response())
+    Ok(Json(snapshot(&web, &site, &caller).visitors).into_response())
 }
 
 /// `GET /api/v1/stats/realtime`: `{visitors, pages: [{name, visitors}], sources: [...]}`.
@@ -58,7 +65,7 @@ pub async fn breakdown(
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
     let site = readable_site(&web, &caller, p)?;
-    Ok(Json(snapshot(&web, &site)).into_response())
+    Ok(Json(snapshot(&web, &site, &caller)).into_response())
 }
 
 /// Event streams open at once per caller, and in all: each holds a connection and a timer.
@@ -144,7 +151,7 @@ pub async fn stream(
                     }
                     st.checked = Instant::now();
                 }
-                let now = snapshot(&web, &site);
+                let now = snapshot(&web, &site, &st.caller);
                 if st.last.as_ref() != Some(&now) {
                     let event = Event::default().event("realtime").json_data(&now).unwrap_or_default();
                     st.last = Some(now);

@@ -371,7 +371,30 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         imports: if body.include.imports == Some(false) { vec![] } else { import_refs(web.meta.as_ref(), site.id)? },
     };
     let time_bucket = q.dimensions.iter().find_map(|d| if let Dimension::Time(t) = d { Some(*t) } else { None });
-    let out = run_query(web, q.clone()).await?;
+    // Through a link that hides small groups, a row of a breakdown or of a filtered answer needs
+    // that many visitors (asked for at the end when the query did not ask).
+    let grouped = q.filter.is_some() || q.dimensions.iter().any(|d| !matches!(d, Dimension::Time(_)));
+    let hide = caller.hidden_below().filter(|_| grouped);
+    let mut asked = q.clone();
+    let visitors_at = hide.map(|_| {
+        asked.metrics.iter().position(|m| *m == Metric::Visitors).unwrap_or_else(|| {
+            asked.metrics.push(Metric::Visitors);
+            asked.metrics.len() - 1
+        })
+    });
+    let mut out = run_query(web, asked).await?;
+    if let (Some(k), Some(at)) = (hide, visitors_at) {
+        out.results.retain(|r| r.metrics[at].as_f64().unwrap_or(0.0) >= f64::from(k));
+        if at == q.metrics.len() {
+            for r in &mut out.results {
+                r.metrics.truncate(at);
+                if let Some(c) = &mut r.comparison {
+                    c.metrics.truncate(at);
+                    c.change.truncate(at);
+                }
+            }
+        }
+    }
     let tz = site.timezone;
     let shown_range =
         json!([rfc3339(tz, day_start_ms(tz, range.from)), rfc3339(tz, day_start_ms(tz, range.to + 1) - 1000)]);
@@ -384,6 +407,9 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     }
     if q.total_rows {
         meta.insert("total_rows".into(), json!(out.total_rows));
+    }
+    if let Some(k) = hide {
+        meta.insert("rows_hidden_below_visitors".into(), json!(k));
     }
     // As Plausible says it, where the site has imported history for the range.
     if out.imports.relevant {

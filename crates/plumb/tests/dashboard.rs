@@ -451,3 +451,66 @@ async fn the_first_run_creates_the_owner_once() {
     assert!(status == 403 && page.contains("Already set up"), "a second owner cannot be created: {status}");
     assert!(cli(&dir, &["user", "list"]).lines().count() == 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_link_can_hide_rows_of_few_visitors() {
+    let dir = temp_dir("dash-hide");
+    assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    cli(&dir, &["site", "add", "few.test"]);
+    let server = Server::start(&dir, &[]);
+    let mut b = Browser::new(&server.url);
+    b.sign_in("owner@example.com", "owner password 1").await;
+    for (bad, msg) in [("abc", "is not a number of visitors"), ("1001", "at most 1000 visitors")] {
+        let (status, _, page) = b.post("/sites/few.test/shares", &[("name", "Bad"), ("min_visitors", bad)], &[]).await;
+        assert!(status == StatusCode::BAD_REQUEST && page.contains(msg), "{bad}: {status} {page}");
+    }
+    let (status, _, _) = b.post("/sites/few.test/shares", &[("name", "Board"), ("min_visitors", "3")], &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, settings) = b.get("/sites/few.test/settings").await;
+    assert!(settings.contains("hides rows under 3 visitors"), "the settings say so");
+    let slug: String = settings.split("/share/").nth(1).unwrap().chars().take_while(char::is_ascii_hexdigit).collect();
+
+    // Three visitors from Google, one from Bing, each a page view.
+    let c = client();
+    for (i, referrer) in
+        ["https://www.google.com/", "https://www.google.com/", "https://www.google.com/", "https://www.bing.com/"]
+            .iter()
+            .enumerate()
+    {
+        let event = json!({"name": "pageview", "url": "https://few.test/", "domain": "few.test", "referrer": referrer});
+        let r =
+            c.post(format!("{}/api/event", server.url)).header("user-agent", format!("{BROWSER_UA} v{i}")).json(&event);
+        assert_eq!(r.send().await.unwrap().status(), 202);
+    }
+    let ask = |body: Value, link: bool| {
+        let mut r = c.post(format!("{}/api/v2/query", server.url)).json(&body);
+        r = if link { r.header("x-plumb-share", &slug) } else { r.header("cookie", b.cookie_header()) };
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let total = json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day"});
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            ask(total.clone(), true).await.1["results"][0]["metrics"][0] == 4
+        })
+        .await,
+        "the link sees the site's total"
+    );
+    let by_source =
+        json!({"site_id": "few.test", "metrics": ["pageviews"], "date_range": "day", "dimensions": ["visit:source"]});
+    let (status, body) = ask(by_source.clone(), true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"], json!([{"dimensions": ["Google"], "metrics": [3]}]), "Bing's one visitor is hidden");
+    assert_eq!(body["meta"]["rows_hidden_below_visitors"], 3);
+    let (_, body) = ask(by_source, false).await;
+    assert_eq!(body["results"].as_array().unwrap().len(), 2, "the owner sees every row: {body}");
+    let bing = json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day",
+                      "filters": [["is", "visit:source", ["Bing"]]]});
+    assert_eq!(ask(bing, true).await.1["results"], json!([]), "a filter cannot single one visitor out");
+    let v1 = c.get(format!("{}/api/v1/stats/aggregate?site_id=few.test", server.url)).header("x-plumb-share", &slug);
+    assert_eq!(v1.send().await.unwrap().status(), StatusCode::FORBIDDEN, "v1 has no hiding: refused");
+    let zip = c.get(format!("{}/sites/few.test/export.zip?share={slug}", server.url)).header("x-plumb-share", &slug);
+    assert_eq!(zip.send().await.unwrap().status(), StatusCode::FORBIDDEN, "no export of every breakdown");
+}

@@ -60,6 +60,7 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     meta.execute_batch(
         "DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; DROP TABLE imports; \
          DROP TABLE site_aliases; DROP TABLE annotations; DROP TABLE segments; \
+         ALTER TABLE shared_links DROP COLUMN min_visitors; \
          ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
     )
     .unwrap();

@@ -17,3 +17,6 @@ CREATE TABLE segments (
     owner_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
     created_ms BIGINT NOT NULL);
 CREATE INDEX segments_by_site ON segments (site_id);
+
+-- A shared link may hide rows of fewer than this many visitors (0: none hidden).
+ALTER TABLE shared_links ADD COLUMN min_visitors INTEGER NOT NULL DEFAULT 0;

@@ -17,10 +17,18 @@ fn user_row(r: &Row) -> Result<User> {
     Ok(User { id: id(r, 0)?, email: r.get(1), created_ms: r.get(2), is_owner: r.get(3), totp_enabled: r.get(4) })
 }
 
-const LINK_COLUMNS: &str = "SELECT site_id, slug, name, password_hash, created_ms FROM shared_links";
+const LINK_COLUMNS: &str = "SELECT site_id, slug, name, password_hash, created_ms, min_visitors FROM shared_links";
 
 fn link_row(r: &Row) -> Result<SharedLink> {
-    Ok(SharedLink { site_id: id(r, 0)?, slug: r.get(1), name: r.get(2), password_hash: r.get(3), created_ms: r.get(4) })
+    let min_visitors: i32 = r.get(5);
+    Ok(SharedLink {
+        site_id: id(r, 0)?,
+        slug: r.get(1),
+        name: r.get(2),
+        password_hash: r.get(3),
+        created_ms: r.get(4),
+        min_visitors: min_visitors.max(0) as u32,
+    })
 }
 
 /// [`Accounts::role`] within a transaction or without.
@@ -372,12 +380,26 @@ impl Accounts for PgMeta {
         })
     }
 
-    fn create_shared_link(&self, site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink> {
-        let link = new_shared_link(site_id, name, password)?;
+    fn create_shared_link(
+        &self,
+        site_id: u32,
+        name: &str,
+        password: Option<&str>,
+        min_visitors: u32,
+    ) -> Result<SharedLink> {
+        let link = new_shared_link(site_id, name, password, min_visitors)?;
         self.pool.run(move |c| {
             c.execute(
-                "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms) VALUES ($1, $2, $3, $4, $5)",
-                &[&link.slug, &i64::from(site_id), &link.name, &link.password_hash, &link.created_ms],
+                "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms, min_visitors)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &link.slug,
+                    &i64::from(site_id),
+                    &link.name,
+                    &link.password_hash,
+                    &link.created_ms,
+                    &(link.min_visitors as i32),
+                ],
             )
             .map_err(or_missing(|| MetaError::no_site(site_id)))?;
             Ok(link)

@@ -344,12 +344,19 @@ impl Accounts for SqliteMeta {
         Ok((site, role))
     }
 
-    fn create_shared_link(&self, site_id: u32, name: &str, password: Option<&str>) -> Result<SharedLink> {
-        let link = new_shared_link(site_id, name, password)?;
+    fn create_shared_link(
+        &self,
+        site_id: u32,
+        name: &str,
+        password: Option<&str>,
+        min_visitors: u32,
+    ) -> Result<SharedLink> {
+        let link = new_shared_link(site_id, name, password, min_visitors)?;
         let conn = self.conn.lock().unwrap();
         conn.execute(
-            "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![link.slug, site_id, link.name, link.password_hash, link.created_ms],
+            "INSERT INTO shared_links (slug, site_id, name, password_hash, created_ms, min_visitors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![link.slug, site_id, link.name, link.password_hash, link.created_ms, min_visitors],
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -364,7 +371,7 @@ impl Accounts for SqliteMeta {
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT site_id, slug, name, password_hash, created_ms FROM shared_links
+                "SELECT site_id, slug, name, password_hash, created_ms, min_visitors FROM shared_links
                  WHERE site_id = ?1 ORDER BY created_ms, slug",
             )
             .map_err(storage)?;
@@ -374,7 +381,7 @@ impl Accounts for SqliteMeta {
     fn shared_link(&self, slug: &str) -> Result<Option<SharedLink>> {
         let conn = self.conn.lock().unwrap();
         conn.query_row(
-            "SELECT site_id, slug, name, password_hash, created_ms FROM shared_links WHERE slug = ?1",
+            "SELECT site_id, slug, name, password_hash, created_ms, min_visitors FROM shared_links WHERE slug = ?1",
             [slug],
             link_row,
         )
@@ -413,6 +420,7 @@ fn link_row(r: &rusqlite::Row) -> rusqlite::Result<SharedLink> {
         name: r.get(2)?,
         password_hash: r.get(3)?,
         created_ms: r.get(4)?,
+        min_visitors: r.get(5)?,
     })
 }
 
@@ -534,9 +542,9 @@ mod tests {
         assert_eq!(m.accept_invite(&t2, viewer.id).unwrap().1, Role::Admin);
         assert!(Role::parse("root").is_err());
 
-        let public = m.create_shared_link(a.id, "Public", None).unwrap();
-        let private = m.create_shared_link(a.id, "Board", Some("board password")).unwrap();
-        assert!(m.create_shared_link(a.id, "Short", Some("pw")).is_err());
+        let public = m.create_shared_link(a.id, "Public", None, 0).unwrap();
+        let private = m.create_shared_link(a.id, "Board", Some("board password"), 0).unwrap();
+        assert!(m.create_shared_link(a.id, "Short", Some("pw"), 0).is_err());
         assert!(m.check_shared_password(&public, ""));
         assert!(m.check_shared_password(&private, "board password"));
         assert!(!m.check_shared_password(&private, "board passworD"));

@@ -37,6 +37,7 @@ fn boot(web: &Web, site: &Site, csrf: &str, share: Option<&SharedLink>, role: Op
         "share": share.map(|l| &l.slug),
         "canEdit": role.is_some_and(|r| allowed(Action::Manage, &user_holders(Some(r), false))),
         "canSave": role.is_some_and(|r| allowed(Action::Personal, &user_holders(Some(r), false))),
+        "hiddenBelow": share.map(|l| l.min_visitors).filter(|k| *k > 1),
     }))
 }
 

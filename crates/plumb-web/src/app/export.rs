@@ -111,6 +111,10 @@ pub async fn zip(
     let filters = parse_json(&p, "filters", json!([]))?;
     let site = crate::stats::site(&web, &domain)?;
     caller.authorize(&web, Some(&site))?;
+    if caller.hidden_below().is_some() {
+        let why = "this shared link hides rows of few visitors, so it offers no export of every breakdown";
+        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, why));
+    }
     let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
     let range = plumb_query::period::resolve_range(&range, today)?;
     let goals = crate::stats::site_goals(&web, site.id)?;

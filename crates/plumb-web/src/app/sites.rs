@@ -269,8 +269,12 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
         .iter()
         .map(|l| {
             let url = format!("{origin}/share/{}", l.slug);
+            let hides = match l.min_visitors {
+                0 | 1 => String::new(),
+                k => format!(" · hides rows under {k} visitors"),
+            };
             format!(
-                "<li><span><strong>{name}</strong>{lock}<br><a href=\"{url}\" class=\"share-url\">{url}</a>\
+                "<li><span><strong>{name}</strong>{lock}{hides}<br><a href=\"{url}\" class=\"share-url\">{url}</a>\
              <span class=\"hint\"> · embed: <code>{url}?embed=true</code></span></span>{revoke}</li>",
                 name = esc(&l.name),
                 lock = if l.password_hash.is_some() { " · password protected" } else { " · public" },
@@ -329,7 +333,9 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <ul class=\"list\">{shares}</ul><form method=\"post\" action=\"{base}/shares\" class=\"row\">{c}\
      <label>Name <input name=\"name\" required placeholder=\"Team\"></label>\
      <label>Password <input type=\"password\" name=\"password\" minlength=\"10\" placeholder=\"optional\" \
-     autocomplete=\"new-password\"></label><button type=\"submit\">Create link</button></form></section>\
+     autocomplete=\"new-password\"></label><label>Hide rows under <input type=\"number\" name=\"min_visitors\" \
+     min=\"0\" max=\"1000\" placeholder=\"0\" size=\"5\"> visitors</label>\
+     <button type=\"submit\">Create link</button></form></section>\
      <section class=\"card\"><h2>People</h2><ul class=\"list\">{members}</ul>\
      <form method=\"post\" action=\"{base}/invites\" class=\"row\">{c}<label>E-mail <input type=\"email\" \
      name=\"email\" required autocomplete=\"off\"></label><label>Role <select name=\"role\">\
@@ -547,8 +553,17 @@ pub async fn add_share(
 ) -> Result<Reply> {
     let (f, _, site, _) = settings_form(&web, &headers, &domain, &body, action)?;
     let password = f.get("password").filter(|p| !p.is_empty()).cloned();
+    let min_visitors = match field(&f, "min_visitors").trim() {
+        "" => 0,
+        n => n.parse().map_err(|_| {
+            let m = format!("hide rows under: `{n}` is not a number of visitors");
+            meta_reply(plumb_meta::MetaError::Invalid(m))
+        })?,
+    };
     let (meta, name, id) = (web.meta.clone(), field(&f, "name").to_owned(), site.id);
-    hashing(&web, move || meta.create_shared_link(id, &name, password.as_deref())).await?.map_err(meta_reply)?;
+    hashing(&web, move || meta.create_shared_link(id, &name, password.as_deref(), min_visitors))
+        .await?
+        .map_err(meta_reply)?;
     back_to_settings(&site)
 }
 
