@@ -24,8 +24,17 @@ pub struct ClickHouseServer {
     lifetime: Duration,
 }
 
+/// A port nothing listens on, never handed out before in this process: between this call and
+/// the server binding it the port is free, and the tests of one binary start servers at once.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 impl ClickHouseServer {
@@ -98,6 +107,11 @@ impl ClickHouseServer {
             assert!(Instant::now() < deadline, "clickhouse-server did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The answer must be this server's, not another's that holds the port.
+        let path =
+            server.run("SELECT data_path FROM system.databases WHERE name = 'system'", false, Duration::from_secs(5));
+        let ours = path.as_deref().is_ok_and(|p| p.trim().starts_with(&self.dir.display().to_string()));
+        assert!(ours, "port {http} answers for another server ({path:?}): {}", self.log());
     }
 
     fn http(&self) -> crate::clickhouse::http::Server {
@@ -242,6 +256,18 @@ impl ClickHouseCluster {
             server.run();
         }
         ClickHouseCluster { servers, replicas, _zookeeper: zookeeper }
+    }
+
+    /// The end of every server's error log, for a failure's message.
+    pub fn logs(&self) -> String {
+        let tail = |log: String| {
+            log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        self.servers
+            .iter()
+            .map(|s| format!("--- {}\n{}", s.dir.display(), tail(s.log())))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn server(&self, shard: usize, replica: usize) -> &ClickHouseServer {

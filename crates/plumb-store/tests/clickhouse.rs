@@ -492,8 +492,14 @@ fn a_sharded_replicated_cluster_answers_what_duckdb_answers() {
     use plumb_store::testing::ClickHouseCluster;
     let cluster = ClickHouseCluster::start("cluster", 2, 2);
     let rows: Vec<Row> = (0..300).map(row).collect();
-    let mut first = ClickHouseStore::open_as(&cluster.url(0, 0, "plumb"), "partitions 0-7").unwrap();
-    let mut second = ClickHouseStore::open_as(&cluster.url(1, 0, "plumb"), "partitions 8-15").unwrap();
+    // The first statements on a cluster have failed now and then (no answer at all): with the
+    // servers' logs, the next failure says why.
+    let open = |shard, partitions| {
+        ClickHouseStore::open_as(&cluster.url(shard, 0, "plumb"), partitions)
+            .unwrap_or_else(|e| panic!("{e}\nthe servers' error logs:\n{}", cluster.logs()))
+    };
+    let mut first = open(0, "partitions 0-7");
+    let mut second = open(1, "partitions 8-15");
     first.commit(&rows[..100], 5).unwrap();
     second.commit(&rows[100..200], 7).unwrap();
     first.commit(&rows[200..], 9).unwrap();

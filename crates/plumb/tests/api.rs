@@ -604,3 +604,27 @@ async fn annotations_and_segments_are_kept_through_the_api_and_segments_filter_q
     assert_eq!(call(&c, Method::DELETE, url(&format!("/segments/{own_id}")), &admin, None).await.0, 404);
     assert_eq!(call(&c, Method::DELETE, url(&format!("/segments/{}", seg["id"])), &admin, None).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_privacy_page_says_what_the_running_configuration_does() {
+    let dir = temp_dir("privacy");
+    cli(&dir, &["site", "add", "p.test"]);
+    cli(&dir, &["site", "retention", "p.test", "6"]);
+    let server = Server::start(&dir, &["--keep-query-params", "q,page", "--queue-retention", "10m"]);
+    let c = client();
+    let page = c.get(format!("{}/privacy/p.test", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    for said in [
+        "how p.test counts visits",
+        "deletes it 10 minutes after the visit",
+        "<code>q</code>, <code>page</code>",
+        "kept for 6 months, then deleted",
+        "<code>visit:source</code>",
+        "<code>event:page</code>",
+    ] {
+        assert!(page.contains(said), "the privacy page does not say `{said}`");
+    }
+    let missing = c.get(format!("{}/privacy/nope.test", server.url)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -185,8 +185,11 @@ fn snippet_html(web: &Web, headers: &HeaderMap, site: &Site) -> String {
          <p>No cookies are set and nothing personal is stored, so no consent banner is needed for Plumb.</p>\
          <p>Outbound links, file downloads, form submissions, 404 pages and tagged elements are counted \
          when the script's name lists them, e.g. <code>{stem}.outbound-links.file-downloads.js</code> \
-         (Plausible's names; see the README's <em>Tracker</em> section).</p>",
+         (Plausible's names; see the README's <em>Tracker</em> section).</p>\
+         <p>What is counted, dropped and kept is on <a href=\"{privacy}\">the site's privacy page</a>, \
+         for your privacy policy to link to.</p>",
         stem = esc(web.tracker_paths.script_stem()),
+        privacy = esc(&format!("{}/privacy/{}", base_url(web, headers), site.domain)),
         d = esc(&site.domain),
         tag = esc(&tag),
     )
