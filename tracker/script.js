@@ -5,7 +5,7 @@
 (function (w, d) {
   'use strict';
   var l = w.location, stub = w.plausible || {}, v = {}, o = {}, s = d.currentScript;
-  var api, domain, lastUrl, shownAt = 0, engaged = 0, depth = 0, started;
+  var api, domain, lastUrl, shownAt = 0, engaged = 0, depth = 0, started, q = stub.q || [];
 //+ compat
   // Browsers without `currentScript` find the script by its id, as Plausible's compat one does.
   s = s || d.getElementById('plausible');
@@ -47,8 +47,9 @@
   function post(body, cb) {
     if (ignored()) return cb && cb();
     var done = function () { if (cb) cb(); };
-    // text/plain keeps it a simple request (no CORS preflight); keepalive lets it outlive the page.
-    fetch(api, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'text/plain' }, keepalive: true })
+    // A string body goes as text/plain: a simple request, no CORS preflight. keepalive lets it
+    // outlive the page.
+    fetch(api, { method: 'POST', body: JSON.stringify(body), keepalive: true })
       .then(done, done);
   }
 
@@ -101,6 +102,8 @@
 //-
 
   function send(name, opts) {
+    // Before `init` (a snippet that waits for it), calls wait their turn.
+    if (!started) return q.push([name, opts]);
     opts = opts || {};
     var u = opts.u || url(), p = props(name, opts.props);
     var body = { n: name, u: u, d: domain, r: d.referrer || null, h: on('hashBasedRouting') ? 1 : 0, w: w.innerWidth };
@@ -126,10 +129,13 @@
   function page() { if (on('autoCapturePageviews') && url() !== lastUrl) send('pageview'); }
 
 //+ outbound-links file-downloads tagged-events
+//+ compat
+  // A plain click that navigates this window (not a new tab, not one the page handles itself).
   function follows(e, a) {
     return !e.defaultPrevented && e.type === 'click' && !(e.ctrlKey || e.metaKey || e.shiftKey) &&
       (!a.target || /^_(self|parent|top)$/i.test(a.target));
   }
+//-
 
   // Sends a click's or a submit's event. The request is sent with `keepalive`, so it outlives a
   // page the click leaves; the compat variant (older browsers) holds the navigation until it is sent.
@@ -151,23 +157,27 @@
 //+ tagged-events
   // Plausible's class names: `plausible-event-name=Signup` (or `--`), `plausible-event-<prop>=<value>`
   // (`+` for a space), `plausible-revenue-amount=…` / `-currency=…`; on the element or up to 3 parents.
-  // A click inside a form is not one: its submit is.
+  // A click inside a form (up to 3 parents) is not one: its submit is.
   function tagged(el, clicked) {
-    for (var i = 0; el && el.classList && i < 4; el = el.parentNode, i++) {
+    var t, i, c, m, k, e = {};
+    for (i = 0; el && el.classList && i < 4; el = el.parentNode, i++) {
       if (clicked && el.tagName.toLowerCase() === 'form') return;
-      var t = { p: {}, r: {} }, c = el.classList, m, k;
-      for (k = 0; k < c.length; k++) {
-        if ((m = c[k].match(/^plausible-(event|revenue)-(.+?)(=|--)(.+)$/))) {
-          if (m[1] === 'revenue') {
+      for (c = el.classList, k = 0; !t && k < c.length; k++) {
+        if ((m = c[k].match(/^plausible-(event|revenue)-(.+?)(=|--)(.+)$/))) e[m[1] + m[2]] = m[4];
+      }
+      if (!t && e.eventname) {
+        t = { n: e.eventname.replace(/\+/g, ' '), p: {}, r: {} };
+        for (k in e) {
+          if (k.indexOf('revenue') === 0) {
 //+ revenue
-            t.r[m[2]] = m[4];
+            t.r[k.slice(7)] = e[k];
 //-
-          } else if (m[2] === 'name') t.n = m[4].replace(/\+/g, ' ');
-          else t.p[m[2]] = m[4].replace(/\+/g, ' ');
+          } else if (k !== 'eventname') t.p[k.slice(5)] = e[k].replace(/\+/g, ' ');
         }
       }
-      if (t.n) return t;
+      e = {};
     }
+    return t;
   }
 //-
 
@@ -245,14 +255,18 @@
     var nav = w.performance && performance.getEntriesByType && performance.getEntriesByType('navigation')[0];
     if (on('notFound') && nav && nav.responseStatus === 404) send('404', { props: { path: l.pathname } });
 //-
-    for (var i = 0, q = stub.q || []; i < q.length; i++) send.apply(null, q[i]);
+    for (var i = 0; i < q.length; i++) send.apply(null, q[i]);
   }
 
   // `plausible.init({domain, endpoint, hashBasedRouting, autoCapturePageviews, outboundLinks,
   // fileDownloads, formSubmissions, customProperties, captureOnLocalhost})`, as Plausible's
   // snippet and npm tracker take them; a snippet that defines `init` waits for its call.
   w.plausible = send;
-  send.init = function (opts) { o = opts || {}; start(); };
+  send.init = function (opts) {
+    o = opts || {};
+    // Called again once running: the new endpoint and domain apply from now on.
+    if (started) { api = o.endpoint || api; domain = o.domain || domain; } else start();
+  };
   if (stub.o) send.init(stub.o);
   else if (!stub.init) start();
 })(window, document);

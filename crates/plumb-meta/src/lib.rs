@@ -261,7 +261,9 @@ pub struct Segment {
 /// Bounds on what callers store per site.
 pub const MAX_ANNOTATIONS: u32 = 2_000;
 pub const MAX_ANNOTATION_CHARS: usize = 300;
+/// Shared segments per site, and each user's own per site.
 pub const MAX_SEGMENTS: u32 = 200;
+pub const MAX_OWN_SEGMENTS: u32 = 50;
 pub const MAX_SEGMENT_NAME_CHARS: usize = 100;
 pub const MAX_SEGMENT_FILTER_BYTES: usize = 8 * 1024;
 
@@ -447,7 +449,8 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     fn annotations(&self, site_id: u32, from: i32, to: i32) -> Result<Vec<Annotation>>;
     fn remove_annotation(&self, site_id: u32, id: u32) -> Result<()>;
 
-    /// Saves a filter set (at most [`MAX_SEGMENTS`] per site), `owner`'s own or shared (`None`).
+    /// Saves a filter set, `owner`'s own (at most [`MAX_OWN_SEGMENTS`] each per site) or shared
+    /// (`None`, at most [`MAX_SEGMENTS`] per site).
     fn add_segment(&self, site_id: u32, name: &str, filters: &str, owner: Option<u32>) -> Result<Segment>;
     /// Every segment of a site, personal ones included (callers show each only to whom it may).
     fn segments(&self, site_id: u32) -> Result<Vec<Segment>>;

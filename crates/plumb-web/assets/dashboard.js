@@ -316,7 +316,8 @@ function renderStats() {
   const box = $('stats');
   load(box, async (signal) => {
     const data = await query({ metrics: STATS, include: comparing() ? { comparisons: { mode: 'previous_period' } } : {} }, signal);
-    const row = data.results[0] || { metrics: STATS.map(() => 0) };
+    // Nothing shown through a link that hides small groups is not a zero.
+    const row = data.results[0] || { metrics: STATS.map(() => (data.meta.rows_hidden_below_visitors ? null : 0)) };
     box.replaceChildren(...STATS.map((m, i) => {
       const change = row.comparison?.change?.[i];
       const dir = change > 0 ? 'up' : change < 0 ? 'down' : '';

@@ -174,12 +174,20 @@ impl Caller {
         }
     }
 
-    /// Through a shared link that hides small groups: the fewest visitors a row must have.
-    pub fn hidden_below(&self) -> Option<u32> {
-        match (&self.key, &self.session, &self.share) {
-            (None, None, Some(link)) if link.min_visitors > 1 => Some(link.min_visitors),
-            _ => None,
-        }
+    /// Whether only the shared link lets the caller read `site` (a key, or a user with a role,
+    /// reads it in their own right).
+    pub fn reads_by_link_only(&self, web: &Web, site: &Site) -> Result<bool, ApiError> {
+        let mut holders = self.holders(web, Some(site))?;
+        let by_link = holders.contains(&Holder::Link);
+        holders.retain(|h| *h != Holder::Link);
+        Ok(by_link && !allowed(Action::Read, &holders))
+    }
+
+    /// When only a shared link that hides small groups lets the caller read `site`: the fewest
+    /// visitors a row must have.
+    pub fn hidden_below(&self, web: &Web, site: &Site) -> Result<Option<u32>, ApiError> {
+        let k = self.share.as_ref().map_or(0, |l| l.min_visitors);
+        Ok(if k > 1 && self.reads_by_link_only(web, site)? { Some(k) } else { None })
     }
 
     /// The signed-in user making the request (not when a key speaks).

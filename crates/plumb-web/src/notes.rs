@@ -79,6 +79,14 @@ fn segment_json(s: &Segment) -> Value {
     json!({"id": s.id, "name": s.name, "filters": filters, "shared": s.owner.is_none()})
 }
 
+/// Segments are the site's people's: a shared link reads the dashboard, not their saved views.
+fn no_links(web: &Web, caller: &Caller, site: &plumb_meta::Site) -> Result<(), ApiError> {
+    if caller.reads_by_link_only(web, site)? {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "a shared link does not read the site's segments"));
+    }
+    Ok(())
+}
+
 /// Whether the caller sees a segment: shared ones, and a user's own.
 fn visible(s: &Segment, caller: &Caller) -> bool {
     s.owner.is_none() || s.owner == caller.user_id()
@@ -91,6 +99,7 @@ pub async fn list_segments(
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
+    no_links(&web, &caller, &site)?;
     let list: Vec<Value> =
         web.meta.segments(site.id)?.iter().filter(|s| visible(s, &caller)).map(segment_json).collect();
     Ok(Json(json!({"segments": list})).into_response())
@@ -177,6 +186,8 @@ pub fn expand_segments(web: &Web, caller: &Caller, site_id: u32, filters: &[Valu
     if !filters.iter().any(names_segment) {
         return Ok(filters.to_vec());
     }
+    let site = web.meta.site_by_id(site_id)?.ok_or_else(|| ApiError::bad(format!("no site with id {site_id}")))?;
+    no_links(web, caller, &site)?;
     let segments = web.meta.segments(site_id)?;
     filters
         .iter()

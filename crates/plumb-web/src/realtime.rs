@@ -41,7 +41,9 @@ fn readable_site(web: &Web, caller: &Caller, p: Params) -> Result<Site, ApiError
 /// that hides small groups.
 fn snapshot(web: &Web, site: &Site, caller: &Caller) -> LiveSnapshot {
     let mut s = web.live.snapshot(site.id, Utc::now().timestamp_millis());
-    if let Some(k) = caller.hidden_below() {
+    // A check that fails (metadata unreachable) hides as much as the strictest link would.
+    let hide = caller.hidden_below(web, site).unwrap_or(caller.share.as_ref().map(|l| l.min_visitors));
+    if let Some(k) = hide.filter(|k| *k > 1) {
         s.pages.retain(|p| p.visitors >= k as usize);
         s.sources.retain(|p| p.visitors >= k as usize);
     }

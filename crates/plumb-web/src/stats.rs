@@ -130,6 +130,22 @@ pub fn goal_filter(op: Op, values: &[String], case_sensitive: bool, goals: &[Goa
     Ok(Filter::Or(picked))
 }
 
+/// Through a link that hides small groups, filters may only pick values (`is`, `contains`, at the
+/// top level): negations, patterns and combinations would let small groups be told apart by
+/// difference.
+fn only_plain_filters(filters: &[Value]) -> Result<(), ApiError> {
+    for f in filters {
+        let op = f.get(0).and_then(Value::as_str).unwrap_or_default();
+        if !matches!(op, "is" | "contains") {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                format!("this shared link hides small groups: filters may use `is` and `contains` only, not `{op}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Dimensions one query may group by.
 pub const MAX_DIMENSIONS: usize = 5;
 
@@ -333,6 +349,9 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         .collect::<Result<Vec<_>, _>>()?;
     let goals = site_goals(web, site.id)?;
     let filters = crate::notes::expand_segments(web, caller, site.id, &body.filters)?;
+    if caller.hidden_below(web, &site)?.is_some() {
+        only_plain_filters(&filters)?;
+    }
     let filter = parse_filters(&filters, range, &goals)?;
     let order_by = body
         .order_by
@@ -374,7 +393,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     // Through a link that hides small groups, a row of a breakdown or of a filtered answer needs
     // that many visitors (asked for at the end when the query did not ask).
     let grouped = q.filter.is_some() || q.dimensions.iter().any(|d| !matches!(d, Dimension::Time(_)));
-    let hide = caller.hidden_below().filter(|_| grouped);
+    let hide = caller.hidden_below(web, &site)?.filter(|_| grouped);
     let mut asked = q.clone();
     let visitors_at = hide.map(|_| {
         asked.metrics.iter().position(|m| *m == Metric::Visitors).unwrap_or_else(|| {
@@ -384,7 +403,12 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     });
     let mut out = run_query(web, asked).await?;
     if let (Some(k), Some(at)) = (hide, visitors_at) {
-        out.results.retain(|r| r.metrics[at].as_f64().unwrap_or(0.0) >= f64::from(k));
+        // The comparison period's row too: a custom comparison range could single a day out.
+        let enough = |v: &Value| v.as_f64().unwrap_or(0.0) >= f64::from(k);
+        let compared = q.comparison.is_some();
+        out.results.retain(|r| {
+            enough(&r.metrics[at]) && (!compared || r.comparison.as_ref().is_some_and(|c| enough(&c.metrics[at])))
+        });
         if at == q.metrics.len() {
             for r in &mut out.results {
                 r.metrics.truncate(at);
@@ -405,7 +429,8 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         };
         meta.insert("time_labels".into(), json!(plumb_query::time_labels(bucket, range)));
     }
-    if q.total_rows {
+    // Counting the rows would count the hidden ones too.
+    if q.total_rows && hide.is_none() {
         meta.insert("total_rows".into(), json!(out.total_rows));
     }
     if let Some(k) = hide {

@@ -114,7 +114,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
     let domain = p.site_id.ok_or_else(|| ApiError::bad("site_id is required"))?;
     let site = site(&web, &domain)?;
     caller.authorize(&web, Some(&site))?;
-    if caller.hidden_below().is_some() {
+    if caller.hidden_below(&web, &site)?.is_some() {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "this shared link hides rows of few visitors: it reads through POST /api/v2/query only",

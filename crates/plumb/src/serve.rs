@@ -106,13 +106,19 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
 /// Configured tracker paths must not take a route of the API or the dashboard: the event path is
 /// none of theirs, and the script's directory holds none of them.
 fn check_paths(paths: &plumb_core::paths::TrackerPaths) -> Result<()> {
-    let dir = format!("{}/", paths.script_dir());
+    use plumb_core::paths::DEFAULT_EVENT;
     let collector = plumb_collector::routes(&Default::default());
     let taken = plumb_web::routes().into_iter().map(|(_, p, _)| p.to_owned()).chain(collector.into_iter().map(|r| r.1));
+    let segments = |p: &str| p.trim_start_matches('/').split('/').map(str::to_owned).collect::<Vec<_>>();
+    // A route's `{name}` segment stands for any one segment.
+    let fits = |route: &[String], path: &[String]| route.iter().zip(path).all(|(r, p)| r == p || r.starts_with('{'));
+    let (event, dir) = (segments(&paths.event), segments(paths.script_dir()));
     for route in taken {
-        let event_taken = paths.event != plumb_core::paths::DEFAULT_EVENT && route == paths.event;
-        if event_taken || (route.starts_with(&dir) && dir != "/js/") {
-            bail!("--event-path / --script-path: `{route}` is already a route of Plumb; choose another path");
+        let r = segments(&route);
+        let event_taken = paths.event != DEFAULT_EVENT && r.len() == event.len() && fits(&r, &event);
+        let dir_taken = paths.script_dir() != "/js" && r.len() > dir.len() && fits(&r, &dir);
+        if event_taken || dir_taken {
+            bail!("--event-path / --script-path: Plumb already serves `{route}` there; choose another path");
         }
     }
     Ok(())

@@ -456,6 +456,7 @@ async fn the_first_run_creates_the_owner_once() {
 async fn a_shared_link_can_hide_rows_of_few_visitors() {
     let dir = temp_dir("dash-hide");
     assert!(add_user(&dir, "owner@example.com", "owner password 1").0);
+    assert!(add_user(&dir, "other@example.com", "other password 1").0);
     cli(&dir, &["site", "add", "few.test"]);
     let server = Server::start(&dir, &[]);
     let mut b = Browser::new(&server.url);
@@ -509,6 +510,34 @@ async fn a_shared_link_can_hide_rows_of_few_visitors() {
     let bing = json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day",
                       "filters": [["is", "visit:source", ["Bing"]]]});
     assert_eq!(ask(bing, true).await.1["results"], json!([]), "a filter cannot single one visitor out");
+    let not_google = json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day",
+                            "filters": [["is_not", "visit:source", ["Google"]]]});
+    let (status, body) = ask(not_google, true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "negations would tell small groups apart: {body}");
+    // Rows kept on the current period's numbers are dropped for a small comparison period.
+    let compared = json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day",
+        "dimensions": ["visit:source"], "include": {"total_rows": true,
+        "comparisons": {"mode": "custom", "date_range": ["2020-01-01", "2020-01-01"]}}});
+    let (_, body) = ask(compared, true).await;
+    assert_eq!(body["results"], json!([]), "Google had no visitor on the comparison day: {body}");
+    assert!(body["meta"].get("total_rows").is_none(), "no count of hidden rows: {body}");
+    // Signed in without a role on the site, the link is still what lets one read it.
+    let mut other = Browser::new(&server.url);
+    other.sign_in("other@example.com", "other password 1").await;
+    let by_source =
+        json!({"site_id": "few.test", "metrics": ["visitors"], "date_range": "day", "dimensions": ["visit:source"]});
+    let r = c
+        .post(format!("{}/api/v2/query", server.url))
+        .header("cookie", other.cookie_header())
+        .header("x-plumb-share", &slug);
+    let body: Value = r.json(&by_source).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        body["results"].as_array().map(Vec::len),
+        Some(1),
+        "a session without a role does not lift the hiding: {body}"
+    );
+    let segments = c.get(format!("{}/api/v1/sites/few.test/segments", server.url)).header("x-plumb-share", &slug);
+    assert_eq!(segments.send().await.unwrap().status(), StatusCode::FORBIDDEN, "links do not read segments");
     let v1 = c.get(format!("{}/api/v1/stats/aggregate?site_id=few.test", server.url)).header("x-plumb-share", &slug);
     assert_eq!(v1.send().await.unwrap().status(), StatusCode::FORBIDDEN, "v1 has no hiding: refused");
     let zip = c.get(format!("{}/sites/few.test/export.zip?share={slug}", server.url)).header("x-plumb-share", &slug);

@@ -176,8 +176,15 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["serve", "--public-url", "ftp://stats.example.com"][..], "is not an http(s) address"),
         (&["serve", "--script-path", "/app.js"][..], "must be in a directory"),
         (&["serve", "--event-path", "/e?x"][..], "`?` is not allowed"),
-        (&["serve", "--event-path", "/api/v2/query"][..], "`/api/v2/query` is already a route of Plumb"),
-        (&["serve", "--script-path", "/sites/app.js"][..], "is already a route of Plumb"),
+        (&["serve", "--event-path", "/api/v2/query"][..], "Plumb already serves `/api/v2/query` there"),
+        (&["serve", "--event-path", "/js/script.js"][..], "must not be in the script's directory /js"),
+        (
+            &["serve", "--script-path", "/s/app.js", "--event-path", "/js/x.js"][..],
+            "Plumb already serves `/js/{file}` there",
+        ),
+        (&["serve", "--event-path", "/share/x"][..], "Plumb already serves `/share/{slug}` there"),
+        (&["serve", "--script-path", "/sites/app.js"][..], "Plumb already serves `/sites"),
+        (&["serve", "--script-path", "/assets/app.js"][..], "Plumb already serves `/assets/{name}` there"),
         // Each role takes only its own options.
         (&["work", "--ip-rate-limit", "5"][..], "unexpected argument"),
         (&["collect", "--public-url", "https://stats.example.com"][..], "unexpected argument"),

@@ -270,6 +270,12 @@ impl Accounts for PgMeta {
 
     fn remove_member(&self, user_id: u32, site_id: u32) -> Result<()> {
         let n = self.pool.run(move |c| {
+            // Their own segments of the site go with their role.
+            c.execute(
+                "DELETE FROM segments WHERE site_id = $1 AND owner_id = $2",
+                &[&i64::from(site_id), &i64::from(user_id)],
+            )
+            .map_err(storage)?;
             c.execute(
                 "DELETE FROM members WHERE site_id = $1 AND user_id = $2",
                 &[&i64::from(site_id), &i64::from(user_id)],

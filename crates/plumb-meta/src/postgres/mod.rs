@@ -13,7 +13,9 @@ use crate::accounts::sha256_hex;
 use crate::backend::{
     NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
 };
-use crate::{Annotation, MAX_ANNOTATIONS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment};
+use crate::{
+    Annotation, MAX_ANNOTATIONS, MAX_OWN_SEGMENTS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment,
+};
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
     Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
@@ -588,22 +590,18 @@ impl MetaStore for PgMeta {
             let created_ms = now_ms();
             let mut tx = c.transaction().map_err(storage)?;
             tx.execute("SELECT pg_advisory_xact_lock(8, $1)", &[&(site_id as i32)]).map_err(storage)?;
+            let max = if owner.is_some() { MAX_OWN_SEGMENTS } else { MAX_SEGMENTS };
             let row = tx
                 .query_opt(
                     "INSERT INTO segments (site_id, name, filters, owner_id, created_ms) SELECT $1, $2, $3, $4, $5
-                     WHERE (SELECT count(*) FROM segments WHERE site_id = $1) < $6 RETURNING id",
-                    &[
-                        &i64::from(site_id),
-                        &name,
-                        &filters,
-                        &owner.map(i64::from),
-                        &created_ms,
-                        &i64::from(MAX_SEGMENTS),
-                    ],
+                     WHERE (SELECT count(*) FROM segments WHERE site_id = $1 AND owner_id IS NOT DISTINCT FROM $4) < $6
+                     RETURNING id",
+                    &[&i64::from(site_id), &name, &filters, &owner.map(i64::from), &created_ms, &i64::from(max)],
                 )
                 .map_err(or_missing(|| MetaError::no_site(site_id)))?;
             tx.commit().map_err(storage)?;
-            let row = row.ok_or_else(|| MetaError::too_many("segments", MAX_SEGMENTS))?;
+            let what = if owner.is_some() { "own segments per user" } else { "shared segments" };
+            let row = row.ok_or_else(|| MetaError::too_many(what, max))?;
             Ok(Segment { id: id(&row, 0)?, site_id, name, filters, owner, created_ms })
         })
     }

@@ -235,6 +235,9 @@ impl Accounts for SqliteMeta {
         let n = conn
             .execute("DELETE FROM members WHERE site_id = ?1 AND user_id = ?2", params![site_id, user_id])
             .map_err(storage)?;
+        // Their own segments of the site go with their role.
+        conn.execute("DELETE FROM segments WHERE site_id = ?1 AND owner_id = ?2", params![site_id, user_id])
+            .map_err(storage)?;
         if n == 0 { Err(MetaError::no_member(user_id, site_id)) } else { Ok(()) }
     }
 

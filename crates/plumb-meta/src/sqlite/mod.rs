@@ -4,7 +4,9 @@ use crate::accounts::sha256_hex;
 use crate::backend::{
     NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
 };
-use crate::{Annotation, MAX_ANNOTATIONS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment};
+use crate::{
+    Annotation, MAX_ANNOTATIONS, MAX_OWN_SEGMENTS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment,
+};
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
     Scope, SecurityCount, Site, day_is_live, parse_timezone, validate_alias, validate_currency, validate_domain,
@@ -493,15 +495,19 @@ impl MetaStore for SqliteMeta {
         let name = validate_segment(name, filters)?;
         let conn = self.conn.lock().unwrap();
         let created_ms = now_ms();
+        let max = if owner.is_some() { MAX_OWN_SEGMENTS } else { MAX_SEGMENTS };
         let added = conn
             .execute(
                 "INSERT INTO segments (site_id, name, filters, owner_id, created_ms) SELECT ?1, ?2, ?3, ?4, ?5
-                 WHERE (SELECT count(*) FROM segments WHERE site_id = ?1) < ?6",
-                params![site_id, name, filters, owner, created_ms, MAX_SEGMENTS],
+                 WHERE (SELECT count(*) FROM segments WHERE site_id = ?1 AND owner_id IS ?4) < ?6",
+                params![site_id, name, filters, owner, created_ms, max],
             )
             .map_err(or_no_site(site_id))?;
         if added == 0 {
-            return Err(MetaError::too_many("segments", MAX_SEGMENTS));
+            return Err(MetaError::too_many(
+                if owner.is_some() { "own segments per user" } else { "shared segments" },
+                max,
+            ));
         }
         let id = conn.last_insert_rowid() as u32;
         Ok(Segment { id, site_id, name: name.to_owned(), filters: filters.to_owned(), owner, created_ms })

@@ -111,7 +111,7 @@ pub async fn zip(
     let filters = parse_json(&p, "filters", json!([]))?;
     let site = crate::stats::site(&web, &domain)?;
     caller.authorize(&web, Some(&site))?;
-    if caller.hidden_below().is_some() {
+    if caller.hidden_below(&web, &site)?.is_some() {
         let why = "this shared link hides rows of few visitors, so it offers no export of every breakdown";
         return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, why));
     }
