@@ -15,7 +15,7 @@ pub enum Action {
     Account,
     /// Read a site's numbers: Stats API, realtime, dashboard, exports, goals, security counts.
     Read,
-    /// Keep one's own things on a site: personal segments (shared ones need `Manage`).
+    /// A site's saved views: list its segments, keep one's own (shared ones need `Manage`).
     Personal,
     /// Change a site's settings: timezone, goals, shared links, invites, firewall rules,
     /// annotations, shared segments; see its settings and snippet.
@@ -78,8 +78,8 @@ impl Action {
         match self {
             Action::Public => "sign in, set up, assets, API document, health, browser events",
             Action::Account => "own account, two-factor set-up, sessions, sites list",
-            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations, segments",
-            Action::Personal => "save and delete one's own segments (a key's are shared ones)",
+            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations",
+            Action::Personal => "list segments, save and delete one's own (a key's are shared ones)",
             Action::Manage => {
                 "timezone, goals, shared links, invites, firewall rules, annotations, shared segments, settings page"
             }

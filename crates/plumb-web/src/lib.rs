@@ -323,7 +323,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "get",
             "/api/v1/sites/{site_id}/segments",
             "Saved segments: the shared ones and the caller's own",
-            Read,
+            Personal,
             &[],
             &[],
             get(notes::list_segments),

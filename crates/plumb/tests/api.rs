@@ -575,7 +575,7 @@ async fn annotations_and_segments_are_kept_through_the_api_and_segments_filter_q
     let direct = visitors(google.clone()).await.1["results"][0]["metrics"][0].clone();
     let named = visitors(json!([["is", "segment", [seg["id"]]]])).await.1["results"][0]["metrics"][0].clone();
     assert_eq!((direct, named), (json!(1), json!(1)));
-    let (_, listed) = call(&c, Method::GET, url("/segments"), &reader, None).await;
+    let (_, listed) = call(&c, Method::GET, url("/segments"), &admin, None).await;
     assert_eq!(listed["segments"].as_array().unwrap().len(), 1);
     for (body, msg) in [
         (json!({"name": "Bad", "filters": [["is", "visit:nope", ["x"]]]}), "unknown dimension"),
@@ -597,7 +597,7 @@ async fn annotations_and_segments_are_kept_through_the_api_and_segments_filter_q
         &["segment", "add", "n.test", "Ann's", r#"[["is","visit:source",["Bing"]]]"#, "--owner", "ann@example.com"],
     );
     let own_id: u64 = own.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let (_, listed) = call(&c, Method::GET, url("/segments"), &reader, None).await;
+    let (_, listed) = call(&c, Method::GET, url("/segments"), &admin, None).await;
     assert_eq!(listed["segments"].as_array().unwrap().len(), 1, "{listed}");
     let (s, v) = visitors(json!([["is", "segment", [own_id]]])).await;
     assert!(s == 400 && error_of(&v).contains("is not a segment of this site"), "{s} {v}");

@@ -394,7 +394,7 @@ fn cases() -> Vec<Case> {
         c("delete", "/api/v1/sites/{site_id}/annotations/{annotation_id}", Manage, Api, 200, |f, _| {
             req(format!("/api/v1/sites/{SITE}/annotations/{}", f.annotation_id()), Body::None)
         }),
-        c("get", "/api/v1/sites/{site_id}/segments", Read, Api, 200, |_, _| {
+        c("get", "/api/v1/sites/{site_id}/segments", Personal, Api, 200, |_, _| {
             req(format!("/api/v1/sites/{SITE}/segments"), Body::None)
         }),
         c("post", "/api/v1/sites/{site_id}/segments", Personal, Api, 201, |f, _| {
