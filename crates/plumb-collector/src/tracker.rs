@@ -2,6 +2,7 @@
 //! lists (Plausible's legacy names, `script.outbound-links.hash.js`), compressed once each and
 //! served with an ETag.
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plumb_core::paths::TrackerPaths;
@@ -83,9 +84,10 @@ pub fn assemble(v: Variant, event_path: &str) -> String {
     kept.join("\n").replace("'/api/event'", &format!("'{event_path}'"))
 }
 
+/// A variant as served; `Bytes` so an answer shares it rather than copying it.
 struct Built {
-    plain: Vec<u8>,
-    gzip: Vec<u8>,
+    plain: Bytes,
+    gzip: Bytes,
     etag: HeaderValue,
 }
 
@@ -110,7 +112,7 @@ impl Scripts {
         let gzip = enc.finish().expect("writing to memory");
         let h = plain.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
         let etag = HeaderValue::from_str(&format!("\"{h:016x}\"")).expect("hex is a valid header");
-        let built = Arc::new(Built { plain, gzip, etag });
+        let built = Arc::new(Built { plain: plain.into(), gzip: gzip.into(), etag });
         // At most 2^12 variants, each a few KB: the map is bounded.
         self.built.lock().expect("not poisoned").insert(v, built.clone());
         built
