@@ -12,10 +12,16 @@ const LAST_YEAR: i32 = 2199;
 
 fn parse_date(v: &Value) -> Result<i32, Invalid> {
     let s = v.as_str().unwrap_or_default();
-    let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
-        .map_err(|_| Invalid(format!("date_range: `{v}` is not a date (YYYY-MM-DD)")))?;
+    parse_day("date_range", s.get(..10).unwrap_or(s))
+}
+
+/// A `YYYY-MM-DD` date a caller names (`field` says where), as a day number, from 1970 through
+/// 2199.
+pub fn parse_day(field: &str, s: &str) -> Result<i32, Invalid> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Invalid(format!("{field}: `{s}` is not a date (YYYY-MM-DD)")))?;
     if !(FIRST_YEAR..=LAST_YEAR).contains(&d.year()) {
-        return Err(Invalid(format!("date_range: `{v}` is not between {FIRST_YEAR} and {LAST_YEAR}")));
+        return Err(Invalid(format!("{field}: `{s}` is not between {FIRST_YEAR} and {LAST_YEAR}")));
     }
     Ok(day_number(d))
 }

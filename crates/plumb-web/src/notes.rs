@@ -10,24 +10,16 @@ use axum::Json;
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::NaiveDate;
-use plumb_core::time::{date_of_day, day_number};
+use plumb_core::time::date_of_day;
 use plumb_meta::permission::Action;
-use plumb_meta::{Annotation, MetaStore, Segment};
+use plumb_meta::{Annotation, MetaStore, Segment, Site};
+use plumb_query::period::parse_day;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 fn annotation_json(a: &Annotation) -> Value {
     json!({"id": a.id, "date": date_of_day(a.day).to_string(), "text": a.text})
-}
-
-fn date(field: &str, v: &str) -> Result<i32, ApiError> {
-    NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .ok()
-        .filter(|d| (1970..=2199).contains(&chrono::Datelike::year(d)))
-        .map(day_number)
-        .ok_or_else(|| ApiError::bad(format!("`{field}` must be a date (YYYY-MM-DD) from 1970 to 2199, got `{v}`")))
 }
 
 fn id(what: &str, v: &str) -> Result<u32, ApiError> {
@@ -42,8 +34,8 @@ pub async fn list_annotations(
     QueryParams(p): QueryParams<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
-    let from = p.get("from").map(|v| date("from", v)).transpose()?.unwrap_or(0);
-    let to = p.get("to").map(|v| date("to", v)).transpose()?.unwrap_or(i32::MAX);
+    let from = p.get("from").map(|v| parse_day("from", v)).transpose()?.unwrap_or(0);
+    let to = p.get("to").map(|v| parse_day("to", v)).transpose()?.unwrap_or(i32::MAX);
     let list: Vec<Value> = web.meta.annotations(site.id, from, to)?.iter().map(annotation_json).collect();
     Ok(Json(json!({"annotations": list})).into_response())
 }
@@ -58,7 +50,7 @@ pub async fn add_annotation(
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
     let f = fields(&headers, &body)?;
-    let day = date("date", required(&f, "date")?)?;
+    let day = parse_day("date", required(&f, "date")?)?;
     let a = web.meta.add_annotation(site.id, day, required(&f, "text")?)?;
     Ok((StatusCode::CREATED, Json(annotation_json(&a))).into_response())
 }
@@ -80,7 +72,7 @@ fn segment_json(s: &Segment) -> Value {
 }
 
 /// Segments are the site's people's: a shared link reads the dashboard, not their saved views.
-fn no_links(web: &Web, caller: &Caller, site: &plumb_meta::Site) -> Result<(), ApiError> {
+fn no_links(web: &Web, caller: &Caller, site: &Site) -> Result<(), ApiError> {
     if caller.reads_by_link_only(web, site)? {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "a shared link does not read the site's segments"));
     }
@@ -181,13 +173,12 @@ fn names_segment(f: &Value) -> bool {
 
 /// A query's filters with each `["is", "segment", [ids]]` replaced by the segments' own filters
 /// (several ids: any of them). Only segments the caller sees can be named.
-pub fn expand_segments(web: &Web, caller: &Caller, site_id: u32, filters: &[Value]) -> Result<Vec<Value>, ApiError> {
+pub fn expand_segments(web: &Web, caller: &Caller, site: &Site, filters: &[Value]) -> Result<Vec<Value>, ApiError> {
     if !filters.iter().any(names_segment) {
         return Ok(filters.to_vec());
     }
-    let site = web.meta.site_by_id(site_id)?.ok_or_else(|| ApiError::bad(format!("no site with id {site_id}")))?;
-    no_links(web, caller, &site)?;
-    let segments = web.meta.segments(site_id)?;
+    no_links(web, caller, site)?;
+    let segments = web.meta.segments(site.id)?;
     filters
         .iter()
         .map(|f| {

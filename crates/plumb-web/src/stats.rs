@@ -348,8 +348,10 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         })
         .collect::<Result<Vec<_>, _>>()?;
     let goals = site_goals(web, site.id)?;
-    let filters = crate::notes::expand_segments(web, caller, site.id, &body.filters)?;
-    if caller.hidden_below(web, &site)?.is_some() {
+    let filters = crate::notes::expand_segments(web, caller, &site, &body.filters)?;
+    // Through a link that hides small groups (the hiding itself is below).
+    let hidden_below = caller.hidden_below(web, &site)?;
+    if hidden_below.is_some() {
         only_plain_filters(&filters)?;
     }
     let filter = parse_filters(&filters, range, &goals)?;
@@ -393,7 +395,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     // Through a link that hides small groups, a row of a breakdown or of a filtered answer needs
     // that many visitors (asked for at the end when the query did not ask).
     let grouped = q.filter.is_some() || q.dimensions.iter().any(|d| !matches!(d, Dimension::Time(_)));
-    let hide = caller.hidden_below(web, &site)?.filter(|_| grouped);
+    let hide = hidden_below.filter(|_| grouped);
     let mut asked = q.clone();
     let visitors_at = hide.map(|_| {
         asked.metrics.iter().position(|m| *m == Metric::Visitors).unwrap_or_else(|| {

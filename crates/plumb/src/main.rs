@@ -487,9 +487,8 @@ fn annotation(meta: &dyn MetaStore, cmd: AnnotationCommand) -> Result<()> {
     match cmd {
         AnnotationCommand::Add { domain, date, text } => {
             let site = site_named(meta, &domain)?;
-            let day = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                .with_context(|| format!("`{date}` is not a date (YYYY-MM-DD)"))?;
-            let a = meta.add_annotation(site.id, plumb_core::time::day_number(day), &text)?;
+            let day = plumb_query::period::parse_day("date", &date).map_err(|e| anyhow::anyhow!(e.0))?;
+            let a = meta.add_annotation(site.id, day, &text)?;
             println!("annotation {} on {} at {date}: {}", a.id, site.domain, a.text);
         }
         AnnotationCommand::List { domain } => {

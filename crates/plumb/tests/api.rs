@@ -531,7 +531,8 @@ async fn annotations_and_segments_are_kept_through_the_api_and_segments_filter_q
     let (_, march) = call(&c, Method::GET, url("/annotations?from=2026-03-01&to=2026-03-31"), &reader, None).await;
     assert_eq!(march["annotations"].as_array().unwrap().len(), 1, "{march}");
     for (body, msg) in [
-        (json!({"date": "2026-02-30", "text": "x"}), "`date` must be a date"),
+        (json!({"date": "2026-02-30", "text": "x"}), "date: `2026-02-30` is not a date"),
+        (json!({"date": "1969-12-31", "text": "x"}), "is not between 1970 and 2199"),
         (json!({"date": "2026-03-01", "text": ""}), "1 to 300 characters"),
         (json!({"date": "2026-03-01", "text": "x".repeat(301)}), "1 to 300 characters"),
         (json!({"date": "2026-03-01", "text": "two\nlines"}), "on one line"),

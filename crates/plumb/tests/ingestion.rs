@@ -168,6 +168,16 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
         (&["block", "add", "stats.test", "ip", "10.0.0.0/33"][..], "is not an IP address or CIDR range"),
         (&["block", "add", "stats.test", "country", "Germany"][..], "two-letter country code"),
         (&["block", "remove", "stats.test", "5"][..], "rule 5"),
+        (&["annotation", "add", "stats.test", "2026-02-30", "x"][..], "`2026-02-30` is not a date"),
+        (&["annotation", "add", "stats.test", "0001-01-01", "x"][..], "is not between 1970 and 2199"),
+        (&["annotation", "add", "stats.test", "2026-03-01", " "][..], "1 to 300 characters"),
+        (&["segment", "add", "stats.test", "S", r#"[["is","visit:nope",["x"]]]"#][..], "unknown dimension"),
+        (&["segment", "add", "stats.test", "S", "not json"][..], "filters are not JSON"),
+        (
+            &["segment", "add", "stats.test", "S", r#"[["is","visit:source",["x"]]]"#, "--owner", "nobody@example.com"]
+                [..],
+            "nobody@example.com",
+        ),
         // Serving options are checked before anything starts.
         (&["serve", "--ip-rate-limit", "0"][..], "--ip-rate-limit"),
         (&["serve", "--visitor-rate-limit", "0"][..], "--visitor-rate-limit"),

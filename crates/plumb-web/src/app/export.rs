@@ -120,7 +120,7 @@ pub async fn zip(
     let goals = crate::stats::site_goals(&web, site.id)?;
     let filters: Vec<Value> =
         serde_json::from_value(filters).map_err(|e| ApiError::bad(format!("filters: must be a list: {e}")))?;
-    let filters = crate::notes::expand_segments(&web, &caller, site.id, &filters)?;
+    let filters = crate::notes::expand_segments(&web, &caller, &site, &filters)?;
     let filter = crate::stats::parse_filters(&filters, range, &goals)?;
     let base = plumb_query::Query {
         filter,
