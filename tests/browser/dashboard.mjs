@@ -252,6 +252,39 @@ expect(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)
 await shot(pp, 'dashboard-phone');
 await phone.close();
 
+// ---- 11. A funnel from two goals, made on the dashboard; it counts the visits after it.
+await page.goto(`${plumb}/sites/${domain}/settings`);
+await page.selectOption('form[action$="/goals"] select[name=kind]', 'page');
+await page.fill('form[action$="/goals"] input[name=value]', '/pricing');
+await Promise.all([page.waitForNavigation(), page.click('form[action$="/goals"] button')]);
+await page.goto(`${plumb}/sites/${domain}`);
+await dashboardLoaded(page);
+await page.click('#funnels button:has-text("+ Funnel")');
+await page.fill('#funnels input[aria-label="Funnel name"]', 'Checkout');
+await page.selectOption('#funnels select[aria-label="Step 1"]', 'Visit /pricing');
+await page.selectOption('#funnels select[aria-label="Step 2"]', 'Purchase');
+await page.click('#funnels button:has-text("Save funnel")');
+await page.waitForURL(/funnel=\d+/);
+await page.waitForSelector('#funnels table.funnel');
+const funnelText = () => page.textContent('#funnels');
+expect((await funnelText()).includes('Counted as visits happen'), `the funnel says how it counts: ${await funnelText()}`);
+const funnelVisitors = () => page.$$eval('#funnels tbody tr', (trs) => trs.map((tr) => tr.children[1].textContent));
+expect((await funnelVisitors()).join() === '0,0', `the earlier visits are not in the funnel: ${await funnelVisitors()}`);
+// It counts from 10 seconds after it was made.
+await page.waitForTimeout(11000);
+const edge = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0';
+await visit('https://www.google.com/', edge, ['/pricing'], 30);
+await visit('https://t.co/abc', chrome, ['/pricing']);
+for (let i = 0; i < 20 && (await funnelVisitors()).join() !== '2,1'; i++) {
+  await page.waitForTimeout(500);
+  await page.reload();
+  await dashboardLoaded(page);
+}
+expect((await funnelVisitors()).join() === '2,1', `two visitors entered the funnel, one bought: ${await funnelVisitors()}`);
+summary.funnel = await funnelText();
+await page.$eval('#funnels', (e) => e.scrollIntoView());
+await shot(page, 'funnel');
+
 await owner.close();
 await browser.close();
 siteServer.close();

@@ -14,7 +14,9 @@ pub struct RowProp {
     pub first_of_day: bool,
 }
 
-/// Row kinds as stored. `Adjustment` rows only correct counters of an earlier row.
+/// Row kinds as stored. `Adjustment` rows only correct counters of an earlier row. A `Funnel`
+/// row marks that a visitor-day reached a step of a funnel: its name is `<funnel id>:<step>`
+/// (from 1), its only counter `funnel_visitors`, its other columns the hit's that got it there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RowKind {
@@ -22,6 +24,7 @@ pub enum RowKind {
     Pageview = 1,
     Custom = 2,
     Engagement = 3,
+    Funnel = 4,
 }
 
 impl From<EventKind> for RowKind {

@@ -127,6 +127,9 @@ counters! {
     /// Like `exits`, for the visitor-day: +1 when one of its sessions starts exiting on the page
     /// and none did, -1 when the last such session moves on.
     exit_visitors / ExitVisitors: i8, rollups None, since 1;
+    /// On a funnel row: 1 when the visitor-day first reaches the step its name says (see
+    /// `RowKind::Funnel`).
+    funnel_visitors / FunnelVisitors: i8, rollups None, since 2;
 }
 
 /// Whether an attribute describes one hit or the whole visit (copied onto every row of the

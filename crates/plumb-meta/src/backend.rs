@@ -52,6 +52,10 @@ impl MetaError {
         Self::NotFound(format!("rule {rule_id} of site {site_id}"))
     }
 
+    pub(crate) fn no_funnel(site_id: u32, id: u32) -> Self {
+        Self::NotFound(format!("funnel {id} of site {site_id}"))
+    }
+
     pub(crate) fn no_annotation(site_id: u32, id: u32) -> Self {
         Self::NotFound(format!("annotation {id} of site {site_id}"))
     }
@@ -101,6 +105,34 @@ impl GoalKind {
     pub(crate) fn from_columns(kind: &str, value: String) -> GoalKind {
         if kind == "page" { GoalKind::Page(value) } else { GoalKind::Event(value) }
     }
+}
+
+/// A funnel's row as both backends read it: id, site, name, created, starts.
+pub(crate) type FunnelHead = (u32, u32, String, i64, i64);
+
+/// Funnels from their rows and their steps' (funnel id, name, kind, value), ordered by funnel
+/// and position.
+pub(crate) fn assemble_funnels(
+    heads: Vec<FunnelHead>,
+    steps: Vec<(u32, String, String, String)>,
+) -> Vec<crate::Funnel> {
+    let mut funnels: Vec<crate::Funnel> = heads
+        .into_iter()
+        .map(|(id, site_id, name, created_ms, starts_ms)| crate::Funnel {
+            id,
+            site_id,
+            name,
+            steps: Vec::new(),
+            created_ms,
+            starts_ms,
+        })
+        .collect();
+    for (funnel, name, kind, value) in steps {
+        if let Some(f) = funnels.iter_mut().find(|f| f.id == funnel) {
+            f.steps.push(crate::FunnelStep { name, kind: GoalKind::from_columns(&kind, value) });
+        }
+    }
+    funnels
 }
 
 /// The name a new goal is shown under: the one given, trimmed, or its kind's default.

@@ -258,6 +258,78 @@ pub struct Segment {
     pub created_ms: i64,
 }
 
+/// A step of a funnel: a copy of the goal it was made from, so the funnel keeps its meaning
+/// when the goal is renamed or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunnelStep {
+    /// The goal's name when the funnel was made.
+    pub name: String,
+    pub kind: GoalKind,
+}
+
+/// Goals a visit completes in order. Nothing stored links a visitor's hits, so the pipeline
+/// counts a funnel as hits arrive, from `starts_ms` on (queue time); see `FUNNEL_START_DELAY_MS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Funnel {
+    pub id: u32,
+    pub site_id: u32,
+    pub name: String,
+    pub steps: Vec<FunnelStep>,
+    pub created_ms: i64,
+    /// Hits the queue received from this instant on are counted.
+    pub starts_ms: i64,
+}
+
+/// How long after it is made a funnel starts counting. The pipeline counts a hit only for the
+/// funnels it had loaded by then, and makes sure it has loaded the metadata at most this long
+/// before the hit's queue time; the delay covers clocks that differ between hosts and the
+/// moment between stamping a funnel and committing it.
+pub const FUNNEL_START_DELAY_MS: i64 = 10_000;
+pub const MIN_FUNNEL_STEPS: usize = 2;
+pub const MAX_FUNNEL_STEPS: usize = 8;
+/// Funnels per site: each costs the pipeline a match of every hit against its steps.
+pub const MAX_FUNNELS: u32 = 20;
+pub const MAX_FUNNEL_NAME_CHARS: usize = 100;
+
+/// A funnel's steps from the names of a site's goals, in order.
+pub fn funnel_steps(goals: &[Goal], names: &[String]) -> Result<Vec<FunnelStep>> {
+    if names.len() > MAX_FUNNEL_STEPS {
+        return Err(MetaError::Invalid(format!("a funnel has at most {MAX_FUNNEL_STEPS} steps")));
+    }
+    names
+        .iter()
+        .map(|n| {
+            let g = goals
+                .iter()
+                .find(|g| g.display_name == *n)
+                .ok_or_else(|| MetaError::Invalid(format!("steps: `{n}` is not a goal of this site")))?;
+            Ok(FunnelStep { name: g.display_name.clone(), kind: g.kind.clone() })
+        })
+        .collect()
+}
+
+/// A funnel's name, trimmed, and its steps: 2 to 8 valid goal definitions.
+pub fn validate_funnel<'a>(name: &'a str, steps: &[FunnelStep]) -> Result<&'a str> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > MAX_FUNNEL_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(MetaError::Invalid(format!(
+            "a funnel's name is 1 to {MAX_FUNNEL_NAME_CHARS} characters on one line"
+        )));
+    }
+    if !(MIN_FUNNEL_STEPS..=MAX_FUNNEL_STEPS).contains(&steps.len()) {
+        return Err(MetaError::Invalid(format!(
+            "a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}",
+            steps.len()
+        )));
+    }
+    for s in steps {
+        if s.kind.clone().validated()? != s.kind || s.name.is_empty() || s.name.len() > 200 {
+            return Err(MetaError::Invalid(format!("funnel step `{}` is not a valid goal", s.name)));
+        }
+    }
+    Ok(n)
+}
+
 /// Bounds on what callers store per site.
 pub const MAX_ANNOTATIONS: u32 = 2_000;
 pub const MAX_ANNOTATION_CHARS: usize = 300;
@@ -455,6 +527,13 @@ pub trait MetaStore: Accounts + Send + Sync + 'static {
     /// Every segment of a site, personal ones included (callers show each only to whom it may).
     fn segments(&self, site_id: u32) -> Result<Vec<Segment>>;
     fn remove_segment(&self, site_id: u32, id: u32) -> Result<()>;
+
+    /// Adds a funnel (at most [`MAX_FUNNELS`] per site), counting from [`FUNNEL_START_DELAY_MS`]
+    /// after now.
+    fn add_funnel(&self, site_id: u32, name: &str, steps: &[FunnelStep]) -> Result<Funnel>;
+    /// A site's funnels, or every site's (`None`, for the pipeline), by id.
+    fn funnels(&self, site_id: Option<u32>) -> Result<Vec<Funnel>>;
+    fn remove_funnel(&self, site_id: u32, id: u32) -> Result<()>;
 
     /// Adds counts to the stored ones (counts of deleted sites are dropped).
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()>;

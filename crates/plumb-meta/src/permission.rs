@@ -78,10 +78,10 @@ impl Action {
         match self {
             Action::Public => "sign in, set up, assets, API document, health, browser events",
             Action::Account => "own account, two-factor set-up, sessions, sites list",
-            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations",
+            Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations, funnels",
             Action::Personal => "list segments, save and delete one's own (a key's are shared ones)",
             Action::Manage => {
-                "timezone, goals, shared links, invites, firewall rules, annotations, shared segments, settings page"
+                "timezone, goals, shared links, invites, firewall rules, annotations, funnels, shared segments, settings page"
             }
             Action::Own => "rename or delete the site and its data, remove people",
             Action::CreateSite => "add a site",

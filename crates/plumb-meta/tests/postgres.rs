@@ -5,8 +5,8 @@
 use plumb_meta::accounts::{sha256_hex, totp};
 use plumb_meta::testing::{PgServer, SERVER, TestDb, admin};
 use plumb_meta::{
-    Accounts, BACKDATED_SALT_IDLE_MS, GoalKind, ImportState, Invite, MetaError, MetaStore, NewUser, PgMeta, Role,
-    RuleKind, Scope, SecurityCount, SqliteMeta,
+    Accounts, BACKDATED_SALT_IDLE_MS, FUNNEL_START_DELAY_MS, FunnelStep, GoalKind, ImportState, Invite, MetaError,
+    MetaStore, NewUser, PgMeta, Role, RuleKind, Scope, SecurityCount, SqliteMeta,
 };
 use std::fmt::Debug;
 use std::sync::Barrier;
@@ -240,6 +240,34 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     log.outcome("not an e-mail address", m.add_user("not-an-address", "long enough pw", NewUser::OwnerIfNone));
     log.outcome("a short password", m.add_user("b@example.com", "short", NewUser::OwnerIfNone));
     let viewer = m.add_user("viewer@example.com", "long enough pw", NewUser::OwnerIfNone).unwrap();
+    // Funnels: copies of goals, counted from a little after they are made; bounded.
+    let step = |name: &str, kind: GoalKind| FunnelStep { name: name.into(), kind };
+    let steps =
+        [step("Visit /pricing", GoalKind::Page("/pricing".into())), step("Signup", GoalKind::Event("Signup".into()))];
+    let funnel = m.add_funnel(s.id, " Sign-ups ", &steps).unwrap();
+    assert_eq!((funnel.name.as_str(), funnel.steps.as_slice()), ("Sign-ups", &steps[..]));
+    assert_eq!(funnel.starts_ms - funnel.created_ms, FUNNEL_START_DELAY_MS);
+    assert_eq!(m.funnels(Some(s.id)).unwrap(), std::slice::from_ref(&funnel));
+    assert_eq!(m.funnels(None).unwrap(), std::slice::from_ref(&funnel));
+    assert_eq!(m.funnels(Some(s.id + 1000)).unwrap(), []);
+    log.outcome("a funnel of one step", m.add_funnel(s.id, "x", &steps[..1]));
+    log.outcome("a funnel of nine steps", m.add_funnel(s.id, "x", &vec![steps[0].clone(); 9]));
+    log.outcome(
+        "a funnel with a bad step",
+        m.add_funnel(s.id, "x", &[step("x", GoalKind::Page("no-slash".into())), steps[1].clone()]),
+    );
+    log.outcome("a funnel without a name", m.add_funnel(s.id, " ", &steps));
+    log.outcome("a funnel of a missing site", m.add_funnel(999_999, "x", &steps));
+    for i in 1..plumb_meta::MAX_FUNNELS {
+        m.add_funnel(s.id, &format!("f{i}"), &steps).unwrap();
+    }
+    log.outcome("one funnel too many", m.add_funnel(s.id, "x", &steps));
+    for f in m.funnels(Some(s.id)).unwrap().into_iter().filter(|f| f.id != funnel.id) {
+        m.remove_funnel(s.id, f.id).unwrap();
+    }
+    log.outcome("remove a removed funnel", m.remove_funnel(s.id, funnel.id + 1));
+    assert_eq!(m.funnels(None).unwrap(), std::slice::from_ref(&funnel));
+
     // Segments: a shared one and the viewer's own.
     let shared = m.add_segment(s.id, "Germany", r#"[["is","visit:country",["DE"]]]"#, None).unwrap();
     let mine = m.add_segment(s.id, "Blog", r#"[["contains","event:page",["/blog"]]]"#, Some(viewer.id)).unwrap();
@@ -366,6 +394,7 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     assert_eq!(m.deleted_sites().unwrap(), [(s.id, true)]);
     assert!(m.list_goals(s.id).unwrap().is_empty() && m.rules(s.id).unwrap().is_empty());
     assert!(m.annotations(s.id, 0, i32::MAX).unwrap().is_empty() && m.segments(s.id).unwrap().is_empty());
+    assert!(m.funnels(Some(s.id)).unwrap().is_empty());
     assert!(m.retentions().unwrap().is_empty(), "a removed site's retention goes with it");
     assert!(m.security_counts(s.id, 0).unwrap().is_empty() && m.members(s.id).unwrap().is_empty());
     assert_eq!(m.shared_link(&private.slug).unwrap(), None);
@@ -604,7 +633,7 @@ fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
     let mut client = db.client();
     client
         .batch_execute(
-            "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments; \
+            "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments, funnel_steps, funnels; \
              ALTER TABLE shared_links DROP COLUMN min_visitors; DELETE FROM schema_version WHERE version > 1",
         )
         .unwrap();
@@ -784,12 +813,17 @@ fn an_embedded_installs_metadata_copies_whole_ids_and_salts_kept_and_again_adds_
     let (lite, dir) = sqlite("copy");
     script(&lite);
     lite.add_site("gone.example", "UTC").unwrap();
+    let kept = lite.list_sites().unwrap()[0].id;
+    let step = |name: &str| FunnelStep { name: name.into(), kind: GoalKind::Event(name.into()) };
+    lite.add_funnel(kept, "Checkout", &[step("Cart"), step("Pay"), step("Done")]).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     lite.salt_for_day((now / DAY_MS) as i32, now).unwrap();
     let db = TestDb::create();
     let pg = db.meta();
     let report = pg.copy_from_sqlite(&dir.join("meta.db")).unwrap();
     assert_eq!(state(&pg), state(&lite));
+    assert_eq!(pg.funnels(None).unwrap(), lite.funnels(None).unwrap());
+    assert_eq!(pg.funnels(None).unwrap().len(), 1);
 
     // Every table of the schema is copied, and holds as many rows as the file.
     let mut tables: Vec<String> = db

@@ -2,10 +2,16 @@
 //! here, in memory, keyed by (site, signature, local day); what leaves is additive counters (see
 //! `plumb_core::row`). A visitor-day's sessions split after 30 idle minutes, and at local
 //! midnight because the day is part of the key.
+//!
+//! Funnels are counted here too, as hits arrive: each session remembers how many of a funnel's
+//! steps it has done in order, each visitor-day the most any of its sessions has, and a row marks
+//! each step the visitor-day reaches for the first time.
 
 use plumb_core::row::{RowKind, RowProp};
 use plumb_core::schema::{self, Counters};
+use plumb_core::url::wildcard_regex;
 use plumb_core::{EventKind, QueuedEvent, Row, VisitInfo};
+use plumb_meta::{FUNNEL_START_DELAY_MS, Funnel, GoalKind};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -39,6 +45,8 @@ struct Session {
     pages: HashSet<u64>,
     /// Deepest scroll reported per page in this session.
     scroll: HashMap<u64, u8>,
+    /// Steps done in order, per funnel id (funnels the session has begun only).
+    funnels: Vec<(u32, u8)>,
 }
 
 impl Session {
@@ -67,11 +75,58 @@ struct VisitorDay {
     /// within 30 minutes of (the nearest, if two), so hits that arrive out of time order (from
     /// several senders, or retried) still split into the sessions their timestamps say.
     sessions: Vec<Session>,
+    /// The most steps of each funnel one of the day's sessions has done.
+    funnels: Vec<(u32, u8)>,
+}
+
+/// What completes a funnel step, as the sessionizer matches it.
+enum StepRule {
+    /// A pageview whose path matches (the goal's pattern, anchored).
+    Page(regex::Regex),
+    /// A custom event of this name.
+    Event(String),
+}
+
+impl StepRule {
+    fn matches(&self, ev: &QueuedEvent) -> bool {
+        match self {
+            StepRule::Page(re) => ev.kind == EventKind::Pageview && re.is_match(&ev.pathname),
+            StepRule::Event(name) => ev.kind == EventKind::Custom && ev.name == *name,
+        }
+    }
+}
+
+struct FunnelRule {
+    id: u32,
+    /// Hits received (queue time) before this are not counted for it.
+    starts_ms: i64,
+    steps: Vec<StepRule>,
+}
+
+/// The funnels being counted, per site, and when the metadata was read.
+#[derive(Default)]
+struct Funnels {
+    by_site: HashMap<u32, Vec<FunnelRule>>,
+    defined: Vec<Funnel>,
+    loaded_ms: Option<i64>,
+}
+
+/// Steps done of funnel `id`, kept in a short list as few funnels are begun at once.
+fn steps_done(list: &[(u32, u8)], id: u32) -> u8 {
+    list.iter().find(|(f, _)| *f == id).map_or(0, |(_, done)| *done)
+}
+
+fn set_steps_done(list: &mut Vec<(u32, u8)>, id: u32, done: u8) {
+    match list.iter_mut().find(|(f, _)| *f == id) {
+        Some(entry) => entry.1 = done,
+        None => list.push((id, done)),
+    }
 }
 
 #[derive(Default)]
 pub struct Sessionizer {
     days: HashMap<(u32, u64, i32), VisitorDay>,
+    funnels: Funnels,
     /// Queue positions no session needs any more: hits that joined none, and sessions that are
     /// no longer recent.
     releasable: Vec<u64>,
@@ -80,6 +135,37 @@ pub struct Sessionizer {
 impl Sessionizer {
     pub fn visitor_days(&self) -> usize {
         self.days.len()
+    }
+
+    /// The funnels to count, as the metadata said at `loaded_ms` (read before asking).
+    pub fn set_funnels(&mut self, funnels: Vec<Funnel>, loaded_ms: i64) {
+        self.funnels.loaded_ms = Some(loaded_ms);
+        if funnels == self.funnels.defined {
+            return;
+        }
+        let mut by_site: HashMap<u32, Vec<FunnelRule>> = HashMap::new();
+        for f in &funnels {
+            let steps = f.steps.iter().map(|s| match &s.kind {
+                GoalKind::Page(p) => regex::Regex::new(&wildcard_regex(p)).map(StepRule::Page),
+                GoalKind::Event(n) => Ok(StepRule::Event(n.clone())),
+            });
+            match steps.collect() {
+                Ok(steps) => {
+                    by_site.entry(f.site_id).or_default().push(FunnelRule { id: f.id, starts_ms: f.starts_ms, steps })
+                }
+                // Patterns are checked when goals are made; one that still does not compile counts nothing.
+                Err(e) => tracing::warn!(funnel = f.id, "funnel step does not compile, funnel not counted: {e}"),
+            }
+        }
+        self.funnels = Funnels { by_site, defined: funnels, loaded_ms: Some(loaded_ms) };
+    }
+
+    /// Whether a hit received at `received_ms` may be applied with the funnels as last loaded: a
+    /// funnel counts hits received [`FUNNEL_START_DELAY_MS`] after it was made, so metadata read
+    /// at most that long before the hit knows every funnel the hit counts for, and a replay after
+    /// a restart counts the same.
+    pub fn funnels_known_for(&self, received_ms: i64) -> bool {
+        self.funnels.loaded_ms.is_some_and(|at| received_ms <= at + FUNNEL_START_DELAY_MS)
     }
 
     /// Applies one hit and appends the rows it produces to `out` (none for an engagement ping
@@ -122,6 +208,7 @@ impl Sessionizer {
                     exit_page: None,
                     pages: HashSet::new(),
                     scroll: HashMap::new(),
+                    funnels: Vec::new(),
                 });
                 vd.sessions.len() - 1
             }
@@ -225,6 +312,27 @@ impl Sessionizer {
         }
         row.counters = f;
         out.push(row);
+
+        let rules = self.funnels.by_site.get(&ev.site_id).map_or(&[][..], Vec::as_slice);
+        for rule in rules.iter().filter(|r| received_ms >= r.starts_ms) {
+            let done = steps_done(&s.funnels, rule.id);
+            if !rule.steps.get(done as usize).is_some_and(|step| step.matches(ev)) {
+                continue;
+            }
+            let done = done + 1;
+            set_steps_done(&mut s.funnels, rule.id, done);
+            if done > steps_done(&vd.funnels, rule.id) {
+                set_steps_done(&mut vd.funnels, rule.id, done);
+                out.push(Row {
+                    kind: RowKind::Funnel,
+                    name: plumb_query::funnel::step_name(rule.id, done.into()),
+                    hostname: ev.hostname.clone(),
+                    pathname: ev.pathname.clone(),
+                    counters: Counters { funnel_visitors: 1, ..Default::default() },
+                    ..base_row(ev, s, "")
+                });
+            }
+        }
     }
 
     /// Hands out the queue positions no session needs any more: hits that joined no session,
@@ -493,6 +601,113 @@ mod tests {
         assert_eq!(sum(&rows, |r| r.counters.duration_ms), 5 * MIN);
         let exits = |p: &str| sum(&rows, |r| if r.pathname == p { r.counters.exits as i64 } else { 0 });
         assert_eq!((exits("/last"), exits("/first"), exits("/middle")), (1, 0, 0));
+    }
+
+    fn funnel(id: u32, starts_ms: i64, steps: &[GoalKind]) -> Funnel {
+        let steps = steps.iter().map(|k| plumb_meta::FunnelStep { name: k.default_name(), kind: k.clone() }).collect();
+        Funnel { id, site_id: 1, name: format!("f{id}"), steps, created_ms: 0, starts_ms }
+    }
+
+    /// Visitor-days that reached each step of funnel `id`, from the rows.
+    fn reached(rows: &[Row], id: u32, steps: usize) -> Vec<i64> {
+        (1..=steps)
+            .map(|k| {
+                let name = plumb_query::funnel::step_name(id, k);
+                sum(rows, |r| {
+                    if r.kind == RowKind::Funnel && r.name == name { r.counters.funnel_visitors.into() } else { 0 }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn funnel_steps_count_once_per_visitor_day_in_order_within_a_visit() {
+        let steps = [GoalKind::Page("/a".into()), GoalKind::Event("Signup".into()), GoalKind::Page("/c/**".into())];
+        let mut s = Sessionizer::default();
+        // Funnel 2 begins at queue time 1000: hits received before do nothing for it.
+        s.set_funnels(vec![funnel(1, 0, &steps), funnel(2, 1_000, &steps[..2])], 0);
+        let mut rows = Vec::new();
+        let t0 = 1_000 * MIN;
+        let pv = |sig, ts, path: &str| hit(sig, 10, ts, EventKind::Pageview, path, "");
+        let signup = |sig, ts| hit(sig, 10, ts, EventKind::Custom, "/a", "");
+        // Visitor 1: /a, Signup, /a again, Signup again, /c/x/y: all three steps, each once.
+        for (i, h) in [
+            pv(1, t0, "/a"),
+            signup(1, t0 + MIN),
+            pv(1, t0 + 2 * MIN, "/a"),
+            signup(1, t0 + 3 * MIN),
+            pv(1, t0 + 4 * MIN, "/c/x/y"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            s.apply_t(h, 2_000 + i as i64, &mut rows);
+        }
+        // Visitor 2: Signup before /a (out of order), then /c: only step 1.
+        for h in [signup(2, t0), pv(2, t0 + MIN, "/a"), pv(2, t0 + 2 * MIN, "/c/x")] {
+            s.apply_t(&h, 2_000, &mut rows);
+        }
+        // Visitor 3: /a in one session, Signup in the next (an hour later): step 1 only; then a
+        // third session that does both reaches step 2 once.
+        for h in [pv(3, t0, "/a"), signup(3, t0 + 60 * MIN), pv(3, t0 + 120 * MIN, "/a"), signup(3, t0 + 121 * MIN)] {
+            s.apply_t(&h, 2_000, &mut rows);
+        }
+        // Visitor 4: /a received before funnel 2 began, Signup after: funnel 1 sees both, 2 neither.
+        s.apply_t(&pv(4, t0, "/a"), 500, &mut rows);
+        s.apply_t(&signup(4, t0 + MIN), 2_000, &mut rows);
+        assert_eq!(reached(&rows, 1, 3), [4, 3, 1]);
+        assert_eq!(reached(&rows, 2, 2), [3, 2]);
+        // A mark carries the visit's attributes and the hit's page, and no other counter.
+        let mark = rows.iter().find(|r| r.kind == RowKind::Funnel && r.name == "1:3").unwrap();
+        assert_eq!((mark.pathname.as_str(), mark.entry_page.as_str()), ("/c/x/y", "/a"));
+        assert_eq!(mark.counters, Counters { funnel_visitors: 1, ..Default::default() });
+    }
+
+    #[test]
+    fn a_replayed_queue_rebuilds_funnel_progress() {
+        let steps = [GoalKind::Page("/a".into()), GoalKind::Page("/b".into()), GoalKind::Page("/c".into())];
+        let t0 = 1_000 * MIN;
+        let hits: Vec<QueuedEvent> = (0..60)
+            .map(|i| {
+                hit(
+                    (i % 7) as u64,
+                    10,
+                    t0 + i as i64 * MIN,
+                    EventKind::Pageview,
+                    ["/a", "/b", "/x", "/c"][(i * 5 % 11) % 4],
+                    "",
+                )
+            })
+            .collect();
+        let run = |restart_at: usize| {
+            let mut s = Sessionizer::default();
+            s.set_funnels(vec![funnel(1, 0, &steps)], 0);
+            let mut rows = Vec::new();
+            for (i, h) in hits.iter().enumerate() {
+                if i == restart_at {
+                    // A restart: fresh state, the queue's entries so far replayed into nothing.
+                    s = Sessionizer::default();
+                    s.set_funnels(vec![funnel(1, 0, &steps)], 0);
+                    for h in &hits[..i] {
+                        s.apply_t(h, 0, &mut Vec::new());
+                    }
+                }
+                s.apply_t(h, 0, &mut rows);
+            }
+            reached(&rows, 1, 3)
+        };
+        let whole = run(usize::MAX);
+        assert!(whole[2] > 0, "{whole:?}");
+        assert_eq!(run(30), whole);
+    }
+
+    #[test]
+    fn funnels_are_known_for_hits_received_up_to_the_start_delay_after_a_read() {
+        let mut s = Sessionizer::default();
+        assert!(!s.funnels_known_for(0), "nothing read yet");
+        s.set_funnels(vec![], 5_000);
+        assert!(s.funnels_known_for(5_000 + FUNNEL_START_DELAY_MS));
+        assert!(!s.funnels_known_for(5_001 + FUNNEL_START_DELAY_MS));
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct Pipeline<C, W> {
     live: Option<Arc<LiveVisitors>>,
 }
 
+/// How often the pipeline reads the funnels to count (well within `FUNNEL_START_DELAY_MS`, so
+/// that a hit seldom waits for a read).
+const FUNNELS_EVERY: Duration = Duration::from_secs(2);
+
 /// How long an idle pipeline sleeps between looks at the queue (it is woken by new entries).
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
@@ -133,6 +137,10 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         let mut snapshot_asked = false;
         self.purge_removed_sites(&mut deleted, stop);
         self.enforce_retention(&mut retention, &mut zones);
+        let mut funnels_read = Instant::now();
+        if !self.load_funnels(&mut sessions, stop) {
+            return;
+        }
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
 
         while !stop.load(Ordering::SeqCst) {
@@ -148,6 +156,14 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 let now = now_ms();
                 let mut hits = Vec::with_capacity(entries.len());
                 for entry in &entries {
+                    // Funnels made since the metadata was last read count hits received from a
+                    // little after they were made: read it again before such a hit.
+                    if !sessions.funnels_known_for(entry.received_ms) {
+                        funnels_read = Instant::now();
+                        if !self.load_funnels(&mut sessions, stop) {
+                            return;
+                        }
+                    }
                     let ev = match QueuedEvent::decode(&entry.payload) {
                         Ok(ev) => ev,
                         Err(e) => {
@@ -211,6 +227,14 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 last_housekeeping = Instant::now();
                 self.purge_removed_sites(&mut deleted, stop);
                 self.enforce_retention(&mut retention, &mut zones);
+                if funnels_read.elapsed() >= FUNNELS_EVERY {
+                    funnels_read = Instant::now();
+                    let at = now_ms();
+                    match self.meta.funnels(None) {
+                        Ok(f) => sessions.set_funnels(f, at),
+                        Err(e) => tracing::warn!("pipeline cannot read the funnels (trying again): {e}"),
+                    }
+                }
                 if let Some(inbox) = &self.config.imports {
                     inbox.serve(&mut self.writer);
                 }
@@ -256,6 +280,17 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
 }
 
 impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
+    /// Reads the funnels to count, retrying until it can (hits wait rather than be counted
+    /// without a funnel they belong to); false when stopping.
+    fn load_funnels(&self, sessions: &mut Sessionizer, stop: &AtomicBool) -> bool {
+        let meta = &self.meta;
+        let read = retry(stop, "read the funnels", || {
+            let at = now_ms();
+            meta.funnels(None).map(|f| (f, at))
+        });
+        read.map(|(f, at)| sessions.set_funnels(f, at)).is_some()
+    }
+
     /// Brings `r` up to the sites' retentions and deletes the stored rows of the days a site
     /// keeps no more, once per site and first kept day (a new month, a new setting). A deletion
     /// that fails is tried again a minute later rather than at once; each of its statements is

@@ -7,6 +7,7 @@
 
 mod engine;
 mod filter;
+pub mod funnel;
 pub mod imported;
 pub mod memory;
 mod model;

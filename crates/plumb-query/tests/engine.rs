@@ -313,3 +313,91 @@ fn imported_rows_join_unfiltered_answers_by_one_breakdown_and_say_where_they_can
     assert_eq!(later.imports, ImportsUse::default());
     assert_eq!(metrics(&later), [vec![json!(5)]]);
 }
+
+/// A funnel mark as the pipeline stores it: visitor-day reached `step` of funnel 7.
+fn mark(day: i32, step: usize, source: &str) -> Row {
+    let mut r = entry(day, 9, "/x", source, false);
+    r.kind = RowKind::Funnel;
+    r.name = plumb_query::funnel::step_name(7, step);
+    r.counters = Counters { funnel_visitors: 1, ..Default::default() };
+    r
+}
+
+#[test]
+fn a_funnel_sums_its_step_marks_beside_all_visitors() {
+    use plumb_query::funnel::{FunnelQuery, run_funnel};
+    let mut b = backend();
+    // Google: 3 entered, 2 went on, 1 finished; Twitter: 1 entered on day 11, none went on. A mark
+    // of another funnel and one outside the range are not counted.
+    for (day, step, source) in [
+        (10, 1, "Google"),
+        (10, 1, "Google"),
+        (11, 1, "Google"),
+        (10, 2, "Google"),
+        (11, 2, "Google"),
+        (11, 3, "Google"),
+    ]
+    .into_iter()
+    .chain([(11, 1, "Twitter"), (12, 1, "Google")])
+    {
+        b.rows.push(mark(day, step, source));
+    }
+    let mut other = mark(10, 1, "Google");
+    other.name = plumb_query::funnel::step_name(8, 1);
+    b.rows.push(other);
+    let q = FunnelQuery { site_id: 1, funnel_id: 7, steps: 3, range: DayRange { from: 10, to: 11 }, filter: None };
+    let a = run_funnel(&b, &q).unwrap();
+    let visitors: Vec<i64> = a.steps.iter().map(|s| s.visitors).collect();
+    assert_eq!(visitors, [4, 2, 1]);
+    assert_eq!((a.all_visitors, a.entering_visitors, a.never_entering_visitors), (5, 4, 1));
+    assert_eq!(a.entering_visitors_percentage, 80.0);
+    let s = &a.steps;
+    assert_eq!((s[0].conversion_rate, s[0].conversion_rate_step, s[0].dropoff), (100.0, 100.0, 0));
+    assert_eq!((s[1].conversion_rate, s[1].dropoff, s[1].dropoff_percentage), (50.0, 2, 50.0));
+    assert_eq!((s[2].conversion_rate, s[2].conversion_rate_step, s[2].dropoff), (25.0, 50.0, 1));
+
+    // A visit filter narrows the marks and the visitors alike.
+    let google = Filter::Condition {
+        op: Op::Is,
+        column: Column::Attr(Attr::Source),
+        values: vec!["Google".into()],
+        case_sensitive: true,
+    };
+    let a = run_funnel(&b, &FunnelQuery { filter: Some(google), ..q.clone() }).unwrap();
+    assert_eq!(a.steps.iter().map(|s| s.visitors).collect::<Vec<_>>(), [3, 2, 1]);
+    assert_eq!(a.all_visitors, 3);
+
+    // Filters on hits make no sense for a mark on a visit: refused, saying why.
+    let page = Filter::Condition {
+        op: Op::Is,
+        column: Column::Attr(Attr::Pathname),
+        values: vec!["/".into()],
+        case_sensitive: true,
+    };
+    let Err(QueryError::Invalid(why)) = run_funnel(&b, &FunnelQuery { filter: Some(page), ..q.clone() }) else {
+        panic!("a page filter was taken")
+    };
+    assert!(why.0.contains("visit attributes only"), "{}", why.0);
+
+    // The marks add nothing to any other metric, in totals or breakdowns.
+    let mut without = backend();
+    without.rows.retain(|r| r.kind != RowKind::Funnel);
+    let range = DayRange { from: 10, to: 12 };
+    let visit_metrics =
+        ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events"];
+    for dims in [vec![], vec!["visit:source"], vec!["event:page"], vec!["event:name"], vec!["time:day"]] {
+        let metrics =
+            if dims.iter().any(|d| d.starts_with("event:")) { &visit_metrics[..1] } else { &visit_metrics[..] };
+        let q = Query {
+            metrics: metrics.iter().map(|m| Metric::parse(m).unwrap()).collect(),
+            dimensions: dims.iter().map(|d| Dimension::parse(d, range).unwrap()).collect(),
+            ..Query::over(1, range)
+        };
+        let (with, plain) = (run(&b, &q).unwrap(), run(&without, &q).unwrap());
+        assert_eq!(
+            serde_json::to_value(&with.results).unwrap(),
+            serde_json::to_value(&plain.results).unwrap(),
+            "{dims:?}"
+        );
+    }
+}

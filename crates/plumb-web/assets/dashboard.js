@@ -51,6 +51,7 @@ function readState() {
     interval: p.get('interval') || '',
     tabs: Object.fromEntries([...p.entries()].filter(([k]) => k.startsWith('tab.')).map(([k, v]) => [k.slice(4), v])),
     prop: p.get('prop') || '',
+    funnel: p.get('funnel') || '',
   };
 }
 
@@ -68,6 +69,7 @@ function writeState(change) {
   if (state.interval) p.set('interval', state.interval);
   for (const [k, v] of Object.entries(state.tabs)) p.set(`tab.${k}`, v);
   if (state.prop) p.set('prop', state.prop);
+  if (state.funnel) p.set('funnel', state.funnel);
   const qs = p.toString();
   history.pushState(null, '', qs ? `?${qs}` : location.pathname);
   render();
@@ -507,6 +509,90 @@ function renderPanels() {
   for (const p of PANELS) renderPanel(p, $(`box-${p.id}`));
 }
 
+// ---------------------------------------------------------------- funnels
+
+/** The site's funnels, loaded once and after changes; the one shown is in the URL. */
+let funnels = [];
+async function loadFunnels() {
+  try { funnels = (await siteApi('funnels')).funnels; } catch { funnels = []; }
+  renderFunnel();
+}
+
+function funnelForm() {
+  const name = h('input', { 'aria-label': 'Funnel name', placeholder: 'e.g. Sign-up', maxlength: 100, required: true });
+  const steps = h('div', { class: 'funnel-steps' });
+  const addStep = () => {
+    if (steps.children.length >= 8) return;
+    steps.append(h('select', { 'aria-label': `Step ${steps.children.length + 1}`, required: true },
+      h('option', { value: '' }, `Step ${steps.children.length + 1}…`), boot.goals.map((g) => h('option', { value: g }, g))));
+  };
+  addStep(); addStep();
+  const error = h('span', { class: 'error', role: 'alert' });
+  return h('form', { class: 'funnel-form', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const f = await siteApi('funnels', 'POST', { name: name.value, steps: [...steps.children].map((s) => s.value) });
+      funnels.push(f);
+      writeState({ funnel: String(f.id) });
+    } catch (err) { error.textContent = err.message; }
+  } }, name, steps, h('button', { type: 'button', class: 'link', onclick: addStep }, '+ Step'),
+  h('button', { type: 'submit' }, 'Save funnel'), error, h('p', { class: 'hint' },
+    'Funnels count visits from the moment they are saved: Plumb keeps no visitor paths to look back through.'));
+}
+
+function renderFunnel() {
+  const box = $('funnels');
+  if (boot.hiddenBelow || state.period === 'realtime') { box.hidden = true; return; }
+  box.hidden = false;
+  const picked = funnels.find((f) => String(f.id) === state.funnel) || funnels[0];
+  const pick = funnels.length ? h('select', { 'aria-label': 'Funnel', onchange: (e) => writeState({ funnel: e.target.value }) },
+    funnels.map((f) => h('option', { value: String(f.id), selected: f === picked }, f.name))) : null;
+  const body = h('div', { class: 'panel-body', id: 'funnel-body' });
+  const actions = [];
+  if (boot.canEdit) {
+    actions.push(h('button', { type: 'button', class: 'link', onclick: () => body.replaceChildren(funnelForm()) }, '+ Funnel'));
+    if (picked) {
+      actions.push(h('button', { type: 'button', class: 'link', onclick: async () => {
+        await siteApi(`funnels/${picked.id}`, 'DELETE');
+        funnels = funnels.filter((f) => f !== picked);
+        writeState({ funnel: '' });
+      } }, 'Delete funnel'));
+    }
+  }
+  box.replaceChildren(h('div', { class: 'panel-head' }, h('h2', {}, 'Funnels'), pick, ...actions), body);
+  if (!picked) {
+    body.replaceChildren(h('p', { class: 'empty' }, boot.canEdit
+      ? (boot.goals.length >= 2 ? 'No funnels yet: add one from two or more goals.' : 'Add two or more goals in the settings to make a funnel.')
+      : 'No funnels set up.'));
+    body.dataset.state = 'done';
+    return;
+  }
+  load(body, async (signal) => {
+    const r = await fetch('/api/v2/funnel', {
+      method: 'POST', headers: apiHeaders, credentials: 'same-origin', signal,
+      body: JSON.stringify({ site_id: boot.site, funnel_id: picked.id, date_range: dateRange(),
+        filters: filtersJson().filter(([, dim]) => dim.startsWith('visit:') || dim === 'segment') }),
+    });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+    const max = Math.max(1, data.steps[0]?.visitors || 0);
+    const rows = data.steps.map((s, i) => {
+      const fill = h('i', { class: 'fill' });
+      fill.style.width = `${(s.visitors / max) * 100}%`;
+      return h('tr', {}, h('td', { class: 'name' }, h('span', { class: 'bar' }, fill, h('span', {}, `${i + 1}. ${s.name}`))),
+        h('td', {}, nf.format(s.visitors)), h('td', {}, `${nf.format(s.conversion_rate)}%`),
+        h('td', {}, i ? `${nf.format(s.dropoff)} (${nf.format(s.dropoff_percentage)}%)` : '—'));
+    });
+    const head = h('tr', {}, ['Step', 'Visitors', 'Conversion', 'Drop-off'].map((t) => h('th', { scope: 'col' }, t)));
+    const since = new Date(data.funnel.counting_since).toLocaleString();
+    body.replaceChildren(
+      h('p', { class: 'hint' }, `${nf.format(data.entering_visitors)} of ${nf.format(data.all_visitors)} visitors entered `
+        + `(${nf.format(data.entering_visitors_percentage)}%). Counted as visits happen, since ${since}; `
+        + 'filters on pages and events do not apply to funnels.'),
+      h('table', { class: 'rows funnel' }, h('thead', {}, head), h('tbody', {}, rows)));
+  });
+}
+
 // ---------------------------------------------------------------- details view
 
 function openDetails(panel, dim) {
@@ -582,6 +668,7 @@ function render() {
   $('chart').parentElement.querySelector('.chart-head').hidden = realtime;
   $('chart').hidden = realtime;
   $('export-all').href = `/sites/${encodeURIComponent(boot.site)}/export.zip?date_range=${encodeURIComponent(JSON.stringify(dateRange()))}&filters=${encodeURIComponent(JSON.stringify(filtersJson()))}${shareParam}`;
+  renderFunnel();
   if (realtime) {
     if (lastSnap) renderRealtime(lastSnap);
     else { $('stats').replaceChildren(h('p', { class: 'hint' }, 'Connecting…')); $('panels').replaceChildren(); }
@@ -620,3 +707,4 @@ if (boot.hiddenBelow) {
 render();
 connectLive();
 if (!boot.share) loadSegments();
+if (!boot.hiddenBelow) loadFunnels();

@@ -58,6 +58,15 @@ impl From<plumb_query::Invalid> for ApiError {
     }
 }
 
+impl From<plumb_query::QueryError> for ApiError {
+    fn from(e: plumb_query::QueryError) -> Self {
+        match e {
+            plumb_query::QueryError::Invalid(i) => i.into(),
+            plumb_query::QueryError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// A query over a budget: too large is the caller's to narrow (`400`), too long may pass later
 /// (`503`); a storage failure is a `500`, logged.
 impl From<plumb_store::StoreError> for ApiError {

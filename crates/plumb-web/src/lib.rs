@@ -6,6 +6,7 @@
 mod app;
 mod auth;
 mod error;
+mod funnels;
 mod notes;
 mod openapi;
 mod realtime;
@@ -174,6 +175,15 @@ pub fn endpoints() -> Vec<Endpoint> {
     };
     vec![
         e("post", "/api/v2/query", "Stats API v2 query", Read, &[], &[], post(stats::query_v2)),
+        e(
+            "post",
+            "/api/v2/funnel",
+            "Visitors at each step of a funnel: body {site_id, funnel_id, date_range, filters (visit:… and segments)}",
+            Read,
+            &[],
+            &[],
+            post(funnels::query),
+        ),
         e("get", "/api/v1/stats/aggregate", "Totals for a period (v1)", Read, V1_PARAMS, &[], get(v1::aggregate)),
         e(
             "get",
@@ -318,6 +328,36 @@ pub fn endpoints() -> Vec<Endpoint> {
             &[],
             &[],
             delete(notes::remove_annotation),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/{site_id}/funnels",
+            "A site's funnels, with when each began counting",
+            Read,
+            &[],
+            &[],
+            get(funnels::list),
+        ),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/funnels",
+            "Add a funnel; it counts visits from 10 seconds after it is made",
+            Manage,
+            &[],
+            &[
+                ("name", true, "1 to 100 characters"),
+                ("steps", true, "2 to 8 of the site's goal names, in order (a list, or one per line)"),
+            ],
+            post(funnels::add),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/funnels/{funnel_id}",
+            "Remove a funnel",
+            Manage,
+            &[],
+            &[],
+            delete(funnels::remove),
         ),
         e(
             "get",

@@ -22,7 +22,8 @@ fn annotation_json(a: &Annotation) -> Value {
     json!({"id": a.id, "date": date_of_day(a.day).to_string(), "text": a.text})
 }
 
-fn id(what: &str, v: &str) -> Result<u32, ApiError> {
+/// A resource id from a path: `what` names the resource in the error.
+pub(crate) fn id(what: &str, v: &str) -> Result<u32, ApiError> {
     v.parse().map_err(|_| ApiError::bad(format!("{what} id must be a number, got `{v}`")))
 }
 

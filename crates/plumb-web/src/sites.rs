@@ -324,7 +324,6 @@ pub async fn remove_rule(
     Path((domain, rule_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let site = authorized_site(&web, &caller, &domain)?;
-    let id = rule_id.parse().map_err(|_| ApiError::bad(format!("rule id must be a number, got `{rule_id}`")))?;
-    web.meta.remove_rule(site.id, id)?;
+    web.meta.remove_rule(site.id, crate::notes::id("rule", &rule_id)?)?;
     Ok(Json(json!({"deleted": true})).into_response())
 }

@@ -15,8 +15,8 @@ use plumb_meta::{GoalKind, ImportState, MetaStore};
 use plumb_query::imported::ImportRef;
 use plumb_query::period::{comparison_range, resolve_range};
 use plumb_query::{
-    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryError,
-    QueryOutput, SumsBackend,
+    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryOutput,
+    SumsBackend,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -273,7 +273,7 @@ fn regex_syntax_ok(p: &str) -> Result<(), String> {
     if depth != 0 || class || escaped { Err("unbalanced brackets or trailing `\\`".into()) } else { Ok(()) }
 }
 
-fn rfc3339(tz: Tz, ms: i64) -> String {
+pub(crate) fn rfc3339(tz: Tz, ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).to_rfc3339()
 }
 
@@ -283,10 +283,7 @@ fn rfc3339(tz: Tz, ms: i64) -> String {
 /// stops it once it is over its time budget.
 pub async fn run_query(web: &Web, q: Query) -> Result<QueryOutput, ApiError> {
     q.validate().map_err(|i| ApiError::bad(i.0))?;
-    run_blocking(web, move |reader| plumb_query::run(reader, &q)).await?.map_err(|e| match e {
-        QueryError::Invalid(i) => ApiError::bad(i.0),
-        QueryError::Store(e) => e.into(),
-    })
+    Ok(run_blocking(web, move |reader| plumb_query::run(reader, &q)).await??)
 }
 
 /// Runs `f` over the event store under the budgets queries share: one of the places (one per

@@ -1,6 +1,6 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
-//! `goal`, `key`, `user`, `member`, `block`, `annotation`, `segment` and `invite` manage
+//! `goal`, `key`, `user`, `member`, `block`, `annotation`, `segment`, `funnel` and `invite` manage
 //! metadata (also while a server runs); `migrate` moves an embedded install onto a cluster's backends; `backup` and `restore`
 //! copy one; `import` brings other tools' history in.
 
@@ -134,6 +134,9 @@ enum Command {
     /// Manage a site's saved segments (filter sets the dashboard and the Stats API can name).
     #[command(subcommand)]
     Segment(SegmentCommand),
+    /// Manage a site's funnels: goals a visit completes in order, counted from when they are made.
+    #[command(subcommand)]
+    Funnel(FunnelCommand),
     /// Print a one-time link (valid 7 days) that gives the person with this e-mail address a role
     /// on a site (they sign in to their account, or create it).
     Invite {
@@ -199,6 +202,26 @@ enum AnnotationCommand {
     Remove {
         domain: String,
         /// The annotation's id, as `annotation list` shows it.
+        id: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum FunnelCommand {
+    /// Add a funnel of 2 to 8 of the site's goals; it counts visits from 10 seconds on.
+    Add {
+        domain: String,
+        name: String,
+        /// The goals' names, in order (as `goal list` shows them).
+        #[arg(required = true)]
+        steps: Vec<String>,
+    },
+    List {
+        domain: String,
+    },
+    Remove {
+        domain: String,
+        /// The funnel's id, as `funnel list` shows it.
         id: u32,
     },
 }
@@ -364,6 +387,7 @@ fn run() -> Result<()> {
         Command::User(cmd) => user(&*serve::open_meta(&config)?, cmd),
         Command::Block(cmd) => block(&*serve::open_meta(&config)?, cmd),
         Command::Annotation(cmd) => annotation(&*serve::open_meta(&config)?, cmd),
+        Command::Funnel(cmd) => funnel(&*serve::open_meta(&config)?, cmd),
         Command::Segment(cmd) => segment(&*serve::open_meta(&config)?, cmd),
         Command::Member(cmd) => member(&*serve::open_meta(&config)?, cmd),
         Command::Invite { domain, email, role, public_url } => {
@@ -525,6 +549,36 @@ fn segment(meta: &dyn MetaStore, cmd: SegmentCommand) -> Result<()> {
         SegmentCommand::Remove { domain, id } => {
             meta.remove_segment(site_named(meta, &domain)?.id, id)?;
             println!("removed segment {id}");
+        }
+    }
+    Ok(())
+}
+
+fn funnel(meta: &dyn MetaStore, cmd: FunnelCommand) -> Result<()> {
+    let since = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339();
+    match cmd {
+        FunnelCommand::Add { domain, name, steps } => {
+            let site = site_named(meta, &domain)?;
+            let steps = plumb_meta::funnel_steps(&meta.list_goals(site.id)?, &steps)?;
+            let f = meta.add_funnel(site.id, &name, &steps)?;
+            println!(
+                "funnel {} on {}: {} ({} steps), counting from {}",
+                f.id,
+                site.domain,
+                f.name,
+                f.steps.len(),
+                since(f.starts_ms)
+            );
+        }
+        FunnelCommand::List { domain } => {
+            for f in meta.funnels(Some(site_named(meta, &domain)?.id))? {
+                let steps: Vec<&str> = f.steps.iter().map(|s| s.name.as_str()).collect();
+                println!("{}\t{}\t{}\t{}", f.id, f.name, since(f.starts_ms), steps.join(" → "));
+            }
+        }
+        FunnelCommand::Remove { domain, id } => {
+            meta.remove_funnel(site_named(meta, &domain)?.id, id)?;
+            println!("removed funnel {id}");
         }
     }
     Ok(())

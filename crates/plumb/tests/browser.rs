@@ -56,9 +56,16 @@ async fn the_dashboard_works_in_a_real_browser() {
     ])
     .await;
     println!("dashboard in the browser: {summary}");
-    for name in
-        ["login", "dashboard-light", "dashboard-dark", "dashboard-phone", "settings", "details", "annotations-segments"]
-    {
+    for name in [
+        "login",
+        "dashboard-light",
+        "dashboard-dark",
+        "dashboard-phone",
+        "settings",
+        "details",
+        "annotations-segments",
+        "funnel",
+    ] {
         let file = shots.join(format!("{name}.png"));
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(

@@ -20,22 +20,6 @@ const MIN: i64 = 60_000;
 const SITES: [(&str, &str); 3] =
     [("berlin.test", "Europe/Berlin"), ("la.test", "America/Los_Angeles"), ("tokyo.test", "Asia/Tokyo")];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() % 10_000) as f64 / 10_000.0 < p
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
     Pageview,

@@ -193,6 +193,30 @@ impl Fixture {
         self.created_id(&["goal", "add", SITE, "--event", &format!("Gone{}", self.next())])
     }
 
+    /// The goals funnels are made of (adding a goal again changes nothing).
+    fn funnel_goals(&self) {
+        for step in ["Step A", "Step B"] {
+            self.cli(&["goal", "add", SITE, "--event", step]);
+        }
+    }
+
+    fn funnel_id(&self) -> String {
+        self.funnel_goals();
+        self.created_id(&["funnel", "add", SITE, &format!("funnel {}", self.next()), "Step A", "Step B"])
+    }
+
+    /// The one funnel every caller queries (a site holds at most 20).
+    fn queried_funnel(&self) -> String {
+        let listed = self.cli(&["funnel", "list", SITE]);
+        match listed.lines().find(|l| l.split('\t').nth(1) == Some("queried")) {
+            Some(line) => line.split('\t').next().unwrap().to_owned(),
+            None => {
+                self.funnel_goals();
+                self.created_id(&["funnel", "add", SITE, "queried", "Step A", "Step B"])
+            }
+        }
+    }
+
     fn annotation_id(&self) -> String {
         self.created_id(&["annotation", "add", SITE, "2026-01-01", &format!("note {}", self.next())])
     }
@@ -337,6 +361,10 @@ fn cases() -> Vec<Case> {
     use Style::{Api, Collector, Page};
     vec![
         // The Stats API.
+        c("post", "/api/v2/funnel", Read, Api, 200, |f, _| {
+            let id: u32 = f.queried_funnel().parse().unwrap();
+            req("/api/v2/funnel", Body::Json(json!({"site_id": SITE, "funnel_id": id, "date_range": "day"})))
+        }),
         c("post", "/api/v2/query", Read, Api, 200, |_, _| {
             req("/api/v2/query", Body::Json(json!({"site_id": SITE, "metrics": ["visitors"], "date_range": "day"})))
         }),
@@ -393,6 +421,17 @@ fn cases() -> Vec<Case> {
         }),
         c("delete", "/api/v1/sites/{site_id}/annotations/{annotation_id}", Manage, Api, 200, |f, _| {
             req(format!("/api/v1/sites/{SITE}/annotations/{}", f.annotation_id()), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/funnels", Read, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/funnels"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/funnels", Manage, Api, 201, |f, _| {
+            f.funnel_goals();
+            let funnel = json!({"name": format!("made {}", f.next()), "steps": ["Step A", "Step B"]});
+            req(format!("/api/v1/sites/{SITE}/funnels"), Body::Json(funnel))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/funnels/{funnel_id}", Manage, Api, 200, |f, _| {
+            req(format!("/api/v1/sites/{SITE}/funnels/{}", f.funnel_id()), Body::None)
         }),
         c("get", "/api/v1/sites/{site_id}/segments", Personal, Api, 200, |_, _| {
             req(format!("/api/v1/sites/{SITE}/segments"), Body::None)

@@ -59,7 +59,8 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     let meta = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
     meta.execute_batch(
         "DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; DROP TABLE imports; \
-         DROP TABLE site_aliases; DROP TABLE annotations; DROP TABLE segments; \
+         DROP TABLE site_aliases; DROP TABLE annotations; DROP TABLE segments; DROP TABLE funnel_steps; \
+         DROP TABLE funnels; \
          ALTER TABLE shared_links DROP COLUMN min_visitors; \
          ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
     )
@@ -84,8 +85,10 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
 
     let server = Server::start(&dir, &[]);
     assert_eq!(answers(&server.url, &key).await, before, "the same answers after the upgrade");
-    // The new parts work: invites for an address, a retention, a site removed with its rows.
+    // The new parts work: invites for an address, a retention, a funnel, a site removed with its rows.
     cli(&dir, &["invite", SITE, "--email", "new@example.com"]);
+    cli(&dir, &["goal", "add", SITE, "--page", "/pricing"]);
+    assert!(cli(&dir, &["funnel", "add", SITE, "Sign-up", "Visit /pricing", "Signup"]).contains("(2 steps)"));
     assert!(cli(&dir, &["site", "retention", SITE, "24"]).contains("keeps its data for 24 months"));
     drop(server);
     let version = |file: &str| -> u32 {

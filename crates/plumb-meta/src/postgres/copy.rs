@@ -23,6 +23,8 @@ pub(super) const TABLES: &[&str] = &[
     "goals",
     "firewall_rules",
     "annotations",
+    "funnels",
+    "funnel_steps",
     "security_counts",
     "salts",
     "backdated_salts",

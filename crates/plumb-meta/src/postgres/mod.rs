@@ -11,10 +11,12 @@ mod server;
 
 use crate::accounts::sha256_hex;
 use crate::backend::{
-    NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
+    FunnelHead, NewKey, assemble_funnels, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key,
+    stored_salt, with_currency,
 };
 use crate::{
-    Annotation, MAX_ANNOTATIONS, MAX_OWN_SEGMENTS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment,
+    Annotation, FUNNEL_START_DELAY_MS, Funnel, FunnelStep, MAX_ANNOTATIONS, MAX_FUNNELS, MAX_OWN_SEGMENTS,
+    MAX_SEGMENTS, Segment, validate_annotation, validate_funnel, validate_segment,
 };
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
@@ -35,12 +37,13 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../migrations/postgres/001_initial.sql"),
     include_str!("../../migrations/postgres/002_backdated_salts.sql"),
     include_str!("../../migrations/postgres/003_site_retention.sql"),
     include_str!("../../migrations/postgres/004_imports.sql"),
     include_str!("../../migrations/postgres/005_annotations_and_segments.sql"),
+    include_str!("../../migrations/postgres/006_funnels.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =
@@ -639,6 +642,72 @@ impl MetaStore for PgMeta {
             .map_err(storage)
         })?;
         if n == 0 { Err(MetaError::no_segment(site_id, segment)) } else { Ok(()) }
+    }
+
+    fn add_funnel(&self, site_id: u32, name: &str, steps: &[FunnelStep]) -> Result<Funnel> {
+        let name = validate_funnel(name, steps)?.to_owned();
+        let steps = steps.to_vec();
+        self.pool.run(move |c| {
+            let created_ms = now_ms();
+            let starts_ms = created_ms + FUNNEL_START_DELAY_MS;
+            let mut tx = c.transaction().map_err(storage)?;
+            tx.execute("SELECT pg_advisory_xact_lock(9, $1)", &[&(site_id as i32)]).map_err(storage)?;
+            let row = tx
+                .query_opt(
+                    "INSERT INTO funnels (site_id, name, created_ms, starts_ms) SELECT $1, $2, $3, $4
+                     WHERE (SELECT count(*) FROM funnels WHERE site_id = $1) < $5
+                     RETURNING id",
+                    &[&i64::from(site_id), &name, &created_ms, &starts_ms, &i64::from(MAX_FUNNELS)],
+                )
+                .map_err(or_missing(|| MetaError::no_site(site_id)))?
+                .ok_or_else(|| MetaError::too_many("funnels", MAX_FUNNELS))?;
+            let id = id(&row, 0)?;
+            for (position, step) in steps.iter().enumerate() {
+                let (kind, value) = step.kind.columns();
+                tx.execute(
+                    "INSERT INTO funnel_steps (funnel_id, position, name, kind, value) VALUES ($1, $2, $3, $4, $5)",
+                    &[&i64::from(id), &(position as i32), &step.name, &kind, &value],
+                )
+                .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)?;
+            Ok(Funnel { id, site_id, name, steps, created_ms, starts_ms })
+        })
+    }
+
+    fn funnels(&self, site_id: Option<u32>) -> Result<Vec<Funnel>> {
+        self.pool.run(move |c| {
+            let site = site_id.map(i64::from);
+            let heads = c
+                .query(
+                    "SELECT id, site_id, name, created_ms, starts_ms FROM funnels
+                     WHERE $1::BIGINT IS NULL OR site_id = $1 ORDER BY id",
+                    &[&site],
+                )
+                .map_err(storage)?
+                .iter()
+                .map(|r| Ok((id(r, 0)?, id(r, 1)?, r.get(2), r.get(3), r.get(4))))
+                .collect::<Result<Vec<FunnelHead>>>()?;
+            let steps = c
+                .query(
+                    "SELECT s.funnel_id, s.name, s.kind, s.value FROM funnel_steps s JOIN funnels f ON f.id = s.funnel_id
+                     WHERE $1::BIGINT IS NULL OR f.site_id = $1 ORDER BY s.funnel_id, s.position",
+                    &[&site],
+                )
+                .map_err(storage)?
+                .iter()
+                .map(|r| Ok((id(r, 0)?, r.get(1), r.get(2), r.get(3))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(assemble_funnels(heads, steps))
+        })
+    }
+
+    fn remove_funnel(&self, site_id: u32, funnel: u32) -> Result<()> {
+        let n = self.pool.run(move |c| {
+            c.execute("DELETE FROM funnels WHERE site_id = $1 AND id = $2", &[&i64::from(site_id), &i64::from(funnel)])
+                .map_err(storage)
+        })?;
+        if n == 0 { Err(MetaError::no_funnel(site_id, funnel)) } else { Ok(()) }
     }
 
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {

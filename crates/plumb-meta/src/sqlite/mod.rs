@@ -2,10 +2,12 @@ mod accounts;
 
 use crate::accounts::sha256_hex;
 use crate::backend::{
-    NewKey, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key, stored_salt, with_currency,
+    FunnelHead, NewKey, assemble_funnels, dims_text, goal_display_name, new_key, now_ms, stored_import, stored_key,
+    stored_salt, with_currency,
 };
 use crate::{
-    Annotation, MAX_ANNOTATIONS, MAX_OWN_SEGMENTS, MAX_SEGMENTS, Segment, validate_annotation, validate_segment,
+    Annotation, FUNNEL_START_DELAY_MS, Funnel, FunnelStep, MAX_ANNOTATIONS, MAX_FUNNELS, MAX_OWN_SEGMENTS,
+    MAX_SEGMENTS, Segment, validate_annotation, validate_funnel, validate_segment,
 };
 use crate::{
     ApiKey, BACKDATED_SALT_IDLE_MS, FirewallRule, Goal, GoalKind, Import, MetaError, MetaStore, Result, RuleKind,
@@ -28,13 +30,14 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
     include_str!("../../migrations/003_backdated_salts.sql"),
     include_str!("../../migrations/004_site_retention.sql"),
     include_str!("../../migrations/005_imports.sql"),
     include_str!("../../migrations/006_annotations_and_segments.sql"),
+    include_str!("../../migrations/007_funnels.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =
@@ -541,6 +544,67 @@ impl MetaStore for SqliteMeta {
             .execute("DELETE FROM segments WHERE site_id = ?1 AND id = ?2", params![site_id, id])
             .map_err(storage)?;
         if n == 0 { Err(MetaError::no_segment(site_id, id)) } else { Ok(()) }
+    }
+
+    fn add_funnel(&self, site_id: u32, name: &str, steps: &[FunnelStep]) -> Result<Funnel> {
+        let name = validate_funnel(name, steps)?;
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(storage)?;
+        let created_ms = now_ms();
+        let starts_ms = created_ms + FUNNEL_START_DELAY_MS;
+        let added = tx
+            .execute(
+                "INSERT INTO funnels (site_id, name, created_ms, starts_ms) SELECT ?1, ?2, ?3, ?4
+                 WHERE (SELECT count(*) FROM funnels WHERE site_id = ?1) < ?5",
+                params![site_id, name, created_ms, starts_ms, MAX_FUNNELS],
+            )
+            .map_err(or_no_site(site_id))?;
+        if added == 0 {
+            return Err(MetaError::too_many("funnels", MAX_FUNNELS));
+        }
+        let id = tx.last_insert_rowid() as u32;
+        for (position, step) in steps.iter().enumerate() {
+            let (kind, value) = step.kind.columns();
+            tx.execute(
+                "INSERT INTO funnel_steps (funnel_id, position, name, kind, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, position as i64, step.name, kind, value],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        Ok(Funnel { id, site_id, name: name.to_owned(), steps: steps.to_vec(), created_ms, starts_ms })
+    }
+
+    fn funnels(&self, site_id: Option<u32>) -> Result<Vec<Funnel>> {
+        let conn = self.conn.lock().unwrap();
+        let heads = conn
+            .prepare(
+                "SELECT id, site_id, name, created_ms, starts_ms FROM funnels WHERE ?1 IS NULL OR site_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([site_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                    .collect::<rusqlite::Result<Vec<FunnelHead>>>()
+            })
+            .map_err(storage)?;
+        let steps = conn
+            .prepare(
+                "SELECT s.funnel_id, s.name, s.kind, s.value FROM funnel_steps s JOIN funnels f ON f.id = s.funnel_id
+                 WHERE ?1 IS NULL OR f.site_id = ?1 ORDER BY s.funnel_id, s.position",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([site_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(storage)?;
+        Ok(assemble_funnels(heads, steps))
+    }
+
+    fn remove_funnel(&self, site_id: u32, id: u32) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        let n = conn
+            .execute("DELETE FROM funnels WHERE site_id = ?1 AND id = ?2", params![site_id, id])
+            .map_err(storage)?;
+        if n == 0 { Err(MetaError::no_funnel(site_id, id)) } else { Ok(()) }
     }
 
     fn add_security_counts(&self, counts: &[SecurityCount]) -> Result<()> {

@@ -78,6 +78,7 @@ fn frame(web: &Web, site: &Site, settings: bool, others: &[(Site, Role)]) -> Res
          <div class=\"chart\" id=\"chart\"></div><div id=\"chart-note\" aria-live=\"polite\"></div>\
          <div class=\"notes\" id=\"notes\" aria-label=\"Annotations\"></div></section>\
          <div class=\"panels\" id=\"panels\"></div>\
+         <section class=\"card funnels\" id=\"funnels\" aria-label=\"Funnels\"></section>\
          <div class=\"footer-actions\"><a id=\"export-all\" class=\"button\" href=\"#\">Export all (Plausible CSV zip)</a>\
          <span class=\"hint\">Keys: d today · y yesterday · w 7 days · t 30 days · m month · l last month · \
          r 12 months · a all time · c custom · Esc closes</span>{attribution}</div>\

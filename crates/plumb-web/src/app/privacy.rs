@@ -79,6 +79,8 @@ pub async fn page(State(web): State<Arc<Web>>, Path(domain): Path<String>) -> Re
          <p>Each page view or event is stored as a row of counters (views, visitors, visits, bounces, time on \
          page, scroll depth) with the fields below. No row holds an identifier of a visitor or a visit, so \
          rows cannot be joined into one person's path, and a visitor on two days is two visitors. \
+         Funnels the site defines are counted as visits happen: a row marks that a visit reached a \
+         step, with the fields of the hit that reached it, never which visitor. \
          Rows are kept {kept}.</p>\
          <table><thead><tr><th>field</th><th>describes</th></tr></thead><tbody>{fields}</tbody></table>\
          <h2>Data processing terms</h2><p>The operator of {d} decides what is counted and is the controller \

@@ -29,6 +29,28 @@ fn free_port() -> u16 {
     }
 }
 
+/// A small deterministic generator (xorshift) for generated populations: the same seed, the same
+/// visits.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 10_000) as f64 / 10_000.0 < p
+    }
+}
+
 /// Runs a `plumb` CLI command and returns its stdout; panics with stderr if it fails.
 pub fn cli(data_dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN).arg("--data-dir").arg(data_dir).args(args).output().unwrap();
