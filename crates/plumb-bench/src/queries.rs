@@ -143,6 +143,7 @@ fn dashboard(last_days: i32, filter: Option<Filter>) -> Vec<(&'static str, Query
         limit: 10,
         offset: 0,
         comparison: None,
+        hours: None,
         total_rows: false,
         goals: vec![],
         imports: vec![],

@@ -130,6 +130,10 @@ counters! {
     /// On a funnel row: 1 when the visitor-day first reaches the step its name says (see
     /// `RowKind::Funnel`).
     funnel_visitors / FunnelVisitors: i8, rollups None, since 2;
+    /// Like `exit_visitors`, for the local hour: +1 on the row of the visitor-day's latest hour
+    /// with a hit so far, -1 (adjustment row) at that earlier hour when a later one gets a hit.
+    /// Summed over the hours from H on, it is the visitor-days with a hit in them (`24h`).
+    last_hour_visitors / LastHourVisitors: i8, rollups None, since 3;
 }
 
 /// Whether an attribute describes one hit or the whole visit (copied onto every row of the

@@ -35,8 +35,13 @@ pub fn local_day_hour(tz: Tz, ts_ms: i64) -> (i32, u8) {
 /// The instant (unix ms) at which local `day` begins in `tz`. A midnight that a DST jump skips
 /// begins at the first instant that exists.
 pub fn day_start_ms(tz: Tz, day: i32) -> i64 {
-    let date = date_of_day(day);
-    let mut t = date.and_hms_opt(0, 0, 0).unwrap();
+    hour_start_ms(tz, day, 0)
+}
+
+/// The instant (unix ms) at which local `hour` (0–23) of `day` begins in `tz`; an hour that a DST
+/// jump skips begins at the first instant after it that exists.
+pub fn hour_start_ms(tz: Tz, day: i32, hour: u8) -> i64 {
+    let mut t = date_of_day(day).and_hms_opt(u32::from(hour.min(23)), 0, 0).unwrap();
     loop {
         if let Some(dt) = tz.from_local_datetime(&t).earliest() {
             return dt.timestamp_millis();

@@ -64,6 +64,9 @@ struct VisitorDay {
     last_touch_ms: i64,
     /// Local hours (bit per hour) with a hit.
     hours: u32,
+    /// The latest local hour with a hit, and the visit of that hit's session: where its
+    /// `last_hour_visitors` mark is, to move it when a later hour gets a hit.
+    last_hour: Option<(u8, Arc<VisitInfo>, String)>,
     pages: HashSet<u64>,
     names: HashSet<u64>,
     props: HashSet<u64>,
@@ -228,6 +231,19 @@ impl Sessionizer {
             if vd.hours & bit == 0 {
                 vd.hours |= bit;
                 f.hour_visitors = 1;
+            }
+            if vd.last_hour.as_ref().is_none_or(|(h, _, _)| ev.hour > *h) {
+                f.last_hour_visitors = 1;
+                let now_last = (ev.hour, s.visit.clone(), s.entry_page.clone());
+                if let Some((hour, visit, entry_page)) = vd.last_hour.replace(now_last) {
+                    out.push(Row {
+                        hour,
+                        visit,
+                        entry_page,
+                        counters: Counters { last_hour_visitors: -1, ..Default::default() },
+                        ..base_row(ev, s, "")
+                    });
+                }
             }
         }
         match ev.kind {
@@ -708,6 +724,28 @@ mod tests {
         s.set_funnels(vec![], 5_000);
         assert!(s.funnels_known_for(5_000 + FUNNEL_START_DELAY_MS));
         assert!(!s.funnels_known_for(5_001 + FUNNEL_START_DELAY_MS));
+    }
+
+    #[test]
+    fn the_latest_hour_mark_moves_with_the_visitor_days_latest_hit() {
+        let mut s = Sessionizer::default();
+        let mut rows = Vec::new();
+        let at = |sig, hour: i64, kind| {
+            let mut h = hit(sig, 10, hour * 60 * MIN, kind, "/", "");
+            h.hour = hour as u8;
+            h
+        };
+        // Visitor 1 at 8, 9 and 20 (two sessions), an earlier hour late, and a ping at 22;
+        // visitor 2 at 5.
+        for h in [at(1, 8, EventKind::Pageview), at(1, 9, EventKind::Pageview), at(1, 20, EventKind::Pageview)] {
+            s.apply_t(&h, 0, &mut rows);
+        }
+        s.apply_t(&at(1, 7, EventKind::Custom), 0, &mut rows);
+        s.apply_t(&at(1, 22, EventKind::Engagement), 0, &mut rows);
+        s.apply_t(&at(2, 5, EventKind::Pageview), 0, &mut rows);
+        let from = |h0: u8| sum(&rows, |r| if r.hour >= h0 { r.counters.last_hour_visitors.into() } else { 0 });
+        // Active from hour H on: both from 0 to 5, visitor 1 alone from 6 to 20, nobody after.
+        assert_eq!((from(0), from(5), from(6), from(20), from(21)), (2, 2, 1, 1, 0));
     }
 
     #[test]

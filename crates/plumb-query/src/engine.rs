@@ -55,6 +55,8 @@ fn plan(q: &Query) -> MetricPlan {
         // the visitor-day's first session must match them all (documented approximation).
         Grain::Visit if varying.len() == 1 => Sum::FirstSessionVisitors(varying[0]),
         Grain::Visit if q.time_bucket() == Some(TimeBucket::Hour) => Sum::Counter(Counter::HourVisitors),
+        // The range's first day is fetched with its own number (see `fetch`).
+        Grain::Visit if q.hours.is_some() => Sum::WindowVisitors(q.range.from),
         Grain::Visit => Sum::Counter(Counter::Visitors),
     };
     let mut sums = vec![visitors_sum];
@@ -116,11 +118,16 @@ pub fn bucket_count(bucket: TimeBucket, range: DayRange) -> i64 {
     }
 }
 
-/// Every bucket label of a range, in order.
-pub fn time_labels(bucket: TimeBucket, range: DayRange) -> Vec<String> {
+/// Every bucket label of a range (bounded by `hours`, if it is), in order.
+pub fn time_labels(bucket: TimeBucket, range: DayRange, hours: Option<HourWindow>) -> Vec<String> {
     let mut labels: Vec<String> = Vec::new();
     for day in range.from..=range.to {
-        let hours: Vec<Option<u8>> = if bucket == TimeBucket::Hour { (0..24).map(Some).collect() } else { vec![None] };
+        let (first, last) = match hours {
+            Some(w) => (if day == range.from { w.from_hour } else { 0 }, if day == range.to { w.to_hour } else { 23 }),
+            None => (0, 23),
+        };
+        let hours: Vec<Option<u8>> =
+            if bucket == TimeBucket::Hour { (first..=last).map(Some).collect() } else { vec![None] };
         for h in hours {
             let l = bucket_label(bucket, day, h);
             if labels.last() != Some(&l) {
@@ -143,6 +150,10 @@ fn fetch(
     let prop_key = cols.iter().find_map(|c| if let Column::Prop(k) = c { Some(k.clone()) } else { None });
     // A breakdown by property covers the hits that have it.
     let mut filter = q.filter.as_ref().map(Filter::with_country_codes);
+    if let Some(w) = q.hours {
+        filter =
+            Some(Filter::and(filter, Filter::Hours { from: (range.from, w.from_hour), to: (range.to, w.to_hour) }));
+    }
     for c in p.group_by.iter().filter(|c| matches!(c, Column::Prop(_))) {
         let has =
             Filter::Condition { op: Op::IsNot, column: c.clone(), values: vec![NO_PROP.into()], case_sensitive: true };
@@ -155,7 +166,12 @@ fn fetch(
         filter,
         kinds: if matches!(p.grain, Grain::Name | Grain::Goal | Grain::Prop) { vec![1, 2] } else { vec![] },
         prop_key,
-        sums: p.sums.clone(),
+        // Window visitors count on the first day of the range fetched (the comparison's too).
+        sums: p
+            .sums
+            .iter()
+            .map(|s| if let Sum::WindowVisitors(_) = s { Sum::WindowVisitors(range.from) } else { *s })
+            .collect(),
     };
     let mut table: GroupTable = HashMap::new();
     for g in sums(backend, &sq, &q.imports, imports)? {
@@ -411,7 +427,7 @@ fn group_rows(
     // A time bucket compares with the bucket at the same position in the other range.
     let compared_bucket: HashMap<String, String> = match (time_index, q.comparison, q.time_bucket()) {
         (Some(_), Some(range), Some(bucket)) => {
-            time_labels(bucket, q.range).into_iter().zip(time_labels(bucket, range)).collect()
+            time_labels(bucket, q.range, q.hours).into_iter().zip(time_labels(bucket, range, q.hours)).collect()
         }
         _ => HashMap::new(),
     };

@@ -9,6 +9,7 @@ impl Filter {
             Filter::Condition { column, .. } => out.push(column.clone()),
             Filter::Goal(GoalCondition::Page(_)) => out.push(Column::Attr(Attr::Pathname)),
             Filter::Goal(GoalCondition::Event(_)) => out.push(Column::EventName),
+            Filter::Hours { .. } => out.extend([Column::Day, Column::Hour]),
             Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.columns(out)),
             Filter::Not(f) => f.columns(out),
         }
@@ -46,6 +47,11 @@ impl Filter {
         }
     }
 
+    /// Whether the filter bounds hours (a range that is not whole days).
+    pub fn has_hours(&self) -> bool {
+        self.any_leaf(&|leaf| matches!(leaf, Filter::Hours { .. }))
+    }
+
     pub fn has_goal(&self) -> bool {
         self.any_leaf(&|leaf| matches!(leaf, Filter::Goal(_)))
     }
@@ -55,7 +61,7 @@ impl Filter {
     pub fn without_goals(&self) -> Option<Filter> {
         match self {
             Filter::Goal(_) => None,
-            Filter::Condition { .. } => Some(self.clone()),
+            Filter::Condition { .. } | Filter::Hours { .. } => Some(self.clone()),
             Filter::And(fs) | Filter::Or(fs) => {
                 let rest: Vec<Filter> = fs.iter().filter_map(Filter::without_goals).collect();
                 match (rest.len(), self) {

@@ -3,7 +3,7 @@
 //! visitor-day does that many steps in order within one visit. A funnel's answer is those rows
 //! summed per step, beside all visitors of the same range and filter.
 
-use crate::{Column, DayRange, Filter, Invalid, Op, QueryError, Sum, SumsBackend, SumsQuery};
+use crate::{Column, DayRange, Filter, HourWindow, Invalid, Op, QueryError, Sum, SumsBackend, SumsQuery};
 use plumb_core::row::RowKind;
 use plumb_core::schema::Counter;
 use serde::Serialize;
@@ -16,6 +16,8 @@ pub struct FunnelQuery {
     /// How many steps the funnel has.
     pub steps: usize,
     pub range: DayRange,
+    /// Hours that bound the range (`24h`), if it is not whole days.
+    pub hours: Option<HourWindow>,
     /// Visit attributes only: a funnel row is a mark on a visit, not a hit of its own.
     pub filter: Option<Filter>,
 }
@@ -64,12 +66,19 @@ pub fn run_funnel(backend: &dyn SumsBackend, q: &FunnelQuery) -> Result<FunnelAn
         }
     }
     let names: Vec<String> = (1..=q.steps).map(|k| step_name(q.funnel_id, k)).collect();
+    let filter = match q.hours {
+        Some(w) => Some(Filter::and(
+            q.filter.clone(),
+            Filter::Hours { from: (q.range.from, w.from_hour), to: (q.range.to, w.to_hour) },
+        )),
+        None => q.filter.clone(),
+    };
     let marks = SumsQuery {
         site_id: q.site_id,
         range: q.range,
         group_by: vec![Column::EventName],
         filter: Some(Filter::and(
-            q.filter.clone(),
+            filter.clone(),
             Filter::Condition { op: Op::Is, column: Column::EventName, values: names.clone(), case_sensitive: true },
         )),
         kinds: vec![RowKind::Funnel as u8],
@@ -82,13 +91,8 @@ pub fn run_funnel(backend: &dyn SumsBackend, q: &FunnelQuery) -> Result<FunnelAn
             reached[k] += g.sums[0];
         }
     }
-    let everyone = SumsQuery {
-        group_by: vec![],
-        filter: q.filter.clone(),
-        kinds: vec![],
-        sums: vec![Sum::Counter(Counter::Visitors)],
-        ..marks
-    };
+    let visitors = if q.hours.is_some() { Sum::WindowVisitors(q.range.from) } else { Sum::Counter(Counter::Visitors) };
+    let everyone = SumsQuery { group_by: vec![], filter, kinds: vec![], sums: vec![visitors], ..marks };
     let all_visitors: i64 = backend.sums(&everyone)?.iter().map(|g| g.sums[0]).sum();
     let entering = reached.first().copied().unwrap_or(0);
     let steps = reached

@@ -226,7 +226,8 @@ pub fn plan(q: &SumsQuery, imports: &[ImportRef]) -> (Option<ImportedQuery>, Imp
             (Some(query), ImportsUse { relevant: true, ids, included: true, skip_reason: None, warning })
         }
         Err(why) => {
-            let reason = if q.group_by.contains(&Column::Hour) { "unsupported_interval" } else { "unsupported_query" };
+            let hourly = q.group_by.contains(&Column::Hour) || q.filter.as_ref().is_some_and(crate::Filter::has_hours);
+            let reason = if hourly { "unsupported_interval" } else { "unsupported_query" };
             (
                 None,
                 ImportsUse {
@@ -243,14 +244,14 @@ pub fn plan(q: &SumsQuery, imports: &[ImportRef]) -> (Option<ImportedQuery>, Imp
 
 /// The imported read, and the overlapping imports it leaves out for lack of the breakdown.
 fn read<'a>(q: &SumsQuery, overlapping: &[&'a ImportRef]) -> Result<(ImportedQuery, Vec<&'a ImportRef>), String> {
+    if q.group_by.contains(&Column::Hour) || q.filter.as_ref().is_some_and(crate::Filter::has_hours) {
+        return Err("imported data is kept by day, not by hour".into());
+    }
     if q.filter.is_some() {
         return Err("imported data has no combinations of breakdowns, so it is left out of filtered answers".into());
     }
     if q.prop_key.is_some() || q.group_by.iter().any(|c| matches!(c, Column::Prop(_))) {
         return Err("imported data has no custom properties".into());
-    }
-    if q.group_by.contains(&Column::Hour) {
-        return Err("imported data is kept by day, not by hour".into());
     }
     let columns: Vec<&Column> = q.group_by.iter().filter(|c| **c != Column::Day).collect();
     if columns.len() > 1 {

@@ -47,6 +47,7 @@ fn keep(r: &Row, f: &Filter) -> bool {
         }
         Filter::Goal(GoalCondition::Page(p)) => r.kind == RowKind::Pageview && pattern(p, true).is_match(&r.pathname),
         Filter::Goal(GoalCondition::Event(name)) => r.kind == RowKind::Custom && r.name == *name,
+        Filter::Hours { from, to } => (*from..=*to).contains(&(r.day, r.hour)),
         Filter::And(fs) => fs.iter().all(|f| keep(r, f)),
         Filter::Or(fs) => fs.iter().any(|f| keep(r, f)),
         Filter::Not(f) => !keep(r, f),
@@ -63,6 +64,7 @@ fn sum(r: &Row, s: Sum, prop_key: Option<&str>) -> i64 {
         Sum::GoalVisitors => if pageview { n.page_visitors } else { n.name_visitors }.into(),
         Sum::PropVisitors => r.props.iter().any(|p| Some(p.key.as_str()) == prop_key && p.first_of_day).into(),
         Sum::FirstSessionVisitors(bit) => (n.visits == 1 && n.attr_first & bit != 0).into(),
+        Sum::WindowVisitors(first) => if r.day == first { n.last_hour_visitors } else { n.visitors }.into(),
         Sum::EntryVisits => unreachable!("the engine computes EntryVisits itself"),
         Sum::RevenueMicros(c) => paid(&c).map_or(0, |x| x.amount_micros),
         Sum::RevenueEvents(c) => paid(&c).is_some().into(),

@@ -20,6 +20,14 @@ impl DayRange {
     }
 }
 
+/// Local hours that bound a range (`24h`): it begins at `from_hour` of its first day and ends
+/// with `to_hour` of its last, each hour whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourWindow {
+    pub from_hour: u8,
+    pub to_hour: u8,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -258,6 +266,11 @@ pub enum Filter {
     },
     /// Rows that complete a goal.
     Goal(GoalCondition),
+    /// Rows from local day and hour `from` through `to` (each `(day, hour)`), inclusive.
+    Hours {
+        from: (i32, u8),
+        to: (i32, u8),
+    },
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
@@ -284,6 +297,10 @@ pub enum Sum {
     /// Sessions that entered on the group's page. Filled by the engine from a query over entry
     /// pages (as `Visits`); a backend is never asked for it.
     EntryVisits,
+    /// Visitor-days of a range bounded by hours ([`HourWindow`]): on its first day, those with a hit
+    /// in the hours from the window's first on (`last_hour_visitors`); on later days, as
+    /// `visitors` (the first hit, in the window when the day is). The day is the range's first.
+    WindowVisitors(i32),
     /// Revenue in millionths of the currency, over rows paid in it, and how many rows those are.
     RevenueMicros(Currency),
     RevenueEvents(Currency),
@@ -328,6 +345,8 @@ pub struct Query {
     pub limit: usize,
     pub offset: usize,
     pub comparison: Option<DayRange>,
+    /// Hours that bound `range` (and `comparison`, alike), if it is not whole days.
+    pub hours: Option<HourWindow>,
     pub total_rows: bool,
     /// The site's goals, for the `event:goal` dimension.
     pub goals: Vec<GoalDef>,
@@ -392,6 +411,7 @@ impl Query {
             limit: 10_000,
             offset: 0,
             comparison: None,
+            hours: None,
             total_rows: false,
             goals: vec![],
             imports: vec![],

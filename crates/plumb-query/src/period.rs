@@ -1,7 +1,7 @@
 //! The periods callers name (Plausible's `date_range`: `day`, `7d`, `month`, `all`, `[from, to]`…)
 //! and comparison ranges, as inclusive local days.
 
-use crate::{DayRange, Invalid};
+use crate::{DayRange, HourWindow, Invalid};
 use chrono::{Datelike, Months, NaiveDate};
 use plumb_core::time::{date_of_day, day_number};
 use serde_json::Value;
@@ -61,6 +61,12 @@ pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, Invalid> {
             "month" => (day_number(t.with_day(1).unwrap()), today),
             "year" => (day_number(t.with_ordinal(1).unwrap()), today),
             "all" => (ALL_FROM, today),
+            "realtime" | "30m" => {
+                return Err(Invalid(format!(
+                    "date_range: `{s}` (minutes) cannot be answered from stored rows, which keep local hours; \
+                     `/api/v1/stats/realtime` has the last 5 minutes, `24h` the last day by hour"
+                )));
+            }
             other => match shorthand(other) {
                 // N days before today, or N whole months before the current one.
                 Some(Ok((n, false))) => (today - n as i32, today - 1),
@@ -76,6 +82,19 @@ pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, Invalid> {
         return Err(Invalid("date_range: the first date is after the second".into()));
     }
     Ok(DayRange { from, to })
+}
+
+/// A range that may be bounded by hours: `24h` is the 24 local hours up to and including the
+/// current one (`now_hour` of `today`); anything else is whole days, as [`resolve_range`].
+pub fn resolve_window(range: &Value, today: i32, now_hour: u8) -> Result<(DayRange, Option<HourWindow>), Invalid> {
+    if range.as_str() != Some("24h") {
+        return resolve_range(range, today).map(|r| (r, None));
+    }
+    Ok(match now_hour {
+        // The whole of today.
+        23 => (DayRange { from: today, to: today }, None),
+        h => (DayRange { from: today - 1, to: today }, Some(HourWindow { from_hour: h + 1, to_hour: h })),
+    })
 }
 
 /// First day of `all` (1970-01-01): before any plausible data, so back-filled history is included.
@@ -100,6 +119,22 @@ pub fn comparison_range(v: &Value, range: DayRange, today: i32) -> Result<DayRan
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_day_of_hours_ends_with_the_current_one() {
+        let today = 20_000;
+        let (range, hours) = resolve_window(&json!("24h"), today, 9).unwrap();
+        assert_eq!(
+            (range, hours),
+            (DayRange { from: today - 1, to: today }, Some(HourWindow { from_hour: 10, to_hour: 9 }))
+        );
+        assert_eq!(resolve_window(&json!("24h"), today, 23).unwrap(), (DayRange { from: today, to: today }, None));
+        assert_eq!(
+            resolve_window(&json!("7d"), today, 9).unwrap(),
+            (resolve_range(&json!("7d"), today).unwrap(), None)
+        );
+        assert!(resolve_window(&json!("25h"), today, 9).is_err());
+    }
 
     #[test]
     fn periods_resolve_to_whole_local_days() {
@@ -134,6 +169,7 @@ mod tests {
             ("d", "not a known period"),
             ("3w", "not a known period"),
             ("+3d", "not a known period"),
+            ("30m", "cannot be answered from stored rows"),
         ] {
             let e = resolve_range(&json!(bad), today).unwrap_err();
             assert!(e.0.contains(why), "{bad}: {}", e.0);

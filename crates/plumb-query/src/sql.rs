@@ -129,6 +129,10 @@ fn sum_sql(d: &dyn Dialect, s: Sum, prop_key: Option<&str>, params: &mut Vec<Par
         Sum::FirstSessionVisitors(bit) => {
             format!("sum(CASE WHEN visits = 1 AND {} <> 0 THEN 1 ELSE 0 END)", d.bit_and("attr_first", bit))
         }
+        // A day number, safe as a literal.
+        Sum::WindowVisitors(first) => {
+            format!("sum(CASE WHEN day = {first} THEN last_hour_visitors ELSE visitors END)")
+        }
         Sum::EntryVisits => unreachable!("the engine computes EntryVisits itself"),
         // `Currency` is three upper-case letters, safe as a literal.
         Sum::RevenueMicros(c) => format!("sum(CASE WHEN revenue_currency = '{c}' THEN revenue_micros ELSE 0 END)"),
@@ -178,6 +182,10 @@ fn filter_sql(d: &dyn Dialect, f: &Filter, params: &mut Vec<Param>) -> String {
         Filter::Goal(GoalCondition::Event(name)) => {
             params.push(Param::Text(name.clone()));
             "(kind = 2 AND name = ?)".to_owned()
+        }
+        // Day numbers and hours, safe as literals.
+        Filter::Hours { from: (fd, fh), to: (td, th) } => {
+            format!("((day > {fd} OR (day = {fd} AND hour >= {fh})) AND (day < {td} OR (day = {td} AND hour <= {th})))")
         }
         Filter::And(fs) => join(d, fs, " AND ", TRUE, params),
         Filter::Or(fs) => join(d, fs, " OR ", FALSE, params),

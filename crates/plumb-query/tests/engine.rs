@@ -78,6 +78,7 @@ fn query(metrics: &[Metric], range: (i32, i32), dimensions: Vec<Dimension>) -> Q
         limit: 100,
         offset: 0,
         comparison: None,
+        hours: None,
         total_rows: true,
         goals: vec![],
         imports: vec![],
@@ -170,7 +171,7 @@ fn time_buckets_label_every_group_and_fold_days() {
         ["1970-01-05", "1970-01-12"]
     );
     assert_eq!(metrics(&by(TimeBucket::Month, (10, 11))), [vec![json!(5)]]);
-    assert_eq!(plumb_query::time_labels(TimeBucket::Week, DayRange { from: 10, to: 11 }).len(), 2);
+    assert_eq!(plumb_query::time_labels(TimeBucket::Week, DayRange { from: 10, to: 11 }, None).len(), 2);
     // Too many buckets are refused before anything runs.
     let huge = query(&[Metric::Visitors], (0, 500), vec![Dimension::Time(TimeBucket::Hour)]);
     assert!(matches!(run(&backend(), &huge), Err(QueryError::Invalid(_))));
@@ -345,7 +346,14 @@ fn a_funnel_sums_its_step_marks_beside_all_visitors() {
     let mut other = mark(10, 1, "Google");
     other.name = plumb_query::funnel::step_name(8, 1);
     b.rows.push(other);
-    let q = FunnelQuery { site_id: 1, funnel_id: 7, steps: 3, range: DayRange { from: 10, to: 11 }, filter: None };
+    let q = FunnelQuery {
+        site_id: 1,
+        funnel_id: 7,
+        steps: 3,
+        range: DayRange { from: 10, to: 11 },
+        hours: None,
+        filter: None,
+    };
     let a = run_funnel(&b, &q).unwrap();
     let visitors: Vec<i64> = a.steps.iter().map(|s| s.visitors).collect();
     assert_eq!(visitors, [4, 2, 1]);
@@ -400,4 +408,52 @@ fn a_funnel_sums_its_step_marks_beside_all_visitors() {
             "{dims:?}"
         );
     }
+}
+
+#[test]
+fn a_range_of_hours_counts_the_visitor_days_active_in_it() {
+    use plumb_query::HourWindow;
+    // A row of visitor-day `who` at (day, hour), with its counters.
+    let row = |day: i32, hour: u8, pageviews: i8, visitors: i8, last_hour: i8| {
+        let mut r = entry(day, hour, "/", "Google", visitors == 1);
+        r.counters = Counters {
+            pageviews,
+            events: pageviews,
+            visitors,
+            visits: visitors,
+            hour_visitors: 1,
+            last_hour_visitors: last_hour,
+            ..Default::default()
+        };
+        r
+    };
+    let b = MemoryBackend {
+        rows: vec![
+            // Day 10: A at 8 and 20 (its latest hour moves: -1 at 8), B at 5 only.
+            row(10, 8, 1, 1, 1),
+            row(10, 20, 1, 0, 1),
+            row(10, 8, 0, 0, -1),
+            row(10, 5, 1, 1, 1),
+            // Day 11: C at 3, D at 12 (after the window).
+            row(11, 3, 1, 1, 1),
+            row(11, 12, 1, 1, 1),
+        ],
+        imported: vec![],
+    };
+    let window = |dims: Vec<Dimension>| Query {
+        hours: Some(HourWindow { from_hour: 10, to_hour: 9 }),
+        ..query(&[Metric::Visitors, Metric::Pageviews], (10, 11), dims)
+    };
+    // From day 10, 10:00 through day 11, 09:59: A (at 20) and C.
+    let totals = run(&b, &window(vec![])).unwrap();
+    assert_eq!(totals.results[0].metrics, [json!(2), json!(2)]);
+    // By hour: only the window's 24 hours, each with its own visitors.
+    let q = window(vec![Dimension::Time(TimeBucket::Hour)]);
+    let hourly = run(&b, &q).unwrap();
+    let shown: Vec<(&str, &Value)> = hourly.results.iter().map(|r| (r.dimensions[0].as_str(), &r.metrics[0])).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|(_, v)| **v == json!(1)));
+    let labels = plumb_query::time_labels(TimeBucket::Hour, q.range, q.hours);
+    assert_eq!(labels.len(), 24);
+    assert!(labels[0].ends_with(" 10:00:00") && labels[23].ends_with(" 09:00:00"), "{labels:?}");
 }

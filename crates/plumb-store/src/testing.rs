@@ -177,7 +177,8 @@ impl ZooKeeper {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let port = free_port();
         let config = format!(
-            "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n",
+            "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
+             4lw.commands.whitelist=srvr\n",
             dir.join("data").display()
         );
         std::fs::write(dir.join("zoo.cfg"), config).unwrap();
@@ -198,12 +199,25 @@ impl ZooKeeper {
             .spawn()
             .expect("cannot run java for ZooKeeper");
         let zk = ZooKeeper { dir, port, child: Some(child) };
+        // Listening is not serving: ClickHouse 18.16 started against a ZooKeeper that refuses
+        // sessions crashes in its DDL worker. Wait until `srvr` reports the server's mode.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "ZooKeeper did not start");
+        while !zk.serving() {
+            assert!(Instant::now() < deadline, "ZooKeeper did not start serving");
             std::thread::sleep(Duration::from_millis(50));
         }
         zk
+    }
+}
+
+impl ZooKeeper {
+    /// Whether the server answers `srvr` with its mode (it says "not currently serving" before).
+    fn serving(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = String::new();
+        c.write_all(b"srvr").is_ok() && c.read_to_string(&mut answer).is_ok() && answer.contains("Mode:")
     }
 }
 

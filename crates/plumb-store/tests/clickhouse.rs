@@ -50,6 +50,8 @@ fn row(i: usize) -> Row {
             attr_first: if n == 1 { 0x1ff } else { 0 },
             duration_ms: 1000 * i as i64,
             engaged_ms: 7,
+            last_hour_visitors: [1, 0, -1][i % 3],
+            funnel_visitors: i.is_multiple_of(5) as i8,
             ..Default::default()
         },
     }
@@ -140,6 +142,8 @@ fn queries() -> Vec<SumsQuery> {
         ])),
         Some(Filter::And(vec![])),
         Some(Filter::Or(vec![])),
+        // `24h`: from day 100 at 10:00 through day 101 at 09:59.
+        Some(Filter::Hours { from: (100, 10), to: (101, 9) }),
     ];
     let groupings = [
         vec![],
@@ -162,6 +166,8 @@ fn queries() -> Vec<SumsQuery> {
                 Sum::PropVisitors,
                 Sum::RevenueMicros(plumb_query::Currency::parse("EUR").unwrap()),
                 Sum::RevenueEvents(plumb_query::Currency::parse("EUR").unwrap()),
+                Sum::WindowVisitors(100),
+                Sum::Counter(Counter::FunnelVisitors),
             ];
             out.push(site_days(group_by, filter, Some("plan"), sums));
         }

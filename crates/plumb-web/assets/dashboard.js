@@ -22,7 +22,7 @@ function h(tag, attrs = {}, ...children) {
 // ---------------------------------------------------------------- state in the URL
 
 const PERIODS = [
-  ['realtime', 'Realtime', null], ['day', 'Today', 'd'], ['yesterday', 'Yesterday', 'y'],
+  ['realtime', 'Realtime', null], ['24h', 'Last 24 hours', null], ['day', 'Today', 'd'], ['yesterday', 'Yesterday', 'y'],
   ['7d', 'Last 7 days', 'w'], ['30d', 'Last 30 days', 't'], ['month', 'Month to date', 'm'],
   ['lastmonth', 'Last month', 'l'], ['12mo', 'Last 12 months', 'r'], ['all', 'All time', 'a'],
   ['custom', 'Custom range', 'c'],
@@ -112,7 +112,7 @@ function dateRange() {
 function rangeDays() {
   const r = dateRange();
   if (Array.isArray(r)) return (day(r[1]) - day(r[0])) / 864e5 + 1;
-  return { day: 1, '7d': 7, '30d': 30, month: 31, '12mo': 366, all: 1000 }[r] || 30;
+  return { day: 1, '24h': 1, '7d': 7, '30d': 30, month: 31, '12mo': 366, all: 1000 }[r] || 30;
 }
 
 function intervals() {

@@ -6,16 +6,16 @@ use crate::Web;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::sites::{authorized_site, fields, required};
-use crate::stats::{parse_filters, rfc3339, run_blocking, site, site_goals};
+use crate::stats::{parse_filters, rfc3339, run_blocking, shown_range, site, site_goals};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use plumb_core::time::{day_start_ms, local_day};
+use plumb_core::time::{hour_start_ms, local_day_hour};
 use plumb_meta::{Funnel, Site, funnel_steps};
 use plumb_query::funnel::{FunnelQuery, run_funnel};
-use plumb_query::period::resolve_range;
+use plumb_query::period::resolve_window;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -104,11 +104,11 @@ pub async fn query(State(web): State<Arc<Web>>, caller: Caller, body: axum::body
         .into_iter()
         .find(|f| f.id == body.funnel_id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("funnel {} not found", body.funnel_id)))?;
-    let today = local_day(site.timezone, Utc::now().timestamp_millis());
-    let range = resolve_range(&body.date_range, today)?;
+    let (today, now_hour) = local_day_hour(site.timezone, Utc::now().timestamp_millis());
+    let (range, hours) = resolve_window(&body.date_range, today, now_hour)?;
     let filters = crate::notes::expand_segments(&web, &caller, &site, &body.filters)?;
     let filter = parse_filters(&filters, range, &site_goals(&web, site.id)?)?;
-    let q = FunnelQuery { site_id: site.id, funnel_id: funnel.id, steps: funnel.steps.len(), range, filter };
+    let q = FunnelQuery { site_id: site.id, funnel_id: funnel.id, steps: funnel.steps.len(), range, hours, filter };
     let answer = run_blocking(&web, move |reader| run_funnel(reader, &q)).await??;
     let tz = site.timezone;
     let steps: Vec<Value> = funnel
@@ -123,7 +123,8 @@ pub async fn query(State(web): State<Arc<Web>>, caller: Caller, body: axum::body
         .collect();
     let mut meta = serde_json::Map::new();
     // Days before the funnel counted are in the range but not in the steps.
-    if day_start_ms(tz, range.from) < funnel.starts_ms {
+    let shown = shown_range(tz, range, hours);
+    if hour_start_ms(tz, range.from, hours.map_or(0, |w| w.from_hour)) < funnel.starts_ms {
         meta.insert(
             "warning".into(),
             json!(format!(
@@ -134,7 +135,7 @@ pub async fn query(State(web): State<Arc<Web>>, caller: Caller, body: axum::body
     }
     Ok(Json(json!({
         "funnel": funnel_json(&funnel, &site),
-        "date_range": [rfc3339(tz, day_start_ms(tz, range.from)), rfc3339(tz, day_start_ms(tz, range.to + 1) - 1000)],
+        "date_range": shown,
         "all_visitors": answer.all_visitors,
         "entering_visitors": answer.entering_visitors,
         "entering_visitors_percentage": answer.entering_visitors_percentage,

@@ -8,15 +8,15 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use chrono_tz::Tz;
-use plumb_core::time::day_start_ms;
+use plumb_core::time::{day_start_ms, hour_start_ms};
 use plumb_core::url::wildcard_regex;
 use plumb_meta::Site;
 use plumb_meta::{GoalKind, ImportState, MetaStore};
 use plumb_query::imported::ImportRef;
-use plumb_query::period::{comparison_range, resolve_range};
+use plumb_query::period::{comparison_range, resolve_window};
 use plumb_query::{
-    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, Metric, Op, OrderKey, Query, QueryOutput,
-    SumsBackend,
+    Currency, DayRange, Dimension, Filter, GoalCondition, GoalDef, HourWindow, Metric, Op, OrderKey, Query,
+    QueryOutput, SumsBackend,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -273,6 +273,15 @@ fn regex_syntax_ok(p: &str) -> Result<(), String> {
     if depth != 0 || class || escaped { Err("unbalanced brackets or trailing `\\`".into()) } else { Ok(()) }
 }
 
+/// A range as the answer shows it: its first and last second.
+pub(crate) fn shown_range(tz: Tz, range: DayRange, hours: Option<HourWindow>) -> Value {
+    let (first, after) = match hours {
+        Some(w) => (hour_start_ms(tz, range.from, w.from_hour), hour_start_ms(tz, range.to, w.to_hour) + 3_600_000),
+        None => (day_start_ms(tz, range.from), day_start_ms(tz, range.to + 1)),
+    };
+    json!([rfc3339(tz, first), rfc3339(tz, after - 1000)])
+}
+
 pub(crate) fn rfc3339(tz: Tz, ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).to_rfc3339()
 }
@@ -335,13 +344,16 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     if metrics.is_empty() {
         return Err(ApiError::bad("metrics: at least one metric is required"));
     }
-    let today = plumb_core::time::local_day(site.timezone, Utc::now().timestamp_millis());
-    let range = resolve_range(&body.date_range, today)?;
+    let (today, now_hour) = plumb_core::time::local_day_hour(site.timezone, Utc::now().timestamp_millis());
+    let (range, hours) = resolve_window(&body.date_range, today, now_hour)?;
+    // `time` picks hours for a day of hours.
+    let bucket_range = if hours.is_some() { DayRange { from: today, to: today } } else { range };
     let dimensions = body
         .dimensions
         .iter()
         .map(|d| {
-            Dimension::parse(d, range).ok_or_else(|| ApiError::bad(format!("dimensions: unknown dimension `{d}`")))
+            Dimension::parse(d, bucket_range)
+                .ok_or_else(|| ApiError::bad(format!("dimensions: unknown dimension `{d}`")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let goals = site_goals(web, site.id)?;
@@ -373,7 +385,20 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
             Ok((k, desc))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let comparison = body.include.comparisons.as_ref().map(|c| comparison_range(c, range, today)).transpose()?;
+    let comparison = match (&body.include.comparisons, hours) {
+        (None, _) => None,
+        (Some(c), None) => Some(comparison_range(c, range, today)?),
+        // A day of hours compares with the day of hours before, or with the same hours a year ago.
+        (Some(c), Some(_)) => match c.get("mode").and_then(Value::as_str) {
+            Some("previous_period") => Some(DayRange { from: range.from - 1, to: range.to - 1 }),
+            Some("year_over_year") => Some(comparison_range(c, range, today)?),
+            _ => {
+                return Err(ApiError::bad(
+                    "include.comparisons: `24h` compares with previous_period or year_over_year, not custom days",
+                ));
+            }
+        },
+    };
     let q = Query {
         site_id: site.id,
         metrics,
@@ -384,6 +409,7 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         limit: body.pagination.limit,
         offset: body.pagination.offset,
         comparison,
+        hours,
         total_rows: body.include.total_rows,
         goals,
         imports: if body.include.imports == Some(false) { vec![] } else { import_refs(web.meta.as_ref(), site.id)? },
@@ -419,14 +445,13 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         }
     }
     let tz = site.timezone;
-    let shown_range =
-        json!([rfc3339(tz, day_start_ms(tz, range.from)), rfc3339(tz, day_start_ms(tz, range.to + 1) - 1000)]);
+    let shown_range = shown_range(tz, range, hours);
     let mut meta = serde_json::Map::new();
     if body.include.time_labels {
         let Some(bucket) = time_bucket else {
             return Err(ApiError::bad("include.time_labels: needs a time dimension"));
         };
-        meta.insert("time_labels".into(), json!(plumb_query::time_labels(bucket, range)));
+        meta.insert("time_labels".into(), json!(plumb_query::time_labels(bucket, range, hours)));
     }
     // Counting the rows would count the hidden ones too.
     if q.total_rows && hide.is_none() {

@@ -180,6 +180,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
         limit,
         offset,
         comparison,
+        hours: None,
         total_rows: false,
         goals,
         imports: crate::stats::import_refs(web.meta.as_ref(), site.id)?,
@@ -214,7 +215,7 @@ async fn run(web: Arc<Web>, caller: Caller, p: Params, kind: Kind) -> Result<Res
                     let zeros = vec![json!(0); metric_names.len()];
                     let found: HashMap<&str, &[Value]> =
                         out.results.iter().map(|r| (r.dimensions[0].as_str(), r.metrics.as_slice())).collect();
-                    plumb_query::time_labels(*bucket, range)
+                    plumb_query::time_labels(*bucket, range, None)
                         .iter()
                         .map(|label| row("date", label, found.get(label.as_str()).copied().unwrap_or(&zeros)))
                         .collect()

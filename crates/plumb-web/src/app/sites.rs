@@ -28,7 +28,7 @@ async fn recent_visitors(web: &Web, site: &Site) -> (Vec<i64>, i64) {
     let today = plumb_core::time::local_day(site.timezone, chrono::Utc::now().timestamp_millis());
     let range = DayRange { from: today - 30, to: today - 1 };
     let by_day = one_metric(web, site, Metric::Visitors, range, Some(TimeBucket::Day)).await.unwrap_or_default();
-    let days = plumb_query::time_labels(TimeBucket::Day, range)
+    let days = plumb_query::time_labels(TimeBucket::Day, range, None)
         .into_iter()
         .map(|label| by_day.iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| *n))
         .collect();
