@@ -282,6 +282,12 @@ for (let i = 0; i < 20 && (await funnelVisitors()).join() !== '2,1'; i++) {
 }
 expect((await funnelVisitors()).join() === '2,1', `two visitors entered the funnel, one bought: ${await funnelVisitors()}`);
 summary.funnel = await funnelText();
+// The last 24 hours, by hour: the same three visitors, on the hours they came.
+await page.selectOption('#range select', '24h');
+await page.waitForURL(/period=24h/);
+await dashboardLoaded(page);
+expect((await statValue(page, 'Unique visitors')) === '3', `the last 24 hours have the three visitors: ${await statValue(page, 'Unique visitors')}`);
+expect((await funnelVisitors()).join() === '2,1', `the funnel over the last 24 hours: ${await funnelVisitors()}`);
 await page.$eval('#funnels', (e) => e.scrollIntoView());
 await shot(page, 'funnel');
 

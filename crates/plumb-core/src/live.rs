@@ -1,12 +1,19 @@
 //! Who is on each site right now, kept only in memory: per signature, the time of the last event,
-//! the page it was on and the source it came from, for the last few minutes. Serves the realtime
-//! view; nothing here is ever written down.
+//! the page it was on, the source it came from and its recent pageviews, for the last half hour.
+//! Serves the realtime view and the Stats API's `realtime` and `30m` ranges; nothing here is ever
+//! written down.
 
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
+/// Current visitors: those with an event in the last five minutes (Plausible's `realtime`).
 pub const REALTIME_WINDOW_MS: i64 = 5 * 60_000;
+/// How long a visitor's hits are remembered: the longest window asked for (`30m`).
+pub const LIVE_MEMORY_MS: i64 = 30 * 60_000;
+/// Pageviews remembered per visitor; older ones are dropped first (a visitor is paced by the
+/// collector well below this in half an hour).
+const VIEWS_PER_VISITOR: usize = 256;
 
 /// One hit as the realtime view needs it.
 pub struct LiveHit {
@@ -19,12 +26,34 @@ pub struct LiveHit {
     /// session), so a ping alone — a page left long ago, a beacon sent with another User-Agent —
     /// counts nobody.
     pub engagement: bool,
+    /// A pageview (not a custom event or a ping).
+    pub pageview: bool,
 }
 
 struct Visitor {
     last_ms: i64,
     page: String,
     source: String,
+    /// Pageviews remembered: time and page, oldest first.
+    views: VecDeque<(i64, Arc<str>)>,
+}
+
+/// A page or source over a window, with its visitors and pageviews.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowCount {
+    pub name: String,
+    pub visitors: usize,
+    pub pageviews: usize,
+}
+
+/// A site's visitors over the last minutes: those with an event in the window, their pageviews,
+/// and both by page (viewed in the window) and by source (the visitor's first seen).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveWindow {
+    pub visitors: usize,
+    pub pageviews: usize,
+    pub pages: Vec<WindowCount>,
+    pub sources: Vec<WindowCount>,
 }
 
 /// Current visitors of a site, with the pages they are on and where they came from.
@@ -75,7 +104,14 @@ impl LiveVisitors {
                 last_ms: h.ts_ms,
                 page: String::new(),
                 source: h.source,
+                views: VecDeque::new(),
             });
+            if h.pageview {
+                if v.views.len() == VIEWS_PER_VISITOR {
+                    v.views.pop_front();
+                }
+                v.views.push_back((h.ts_ms, Arc::from(h.page.as_str())));
+            }
             if h.ts_ms >= v.last_ms || v.page.is_empty() {
                 v.last_ms = v.last_ms.max(h.ts_ms);
                 v.page = h.page;
@@ -84,12 +120,12 @@ impl LiveVisitors {
     }
 
     /// Visitors with an event in the five minutes before `now_ms`, by page and by source (most
-    /// visitors first, ties by name); older entries are forgotten on the way.
+    /// visitors first, ties by name).
     pub fn snapshot(&self, site: u32, now_ms: i64) -> LiveSnapshot {
-        let mut sites = self.sites.lock().unwrap();
-        let Some(visitors) = sites.get_mut(&site) else { return LiveSnapshot::default() };
-        visitors.retain(|_, v| v.last_ms > now_ms - REALTIME_WINDOW_MS);
-        let current: Vec<&Visitor> = visitors.values().filter(|v| v.last_ms <= now_ms).collect();
+        let sites = self.sites.lock().unwrap();
+        let Some(visitors) = sites.get(&site) else { return LiveSnapshot::default() };
+        let current: Vec<&Visitor> =
+            visitors.values().filter(|v| v.last_ms > now_ms - REALTIME_WINDOW_MS && v.last_ms <= now_ms).collect();
         let tally = |key: fn(&Visitor) -> &str| {
             let mut counts: HashMap<&str, usize> = HashMap::new();
             for v in &current {
@@ -103,22 +139,70 @@ impl LiveVisitors {
         LiveSnapshot { visitors: current.len(), pages: tally(|v| &v.page), sources: tally(|v| &v.source) }
     }
 
+    /// Visitors with an event in the `window_ms` before `now_ms` (at most [`LIVE_MEMORY_MS`]),
+    /// their pageviews, by page and by source (most visitors first, ties by name).
+    pub fn window(&self, site: u32, now_ms: i64, window_ms: i64) -> LiveWindow {
+        let from = now_ms - window_ms.min(LIVE_MEMORY_MS);
+        let sites = self.sites.lock().unwrap();
+        let Some(visitors) = sites.get(&site) else { return LiveWindow::default() };
+        let inside = |ts: i64| ts > from && ts <= now_ms;
+        let mut out = LiveWindow::default();
+        let mut pages: HashMap<&str, (usize, usize)> = HashMap::new();
+        let mut sources: HashMap<&str, (usize, usize)> = HashMap::new();
+        for v in visitors.values().filter(|v| inside(v.last_ms) || v.views.iter().any(|(t, _)| inside(*t))) {
+            let views: Vec<&str> = v.views.iter().filter(|(t, _)| inside(*t)).map(|(_, p)| &**p).collect();
+            out.visitors += 1;
+            out.pageviews += views.len();
+            let source = sources.entry(&v.source).or_default();
+            source.0 += 1;
+            source.1 += views.len();
+            let mut seen: Vec<&str> = Vec::new();
+            for page in views {
+                let count = pages.entry(page).or_default();
+                count.1 += 1;
+                if !seen.contains(&page) {
+                    seen.push(page);
+                    count.0 += 1;
+                }
+            }
+        }
+        let sorted = |counts: HashMap<&str, (usize, usize)>| {
+            let mut list: Vec<WindowCount> = counts
+                .into_iter()
+                .map(|(name, (visitors, pageviews))| WindowCount { name: name.to_owned(), visitors, pageviews })
+                .collect();
+            list.sort_by(|a, b| b.visitors.cmp(&a.visitors).then_with(|| a.name.cmp(&b.name)));
+            list
+        };
+        out.pages = sorted(pages);
+        out.sources = sorted(sources);
+        out
+    }
+
     pub fn forget_older_than(&self, cutoff_ms: i64) {
         let mut sites = self.sites.lock().unwrap();
-        sites.values_mut().for_each(|v| v.retain(|_, v| v.last_ms > cutoff_ms));
+        for visitors in sites.values_mut() {
+            visitors.retain(|_, v| v.last_ms > cutoff_ms);
+            for v in visitors.values_mut() {
+                while v.views.front().is_some_and(|(t, _)| *t <= cutoff_ms) {
+                    v.views.pop_front();
+                }
+            }
+        }
         sites.retain(|_, v| !v.is_empty());
     }
 }
 
 /// Hits as bytes, to pass between processes (never stored): per hit the site, signature and
-/// time, the engagement flag, then page and source with their lengths, little-endian.
+/// time, a flags byte (1: engagement, 2: pageview), then page and source with their lengths,
+/// little-endian.
 pub fn encode_hits(hits: &[LiveHit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hits.len() * 64);
     for h in hits {
         out.extend_from_slice(&h.site_id.to_le_bytes());
         out.extend_from_slice(&h.signature.to_le_bytes());
         out.extend_from_slice(&h.ts_ms.to_le_bytes());
-        out.push(h.engagement as u8);
+        out.push(h.engagement as u8 | (h.pageview as u8) << 1);
         for text in [&h.page, &h.source] {
             let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
             out.extend_from_slice(&(text.len() as u16).to_le_bytes());
@@ -141,13 +225,22 @@ pub fn decode_hits(mut bytes: &[u8]) -> Option<Vec<LiveHit>> {
     }
     let mut hits = Vec::new();
     while !bytes.is_empty() {
+        let site_id = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?);
+        let signature = u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        let ts_ms = i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        let flags = take(&mut bytes, 1)?[0];
+        if flags > 3 {
+            return None;
+        }
+        let (page, source) = (text(&mut bytes)?, text(&mut bytes)?);
         hits.push(LiveHit {
-            site_id: u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?),
-            signature: u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?),
-            ts_ms: i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?),
-            engagement: take(&mut bytes, 1)? == [1],
-            page: text(&mut bytes)?,
-            source: text(&mut bytes)?,
+            site_id,
+            signature,
+            ts_ms,
+            engagement: flags & 1 != 0,
+            pageview: flags & 2 != 0,
+            page,
+            source,
         });
     }
     Some(hits)
@@ -161,15 +254,15 @@ mod tests {
     fn hits_survive_the_trip_between_processes_and_junk_is_refused() {
         let hits = vec![
             hit(1, 11, 1_000, "/ü/page", "Google"),
-            LiveHit { engagement: true, ..hit(u32::MAX, u64::MAX, -5, "", "") },
+            LiveHit { engagement: true, pageview: false, ..hit(u32::MAX, u64::MAX, -5, "", "") },
         ];
         let bytes = encode_hits(&hits);
         let back = decode_hits(&bytes).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in hits.iter().zip(&back) {
             assert_eq!(
-                (a.site_id, a.signature, a.ts_ms, a.engagement),
-                (b.site_id, b.signature, b.ts_ms, b.engagement)
+                (a.site_id, a.signature, a.ts_ms, a.engagement, a.pageview),
+                (b.site_id, b.signature, b.ts_ms, b.engagement, b.pageview)
             );
             assert_eq!((&a.page, &a.source), (&b.page, &b.source));
         }
@@ -185,7 +278,15 @@ mod tests {
     }
 
     fn hit(site_id: u32, signature: u64, ts_ms: i64, page: &str, source: &str) -> LiveHit {
-        LiveHit { site_id, signature, ts_ms, page: page.into(), source: source.into(), engagement: false }
+        LiveHit {
+            site_id,
+            signature,
+            ts_ms,
+            page: page.into(),
+            source: source.into(),
+            engagement: false,
+            pageview: true,
+        }
     }
 
     #[test]
@@ -201,8 +302,8 @@ mod tests {
         ]);
         // A ping alone is nobody; a ping of a known visitor keeps them current.
         live.record([
-            LiveHit { engagement: true, ..hit(1, 15, now - 100, "/left", "") },
-            LiveHit { engagement: true, ..hit(1, 14, now - 100, "/pricing", "") },
+            LiveHit { engagement: true, pageview: false, ..hit(1, 15, now - 100, "/left", "") },
+            LiveHit { engagement: true, pageview: false, ..hit(1, 14, now - 100, "/pricing", "") },
         ]);
         let s = live.snapshot(1, now);
         assert_eq!(s.visitors, 2);
@@ -213,5 +314,39 @@ mod tests {
         assert_eq!(live.snapshot(3, now), LiveSnapshot::default());
         live.forget_older_than(now);
         assert_eq!(live.snapshot(1, now).visitors, 0);
+    }
+
+    #[test]
+    fn a_window_counts_visitors_and_pageviews_by_page_and_source() {
+        let live = LiveVisitors::default();
+        let now = 100_000_000;
+        let min = 60_000;
+        live.record([
+            // Visitor 1: / and /pricing twice in the last 5 minutes, from Google.
+            hit(1, 1, now - 4 * min, "/", "Google"),
+            hit(1, 1, now - 3 * min, "/pricing", ""),
+            hit(1, 1, now - 2 * min, "/pricing", ""),
+            // Visitor 2: /pricing 20 minutes ago, then a custom event now.
+            hit(1, 2, now - 20 * min, "/pricing", ""),
+            LiveHit { pageview: false, ..hit(1, 2, now - min, "/pricing", "") },
+            // Visitor 3: 40 minutes ago, gone from both windows.
+            hit(1, 3, now - 40 * min, "/", "Twitter"),
+        ]);
+        let w = live.window(1, now, REALTIME_WINDOW_MS);
+        assert_eq!((w.visitors, w.pageviews), (2, 3));
+        let pricing = WindowCount { name: "/pricing".into(), visitors: 1, pageviews: 2 };
+        assert_eq!(w.pages, [WindowCount { name: "/".into(), visitors: 1, pageviews: 1 }, pricing]);
+        let w = live.window(1, now, LIVE_MEMORY_MS);
+        assert_eq!((w.visitors, w.pageviews), (2, 4));
+        assert_eq!(w.pages[0], WindowCount { name: "/pricing".into(), visitors: 2, pageviews: 3 });
+        let sources: Vec<(&str, usize, usize)> =
+            w.sources.iter().map(|c| (c.name.as_str(), c.visitors, c.pageviews)).collect();
+        assert_eq!(sources, [("", 1, 1), ("Google", 1, 3)]);
+        // Forgetting the half hour before drops visitor 3 and visitor 2's old pageview.
+        live.forget_older_than(now - LIVE_MEMORY_MS);
+        let w = live.window(1, now, LIVE_MEMORY_MS);
+        assert_eq!((w.visitors, w.pageviews), (2, 4));
+        live.forget_older_than(now - 10 * min);
+        assert_eq!(live.window(1, now, LIVE_MEMORY_MS).pageviews, 3);
     }
 }

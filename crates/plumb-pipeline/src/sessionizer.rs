@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60_000;
 
+/// How much sooner than [`FUNNEL_START_DELAY_MS`] the funnels must have been read before a hit.
+pub const FUNNEL_READ_MARGIN_MS: i64 = 5_000;
+
 /// A stable 64-bit digest of a value, so state holds numbers rather than copies of strings.
 /// `DefaultHasher::new()` has fixed keys, so a replay after restart digests identically.
 fn digest(parts: &[&str]) -> u64 {
@@ -64,9 +67,9 @@ struct VisitorDay {
     last_touch_ms: i64,
     /// Local hours (bit per hour) with a hit.
     hours: u32,
-    /// The latest local hour with a hit, and the visit of that hit's session: where its
-    /// `last_hour_visitors` mark is, to move it when a later hour gets a hit.
-    last_hour: Option<(u8, Arc<VisitInfo>, String)>,
+    /// The latest local hour with a hit: where its `last_hour_visitors` mark is, to move it when
+    /// a later hour gets a hit.
+    last_hour: Option<u8>,
     pages: HashSet<u64>,
     names: HashSet<u64>,
     props: HashSet<u64>,
@@ -165,10 +168,11 @@ impl Sessionizer {
 
     /// Whether a hit received at `received_ms` may be applied with the funnels as last loaded: a
     /// funnel counts hits received [`FUNNEL_START_DELAY_MS`] after it was made, so metadata read
-    /// at most that long before the hit knows every funnel the hit counts for, and a replay after
-    /// a restart counts the same.
+    /// less than that long before the hit (by [`FUNNEL_READ_MARGIN_MS`], for the moment between
+    /// stamping a funnel and committing it and for clocks that differ a little) knows every
+    /// funnel the hit counts for, and a replay after a restart counts the same.
     pub fn funnels_known_for(&self, received_ms: i64) -> bool {
-        self.funnels.loaded_ms.is_some_and(|at| received_ms <= at + FUNNEL_START_DELAY_MS)
+        self.funnels.loaded_ms.is_some_and(|at| received_ms <= at + FUNNEL_START_DELAY_MS - FUNNEL_READ_MARGIN_MS)
     }
 
     /// Applies one hit and appends the rows it produces to `out` (none for an engagement ping
@@ -232,14 +236,14 @@ impl Sessionizer {
                 vd.hours |= bit;
                 f.hour_visitors = 1;
             }
-            if vd.last_hour.as_ref().is_none_or(|(h, _, _)| ev.hour > *h) {
+            if vd.last_hour.is_none_or(|h| ev.hour > h) {
                 f.last_hour_visitors = 1;
-                let now_last = (ev.hour, s.visit.clone(), s.entry_page.clone());
-                if let Some((hour, visit, entry_page)) = vd.last_hour.replace(now_last) {
+                // The correction carries this session's visit, not the earlier one's, so that no
+                // row ties two sessions' sources or entry pages together. Only the attributes
+                // every session of a visitor-day shares (location, device) are read with it.
+                if let Some(hour) = vd.last_hour.replace(ev.hour) {
                     out.push(Row {
                         hour,
-                        visit,
-                        entry_page,
                         counters: Counters { last_hour_visitors: -1, ..Default::default() },
                         ..base_row(ev, s, "")
                     });
@@ -339,11 +343,11 @@ impl Sessionizer {
             set_steps_done(&mut s.funnels, rule.id, done);
             if done > steps_done(&vd.funnels, rule.id) {
                 set_steps_done(&mut vd.funnels, rule.id, done);
+                // The visit's attributes only (funnels take visit filters): not the page, which
+                // next to the step would tell which page of the visit did it.
                 out.push(Row {
                     kind: RowKind::Funnel,
                     name: plumb_query::funnel::step_name(rule.id, done.into()),
-                    hostname: ev.hostname.clone(),
-                    pathname: ev.pathname.clone(),
                     counters: Counters { funnel_visitors: 1, ..Default::default() },
                     ..base_row(ev, s, "")
                 });
@@ -673,9 +677,9 @@ mod tests {
         s.apply_t(&signup(4, t0 + MIN), 2_000, &mut rows);
         assert_eq!(reached(&rows, 1, 3), [4, 3, 1]);
         assert_eq!(reached(&rows, 2, 2), [3, 2]);
-        // A mark carries the visit's attributes and the hit's page, and no other counter.
+        // A mark carries the visit's attributes, not the hit's page, and no other counter.
         let mark = rows.iter().find(|r| r.kind == RowKind::Funnel && r.name == "1:3").unwrap();
-        assert_eq!((mark.pathname.as_str(), mark.entry_page.as_str()), ("/c/x/y", "/a"));
+        assert_eq!((mark.pathname.as_str(), mark.entry_page.as_str()), ("", "/a"));
         assert_eq!(mark.counters, Counters { funnel_visitors: 1, ..Default::default() });
     }
 
@@ -722,8 +726,8 @@ mod tests {
         let mut s = Sessionizer::default();
         assert!(!s.funnels_known_for(0), "nothing read yet");
         s.set_funnels(vec![], 5_000);
-        assert!(s.funnels_known_for(5_000 + FUNNEL_START_DELAY_MS));
-        assert!(!s.funnels_known_for(5_001 + FUNNEL_START_DELAY_MS));
+        assert!(s.funnels_known_for(5_000 + FUNNEL_START_DELAY_MS - FUNNEL_READ_MARGIN_MS));
+        assert!(!s.funnels_known_for(5_001 + FUNNEL_START_DELAY_MS - FUNNEL_READ_MARGIN_MS));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::sessionizer::Sessionizer;
 use chrono_tz::Tz;
 use plumb_core::event::EventKind;
-use plumb_core::live::{LiveHit, LiveVisitors, REALTIME_WINDOW_MS};
+use plumb_core::live::{LIVE_MEMORY_MS, LiveHit, LiveVisitors};
 use plumb_core::time::{first_kept_day, local_day};
 use plumb_core::{QueuedEvent, Row};
 use plumb_meta::MetaStore;
@@ -158,10 +158,21 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 for entry in &entries {
                     // Funnels made since the metadata was last read count hits received from a
                     // little after they were made: read it again before such a hit.
-                    if !sessions.funnels_known_for(entry.received_ms) {
+                    while !sessions.funnels_known_for(entry.received_ms) {
                         funnels_read = Instant::now();
                         if !self.load_funnels(&mut sessions, stop) {
                             return;
+                        }
+                        // Stamped by a clock ahead of this one: wait until this one catches up.
+                        if stop.load(Ordering::SeqCst) {
+                            return; // nothing of this batch is committed; the queue replays it
+                        }
+                        if !sessions.funnels_known_for(entry.received_ms) {
+                            tracing::warn!(
+                                seq = entry.seq,
+                                "queue entry received in the future by this worker's clock; waiting for it"
+                            );
+                            std::thread::sleep(Duration::from_millis(500));
                         }
                     }
                     let ev = match QueuedEvent::decode(&entry.payload) {
@@ -173,7 +184,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                             continue;
                         }
                     };
-                    if ev.ts_ms > now - REALTIME_WINDOW_MS {
+                    if ev.ts_ms > now - LIVE_MEMORY_MS {
                         hits.push(LiveHit {
                             site_id: ev.site_id,
                             signature: ev.signature,
@@ -181,6 +192,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                             page: ev.pathname.clone(),
                             source: ev.visit.source.clone(),
                             engagement: ev.kind == EventKind::Engagement,
+                            pageview: ev.kind == EventKind::Pageview,
                         });
                     }
                     let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };
@@ -263,7 +275,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                 if evicted > 0 {
                     tracing::debug!(evicted, "visitor-days ended");
                 }
-                live.forget_older_than(now - REALTIME_WINDOW_MS);
+                live.forget_older_than(now - LIVE_MEMORY_MS);
             }
             if entries.len() < self.config.batch {
                 let timeout = pending_since.map_or(IDLE_WAIT, |t| commit_every.saturating_sub(t.elapsed()));
@@ -389,9 +401,21 @@ fn zone(meta: &dyn MetaStore, zones: &mut HashMap<u32, Option<Tz>>, site: u32) -
     }
 }
 
-/// Drops the rows a store may not take: of removed sites, and of days before a site's retention.
+/// Drops the rows a store may not take (of removed sites, of days before a site's retention) and
+/// puts the rest in no visitor's order: made in the order of each visitor's hits, rows stored as
+/// they are would follow one visitor through a batch; every sum is the same in any order.
 fn keep_stored(rows: &mut Vec<Row>, deleted: &HashSet<u32>, kept_from: &HashMap<u32, i32>) {
     rows.retain(|r| !deleted.contains(&r.site_id) && kept_from.get(&r.site_id).is_none_or(|first| r.day >= *first));
+    rows.sort_by(|a, b| {
+        (a.site_id, a.day, a.hour, a.kind as u8, &a.name, &a.pathname).cmp(&(
+            b.site_id,
+            b.day,
+            b.hour,
+            b.kind as u8,
+            &b.name,
+            &b.pathname,
+        ))
+    });
 }
 
 /// Runs `op` until it succeeds, backing off from 50 ms to 5 s; `None` if asked to stop first.

@@ -3,7 +3,9 @@
 //! visitor-day does that many steps in order within one visit. A funnel's answer is those rows
 //! summed per step, beside all visitors of the same range and filter.
 
-use crate::{Column, DayRange, Filter, HourWindow, Invalid, Op, QueryError, Sum, SumsBackend, SumsQuery};
+use crate::{
+    Column, DayRange, Filter, HourWindow, Invalid, Metric, Op, Query, QueryError, Sum, SumsBackend, SumsQuery,
+};
 use plumb_core::row::RowKind;
 use plumb_core::schema::Counter;
 use serde::Serialize;
@@ -91,9 +93,20 @@ pub fn run_funnel(backend: &dyn SumsBackend, q: &FunnelQuery) -> Result<FunnelAn
             reached[k] += g.sums[0];
         }
     }
-    let visitors = if q.hours.is_some() { Sum::WindowVisitors(q.range.from) } else { Sum::Counter(Counter::Visitors) };
-    let everyone = SumsQuery { group_by: vec![], filter, kinds: vec![], sums: vec![visitors], ..marks };
-    let all_visitors: i64 = backend.sums(&everyone)?.iter().map(|g| g.sums[0]).sum();
+    // A step's mark is on the visit (and hour) where the visitor-day first reached it, so with a
+    // visit filter or a window of hours a later step can count a visitor-day whose earlier steps
+    // fell outside: a step counts at most the visitors of the step before.
+    for k in 1..reached.len() {
+        reached[k] = reached[k].min(reached[k - 1]);
+    }
+    // Everyone, counted as the query engine counts visitors for the same filter and range.
+    let everyone = Query {
+        metrics: vec![Metric::Visitors],
+        filter: q.filter.clone(),
+        hours: q.hours,
+        ..Query::over(q.site_id, q.range)
+    };
+    let all_visitors = crate::run(backend, &everyone)?.results.first().and_then(|r| r.metrics[0].as_i64()).unwrap_or(0);
     let entering = reached.first().copied().unwrap_or(0);
     let steps = reached
         .iter()
@@ -112,7 +125,7 @@ pub fn run_funnel(backend: &dyn SumsBackend, q: &FunnelQuery) -> Result<FunnelAn
     Ok(FunnelAnswer {
         all_visitors,
         entering_visitors: entering,
-        entering_visitors_percentage: percent(entering, all_visitors),
+        entering_visitors_percentage: percent(entering, all_visitors).min(100.0),
         never_entering_visitors: (all_visitors - entering).max(0),
         steps,
     })

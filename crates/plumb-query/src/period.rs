@@ -64,7 +64,7 @@ pub fn resolve_range(range: &Value, today: i32) -> Result<DayRange, Invalid> {
             "realtime" | "30m" => {
                 return Err(Invalid(format!(
                     "date_range: `{s}` (minutes) cannot be answered from stored rows, which keep local hours; \
-                     `/api/v1/stats/realtime` has the last 5 minutes, `24h` the last day by hour"
+                     Stats API v2 queries of visitors and pageviews take it, `24h` is the last day by hour"
                 )));
             }
             other => match shorthand(other) {

@@ -125,14 +125,14 @@ impl Web {
     }
 
     /// Forgets limiter entries that carry no information any more (full buckets), so client
-    /// addresses do not stay in memory, and visitors gone from the realtime window, so their
+    /// addresses do not stay in memory, and visitors gone from the live half hour, so their
     /// signatures do not either (whether or not anyone looks at their site); run every minute.
     pub fn forget_idle(&self) {
         self.caller_limiter.forget_full();
         self.login_limiter.forget_full();
         self.address_limiter.forget_full();
         let now = chrono::Utc::now().timestamp_millis();
-        self.live.forget_older_than(now - plumb_core::live::REALTIME_WINDOW_MS);
+        self.live.forget_older_than(now - plumb_core::live::LIVE_MEMORY_MS);
     }
 }
 

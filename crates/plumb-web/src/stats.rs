@@ -273,6 +273,91 @@ fn regex_syntax_ok(p: &str) -> Result<(), String> {
     if depth != 0 || class || escaped { Err("unbalanced brackets or trailing `\\`".into()) } else { Ok(()) }
 }
 
+/// `realtime` (the last 5 minutes) and `30m`: answered from the live memory of recent hits, as
+/// stored rows keep no minutes.
+fn live_window(range: &str) -> Option<i64> {
+    match range {
+        "realtime" => Some(plumb_core::live::REALTIME_WINDOW_MS),
+        "30m" => Some(plumb_core::live::LIVE_MEMORY_MS),
+        _ => None,
+    }
+}
+
+/// A v2 query over the last minutes: visitors and pageviews, in total, by page or by source.
+fn answer_live(
+    web: &Web,
+    caller: &Caller,
+    site: &Site,
+    body: &QueryBody,
+    metrics: &[Metric],
+    window_ms: i64,
+) -> Result<Value, ApiError> {
+    let range = body.date_range.as_str().unwrap_or_default();
+    if let Some(m) = metrics.iter().find(|m| !matches!(m, Metric::Visitors | Metric::Pageviews)) {
+        return Err(ApiError::bad(format!(
+            "metrics: `{}` is not kept for the last minutes; `{range}` answers visitors and pageviews",
+            m.name()
+        )));
+    }
+    let dimension = match body.dimensions.as_slice() {
+        [] => None,
+        [d] if d == "event:page" || d == "visit:source" => Some(d.as_str()),
+        _ => {
+            return Err(ApiError::bad(format!(
+                "dimensions: `{range}` breaks down by one of event:page and visit:source, or none"
+            )));
+        }
+    };
+    if !body.filters.is_empty() || !body.order_by.is_empty() || body.include.comparisons.is_some() {
+        return Err(ApiError::bad(format!(
+            "`{range}` takes no filters, order_by or comparisons (ordered by visitors)"
+        )));
+    }
+    let now = Utc::now().timestamp_millis();
+    let w = web.live.window(site.id, now, window_ms);
+    let value = |m: &Metric, visitors: usize, pageviews: usize| match m {
+        Metric::Visitors => json!(visitors),
+        _ => json!(pageviews),
+    };
+    let mut results: Vec<Value> = match dimension {
+        None => vec![
+            json!({"dimensions": [], "metrics": metrics.iter().map(|m| value(m, w.visitors, w.pageviews)).collect::<Vec<_>>()}),
+        ],
+        Some(d) => {
+            let counts = if d == "event:page" { w.pages } else { w.sources };
+            // Through a link that hides small groups, rows of too few visitors go.
+            let k = caller.hidden_below(web, site)?.unwrap_or(0) as usize;
+            counts
+                .into_iter()
+                .filter(|c| c.visitors >= k)
+                .map(|c| {
+                    json!({"dimensions": [c.name], "metrics": metrics.iter().map(|m| value(m, c.visitors, c.pageviews)).collect::<Vec<_>>()})
+                })
+                .collect()
+        }
+    };
+    let total = results.len();
+    results = results.into_iter().skip(body.pagination.offset).take(body.pagination.limit).collect();
+    let mut meta = serde_json::Map::new();
+    if body.include.total_rows {
+        meta.insert("total_rows".into(), json!(total));
+    }
+    let tz = site.timezone;
+    Ok(json!({
+        "results": results,
+        "meta": meta,
+        "query": {
+            "site_id": site.domain,
+            "metrics": body.metrics,
+            "date_range": [rfc3339(tz, now - window_ms), rfc3339(tz, now)],
+            "dimensions": body.dimensions,
+            "filters": body.filters,
+            "order_by": [[body.metrics[0], "desc"]],
+            "pagination": {"limit": body.pagination.limit, "offset": body.pagination.offset},
+        },
+    }))
+}
+
 /// A range as the answer shows it: its first and last second.
 pub(crate) fn shown_range(tz: Tz, range: DayRange, hours: Option<HourWindow>) -> Value {
     let (first, after) = match hours {
@@ -344,6 +429,9 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     if metrics.is_empty() {
         return Err(ApiError::bad("metrics: at least one metric is required"));
     }
+    if let Some(window_ms) = body.date_range.as_str().and_then(live_window) {
+        return answer_live(web, caller, &site, &body, &metrics, window_ms);
+    }
     let (today, now_hour) = plumb_core::time::local_day_hour(site.timezone, Utc::now().timestamp_millis());
     let (range, hours) = resolve_window(&body.date_range, today, now_hour)?;
     // `time` picks hours for a day of hours.
@@ -391,7 +479,11 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
         // A day of hours compares with the day of hours before, or with the same hours a year ago.
         (Some(c), Some(_)) => match c.get("mode").and_then(Value::as_str) {
             Some("previous_period") => Some(DayRange { from: range.from - 1, to: range.to - 1 }),
-            Some("year_over_year") => Some(comparison_range(c, range, today)?),
+            // The same 24 hours a year before, whatever February did.
+            Some("year_over_year") => {
+                let before = comparison_range(c, DayRange { from: range.to, to: range.to }, today)?;
+                Some(DayRange { from: before.to - 1, to: before.to })
+            }
             _ => {
                 return Err(ApiError::bad(
                     "include.comparisons: `24h` compares with previous_period or year_over_year, not custom days",
@@ -459,6 +551,17 @@ pub async fn answer_v2(web: &Arc<Web>, caller: &Caller, body: Value) -> Result<V
     }
     if let Some(k) = hide {
         meta.insert("rows_hidden_below_visitors".into(), json!(k));
+    }
+    let by_sessions = [Metric::Visits, Metric::BounceRate, Metric::VisitDuration, Metric::ViewsPerVisit];
+    if hours.is_some() && (grouped || q.metrics.iter().any(|m| by_sessions.contains(m))) {
+        meta.insert(
+            "warning".into(),
+            json!(
+                "Over 24h, visitors in total and by hour are exact. With a filter or breakdown, the first \
+                 day's part counts visitor-days whose first hit of that kind was in the window; visits, \
+                 bounce rate and duration count sessions that began in it."
+            ),
+        );
     }
     // As Plausible says it, where the site has imported history for the range.
     if out.imports.relevant {

@@ -1,6 +1,7 @@
-//! `24h` end to end: visits over the last two days, sent with their timestamps, must give the
-//! visitors and pageviews of the 24 local hours up to now (and of the 24 before, compared) that an
-//! independent count of the same hits expects.
+//! Ranges shorter than days, end to end: visits over the last two days, sent with their
+//! timestamps, must give the visitors and pageviews of the 24 local hours up to now (and of the 24
+//! before, compared), and of the last 5 and 30 minutes, that an independent count of the same hits
+//! expects.
 
 mod common;
 
@@ -43,6 +44,12 @@ async fn a_day_of_hours_counts_what_the_hits_in_it_say() {
         for _ in 0..rng.range(1, 5) {
             hits.push(Hit { visitor, ts_ms: ts.min(now), pageview: rng.chance(0.7) });
             ts += rng.range(1, 600) * 60_000;
+        }
+    }
+    // And 20 active in the last half hour, a minute or more apart.
+    for visitor in 150..170 {
+        for m in [rng.range(0, 4), rng.range(6, 29)] {
+            hits.push(Hit { visitor, ts_ms: now - m * 60_000, pageview: rng.chance(0.7) });
         }
     }
     hits.retain(|h| h.ts_ms <= now);
@@ -103,9 +110,32 @@ async fn a_day_of_hours_counts_what_the_hits_in_it_say() {
         assert_eq!(row["metrics"][0], json!(expected(&hits, at, at + HOUR).0), "{label}");
     }
 
-    // Minutes are not stored: said so, not guessed.
-    let q = json!({"site_id": SITE, "metrics": ["visitors"], "date_range": "30m"});
+    // The last 5 and 30 minutes come from memory, not from stored rows: the same count.
+    for (range, minutes) in [("realtime", 5), ("30m", 30)] {
+        let from = now - minutes * 60_000 + 1;
+        let (visitors, pageviews) = expected(&hits, from, now + 1);
+        let viewers = hits
+            .iter()
+            .filter(|h| h.pageview && (from..=now).contains(&h.ts_ms))
+            .map(|h| (h.visitor, h.ts_ms.div_euclid(24 * HOUR)))
+            .collect::<HashSet<_>>()
+            .len();
+        let q = json!({"site_id": SITE, "metrics": ["visitors", "pageviews"], "date_range": range});
+        let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&q).send().await.unwrap();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["results"][0]["metrics"], json!([visitors, pageviews]), "{range}: {answer}");
+        let q = json!({"site_id": SITE, "metrics": ["visitors", "pageviews"], "date_range": range,
+                       "dimensions": ["event:page"]});
+        let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&q).send().await.unwrap();
+        let answer: Value = r.json().await.unwrap();
+        let expected_rows =
+            if pageviews > 0 { json!([{"dimensions": ["/"], "metrics": [viewers, pageviews]}]) } else { json!([]) };
+        assert_eq!(answer["results"], expected_rows, "{range}: {answer}");
+        println!("{range}: {visitors} visitors, {pageviews} pageviews");
+    }
+    // What memory does not keep is refused, saying what it does.
+    let q = json!({"site_id": SITE, "metrics": ["bounce_rate"], "date_range": "30m"});
     let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&q).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("minutes"));
+    assert!(r.text().await.unwrap().contains("answers visitors and pageviews"));
 }
