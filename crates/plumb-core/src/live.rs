@@ -14,6 +14,10 @@ pub const LIVE_MEMORY_MS: i64 = 30 * 60_000;
 /// Pageviews remembered per visitor; older ones are dropped first (a visitor is paced by the
 /// collector well below this in half an hour).
 const VIEWS_PER_VISITOR: usize = 256;
+/// Visitors remembered per site: a flood of new signatures cannot grow memory past this; over it,
+/// new visitors are not remembered (realtime figures then count fewer) until older ones are
+/// forgotten.
+pub const MAX_LIVE_VISITORS_PER_SITE: usize = 200_000;
 
 /// One hit as the realtime view needs it.
 pub struct LiveHit {
@@ -97,7 +101,8 @@ impl LiveVisitors {
         let mut sites = self.sites.lock().unwrap();
         for h in hits {
             let site = sites.entry(h.site_id).or_default();
-            if h.engagement && !site.contains_key(&h.signature) {
+            let known = site.contains_key(&h.signature);
+            if !known && (h.engagement || site.len() >= MAX_LIVE_VISITORS_PER_SITE) {
                 continue;
             }
             let v = site.entry(h.signature).or_insert_with(|| Visitor {
@@ -348,5 +353,17 @@ mod tests {
         assert_eq!((w.visitors, w.pageviews), (2, 4));
         live.forget_older_than(now - 10 * min);
         assert_eq!(live.window(1, now, LIVE_MEMORY_MS).pageviews, 3);
+    }
+
+    #[test]
+    fn a_flood_of_new_visitors_is_bounded() {
+        let live = LiveVisitors::default();
+        let hits = (0..MAX_LIVE_VISITORS_PER_SITE as u64 + 10).map(|sig| hit(1, sig, 1_000, "/", ""));
+        live.record(hits);
+        assert_eq!(live.window(1, 1_000, LIVE_MEMORY_MS).visitors, MAX_LIVE_VISITORS_PER_SITE);
+        // A visitor already known still counts; another site has room of its own.
+        live.record([hit(1, 0, 2_000, "/b", ""), hit(2, 1, 2_000, "/", "")]);
+        assert_eq!(live.window(1, 2_000, LIVE_MEMORY_MS).pageviews, MAX_LIVE_VISITORS_PER_SITE + 1);
+        assert_eq!(live.window(2, 2_000, LIVE_MEMORY_MS).visitors, 1);
     }
 }
