@@ -77,9 +77,10 @@
 
   // Properties: the script's `event-*` attributes, then `customProperties`, then the call's own.
   function props(name, own) {
-    var out = {}, n = 0, k, c = o.customProperties, a = s ? s.attributes : [];
+    var out = {}, n = 0, k, c = o.customProperties;
     if (typeof c === 'function') c = c(name);
 //+ pageview-props
+    var a = s ? s.attributes : [];
     for (k = 0; k < a.length; k++) if (a[k].name.indexOf('event-') === 0) { out[a[k].name.slice(6)] = a[k].value; n++; }
 //-
     for (k in c) { out[k] = c[k]; n++; }
