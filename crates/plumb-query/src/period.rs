@@ -29,6 +29,9 @@ pub fn parse_day(field: &str, s: &str) -> Result<i32, Invalid> {
 /// The named periods `resolve_range` knows (besides `[from, to]`): these, and any `Nd` up to
 /// [`MAX_DAYS`] and `Nmo` up to [`MAX_MONTHS`], as Plausible's parser takes them.
 pub const PERIODS: [&str; 10] = ["day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all"];
+/// Periods shorter than a day: `24h` (whole local hours, `resolve_window`) and the last 5 or 30
+/// minutes (`realtime`, `30m`, answered from memory by the Stats API v2).
+pub const SHORT_PERIODS: [&str; 3] = ["24h", "realtime", "30m"];
 pub const MAX_DAYS: i32 = 5_000;
 pub const MAX_MONTHS: u32 = 100;
 
@@ -151,6 +154,11 @@ mod tests {
         assert!(resolve_range(&json!("fortnight"), today).is_err());
         for p in PERIODS {
             assert!(resolve_range(&json!(p), today).is_ok(), "documented period {p} resolves");
+        }
+        // Shorter ones are a window of hours, or answered elsewhere and refused here with why.
+        assert!(resolve_window(&json!(SHORT_PERIODS[0]), today, 3).unwrap().1.is_some());
+        for p in &SHORT_PERIODS[1..] {
+            assert!(resolve_range(&json!(p), today).unwrap_err().0.contains("minutes"), "{p}");
         }
         assert!(resolve_range(&json!(["2024-13-01", "2024-03-01"]), today).is_err());
         // Any `Nd` up to 5,000 and `Nmo` up to 100, as Plausible takes them.

@@ -4,7 +4,7 @@
 use crate::endpoints;
 use axum::Json;
 use plumb_meta::permission::{Action, Holder};
-use plumb_query::period::PERIODS;
+use plumb_query::period::{PERIODS, SHORT_PERIODS};
 use plumb_query::{Dimension, Metric, Op};
 use serde_json::{Map, Value, json};
 
@@ -29,7 +29,7 @@ fn query_schema() -> Value {
             "site_id": {"type": "string", "description": "the site's domain"},
             "metrics": {"type": "array", "minItems": 1, "items": string_enum(Metric::ALL.iter().map(|(n, _)| *n))},
             "date_range": {"oneOf": [
-                string_enum(PERIODS),
+                string_enum(PERIODS.into_iter().chain(SHORT_PERIODS)),
                 {"type": "string", "pattern": "^[1-9][0-9]*(d|mo)$", "description": "N days before today (N ≤ 5000) or N whole months before this one (N ≤ 100)"},
                 {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 datetime"}},
             ]},
