@@ -178,6 +178,13 @@ async fn stats_api_requires_a_key_and_names_bad_fields() {
                 [..],
             "nobody@example.com",
         ),
+        (
+            &["funnel", "add", "stats.test", "F", "Visit /nope", "Signup"][..],
+            "`Visit /nope` is not a goal of this site",
+        ),
+        (&["funnel", "add", "stats.test", "F"][..], "<STEPS>"),
+        (&["funnel", "add", "stats.test", "F", "Signup"][..], "a funnel has 2 to 8 steps, not 1"),
+        (&["funnel", "remove", "stats.test", "7"][..], "funnel 7"),
         // Serving options are checked before anything starts.
         (&["serve", "--ip-rate-limit", "0"][..], "--ip-rate-limit"),
         (&["serve", "--visitor-rate-limit", "0"][..], "--visitor-rate-limit"),
