@@ -65,11 +65,9 @@ impl Session {
 struct VisitorDay {
     /// Queue receive time of the latest hit; drives eviction, so a replay evicts alike.
     last_touch_ms: i64,
-    /// Local hours (bit per hour) with a hit.
+    /// Local hours (bit per hour) with a hit; the highest is where the visitor-day's
+    /// `last_hour_visitors` mark is.
     hours: u32,
-    /// The latest local hour with a hit: where its `last_hour_visitors` mark is, to move it when
-    /// a later hour gets a hit.
-    last_hour: Option<u8>,
     pages: HashSet<u64>,
     names: HashSet<u64>,
     props: HashSet<u64>,
@@ -232,22 +230,23 @@ impl Sessionizer {
         if ev.kind != EventKind::Engagement {
             f.events = 1;
             let bit = 1u32 << (ev.hour % 24);
-            if vd.hours & bit == 0 {
-                vd.hours |= bit;
-                f.hour_visitors = 1;
-            }
-            if vd.last_hour.is_none_or(|h| ev.hour > h) {
+            // A later hour than any before moves the latest-hour mark to this hit. The correction
+            // carries this session's visit, not the earlier one's, so that no row ties two
+            // sessions' sources or entry pages together; only the attributes every session of a
+            // visitor-day shares (location, device) are read with it.
+            if vd.hours < bit {
                 f.last_hour_visitors = 1;
-                // The correction carries this session's visit, not the earlier one's, so that no
-                // row ties two sessions' sources or entry pages together. Only the attributes
-                // every session of a visitor-day shares (location, device) are read with it.
-                if let Some(hour) = vd.last_hour.replace(ev.hour) {
+                if vd.hours != 0 {
                     out.push(Row {
-                        hour,
+                        hour: (31 - vd.hours.leading_zeros()) as u8,
                         counters: Counters { last_hour_visitors: -1, ..Default::default() },
                         ..base_row(ev, s, "")
                     });
                 }
+            }
+            if vd.hours & bit == 0 {
+                vd.hours |= bit;
+                f.hour_visitors = 1;
             }
         }
         match ev.kind {

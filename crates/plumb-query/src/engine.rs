@@ -151,8 +151,7 @@ fn fetch(
     // A breakdown by property covers the hits that have it.
     let mut filter = q.filter.as_ref().map(Filter::with_country_codes);
     if let Some(w) = q.hours {
-        filter =
-            Some(Filter::and(filter, Filter::Hours { from: (range.from, w.from_hour), to: (range.to, w.to_hour) }));
+        filter = Some(Filter::and(filter, w.filter(range)));
     }
     for c in p.group_by.iter().filter(|c| matches!(c, Column::Prop(_))) {
         let has =

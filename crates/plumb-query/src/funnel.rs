@@ -69,10 +69,7 @@ pub fn run_funnel(backend: &dyn SumsBackend, q: &FunnelQuery) -> Result<FunnelAn
     }
     let names: Vec<String> = (1..=q.steps).map(|k| step_name(q.funnel_id, k)).collect();
     let filter = match q.hours {
-        Some(w) => Some(Filter::and(
-            q.filter.clone(),
-            Filter::Hours { from: (q.range.from, w.from_hour), to: (q.range.to, w.to_hour) },
-        )),
+        Some(w) => Some(Filter::and(q.filter.clone(), w.filter(q.range))),
         None => q.filter.clone(),
     };
     let marks = SumsQuery {

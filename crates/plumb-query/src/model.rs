@@ -28,6 +28,13 @@ pub struct HourWindow {
     pub to_hour: u8,
 }
 
+impl HourWindow {
+    /// The rows of `range` within the window.
+    pub fn filter(self, range: DayRange) -> Filter {
+        Filter::Hours { from: (range.from, self.from_hour), to: (range.to, self.to_hour) }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {

@@ -243,6 +243,36 @@ async fn a_funnel_counts_what_a_model_of_the_visits_expects_across_a_restart() {
     let body = json!({"site_id": SITE, "funnel_id": id + 1, "date_range": range});
     let r = c.post(format!("{}/api/v2/funnel", server.url)).bearer_auth(&key).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 404);
+
+    // Funnels made through the API: bad steps are refused, saying what is wrong.
+    let admin = create_key_with(&dir, "admin", &["--scope", "sites:admin"]);
+    let url = format!("{}/api/v1/sites/{SITE}/funnels", server.url);
+    for (steps, why) in [
+        (json!("Signup"), "a funnel has 2 to 8 steps, not 1"),
+        (json!(["Signup", "Visit /nowhere"]), "`Visit /nowhere` is not a goal of this site"),
+        (json!(vec!["Signup"; 9]), "at most 8 steps"),
+        (json!([1, 2]), "`steps` must be a list of goal names"),
+        (json!(null), "`steps` is required"),
+    ] {
+        let r = c.post(&url).bearer_auth(&admin).json(&json!({"name": "F", "steps": steps})).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{steps}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{steps}: {text}");
+    }
+    let r = c
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"name": " ", "steps": ["Signup", "Visit /pricing"]}))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 400, "a blank name");
+    let r = c
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Up", "steps": ["Signup", "Visit /pricing"]}))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 201);
 }
 
 /// The sessions the server sees: each visitor's hits (early and later) merged in time order and
