@@ -415,7 +415,7 @@ impl Query {
             dimensions: vec![],
             filter: None,
             order_by: vec![],
-            limit: 10_000,
+            limit: MAX_LIMIT,
             offset: 0,
             comparison: None,
             hours: None,
@@ -554,11 +554,19 @@ impl Query {
                 )));
             }
         }
-        if self.limit == 0 || self.limit > 10_000 {
-            return Err(Invalid(format!("pagination: limit must be 1 to 10000, got {}", self.limit)));
-        }
-        Ok(())
+        check_limit(self.limit)
     }
+}
+
+/// Rows one answer may hold (`pagination.limit`).
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A page size a caller asks for: 1 to [`MAX_LIMIT`].
+pub fn check_limit(limit: usize) -> Result<(), Invalid> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Invalid(format!("pagination: limit must be 1 to {MAX_LIMIT}, got {limit}")));
+    }
+    Ok(())
 }
 
 /// The backend seam: sums per group, of live rows and of imported ones.

@@ -62,7 +62,7 @@ struct Pagination {
 }
 
 fn default_limit() -> usize {
-    10_000
+    plumb_query::MAX_LIMIT
 }
 
 impl Default for Pagination {
@@ -308,6 +308,7 @@ fn answer_live(
             )));
         }
     };
+    plumb_query::check_limit(body.pagination.limit)?;
     if !body.filters.is_empty() || !body.order_by.is_empty() || body.include.comparisons.is_some() {
         return Err(ApiError::bad(format!(
             "`{range}` takes no filters, order_by or comparisons (ordered by visitors)"

@@ -138,4 +138,8 @@ async fn a_day_of_hours_counts_what_the_hits_in_it_say() {
     let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&q).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("answers visitors and pageviews"));
+    let q = json!({"site_id": SITE, "metrics": ["visitors"], "date_range": "realtime", "pagination": {"limit": 0}});
+    let r = c.post(format!("{}/api/v2/query", server.url)).bearer_auth(&key).json(&q).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("limit must be 1 to 10000"));
 }
