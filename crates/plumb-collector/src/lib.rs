@@ -99,6 +99,8 @@ pub struct Collector {
     salts: SaltCache,
     agents: useragent::UserAgents,
     tally: tally::Tally,
+    /// Events put in the queue (`plumb_events_accepted_total`).
+    accepted: metrics::Counter,
     limits: Limits,
     geo: geo::Geo,
     firewall: firewall::Firewall,
@@ -119,7 +121,22 @@ impl Collector {
         let geo = geo::Geo::open(config.geoip_db.as_deref())?;
         let (firewall, spam) = (firewall::Firewall::default(), spam::SpamList::new());
         let scripts = tracker::Scripts::new(&config.paths);
-        Ok(Arc::new(Self { sites, salts, agents, tally, limits, geo, firewall, spam, scripts, meta, queue, config }))
+        let accepted = metrics::counter!("plumb_events_accepted_total");
+        Ok(Arc::new(Self {
+            sites,
+            salts,
+            agents,
+            tally,
+            accepted,
+            limits,
+            geo,
+            firewall,
+            spam,
+            scripts,
+            meta,
+            queue,
+            config,
+        }))
     }
 
     /// The notice the geolocation database's licence asks the dashboard to show, and its link.
@@ -307,7 +324,8 @@ impl Collector {
         if messages.is_empty() {
             return Ok(());
         }
-        self.queue.append(messages).await.map_err(|e| match e {
+        let n = messages.len() as u64;
+        self.queue.append(messages).await.map(|()| self.accepted.increment(n)).map_err(|e| match e {
             QueueError::Full => Refusal::Unavailable("collector is overloaded, retry shortly".into()),
             other => {
                 tracing::error!("queue append failed: {other}");

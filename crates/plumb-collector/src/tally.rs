@@ -9,18 +9,33 @@ use std::sync::Mutex;
 
 const HOUR_MS: i64 = 3_600_000;
 
-#[derive(Default)]
 pub struct Tally {
     /// Counted on the hot path: adding allocates nothing.
     counts: Mutex<HashMap<(u32, i64, Reason), u64>>,
     /// Counts a flush could not write, merged into the next one.
     unsent: Mutex<Vec<SecurityCount>>,
+    /// The same hits for Prometheus (`plumb_events_refused_total`), by reason in `Reason::ALL`'s
+    /// order: handles made once, as looking a metric up by name on every hit would cost.
+    refused: [metrics::Counter; Reason::ALL.len()],
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            counts: Mutex::default(),
+            unsent: Mutex::default(),
+            refused: Reason::ALL.map(|r| metrics::counter!("plumb_events_refused_total", "reason" => r.name())),
+        }
+    }
 }
 
 impl Tally {
     pub fn add(&self, site_id: u32, reason: Reason, now_ms: i64) {
         let hour = now_ms.div_euclid(HOUR_MS);
         *self.counts.lock().unwrap().entry((site_id, hour, reason)).or_default() += 1;
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.refused[i].increment(1);
+        }
     }
 
     /// Everything counted since the last call, with what could not be written before.

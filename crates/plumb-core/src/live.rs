@@ -4,7 +4,7 @@
 //! written down.
 
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Current visitors: those with an event in the last five minutes (Plausible's `realtime`).
@@ -32,7 +32,20 @@ pub struct LiveHit {
     pub engagement: bool,
     /// A pageview (not a custom event or a ping).
     pub pageview: bool,
+    /// A custom event's name.
+    pub event: Option<String>,
 }
+
+/// What a hit completed, as goals ask: a pageview of a path, or a custom event of a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Completion {
+    Page(String),
+    Event(String),
+}
+
+/// Minutes of completions kept per site, and completions (distinct pages and names) per minute.
+pub const COMPLETION_MINUTES: i64 = 10;
+pub const MAX_COMPLETIONS_PER_MINUTE: usize = 1_000;
 
 struct Visitor {
     last_ms: i64,
@@ -74,19 +87,27 @@ pub struct LiveCount {
     pub visitors: usize,
 }
 
+/// A site's completions per unix minute.
+type Minutes = BTreeMap<i64, HashMap<Completion, u64>>;
+
 /// Who else hears of the hits recorded (other processes serving the realtime view).
 type Tap = Box<dyn Fn(&[LiveHit]) + Send + Sync>;
 
 #[derive(Default)]
 pub struct LiveVisitors {
     sites: Mutex<HashMap<u32, HashMap<u64, Visitor>>>,
+    /// Each site's latest pageview time, kept past the window (drop alerts ask how long ago).
+    latest: Mutex<HashMap<u32, i64>>,
+    /// Hits per site, minute (unix minutes of their time) and what they completed, for the last
+    /// few minutes: goal conversions per minute, with nothing about who.
+    completions: Mutex<HashMap<u32, Minutes>>,
     tap: Option<Tap>,
 }
 
 impl LiveVisitors {
     /// Visitors whose hits are also handed to `tap` as they are recorded.
     pub fn tapped(tap: impl Fn(&[LiveHit]) + Send + Sync + 'static) -> Self {
-        Self { sites: Mutex::default(), tap: Some(Box::new(tap)) }
+        Self { tap: Some(Box::new(tap)), ..Self::default() }
     }
 
     /// Hits must come in time order per visitor (the queue's order); a visitor's page is that of
@@ -98,6 +119,32 @@ impl LiveVisitors {
         {
             tap(&hits);
         }
+        let mut latest = self.latest.lock().unwrap();
+        for h in hits.iter().filter(|h| h.pageview) {
+            let at = latest.entry(h.site_id).or_insert(h.ts_ms);
+            *at = (*at).max(h.ts_ms);
+        }
+        drop(latest);
+        let mut completions = self.completions.lock().unwrap();
+        for h in &hits {
+            let done = match (&h.event, h.pageview) {
+                (Some(name), _) => Completion::Event(name.clone()),
+                (None, true) => Completion::Page(h.page.clone()),
+                (None, false) => continue,
+            };
+            let minutes = completions.entry(h.site_id).or_default();
+            let minute = h.ts_ms.div_euclid(60_000);
+            let newest = minutes.last_key_value().map_or(minute, |(m, _)| (*m).max(minute));
+            if minute <= newest - COMPLETION_MINUTES {
+                continue;
+            }
+            let counts = minutes.entry(minute).or_default();
+            if counts.len() < MAX_COMPLETIONS_PER_MINUTE || counts.contains_key(&done) {
+                *counts.entry(done).or_default() += 1;
+            }
+            minutes.retain(|m, _| *m > newest - COMPLETION_MINUTES);
+        }
+        drop(completions);
         let mut sites = self.sites.lock().unwrap();
         for h in hits {
             let site = sites.entry(h.site_id).or_default();
@@ -184,6 +231,17 @@ impl LiveVisitors {
         out
     }
 
+    /// What the site's hits of unix minute `minute` completed, and how many times.
+    pub fn completions(&self, site: u32, minute: i64) -> HashMap<Completion, u64> {
+        let all = self.completions.lock().unwrap();
+        all.get(&site).and_then(|m| m.get(&minute)).cloned().unwrap_or_default()
+    }
+
+    /// When the site's latest pageview seen by this process happened.
+    pub fn last_pageview(&self, site: u32) -> Option<i64> {
+        self.latest.lock().unwrap().get(&site).copied()
+    }
+
     pub fn forget_older_than(&self, cutoff_ms: i64) {
         let mut sites = self.sites.lock().unwrap();
         for visitors in sites.values_mut() {
@@ -199,16 +257,16 @@ impl LiveVisitors {
 }
 
 /// Hits as bytes, to pass between processes (never stored): per hit the site, signature and
-/// time, a flags byte (1: engagement, 2: pageview), then page and source with their lengths,
-/// little-endian.
+/// time, a flags byte (1: engagement, 2: pageview, 4: a custom event's name follows), then page,
+/// source (and the name) with their lengths, little-endian.
 pub fn encode_hits(hits: &[LiveHit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hits.len() * 64);
     for h in hits {
         out.extend_from_slice(&h.site_id.to_le_bytes());
         out.extend_from_slice(&h.signature.to_le_bytes());
         out.extend_from_slice(&h.ts_ms.to_le_bytes());
-        out.push(h.engagement as u8 | (h.pageview as u8) << 1);
-        for text in [&h.page, &h.source] {
+        out.push(h.engagement as u8 | (h.pageview as u8) << 1 | (h.event.is_some() as u8) << 2);
+        for text in [&h.page, &h.source].into_iter().chain(&h.event) {
             let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
             out.extend_from_slice(&(text.len() as u16).to_le_bytes());
             out.extend_from_slice(text);
@@ -234,10 +292,11 @@ pub fn decode_hits(mut bytes: &[u8]) -> Option<Vec<LiveHit>> {
         let signature = u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
         let ts_ms = i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
         let flags = take(&mut bytes, 1)?[0];
-        if flags > 3 {
+        if flags > 7 {
             return None;
         }
         let (page, source) = (text(&mut bytes)?, text(&mut bytes)?);
+        let event = if flags & 4 != 0 { Some(text(&mut bytes)?) } else { None };
         hits.push(LiveHit {
             site_id,
             signature,
@@ -246,6 +305,7 @@ pub fn decode_hits(mut bytes: &[u8]) -> Option<Vec<LiveHit>> {
             pageview: flags & 2 != 0,
             page,
             source,
+            event,
         });
     }
     Some(hits)
@@ -291,7 +351,43 @@ mod tests {
             source: source.into(),
             engagement: false,
             pageview: true,
+            event: None,
         }
+    }
+
+    #[test]
+    fn completions_are_counted_per_site_and_minute_for_the_last_minutes() {
+        let live = LiveVisitors::default();
+        let signup = |site, ts| LiveHit { pageview: false, event: Some("Signup".into()), ..hit(site, 7, ts, "/", "") };
+        let ping = LiveHit { engagement: true, pageview: false, ..hit(1, 7, 61_000, "/", "") };
+        live.record([
+            hit(1, 1, 60_000, "/a", ""),
+            hit(1, 2, 119_999, "/a", ""),
+            signup(1, 61_000),
+            ping,
+            signup(2, 61_000),
+        ]);
+        let minute = live.completions(1, 1);
+        assert_eq!(minute.get(&Completion::Page("/a".into())), Some(&2));
+        assert_eq!(minute.get(&Completion::Event("Signup".into())), Some(&1));
+        assert_eq!(minute.len(), 2, "pings complete nothing");
+        assert_eq!(live.completions(2, 1).len(), 1);
+        live.record([hit(1, 3, (1 + COMPLETION_MINUTES) * 60_000, "/b", "")]);
+        assert!(live.completions(1, 1).is_empty(), "older minutes are forgotten");
+        let hits = [signup(1, 5), hit(1, 2, 6, "/x", "y")];
+        let back = decode_hits(&encode_hits(&hits)).unwrap();
+        assert_eq!(back.iter().map(|h| h.event.clone()).collect::<Vec<_>>(), [Some("Signup".to_owned()), None]);
+    }
+
+    #[test]
+    fn the_latest_pageview_of_each_site_outlives_the_window() {
+        let live = LiveVisitors::default();
+        let event = LiveHit { pageview: false, ..hit(2, 9, 9_000, "/", "") };
+        live.record([hit(1, 1, 5_000, "/a", ""), hit(1, 2, 4_000, "/b", ""), event]);
+        assert_eq!((live.last_pageview(1), live.last_pageview(2)), (Some(5_000), None), "events are not pageviews");
+        live.forget_older_than(LIVE_MEMORY_MS * 10);
+        assert_eq!(live.window(1, 6_000, LIVE_MEMORY_MS).visitors, 0);
+        assert_eq!(live.last_pageview(1), Some(5_000));
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Metadata: sites, goals, API keys, accounts and the daily salts. Small, transactional, read
-//! mostly. Two backends answer alike: SQLite ([`SqliteMeta`], one file) and PostgreSQL
+//! Metadata: sites, goals, API keys, accounts, the daily salts, and what Plumb sends (reports,
+//! alerts, webhooks and their outbox). Small, transactional, read mostly. Two backends answer alike: SQLite ([`SqliteMeta`], one file) and PostgreSQL
 //! ([`PgMeta`], shared by several processes or hosts).
 
 pub mod accounts;
 mod backend;
+pub mod notices;
 pub mod permission;
 mod postgres;
 mod sqlite;
@@ -11,6 +12,7 @@ mod sqlite;
 pub mod testing;
 
 pub use accounts::{Accounts, Invite, NewUser, Role, Session, SharedLink, User};
+pub use notices::Notices;
 pub use postgres::{DEFAULT_POOL_SIZE, PgMeta, TableCopy};
 pub use sqlite::SqliteMeta;
 
@@ -436,7 +438,7 @@ pub struct SecurityCount {
     pub count: u64,
 }
 
-pub trait MetaStore: Accounts + Send + Sync + 'static {
+pub trait MetaStore: Accounts + Notices + Send + Sync + 'static {
     fn add_site(&self, domain: &str, timezone: &str) -> Result<Site>;
     fn list_sites(&self) -> Result<Vec<Site>>;
     /// Changes a site's domain and/or timezone. A new timezone applies to events from then on;

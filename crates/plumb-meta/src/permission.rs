@@ -18,9 +18,9 @@ pub enum Action {
     /// A site's saved views: list its segments, keep one's own (shared ones need `Manage`).
     Personal,
     /// Change a site's settings: timezone, goals, shared links, invites, firewall rules,
-    /// annotations, shared segments; see its settings and snippet.
+    /// annotations, shared segments, reports, alerts, webhooks; see its settings and snippet.
     Manage,
-    /// Rename or delete a site (with its data) and remove its people.
+    /// Rename or delete a site (with its data), remove its people, read its audit log.
     Own,
     /// Add a site to this Plumb.
     CreateSite,
@@ -81,9 +81,9 @@ impl Action {
             Action::Read => "Stats API, realtime, dashboard, exports, goals, security counts, annotations, funnels",
             Action::Personal => "list segments, save and delete one's own (a key's are shared ones)",
             Action::Manage => {
-                "timezone, goals, shared links, invites, firewall rules, annotations, funnels, shared segments, settings page"
+                "timezone, goals, shared links, invites, firewall rules, annotations, funnels, shared segments, reports, alerts, webhooks, settings page"
             }
-            Action::Own => "rename or delete the site and its data, remove people",
+            Action::Own => "rename or delete the site and its data, remove people, read the audit log",
             Action::CreateSite => "add a site",
             Action::SendAsServer => "events with `timestamp`, `ip`, `user_agent`; own rate limit",
         }

@@ -3,6 +3,10 @@
 //! sorting by locale instead of by bytes would show, and drops it when it ends, passed or failed.
 
 use plumb_meta::accounts::{sha256_hex, totp};
+use plumb_meta::notices::{
+    AlertKind, AuditEntry, Channel, DeliveryState, LEASE_MS, MAX_LOG, MAX_REPORTS, MAX_SITE_MAILS_PER_DAY, Message,
+    NewMessage, ReportPeriod, WebhookEvent,
+};
 use plumb_meta::testing::{PgServer, SERVER, TestDb, admin};
 use plumb_meta::{
     Accounts, BACKDATED_SALT_IDLE_MS, FUNNEL_START_DELAY_MS, FunnelStep, GoalKind, ImportState, Invite, MetaError,
@@ -380,6 +384,114 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     log.note("remove a removed link", gone.replace(&public.slug, "<slug>"));
     assert_eq!(m.shared_link(&public.slug).unwrap(), None);
 
+    // Reports, alerts, webhooks and the outbox.
+    let weekly = m.add_report(s.id, " Boss@Example.com ", ReportPeriod::Week).unwrap();
+    assert_eq!((weekly.email.as_str(), weekly.period), ("boss@example.com", ReportPeriod::Week));
+    m.add_report(s.id, "boss@example.com", ReportPeriod::Month).unwrap();
+    log.outcome("the same report again", m.add_report(s.id, "BOSS@example.com", ReportPeriod::Week));
+    log.outcome("a report to no address", m.add_report(s.id, "boss", ReportPeriod::Week));
+    log.outcome("a report of a missing site", m.add_report(999_999, "a@b.example", ReportPeriod::Week));
+    for i in 2..MAX_REPORTS {
+        m.add_report(s.id, &format!("r{i}@example.com"), ReportPeriod::Week).unwrap();
+    }
+    log.outcome("one report too many", m.add_report(s.id, "last@example.com", ReportPeriod::Week));
+    assert_eq!(m.report(weekly.id).unwrap(), Some(weekly.clone()));
+    assert_eq!(m.reports(Some(s.id)).unwrap().len() as u32, MAX_REPORTS);
+    m.remove_report(s.id, weekly.id).unwrap();
+    log.outcome("remove a removed report", m.remove_report(s.id, weekly.id));
+    assert_eq!(m.report(weekly.id).unwrap(), None);
+
+    let spike = m.add_alert(s.id, AlertKind::Spike, 50, 30, Some("Ops@Example.com")).unwrap();
+    assert_eq!((spike.email.as_deref(), spike.last_fired_ms), (Some("ops@example.com"), None));
+    let drop = m.add_alert(s.id, AlertKind::Drop, 120, 60, None).unwrap();
+    log.outcome("an alert without a cool-down", m.add_alert(s.id, AlertKind::Spike, 5, 0, None));
+    log.outcome("a drop of a year", m.add_alert(s.id, AlertKind::Drop, 525_600, 60, None));
+    assert_eq!(m.alerts(Some(s.id)).unwrap(), [spike.clone(), drop.clone()]);
+    let hook = m.add_webhook(s.id, "https://hooks.example.com/plumb", &[WebhookEvent::Alert]).unwrap();
+    assert!(hook.secret.starts_with("whsec_") && hook.secret.len() > 40);
+    log.outcome("a webhook to ftp", m.add_webhook(s.id, "ftp://x.example/", &[WebhookEvent::Alert]));
+    log.outcome("a webhook of nothing", m.add_webhook(s.id, "https://x.example/", &[]));
+    assert_eq!(m.webhook(hook.id).unwrap(), Some(hook.clone()));
+    assert_eq!(m.webhooks(None).unwrap(), std::slice::from_ref(&hook));
+
+    let now = 1_700_000_000_000_i64;
+    let message = |key: &str, channel: Channel, target: &str| NewMessage {
+        site_id: s.id,
+        key: key.into(),
+        channel,
+        target: target.into(),
+        payload: format!("{{\"for\":\"{key}\"}}"),
+    };
+    let fire = [message("alert:a", Channel::Email, "ops@example.com"), message("alert:b", Channel::Webhook, "1")];
+    assert!(m.fire_alert(spike.id, now, &fire).unwrap());
+    assert!(!m.fire_alert(spike.id, now + 29 * 60_000, &[message("alert:c", Channel::Email, "x")]).unwrap());
+    assert_eq!(m.alerts(Some(s.id)).unwrap()[0].last_fired_ms, Some(now));
+    assert_eq!(
+        m.enqueue(&[message("alert:a", Channel::Email, "again"), message("daily:1", Channel::Webhook, "1")], now + 1)
+            .unwrap(),
+        1
+    );
+    assert!(m.has_message("alert:a").unwrap() && !m.has_message("alert:c").unwrap());
+    assert_eq!(m.next_due().unwrap(), Some(now));
+    let claimed = m.claim_due(now + 1, 2, true).unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| (c.key.as_str(), c.attempts)).collect::<Vec<_>>(),
+        [("alert:a", 1), ("alert:b", 1)]
+    );
+    assert!(m.claim_due(now + 1, 10, true).unwrap().iter().all(|c| c.key == "daily:1"), "leased messages wait");
+    assert!(m.mark_sent(&claimed[0], now + 2).unwrap());
+    assert!(m.mark_failed(&claimed[1], "503 from the hook", Some(now + 5_000)).unwrap());
+    assert!(!m.mark_sent(&claimed[1], now + 2).unwrap(), "a claim marks once");
+    let again = m.claim_due(now + LEASE_MS + 10, 10, false).unwrap();
+    assert_eq!(
+        again.iter().map(|c| (c.key.as_str(), c.attempts)).collect::<Vec<_>>(),
+        [("alert:b", 2), ("daily:1", 2)]
+    );
+    // The first claim of `daily:1` ran out of its lease; the second holds it now.
+    assert!(
+        !m.mark_failed(&Message { attempts: 1, ..again[1].clone() }, "late", Some(now)).unwrap(),
+        "a stale claim marks nothing"
+    );
+    assert!(m.mark_failed(&again[0], "gone", None).unwrap());
+    assert!(m.mark_sent(&again[1], now + LEASE_MS + 20).unwrap());
+    let log_of = |target| {
+        m.messages(s.id, Channel::Webhook, target, 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.key, c.state.name(), c.attempts, c.last_error))
+            .collect::<Vec<_>>()
+    };
+    log.note("webhook deliveries", log_of(Some("1")));
+    assert_eq!(log_of(None).len(), 2);
+    let mailed = &m.messages(s.id, Channel::Email, None, 10).unwrap()[0];
+    assert_eq!((mailed.state, mailed.payload.as_str()), (DeliveryState::Sent, ""), "a sent message keeps no body");
+    assert_eq!(m.purge_messages(now + 3).unwrap(), 1, "the one done before then");
+    log.note("left after the purge", log_of(None).len());
+    // A site's mail budget: a day's worth of mail, then no more (webhooks go on).
+    let mails: Vec<NewMessage> =
+        (0..MAX_SITE_MAILS_PER_DAY + 1).map(|i| message(&format!("m{i}"), Channel::Email, "x@y.example")).collect();
+    let sent_today = m.messages(s.id, Channel::Email, None, MAX_LOG).unwrap().len() as u32;
+    assert_eq!(m.enqueue(&mails, now).unwrap() as u32, MAX_SITE_MAILS_PER_DAY - sent_today);
+    assert_eq!(m.enqueue(&[message("hook", Channel::Webhook, "1")], now).unwrap(), 1);
+    assert_eq!(
+        m.enqueue(&[message("later", Channel::Email, "x@y.example")], now + 86_400_000).unwrap(),
+        1,
+        "a day later"
+    );
+    let entry = |n: i64| AuditEntry {
+        at_ms: n,
+        actor: "user `a@b.example`".into(),
+        action: format!("change {n}"),
+        detail: "x".repeat(400),
+    };
+    for n in 0..3 {
+        m.record_audit(s.id, &entry(n)).unwrap();
+    }
+    let audit = m.audit_log(s.id, 2).unwrap();
+    assert_eq!(audit.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["change 2", "change 1"], "newest first");
+    assert_eq!(audit[0].detail.len(), 300, "bounded");
+    log.outcome("audit of a missing site", m.record_audit(999_999, &entry(9)));
+
     // The cookie key.
     let key = m.server_key().unwrap();
     assert_eq!(m.server_key().unwrap(), key);
@@ -395,6 +507,9 @@ fn script(m: &dyn MetaStore) -> Vec<String> {
     assert!(m.list_goals(s.id).unwrap().is_empty() && m.rules(s.id).unwrap().is_empty());
     assert!(m.annotations(s.id, 0, i32::MAX).unwrap().is_empty() && m.segments(s.id).unwrap().is_empty());
     assert!(m.funnels(Some(s.id)).unwrap().is_empty());
+    assert!(m.reports(Some(s.id)).unwrap().is_empty() && m.alerts(Some(s.id)).unwrap().is_empty());
+    assert!(m.webhooks(Some(s.id)).unwrap().is_empty() && m.next_due().unwrap().is_none());
+    assert!(m.audit_log(s.id, 10).unwrap().is_empty());
     assert!(m.retentions().unwrap().is_empty(), "a removed site's retention goes with it");
     assert!(m.security_counts(s.id, 0).unwrap().is_empty() && m.members(s.id).unwrap().is_empty());
     assert_eq!(m.shared_link(&private.slug).unwrap(), None);
@@ -633,7 +748,7 @@ fn a_database_at_the_first_version_is_upgraded_keeping_its_data() {
     let mut client = db.client();
     client
         .batch_execute(
-            "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments, funnel_steps, funnels; \
+            "DROP TABLE backdated_salts, site_retention, imports, site_aliases, annotations, segments, funnel_steps, funnels, reports, alerts, webhooks, outbox, audit_log; \
              ALTER TABLE shared_links DROP COLUMN min_visitors; DELETE FROM schema_version WHERE version > 1",
         )
         .unwrap();

@@ -142,6 +142,11 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             return;
         }
         tracing::info!(committed = committed_pos, "pipeline started; replaying the queue window");
+        // For operators (Prometheus): how far behind the queue's newest entry the pipeline reads,
+        // the rows waiting for their commit, and how long commits take.
+        let lag = metrics::gauge!("plumb_queue_lag_seconds");
+        let waiting = metrics::gauge!("plumb_pipeline_uncommitted_rows");
+        let commit_time = metrics::histogram!("plumb_store_commit_seconds");
 
         while !stop.load(Ordering::SeqCst) {
             let entries = match self.consumer.read(read_pos, self.config.batch) {
@@ -152,6 +157,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                     continue;
                 }
             };
+            lag.set(entries.last().map_or(0.0, |e| (now_ms() - e.received_ms).max(0) as f64 / 1000.0));
             if let Some(last) = entries.last() {
                 let now = now_ms();
                 let mut hits = Vec::with_capacity(entries.len());
@@ -193,6 +199,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
                             source: ev.visit.source.clone(),
                             engagement: ev.kind == EventKind::Engagement,
                             pageview: ev.kind == EventKind::Pageview,
+                            event: (ev.kind == EventKind::Custom).then(|| ev.name.clone()),
                         });
                     }
                     let out = if entry.seq > committed_pos { &mut rows } else { &mut replayed };
@@ -214,13 +221,16 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             if due {
                 keep_stored(&mut rows, &deleted, &retention.kept_from);
                 let (writer, batch) = (&mut self.writer, &rows);
+                let started = Instant::now();
                 if retry(stop, "commit to the event store", || writer.commit(batch, read_pos)).is_none() {
                     return; // stopping; the uncommitted rows are replayed on the next start
                 }
+                commit_time.record(started.elapsed().as_secs_f64());
                 rows.clear();
                 pending_since = None;
                 committed_pos = read_pos;
             }
+            waiting.set(rows.len() as f64);
             if snapshot_asked && pending_since.is_none() {
                 snapshot_asked = false;
                 for handover in self.config.handovers.iter().filter(|h| h.snapshot_requested()) {

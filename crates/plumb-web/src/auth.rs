@@ -219,6 +219,9 @@ impl Caller {
         if self.key.is_none() && changes && !self.csrf_ok {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token (X-Plumb-CSRF header)"));
         }
+        if let Some(site) = site {
+            crate::audit::note(site.id, self.who());
+        }
         Ok(())
     }
 }

@@ -4,10 +4,12 @@
 //! document, so the document cannot drift from what is served.
 
 mod app;
+mod audit;
 mod auth;
 mod error;
 mod funnels;
 mod notes;
+mod notices;
 mod openapi;
 mod realtime;
 mod sites;
@@ -37,6 +39,9 @@ pub struct Web {
     pub meta: Arc<dyn MetaStore>,
     pub reader: Arc<dyn EventReader>,
     pub live: Arc<LiveVisitors>,
+    /// Reports, alerts and webhooks: what the API asks of them (sending a report now, whether
+    /// mail is configured, whether a webhook's address may be called).
+    pub notifier: Arc<plumb_notify::Notifier>,
     /// API requests per caller: key, user, or shared link and client network.
     pub caller_limiter: RateLimiter<CallerId>,
     /// Failed sign-ins, second factors and shared-link passwords, per account (or link)…
@@ -95,6 +100,7 @@ impl Web {
         meta: Arc<dyn MetaStore>,
         reader: Arc<dyn EventReader>,
         live: Arc<LiveVisitors>,
+        notifier: Arc<plumb_notify::Notifier>,
         config: WebConfig,
     ) -> Result<Self, MetaError> {
         Ok(Web {
@@ -102,6 +108,7 @@ impl Web {
             meta,
             reader,
             live,
+            notifier,
             caller_limiter: RateLimiter::per_minute(config.rate_limit),
             login_limiter: RateLimiter::new(LOGIN_ATTEMPTS, 15 * 60),
             address_limiter: RateLimiter::new(4 * LOGIN_ATTEMPTS, 15 * 60),
@@ -361,6 +368,101 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             "get",
+            "/api/v1/sites/{site_id}/reports",
+            "A site's e-mail reports (who gets which)",
+            Manage,
+            &[],
+            &[],
+            get(notices::list),
+        ),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/reports",
+            "Send an address the site's report every week or month (needs SMTP)",
+            Manage,
+            &[],
+            &[("email", true, "the address"), ("period", true, "week or month")],
+            post(notices::add_report),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/reports/{report_id}",
+            "Stop a report",
+            Manage,
+            &[],
+            &[],
+            delete(notices::remove),
+        ),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/reports/{report_id}/send",
+            "Send the last whole period's report now (once per period)",
+            Manage,
+            &[],
+            &[],
+            post(notices::send_report),
+        ),
+        e("get", "/api/v1/sites/{site_id}/alerts", "A site's traffic alerts", Manage, &[], &[], get(notices::list)),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/alerts",
+            "Add a traffic alert, sent by e-mail and to the site's alert webhooks",
+            Manage,
+            &[],
+            &[
+                (
+                    "kind",
+                    true,
+                    "spike (current visitors at or above the threshold) or drop (no pageviews for threshold minutes)",
+                ),
+                ("threshold", true, "visitors (spike) or minutes (drop)"),
+                ("cooldown_minutes", true, "1 to 10080: quiet time after it fires"),
+                ("email", false, "where to mail it (needs SMTP)"),
+            ],
+            post(notices::add_alert),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/alerts/{alert_id}",
+            "Remove an alert",
+            Manage,
+            &[],
+            &[],
+            delete(notices::remove),
+        ),
+        e("get", "/api/v1/sites/{site_id}/webhooks", "A site's webhooks", Manage, &[], &[], get(notices::list)),
+        e(
+            "post",
+            "/api/v1/sites/{site_id}/webhooks",
+            "Add a webhook; the answer shows its signing secret once",
+            Manage,
+            &[],
+            &[
+                ("url", true, "http(s) URL of a public address"),
+                ("events", true, "alert, daily, goal (a list, or comma-separated)"),
+            ],
+            post(notices::add_webhook),
+        ),
+        e(
+            "delete",
+            "/api/v1/sites/{site_id}/webhooks/{webhook_id}",
+            "Remove a webhook",
+            Manage,
+            &[],
+            &[],
+            delete(notices::remove),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/{site_id}/webhooks/{webhook_id}/deliveries",
+            "A webhook's latest deliveries, newest first",
+            Manage,
+            &[],
+            &[],
+            get(notices::deliveries),
+        ),
+        e(
+            "get",
             "/api/v1/sites/{site_id}/segments",
             "Saved segments: the shared ones and the caller's own",
             Personal,
@@ -398,6 +500,15 @@ pub fn endpoints() -> Vec<Endpoint> {
             &[("hours", false, "1 to 2160 [24]")],
             &[],
             get(sites::security),
+        ),
+        e(
+            "get",
+            "/api/v1/sites/{site_id}/audit",
+            "Who changed what in the site's settings (dashboard and API), newest first",
+            Own,
+            &[("limit", false, "1 to 5000 [100]")],
+            &[],
+            get(sites::audit),
         ),
         e(
             "put",
@@ -438,8 +549,22 @@ pub fn routes() -> Vec<(&'static str, &'static str, Action)> {
 
 pub fn router(web: Arc<Web>) -> Router {
     // Each route carries its action to the handler, so the table is the only place it is said.
-    let api = endpoints().into_iter().fold(Router::new(), |r, e| r.route(e.path, e.handler.layer(Extension(e.action))));
-    api.merge(app::router()).layer(axum::middleware::from_fn(bounded_body)).with_state(web)
+    let api = endpoints().into_iter().fold(Router::new(), |r, e| {
+        let audited: MethodRouter<Arc<Web>> =
+            e.handler.layer(axum::middleware::from_fn_with_state(web.clone(), audit::layer));
+        r.route(e.path, audited.layer(Extension(e.action)))
+    });
+    api.merge(app::router(web.clone())).layer(axum::middleware::from_fn(bounded_body)).with_state(web)
+}
+
+/// What a change through `method` on `route` is called in the audit log: the API's summary of
+/// the endpoint, or the dashboard's form and the route.
+pub(crate) fn change_name(method: &str, route: &str) -> String {
+    let lower = method.to_ascii_lowercase();
+    match endpoints().into_iter().find(|e| e.method == lower && e.path == route) {
+        Some(e) => e.summary.to_owned(),
+        None => format!("dashboard: {method} {route}"),
+    }
 }
 
 /// The largest body an API or dashboard request may have, and how long it may take to arrive.

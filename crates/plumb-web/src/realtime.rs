@@ -105,12 +105,14 @@ impl Streams {
             ));
         }
         *mine += 1;
+        metrics::gauge!("plumb_sse_streams").increment(1.0);
         Ok(StreamPlace { web: web.clone(), id })
     }
 }
 
 impl Drop for StreamPlace {
     fn drop(&mut self) {
+        metrics::gauge!("plumb_sse_streams").decrement(1.0);
         let mut open = self.web.streams.open.lock().unwrap();
         if let Some(n) = open.get_mut(&self.id) {
             *n -= 1;

@@ -276,6 +276,35 @@ pub async fn security(
         .into_response())
 }
 
+/// `GET /api/v1/sites/{site_id}/audit?limit=100`: who changed what in the site's settings,
+/// newest first (owners).
+pub async fn audit(
+    State(web): State<Arc<Web>>,
+    caller: Caller,
+    Path(domain): Path<String>,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    let site = authorized_site(&web, &caller, &domain)?;
+    let max = plumb_meta::notices::MAX_AUDIT;
+    let limit: u32 = match p.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to {max}, got `{l}`")))?,
+    };
+    let entries: Vec<Value> = web
+        .meta
+        .audit_log(site.id, limit)?
+        .into_iter()
+        .map(|e| {
+            json!({"at": crate::stats::rfc3339(site.timezone, e.at_ms), "actor": e.actor, "action": e.action, "request": e.detail})
+        })
+        .collect();
+    Ok(Json(json!({"site_id": site.domain, "changes": entries})).into_response())
+}
+
 /// The site's security counts over the last `hours` hours (this one included), and the first
 /// hour they cover.
 pub fn security_counts(web: &Web, site: &Site, hours: i64) -> Result<(i64, Vec<plumb_meta::SecurityCount>), ApiError> {

@@ -393,7 +393,9 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?;
     let reader = web.reader.clone();
     tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let out = f(reader.as_ref());
+        metrics::histogram!("plumb_query_seconds").record(started.elapsed().as_secs_f64());
         drop(permit);
         out
     })

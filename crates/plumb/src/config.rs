@@ -35,6 +35,13 @@ pub struct ServerArgs {
     /// there, and /api/event is served too [default: none].
     #[arg(long, env = "PLUMB_EVENT_PATH")]
     event_path: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100 (a listener of its
+    /// own, for operators; nothing else is served there) [default: none].
+    #[arg(long, env = "PLUMB_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log lines as `text` or `json` (one object per line) [default: text].
+    #[arg(long, env = "PLUMB_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 /// The collector's options.
@@ -86,6 +93,18 @@ pub struct WorkerArgs {
     /// https://collect.example.com: the snippet loads the tracker from there [default: the public URL].
     #[arg(long, env = "PLUMB_COLLECTOR_URL", value_parser = parse_public_url)]
     collector_url: Option<String>,
+    /// The SMTP server reports and alerts are mailed through: smtp://HOST:PORT (plain),
+    /// smtp://USER:PASSWORD@HOST:587?tls=required (STARTTLS) or smtps://USER:PASSWORD@HOST:465;
+    /// needs --mail-from and --public-url [default: no mail].
+    #[arg(long, env = "PLUMB_SMTP_URL", value_parser = parse_smtp_url, hide_env_values = true)]
+    smtp_url: Option<SmtpUrl>,
+    /// The sender of every mail, e.g. "Plumb <stats@example.com>".
+    #[arg(long, env = "PLUMB_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Let webhooks call loopback and private addresses (a receiver on this host or network);
+    /// without it a site's admin cannot make Plumb call inside its network.
+    #[arg(long, env = "PLUMB_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
 }
 
 /// `plumb serve`: every role in one process.
@@ -122,6 +141,11 @@ struct FileConfig {
     event_path: Option<String>,
     public_url: Option<String>,
     collector_url: Option<String>,
+    smtp_url: Option<SmtpUrl>,
+    mail_from: Option<String>,
+    webhook_allow_private: Option<bool>,
+    metrics_listen: Option<SocketAddr>,
+    log_format: Option<String>,
     meta: Option<String>,
     queue: Option<String>,
     store: Option<String>,
@@ -148,6 +172,13 @@ pub struct Config {
     pub tracker_paths: TrackerPaths,
     pub public_url: Option<String>,
     pub collector_url: Option<String>,
+    /// Mail and webhooks.
+    pub smtp_url: Option<SmtpUrl>,
+    pub mail_from: Option<String>,
+    pub webhook_allow_private: bool,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    pub json_logs: bool,
     /// PostgreSQL for the metadata, instead of the data directory's file.
     pub meta: Option<String>,
     /// NATS JetStream for the queue, instead of the data directory's spool.
@@ -174,6 +205,40 @@ pub fn parse_public_url(s: &str) -> std::result::Result<String, String> {
         }
         _ => Err(format!("`{s}` is not an http(s) address like https://stats.example.com")),
     }
+}
+
+/// An SMTP URL, which may hold a password: shown redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SmtpUrl(pub String);
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpUrl(redacted)")
+    }
+}
+
+impl TryFrom<String> for SmtpUrl {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<SmtpUrl, String> {
+        parse_smtp_url(&s)
+    }
+}
+
+/// An SMTP URL (checked in full when the mailer is made); credentials only over TLS.
+pub fn parse_smtp_url(s: &str) -> std::result::Result<SmtpUrl, String> {
+    let s = s.trim();
+    let forms = "smtp://HOST:PORT, smtp://USER:PASSWORD@HOST:587?tls=required or smtps://USER:PASSWORD@HOST:465";
+    let url = url::Url::parse(s).map_err(|_| format!("mail goes through an SMTP server: {forms}"))?;
+    if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
+        return Err(format!("mail goes through an SMTP server: {forms}"));
+    }
+    let credentials = !url.username().is_empty() || url.password().is_some();
+    let tls = url.scheme() == "smtps" || url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+    if credentials && !tls {
+        return Err("an SMTP password goes only over TLS: smtps://… or smtp://…?tls=required".to_owned());
+    }
+    Ok(SmtpUrl(s.to_owned()))
 }
 
 /// A PostgreSQL URL for the metadata (checked in full when connecting).
@@ -307,6 +372,15 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("config file: {e}"))?,
             public_url: file_url(file.public_url, "public_url")?,
             collector_url: file_url(file.collector_url, "collector_url")?,
+            smtp_url: file.smtp_url,
+            mail_from: file.mail_from,
+            webhook_allow_private: file.webhook_allow_private.unwrap_or(false),
+            metrics_listen: file.metrics_listen,
+            json_logs: match file.log_format.as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => bail!("config file: log_format: `{other}` is not `text` or `json`"),
+            },
             meta: file
                 .meta
                 .map(|u| parse_meta_url(&u))
@@ -346,6 +420,12 @@ impl Config {
         }
         if let Some(p) = args.geoip_db {
             self.geoip_db = Some(p);
+        }
+        if let Some(a) = args.metrics_listen {
+            self.metrics_listen = Some(a);
+        }
+        if let Some(f) = args.log_format {
+            self.json_logs = f == "json";
         }
         if args.script_path.is_some() || args.event_path.is_some() {
             let script = args.script_path.as_deref().unwrap_or(&self.tracker_paths.script);
@@ -398,6 +478,16 @@ impl Config {
         }
         if let Some(u) = args.collector_url {
             self.collector_url = Some(u);
+        }
+        if let Some(u) = args.smtp_url {
+            self.smtp_url = Some(u);
+        }
+        if let Some(f) = args.mail_from {
+            self.mail_from = Some(f);
+        }
+        self.webhook_allow_private |= args.webhook_allow_private;
+        if self.smtp_url.is_some() && (self.mail_from.is_none() || self.public_url.is_none()) {
+            bail!("mail (--smtp-url) needs a sender (--mail-from) and --public-url, for the links mail carries");
         }
         if self.key_rate_limit == 0 {
             bail!("key rate limit must be at least 1 request per minute");

@@ -48,6 +48,7 @@ pub async fn serve(listener: TcpListener, app: Router, lanes: Lanes, shutdown: i
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
+    let open = metrics::gauge!("plumb_http_connections");
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -96,9 +97,12 @@ pub async fn serve(listener: TcpListener, app: Router, lanes: Lanes, shutdown: i
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let open = open.clone();
+        open.increment(1.0);
         tokio::spawn(async move {
             // Clients that go away or send garbage end here; nothing to report.
             let _ = conn.await;
+            open.decrement(1.0);
             drop(permit);
         });
     }

@@ -1,14 +1,18 @@
 //! `plumb`: one binary for every role. `serve` runs collector, pipeline and API in one process on
 //! the embedded backends, `collect` and `work` run them apart on one data directory; `site`,
-//! `goal`, `key`, `user`, `member`, `block`, `annotation`, `segment`, `funnel` and `invite` manage
+//! `goal`, `key`, `user`, `member`, `block`, `annotation`, `segment`, `funnel`, `report`, `alert`,
+//! `webhook` and `invite` manage
 //! metadata (also while a server runs); `migrate` moves an embedded install onto a cluster's backends; `backup` and `restore`
 //! copy one; `import` brings other tools' history in.
 
 mod backup;
 mod config;
+mod doctor;
 mod http;
 mod import;
+mod metrics;
 mod migrate;
+mod notices;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -82,6 +86,9 @@ enum Command {
     /// NATS and ClickHouse (`--meta`, `--queue`, `--store`) while its server goes on counting;
     /// run again to go on after a stop. README's "Moving to a cluster" says how the cut-over works.
     Migrate,
+    /// Check a configuration and its data directory as `plumb serve` would use them
+    /// (permissions, free disk, clock, salts, metadata, event store, SMTP) and say what is wrong.
+    Doctor(ServeArgs),
     /// Copy this install (the data directory's metadata, queue and event store) into DEST, a new
     /// folder, at one instant, while its server goes on counting.
     Backup {
@@ -137,6 +144,15 @@ enum Command {
     /// Manage a site's funnels: goals a visit completes in order, counted from when they are made.
     #[command(subcommand)]
     Funnel(FunnelCommand),
+    /// Manage a site's e-mail reports (weekly or monthly, per address).
+    #[command(subcommand)]
+    Report(notices::ReportCommand),
+    /// Manage a site's traffic alerts (spike and drop).
+    #[command(subcommand)]
+    Alert(notices::AlertCommand),
+    /// Manage a site's webhooks (alerts and daily totals, signed).
+    #[command(subcommand)]
+    Webhook(notices::WebhookCommand),
     /// Print a one-time link (valid 7 days) that gives the person with this e-mail address a role
     /// on a site (they sign in to their account, or create it).
     Invite {
@@ -375,6 +391,7 @@ fn run() -> Result<()> {
             serve::run(config.with_server_args(server)?.with_worker_args(worker)?, Roles::Web)
         }
         Command::Migrate => migrate::run(&config),
+        Command::Doctor(args) => doctor::run(&config.with_serve_args(args)?),
         Command::Backup { dest } => backup::backup(&config, &dest),
         Command::Restore { backup } => backup::restore(&config, &backup),
         Command::Import(cmd) => import::run(&config, cmd),
@@ -388,6 +405,9 @@ fn run() -> Result<()> {
         Command::Block(cmd) => block(&*serve::open_meta(&config)?, cmd),
         Command::Annotation(cmd) => annotation(&*serve::open_meta(&config)?, cmd),
         Command::Funnel(cmd) => funnel(&*serve::open_meta(&config)?, cmd),
+        Command::Report(cmd) => notices::report(&*serve::open_meta(&config)?, cmd),
+        Command::Alert(cmd) => notices::alert(&*serve::open_meta(&config)?, cmd),
+        Command::Webhook(cmd) => notices::webhook(&*serve::open_meta(&config)?, cmd),
         Command::Segment(cmd) => segment(&*serve::open_meta(&config)?, cmd),
         Command::Member(cmd) => member(&*serve::open_meta(&config)?, cmd),
         Command::Invite { domain, email, role, public_url } => {

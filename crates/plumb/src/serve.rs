@@ -38,9 +38,13 @@ pub enum Roles {
 }
 
 pub fn run(config: Config, roles: Roles) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into());
+    if config.json_logs {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let metrics = config.metrics_listen.map(|addr| crate::metrics::install().map(|h| (addr, h))).transpose()?;
     check_paths(&config.tracker_paths)?;
     let meta = open_meta(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -72,11 +76,15 @@ pub fn run(config: Config, roles: Roles) -> Result<()> {
             config.listen,
             config.data_dir.display()
         );
+        if let Some((addr, handle)) = metrics {
+            crate::metrics::serve(addr, handle).await?;
+        }
         if let Some(c) = &collector {
             spawn_collector_chores(c.clone());
         }
         if let Some(web) = &web {
             spawn_web_chores(web.clone());
+            web.notifier.spawn();
         }
         // Sharing a process, the dashboard and API may hold a quarter of the connections.
         let web = (roles == Roles::All).then_some(crate::http::WebLane {
@@ -258,7 +266,10 @@ fn worker(
         Some(c) => c.geo_attribution(),
         None => plumb_collector::geo::Geo::open(config.geoip_db.as_deref()).map_err(anyhow::Error::msg)?.attribution(),
     };
-    let web = web(config, meta, reader, pipeline.live.clone(), geo_attribution)?;
+    // A worker of some partitions sees some visitors only; the web processes hearing every
+    // worker judge alerts then.
+    let whole_view = config.partitions.is_none();
+    let web = web(config, meta, reader, pipeline.live.clone(), geo_attribution, whole_view)?;
     Ok((pipeline, web, feed))
 }
 
@@ -287,7 +298,8 @@ fn web_alone(config: &Config, meta: &Arc<dyn MetaStore>) -> Result<(Arc<Web>, Op
     }
     let geo_attribution =
         plumb_collector::geo::Geo::open(config.geoip_db.as_deref()).map_err(anyhow::Error::msg)?.attribution();
-    Ok((web(config, meta, reader, live, geo_attribution)?, feed))
+    let whole_view = feed.is_some();
+    Ok((web(config, meta, reader, live, geo_attribution, whole_view)?, feed))
 }
 
 fn web(
@@ -296,11 +308,22 @@ fn web(
     reader: Arc<dyn EventReader>,
     live: Arc<LiveVisitors>,
     geo_attribution: Option<(&'static str, &'static str)>,
+    whole_view: bool,
 ) -> Result<Arc<Web>> {
+    let notify = plumb_notify::NotifyConfig {
+        watch_alerts: whole_view,
+        smtp_url: config.smtp_url.as_ref().map(|u| u.0.clone()),
+        mail_from: config.mail_from.clone(),
+        public_url: config.public_url.clone(),
+        allow_private_webhooks: config.webhook_allow_private,
+    };
+    let notifier =
+        plumb_notify::Notifier::new(&notify, meta.clone(), reader.clone(), live.clone()).map_err(anyhow::Error::msg)?;
     let web = Web::new(
         meta.clone(),
         reader,
         live,
+        Arc::new(notifier),
         WebConfig {
             rate_limit: config.key_rate_limit,
             public_url: config.public_url.clone(),

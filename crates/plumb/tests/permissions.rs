@@ -217,6 +217,24 @@ impl Fixture {
         }
     }
 
+    /// A new site with a report (the CLI adds it without SMTP; this server has none).
+    fn report(&self) -> (String, String) {
+        let site = self.fresh_site();
+        (site.clone(), self.created_id(&["report", "add", &site, "--email", "r@example.com"]))
+    }
+
+    /// A new site with an alert (a site holds at most 10): its domain and the alert's id.
+    fn alert(&self) -> (String, String) {
+        let site = self.fresh_site();
+        (site.clone(), self.created_id(&["alert", "add", &site, "--kind", "drop", "--threshold", "60"]))
+    }
+
+    /// A new site with a webhook (a site holds at most 5).
+    fn webhook(&self) -> (String, String) {
+        let site = self.fresh_site();
+        (site.clone(), self.created_id(&["webhook", "add", &site, "https://hooks.example.com/plumb"]))
+    }
+
     fn annotation_id(&self) -> String {
         self.created_id(&["annotation", "add", SITE, "2026-01-01", &format!("note {}", self.next())])
     }
@@ -343,6 +361,7 @@ fn ok(status: u16) -> fn(Who) -> u16 {
         303 => |_| 303,
         400 => |_| 400,
         403 => |_| 403,
+        404 => |_| 404,
         _ => unreachable!("no case expects {status}"),
     }
 }
@@ -432,6 +451,50 @@ fn cases() -> Vec<Case> {
         }),
         c("delete", "/api/v1/sites/{site_id}/funnels/{funnel_id}", Manage, Api, 200, |f, _| {
             req(format!("/api/v1/sites/{SITE}/funnels/{}", f.funnel_id()), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/audit", Own, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/audit"), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/reports", Manage, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/reports"), Body::None)
+        }),
+        // This server sends no mail: a caller who may is told so.
+        c("post", "/api/v1/sites/{site_id}/reports", Manage, Api, 400, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/reports"), Body::Json(json!({"email": "a@b.test", "period": "week"})))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/reports/{report_id}", Manage, Api, 200, |f, _| {
+            let (site, id) = f.report();
+            req(format!("/api/v1/sites/{site}/reports/{id}"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/reports/{report_id}/send", Manage, Api, 400, |f, _| {
+            let (site, id) = f.report();
+            req(format!("/api/v1/sites/{site}/reports/{id}/send"), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/alerts", Manage, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/alerts"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/alerts", Manage, Api, 201, |f, _| {
+            let alert = json!({"kind": "spike", "threshold": 100, "cooldown_minutes": 30});
+            req(format!("/api/v1/sites/{}/alerts", f.fresh_site()), Body::Json(alert))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/alerts/{alert_id}", Manage, Api, 200, |f, _| {
+            let (site, id) = f.alert();
+            req(format!("/api/v1/sites/{site}/alerts/{id}"), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/webhooks", Manage, Api, 200, |_, _| {
+            req(format!("/api/v1/sites/{SITE}/webhooks"), Body::None)
+        }),
+        c("post", "/api/v1/sites/{site_id}/webhooks", Manage, Api, 201, |f, _| {
+            let hook = json!({"url": "https://hooks.example.com/made", "events": ["alert"]});
+            req(format!("/api/v1/sites/{}/webhooks", f.fresh_site()), Body::Json(hook))
+        }),
+        c("delete", "/api/v1/sites/{site_id}/webhooks/{webhook_id}", Manage, Api, 200, |f, _| {
+            let (site, id) = f.webhook();
+            req(format!("/api/v1/sites/{site}/webhooks/{id}"), Body::None)
+        }),
+        c("get", "/api/v1/sites/{site_id}/webhooks/{webhook_id}/deliveries", Manage, Api, 200, |f, _| {
+            let (site, id) = f.webhook();
+            req(format!("/api/v1/sites/{site}/webhooks/{id}/deliveries"), Body::None)
         }),
         c("get", "/api/v1/sites/{site_id}/segments", Personal, Api, 200, |_, _| {
             req(format!("/api/v1/sites/{SITE}/segments"), Body::None)
@@ -578,6 +641,13 @@ fn cases() -> Vec<Case> {
             req(format!("/share/{}", f.locked_slug), form(&[("password", "locked password 1")]))
         }),
         c("get", "/assets/{name}", Anyone, Page, 200, |f, _| req(f.asset.clone(), Body::None)),
+        // The link in a report: its token is checked before anything else, for everyone alike.
+        c("get", "/unsubscribe/{id}/{token}", Anyone, Page, 404, |f, _| {
+            req(format!("/unsubscribe/{}/00000000000000000000000000000000", f.report().1), Body::None)
+        }),
+        c("post", "/unsubscribe/{id}/{token}", Anyone, Page, 404, |f, _| {
+            req(format!("/unsubscribe/{}/00000000000000000000000000000000", f.report().1), form(&[]))
+        }),
         // The collector.
         c("post", "/api/event", SendEvents, Collector, 202, |_, _| {
             req("/api/event", Body::Json(json!({"n": "pageview", "u": format!("https://{SITE}/m"), "d": SITE})))

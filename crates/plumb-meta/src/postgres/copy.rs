@@ -36,6 +36,11 @@ pub(super) const TABLES: &[&str] = &[
     "invites",
     "shared_links",
     "server_keys",
+    "reports",
+    "alerts",
+    "webhooks",
+    "outbox",
+    "audit_log",
 ];
 
 /// What one table's copy did.

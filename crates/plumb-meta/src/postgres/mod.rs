@@ -6,6 +6,7 @@
 
 mod accounts;
 mod copy;
+mod notices;
 mod pool;
 mod server;
 
@@ -37,13 +38,14 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 const MAX_POOL_SIZE: usize = 64;
 
 /// The schema's versions, in order: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/postgres/001_initial.sql"),
     include_str!("../../migrations/postgres/002_backdated_salts.sql"),
     include_str!("../../migrations/postgres/003_site_retention.sql"),
     include_str!("../../migrations/postgres/004_imports.sql"),
     include_str!("../../migrations/postgres/005_annotations_and_segments.sql"),
     include_str!("../../migrations/postgres/006_funnels.sql"),
+    include_str!("../../migrations/postgres/007_notices.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =

@@ -1,4 +1,5 @@
 mod accounts;
+mod notices;
 
 use crate::accounts::sha256_hex;
 use crate::backend::{
@@ -30,7 +31,7 @@ fn key_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ApiKey>> {
 }
 
 /// The schema's versions, in order (see `plumb_sqlite`).
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_invites_for_an_address_and_site_tombstones.sql"),
     include_str!("../../migrations/003_backdated_salts.sql"),
@@ -38,6 +39,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/005_imports.sql"),
     include_str!("../../migrations/006_annotations_and_segments.sql"),
     include_str!("../../migrations/007_funnels.sql"),
+    include_str!("../../migrations/008_notices.sql"),
 ];
 
 const IMPORT_COLUMNS: &str =

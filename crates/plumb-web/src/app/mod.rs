@@ -15,6 +15,7 @@ pub use export::plausible_zip;
 mod html;
 mod privacy;
 mod sites;
+mod unsubscribe;
 
 pub use privacy::PrivacyFacts;
 
@@ -77,6 +78,8 @@ fn table() -> Vec<(&'static str, &'static str, Action, Handler)> {
         ("get", "/privacy/{domain}", Public, get(privacy::page)),
         ("post", "/share/{slug}", Public, post(dashboard::share_password)),
         ("get", "/assets/{name}", Public, get(assets::serve)),
+        ("get", "/unsubscribe/{id}/{token}", Public, get(unsubscribe::form)),
+        ("post", "/unsubscribe/{id}/{token}", Public, post(unsubscribe::unsubscribe)),
     ]
 }
 
@@ -85,10 +88,14 @@ pub fn routes() -> Vec<(&'static str, &'static str, Action)> {
     table().into_iter().map(|(m, p, a, _)| (m, p, a)).collect()
 }
 
-pub fn router() -> Router<Arc<Web>> {
+pub fn router(web: Arc<Web>) -> Router<Arc<Web>> {
     table()
         .into_iter()
-        .fold(Router::new(), |r, (_, path, action, handler)| r.route(path, handler.layer(Extension(action))))
+        .fold(Router::new(), |r, (_, path, action, handler)| {
+            let audited: Handler =
+                handler.layer(axum::middleware::from_fn_with_state(web.clone(), crate::audit::layer));
+            r.route(path, audited.layer(Extension(action)))
+        })
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -360,6 +367,7 @@ fn site_access(web: &Web, s: &Session, domain: &str, action: Action) -> Result<(
             &format!("This needs the {} role on {}; you are {}.", needed.unwrap_or("owner"), site.domain, role.name()),
         ));
     }
+    crate::audit::note(site.id, format!("user `{}`", s.user.email));
     Ok((site, role))
 }
 

@@ -352,18 +352,51 @@ fn settings_page(web: &Web, headers: &HeaderMap, s: &Session, site: &Site, role:
      <option value=\"allow_host\">Allow hostname</option></select></label>\
      <label>Value <input name=\"value\" required placeholder=\"203.0.113.0/24, DE, /admin/**, *.example.com\"></label>\
      <button type=\"submit\">Add rule</button></form></section>\
+     <section class=\"card\" id=\"notices\" data-domain=\"{d}\"><h2>Reports, alerts and webhooks</h2>\
+     <div class=\"notices-body\"><p class=\"hint\">Loading…</p></div></section>\
      <section class=\"card\"><h2>Security</h2><p>Hits turned away in the last 24 hours (counts only; no \
-     address or User-Agent is kept):</p>{security}</section>{danger}",
+     address or User-Agent is kept):</p>{security}</section>{audit}{danger}",
         c = csrf_field(t),
         security = security_table(web, site)?,
+        audit = if owns { audit_card(web, site)? } else { String::new() },
         rules = rules_list(web, site, t)?,
         tz = timezone_options(site.timezone.name()),
         kept = retention_label(months),
         retention = if owns { retention_form(&base, t, months) } else { String::new() },
         snippet = snippet_html(web, headers, site),
     );
-    let page = Page::new("Settings", body).user(&s.user, t).script("site.js", json!({})).render();
+    let boot = json!({"csrf": t, "email": s.user.email});
+    let page = Page::new("Settings", body).user(&s.user, t).script("site.js", boot).render();
     Ok(csrf.apply(Reply::html(StatusCode::OK, page)))
+}
+
+/// The latest changes to the site's settings, for its owners.
+fn audit_card(web: &Web, site: &Site) -> Result<String> {
+    let entries = web.meta.audit_log(site.id, 50).map_err(internal)?;
+    let rows: String = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                esc(&crate::stats::rfc3339(site.timezone, e.at_ms)),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&e.detail)
+            )
+        })
+        .collect();
+    let table = if entries.is_empty() {
+        "<p class=\"hint\">No changes recorded yet.</p>".to_owned()
+    } else {
+        format!(
+            "<table class=\"rows\" id=\"audit\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th>\
+             <th scope=\"col\">What</th><th scope=\"col\">Request</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    Ok(format!(
+        "<section class=\"card\"><h2>Audit log</h2><p>Changes to these settings from the dashboard and the API, \
+         newest first (the latest 50 here; all 5,000 kept through the API).</p>{table}</section>"
+    ))
 }
 
 /// The site's firewall rules, each with its remove button.
@@ -597,12 +630,15 @@ pub async fn invite(
     let email = field(&f, "email");
     let token = web.meta.create_invite(site.id, wanted, email).map_err(meta_reply)?;
     let link = format!("{}/invite/{token}", base_url(&web, &headers));
+    let email = plumb_meta::validate_email(email).map_err(meta_reply)?;
+    let mailed = web.notifier.send_invite(&site, &email, wanted.name(), &link).await.map_err(internal)?;
+    let how = if mailed { "It was mailed to them; you can also send" } else { "Send" };
     let notice = format!(
-        "<section class=\"card notice\" role=\"status\"><h2>Invite link</h2><p>Send this link to the person \
+        "<section class=\"card notice\" role=\"status\"><h2>Invite link</h2><p>{how} this link to the person \
          you invite ({}, {}). It works once, within 7 days, and is shown only now.</p>\
          <div class=\"snippet\"><pre><code id=\"invite-link\">{}</code></pre>\
          <button type=\"button\" data-copy=\"invite-link\">Copy</button></div></section>",
-        esc(email),
+        esc(&email),
         wanted.name(),
         esc(&link)
     );

@@ -17,7 +17,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// A port nothing listens on, never handed out twice in this process: tests of one binary run at
 /// once, and the OS may offer a just-released port again before its server has bound it.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap();
     loop {
