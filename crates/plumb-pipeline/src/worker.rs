@@ -146,6 +146,7 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
         // the rows waiting for their commit, and how long commits take.
         let lag = metrics::gauge!("plumb_queue_lag_seconds");
         let waiting = metrics::gauge!("plumb_pipeline_uncommitted_rows");
+        let depth = metrics::gauge!("plumb_queue_depth");
         let commit_time = metrics::histogram!("plumb_store_commit_seconds");
 
         while !stop.load(Ordering::SeqCst) {
@@ -247,6 +248,9 @@ impl<C: Consumer, W: EventWriter> Pipeline<C, W> {
             }
             if last_housekeeping.elapsed() >= Duration::from_millis(500) {
                 last_housekeeping = Instant::now();
+                if let Some(n) = self.consumer.waiting(read_pos) {
+                    depth.set(n as f64);
+                }
                 self.purge_removed_sites(&mut deleted, stop);
                 self.enforce_retention(&mut retention, &mut zones);
                 if funnels_read.elapsed() >= FUNNELS_EVERY {

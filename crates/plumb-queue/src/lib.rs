@@ -73,6 +73,11 @@ pub trait Consumer: Send + 'static {
     /// appends). An entry released twice is deleted once. An entry whose deletion a crash cut
     /// short is read again on the next start, and released again.
     fn release(&mut self, seqs: &[u64]) -> Result<(), QueueError>;
+    /// How many entries after `after` wait to be read, when the queue can tell cheaply (for
+    /// operators' metrics); `None` when it cannot.
+    fn waiting(&mut self, _after: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// A consumer chosen at run time (by configuration) is still a consumer.
@@ -82,6 +87,9 @@ impl<C: Consumer + ?Sized> Consumer for Box<C> {
     }
     fn wait(&mut self, after: u64, timeout: Duration) {
         (**self).wait(after, timeout)
+    }
+    fn waiting(&mut self, after: u64) -> Option<u64> {
+        (**self).waiting(after)
     }
     fn resume_after(&mut self, seq: u64) -> Result<(), QueueError> {
         (**self).resume_after(seq)

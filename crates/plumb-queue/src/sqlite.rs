@@ -161,6 +161,11 @@ pub struct SqliteConsumer {
 }
 
 impl Consumer for SqliteConsumer {
+    /// Sequence numbers are handed out one after another, so the newest less the position read.
+    fn waiting(&mut self, after: u64) -> Option<u64> {
+        self.last_seq().ok().map(|last| last.saturating_sub(after))
+    }
+
     fn read(&mut self, after: u64, max: usize) -> Result<Vec<Entry>, QueueError> {
         let mut stmt = self
             .conn

@@ -12,9 +12,13 @@ use std::time::Duration;
 const BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// What each metric means (the `# HELP` lines); the roles record them where it happens.
-const HELP: [(&str, &str); 10] = [
+const HELP: [(&str, &str); 11] = [
     ("plumb_events_accepted_total", "Events put in the queue (answered 202)."),
     ("plumb_events_refused_total", "Hits turned away, by reason (the security counters, for registered sites)."),
+    (
+        "plumb_queue_depth",
+        "Queue entries the pipeline has not read yet (the embedded queue; NATS does not say cheaply).",
+    ),
     ("plumb_queue_lag_seconds", "Age of the newest queue entry the pipeline read last (0 when caught up)."),
     ("plumb_pipeline_uncommitted_rows", "Rows made by the pipeline and not yet committed to the event store."),
     ("plumb_store_commit_seconds", "Time of one event-store commit (rows, rollups and queue position)."),

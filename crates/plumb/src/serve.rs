@@ -39,10 +39,12 @@ pub enum Roles {
 
 pub fn run(config: Config, roles: Roles) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG").unwrap_or_else(|_| "info".into());
+    // Logs go to stderr (stdout is for what commands print).
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     if config.json_logs {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        logs.json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        logs.init();
     }
     let metrics = config.metrics_listen.map(|addr| crate::metrics::install().map(|h| (addr, h))).transpose()?;
     check_paths(&config.tracker_paths)?;

@@ -60,7 +60,8 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
     meta.execute_batch(
         "DROP TABLE deleted_sites; DROP TABLE backdated_salts; DROP TABLE site_retention; DROP TABLE imports; \
          DROP TABLE site_aliases; DROP TABLE annotations; DROP TABLE segments; DROP TABLE funnel_steps; \
-         DROP TABLE funnels; \
+         DROP TABLE funnels; DROP TABLE reports; DROP TABLE alerts; DROP TABLE webhooks; DROP TABLE outbox; \
+         DROP TABLE audit_log; \
          ALTER TABLE shared_links DROP COLUMN min_visitors; \
          ALTER TABLE invites DROP COLUMN email; PRAGMA user_version = 0;",
     )
@@ -85,11 +86,14 @@ async fn a_data_directory_of_the_previous_schema_migrates_and_answers_the_same()
 
     let server = Server::start(&dir, &[]);
     assert_eq!(answers(&server.url, &key).await, before, "the same answers after the upgrade");
-    // The new parts work: invites for an address, a retention, a funnel, a site removed with its rows.
+    // The new parts work: invites for an address, a retention, a funnel, an alert, a webhook, a site
+    // removed with its rows.
     cli(&dir, &["invite", SITE, "--email", "new@example.com"]);
     cli(&dir, &["goal", "add", SITE, "--page", "/pricing"]);
     assert!(cli(&dir, &["funnel", "add", SITE, "Sign-up", "Visit /pricing", "Signup"]).contains("(2 steps)"));
     assert!(cli(&dir, &["site", "retention", SITE, "24"]).contains("keeps its data for 24 months"));
+    assert!(cli(&dir, &["alert", "add", SITE, "--kind", "drop", "--threshold", "60"]).contains("drop at 60"));
+    assert!(cli(&dir, &["webhook", "add", SITE, "https://hooks.example.com/p"]).contains("signing secret"));
     drop(server);
     let version = |file: &str| -> u32 {
         rusqlite::Connection::open(dir.join(file)).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
