@@ -373,7 +373,9 @@ fn run() -> Result<()> {
     if let Some(url) = cli.store {
         config.store = Some(url);
     }
-    match cli.command {
+    // Which site's audit log a management command goes in (the configuration is used up below).
+    let change = cli_change(&cli.command).map(|c| (c, config.clone()));
+    let outcome = match cli.command {
         Command::Serve(args) => serve::run(config.with_serve_args(args)?, Roles::All),
         Command::Collect { server, collector } => {
             serve::run(config.with_server_args(server)?.with_collector_args(collector)?, Roles::Collect)
@@ -419,6 +421,60 @@ fn run() -> Result<()> {
             println!("{base}/invite/{token}");
             Ok(())
         }
+    };
+    if let (Ok(()), Some(((domain, action), config))) = (&outcome, change) {
+        record_cli_change(&config, &domain, action);
+    }
+    outcome
+}
+
+/// The site a management command changes and what it does, for that site's audit log (the API
+/// and the dashboard record their own changes).
+fn cli_change(cmd: &Command) -> Option<(String, &'static str)> {
+    use notices::{AlertCommand as Alert, ReportCommand as Report, WebhookCommand as Webhook};
+    let (domain, action) = match cmd {
+        Command::Goal(GoalCommand::Add { domain, .. }) => (domain, "Add a goal"),
+        Command::Goal(GoalCommand::Remove { domain, .. }) => (domain, "Remove a goal"),
+        Command::Block(BlockCommand::Add { domain, .. }) => (domain, "Add a firewall rule"),
+        Command::Block(BlockCommand::Remove { domain, .. }) => (domain, "Remove a firewall rule"),
+        Command::Member(MemberCommand::Add { domain, .. }) => (domain, "Give a user a role"),
+        Command::Member(MemberCommand::Remove { domain, .. }) => (domain, "Remove a user's role"),
+        Command::Annotation(AnnotationCommand::Add { domain, .. }) => (domain, "Add an annotation"),
+        Command::Annotation(AnnotationCommand::Remove { domain, .. }) => (domain, "Remove an annotation"),
+        Command::Segment(SegmentCommand::Add { domain, .. }) => (domain, "Save a segment"),
+        Command::Segment(SegmentCommand::Remove { domain, .. }) => (domain, "Remove a segment"),
+        Command::Funnel(FunnelCommand::Add { domain, .. }) => (domain, "Add a funnel"),
+        Command::Funnel(FunnelCommand::Remove { domain, .. }) => (domain, "Remove a funnel"),
+        Command::Report(Report::Add { domain, .. }) => (domain, "Add an e-mail report"),
+        Command::Report(Report::Remove { domain, .. }) => (domain, "Stop a report"),
+        Command::Alert(Alert::Add { domain, .. }) => (domain, "Add a traffic alert"),
+        Command::Alert(Alert::Remove { domain, .. }) => (domain, "Remove an alert"),
+        Command::Webhook(Webhook::Add { domain, .. }) => (domain, "Add a webhook"),
+        Command::Webhook(Webhook::Remove { domain, .. }) => (domain, "Remove a webhook"),
+        Command::Site(SiteCommand::Retention { domain, .. }) => (domain, "Change the data retention"),
+        Command::Invite { domain, .. } => (domain, "Invite someone"),
+        _ => return None,
+    };
+    Some((domain.clone(), action))
+}
+
+/// Records a command-line change in the site's audit log; the command line is the detail, with
+/// server addresses (which may hold passwords) left out.
+fn record_cli_change(config: &Config, domain: &str, action: &str) {
+    let args: Vec<String> =
+        std::env::args().skip(1).map(|a| if a.contains("://") { "…".to_owned() } else { a }).collect();
+    let entry = plumb_meta::notices::AuditEntry {
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        actor: "the command line".into(),
+        action: action.into(),
+        detail: format!("plumb {}", args.join(" ")),
+    };
+    let recorded = serve::open_meta(config).and_then(|meta| {
+        let site = site_named(&*meta, domain)?;
+        Ok(meta.record_audit(site.id, &entry)?)
+    });
+    if let Err(e) = recorded {
+        eprintln!("warning: the change is made, but the site's audit log could not record it: {e}");
     }
 }
 

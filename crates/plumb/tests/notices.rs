@@ -511,15 +511,27 @@ async fn spike_and_drop_alerts_fire_once_per_cool_down_by_mail_and_signed_webhoo
     let log = deliveries(&c, &server.url, &key, site, &hook).await;
     assert_eq!(log.len(), 3);
     assert!(log.iter().all(|d| d["state"] == "sent" && d["attempts"] == 1), "{log:?}");
-    // The audit log has the four changes (not the refused attempts), by this key, newest first.
+    // The audit log has the four changes by this key (not the refused attempts), newest first,
+    // and the goal added from the command line between them.
     let audit: Value = c.get(format!("{base}/audit")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     let changes = audit["changes"].as_array().unwrap();
+    let who: Vec<&str> = changes.iter().map(|e| e["actor"].as_str().unwrap()).collect();
+    assert_eq!(
+        who,
+        ["API key `reader`", "the command line", "API key `reader`", "API key `reader`", "API key `reader`"],
+        "{audit}"
+    );
     let actions: Vec<&str> = changes.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions.len(), 4, "{audit}");
-    assert!(actions[0].starts_with("Add a webhook") && actions[3].starts_with("Add a webhook"), "{actions:?}");
-    assert!(actions[1..3].iter().all(|a| a.starts_with("Add a traffic alert")), "{actions:?}");
-    assert!(changes.iter().all(|e| e["actor"] == "API key `reader`"), "{audit}");
-    assert_eq!(changes[3]["request"], format!("POST /api/v1/sites/{site}/webhooks"));
+    assert!(actions[0].starts_with("Add a webhook") && actions[4].starts_with("Add a webhook"), "{actions:?}");
+    assert_eq!(actions[1], "Add a goal");
+    assert!(actions[2..4].iter().all(|a| a.starts_with("Add a traffic alert")), "{actions:?}");
+    assert_eq!(changes[4]["request"], format!("POST /api/v1/sites/{site}/webhooks"));
+    // Another, from the command line, is the newest now.
+    cli(&dir, &["goal", "add", site, "--event", "Upgrade"]);
+    let audit: Value = c.get(format!("{base}/audit")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let newest = &audit["changes"][0];
+    assert_eq!((&newest["actor"], &newest["action"]), (&json!("the command line"), &json!("Add a goal")), "{audit}");
+    assert!(newest["request"].as_str().unwrap().ends_with(&format!("goal add {site} --event Upgrade")), "{newest}");
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
