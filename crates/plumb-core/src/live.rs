@@ -138,11 +138,14 @@ impl LiveVisitors {
             if minute <= newest - COMPLETION_MINUTES {
                 continue;
             }
+            if !minutes.contains_key(&minute) {
+                // A new minute: the oldest may go (once a minute per site, not on every hit).
+                minutes.retain(|m, _| *m > newest - COMPLETION_MINUTES);
+            }
             let counts = minutes.entry(minute).or_default();
             if counts.len() < MAX_COMPLETIONS_PER_MINUTE || counts.contains_key(&done) {
                 *counts.entry(done).or_default() += 1;
             }
-            minutes.retain(|m, _| *m > newest - COMPLETION_MINUTES);
         }
         drop(completions);
         let mut sites = self.sites.lock().unwrap();

@@ -4,13 +4,12 @@
 use crate::{Mail, escape};
 use chrono::{Datelike, Months};
 use chrono_tz::Tz;
-use hmac::{Hmac, Mac};
 use plumb_core::time::{date_of_day, day_number, day_start_ms, local_day};
 use plumb_meta::Site;
+use plumb_meta::accounts::{constant_time_eq, sign};
 use plumb_meta::notices::{Report, ReportPeriod};
 use plumb_query::{DayRange, Dimension, Metric, OrderKey, Query, QueryError, SumsBackend};
 use serde_json::Value;
-use sha2::Sha256;
 use std::fmt::Write;
 
 /// Pages and sources a report lists.
@@ -62,18 +61,13 @@ pub fn key(report: &Report, range: DayRange, now: bool) -> String {
 /// The secret part of a report's unsubscribe link: an HMAC of its id under the server's key, so
 /// links need no table and cannot be guessed or moved to another subscription.
 pub fn unsubscribe_token(server_key: &[u8; 32], report_id: u32) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(server_key).expect("HMAC takes any key length");
-    mac.update(format!("plumb report unsubscribe {report_id}").as_bytes());
-    mac.finalize().into_bytes()[..16].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    // 128 of the HMAC's bits: a link short enough for any mail client.
+    sign(server_key, &format!("plumb report unsubscribe {report_id}"))[..32].to_owned()
 }
 
 /// Whether `token` is `report_id`'s, compared in constant time.
 pub fn token_matches(server_key: &[u8; 32], report_id: u32, token: &str) -> bool {
-    let want = unsubscribe_token(server_key, report_id);
-    want.len() == token.len() && want.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    constant_time_eq(&unsubscribe_token(server_key, report_id), token)
 }
 
 pub fn unsubscribe_url(public_url: &str, server_key: &[u8; 32], report_id: u32) -> String {

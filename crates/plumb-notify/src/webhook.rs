@@ -7,6 +7,7 @@
 //! `Plumb-Delivery` is the same for every attempt of one message, so receivers can drop repeats.
 
 use hmac::{Hmac, Mac};
+use plumb_meta::accounts::hex;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use std::fmt::Write;
@@ -21,11 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("{unix_seconds}.{body}").as_bytes());
-    let hex = mac.finalize().into_bytes().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    format!("t={unix_seconds},v1={hex}")
+    format!("t={unix_seconds},v1={}", hex(&mac.finalize().into_bytes()))
 }
 
 /// An address a webhook may not reach unless private targets are allowed: loopback, private,

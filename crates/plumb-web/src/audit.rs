@@ -17,6 +17,11 @@ tokio::task_local! {
     static CHANGE: RefCell<Option<(u32, String)>>;
 }
 
+/// What an API route does, in the endpoint table's words: the audit log's name for its changes
+/// (dashboard routes have none; their method and route stand in).
+#[derive(Clone, Copy)]
+pub(crate) struct Summary(pub &'static str);
+
 /// The caller `actor` was let in on site `site_id`: remembered for the change being made, if any.
 pub(crate) fn note(site_id: u32, actor: String) {
     let _ = CHANGE.try_with(|c| *c.borrow_mut() = Some((site_id, actor)));
@@ -36,7 +41,10 @@ pub(crate) async fn layer(State(web): State<Arc<Web>>, req: Request, next: Next)
     }
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let detail = format!("{} {}", req.method(), req.uri().path());
-    let action = crate::change_name(req.method().as_str(), &route);
+    let action = match req.extensions().get::<Summary>() {
+        Some(Summary(summary)) => (*summary).to_owned(),
+        None => format!("dashboard: {} {route}", req.method()),
+    };
     let (response, noted) = CHANGE
         .scope(RefCell::new(None), async move {
             let response = next.run(req).await;

@@ -552,19 +552,10 @@ pub fn router(web: Arc<Web>) -> Router {
     let api = endpoints().into_iter().fold(Router::new(), |r, e| {
         let audited: MethodRouter<Arc<Web>> =
             e.handler.layer(axum::middleware::from_fn_with_state(web.clone(), audit::layer));
-        r.route(e.path, audited.layer(Extension(e.action)))
+        let tagged: MethodRouter<Arc<Web>> = audited.layer(Extension(e.action));
+        r.route(e.path, tagged.layer(Extension(audit::Summary(e.summary))))
     });
     api.merge(app::router(web.clone())).layer(axum::middleware::from_fn(bounded_body)).with_state(web)
-}
-
-/// What a change through `method` on `route` is called in the audit log: the API's summary of
-/// the endpoint, or the dashboard's form and the route.
-pub(crate) fn change_name(method: &str, route: &str) -> String {
-    let lower = method.to_ascii_lowercase();
-    match endpoints().into_iter().find(|e| e.method == lower && e.path == route) {
-        Some(e) => e.summary.to_owned(),
-        None => format!("dashboard: {method} {route}"),
-    }
 }
 
 /// The largest body an API or dashboard request may have, and how long it may take to arrive.

@@ -703,3 +703,27 @@ fn json_logs_are_one_object_per_line() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_command_line_refuses_bad_reports_alerts_and_webhooks_saying_why() {
+    let dir = temp_dir("notices-cli");
+    cli(&dir, &["site", "add", "cli.test"]);
+    let refused = |args: &[&str], why: &str| {
+        let out = std::process::Command::new(BIN).arg("--data-dir").arg(&dir).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{args:?}: {err}");
+    };
+    refused(&["report", "add", "cli.test", "--email", "nobody", "--period", "week"], "is not an e-mail address");
+    refused(&["report", "add", "cli.test", "--email", "a@b.test", "--period", "day"], "`week` or `month`");
+    refused(&["alert", "add", "cli.test", "--kind", "flood", "--threshold", "5"], "`spike` or `drop`");
+    refused(&["alert", "add", "cli.test", "--kind", "spike", "--threshold", "300000"], "1 to 200000 current visitors");
+    refused(
+        &["alert", "add", "cli.test", "--kind", "drop", "--threshold", "5", "--cooldown-minutes", "0"],
+        "cool-down",
+    );
+    refused(&["webhook", "add", "cli.test", "ftp://x.test/"], "http:// or https://");
+    refused(&["webhook", "add", "cli.test", "https://x.test/", "--events", "weekly"], "`alert`, `daily` or `goal`");
+    refused(&["report", "remove", "cli.test", "99"], "report 99 of site");
+    refused(&["webhook", "add", "nosuch.test", "https://x.test/"], "nosuch.test");
+    let _ = std::fs::remove_dir_all(dir);
+}
