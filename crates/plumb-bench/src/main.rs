@@ -29,6 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "bench.test";
+/// A site of its own for the events that time visibility under load, so that their count is
+/// read alone.
+const PROBE_DOMAIN: &str = "probe.test";
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -77,7 +80,9 @@ fn main() {
     // 2. Plumb with every role in one process, on a fresh data directory.
     let (dir, key) = fresh_data_dir(&plumb, "serve");
     let (server, port) = start(&plumb, &dir, "serve", &[&LIFTED[..], &POLLING[..]].concat());
+    let probe = rt.spawn(visibility_under_load(port, key.clone(), seconds));
     let all_in_one = rt.block_on(load(port, server.0.id(), seconds, connections, 202));
+    rt.block_on(probe).unwrap();
     rt.block_on(drain(port, &key, all_in_one.ok as i64, "the pipeline"));
     rt.block_on(visibility(port, port, &key, all_in_one.ok as i64 + 1));
     drop(server);
@@ -152,6 +157,7 @@ fn fresh_data_dir_with(plumb: &Path, name: &str, global: &[&str]) -> (PathBuf, S
     let dir = std::env::temp_dir().join(format!("plumb-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     run(plumb, &dir, &[global, &["site", "add", DOMAIN]].concat());
+    run(plumb, &dir, &[global, &["site", "add", PROBE_DOMAIN]].concat());
     let key = run(plumb, &dir, &[global, &["key", "create", "--name", "bench"]].concat());
     (dir, key.lines().last().unwrap().trim().to_owned())
 }
@@ -183,6 +189,37 @@ async fn drain(port: u16, key: &str, accepted: i64, who: &str) {
     println!("{who} drained the {accepted} accepted events {secs:.2} s after the load stopped");
 }
 
+/// 202 → visible while the load runs: every 250 ms for `seconds`, a pageview of the probe site,
+/// polled for every 5 ms in the Stats API; prints the percentiles.
+async fn visibility_under_load(port: u16, key: String, seconds: u64) {
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    for i in 0.. {
+        if start.elapsed() >= Duration::from_secs(seconds) {
+            break;
+        }
+        assert_eq!(post(port, &request_for(PROBE_DOMAIN, "/", 9998)).await, 202);
+        let acked = Instant::now();
+        while pageviews_of(port, &key, PROBE_DOMAIN).await <= i {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(acked.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    print_latencies("202 → visible in the Stats API under the load", &mut lat);
+}
+
+fn print_latencies(what: &str, lat: &mut [f64]) {
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{what}, over {} events: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[lat.len() * 95 / 100],
+        lat[lat.len() - 1]
+    );
+}
+
 /// 202 → visible: one event at a time to `collect_port`, polling the Stats API on `query_port`
 /// every 5 ms until it counts `count`, then one more, and so on.
 async fn visibility(collect_port: u16, query_port: u16, key: &str, mut count: i64) {
@@ -198,14 +235,7 @@ async fn visibility(collect_port: u16, query_port: u16, key: &str, mut count: i6
         count += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    lat.sort_by(f64::total_cmp);
-    println!(
-        "202 → visible in the Stats API over {} events: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-        lat.len(),
-        lat[lat.len() / 2],
-        lat[lat.len() * 95 / 100],
-        lat[lat.len() - 1]
-    );
+    print_latencies("202 → visible in the Stats API", &mut lat);
 }
 
 struct Proc(Child);
@@ -300,9 +330,13 @@ impl LoadResult {
 }
 
 fn request(n: u64, conn: usize) -> Vec<u8> {
+    request_for(DOMAIN, &format!("/docs/page-{}", n % 200), conn)
+}
+
+/// A pageview of `path` on `domain` from connection `conn`'s visitor.
+fn request_for(domain: &str, path: &str, conn: usize) -> Vec<u8> {
     let body = format!(
-        "{{\"n\":\"pageview\",\"u\":\"https://{DOMAIN}/docs/page-{}\",\"d\":\"{DOMAIN}\",\"r\":\"https://www.google.com/\"}}",
-        n % 200
+        "{{\"n\":\"pageview\",\"u\":\"https://{domain}{path}\",\"d\":\"{domain}\",\"r\":\"https://www.google.com/\"}}"
     );
     format!(
         "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Bench/{conn}\r\nAccept-Language: en-GB,en;q=0.9\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
@@ -421,13 +455,22 @@ async fn load_spread(servers: &[(u16, u32)], seconds: u64, connections: usize, e
 }
 
 async fn post_event(port: u16, i: u64) -> u16 {
+    post(port, &request(i, 9999)).await
+}
+
+async fn post(port: u16, request: &[u8]) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(&request(i, 9999)).await.unwrap();
+    s.write_all(request).await.unwrap();
     read_response(&mut s, &mut Vec::new()).await.unwrap().status
 }
 
 async fn pageviews(port: u16, key: &str) -> i64 {
-    let body = format!("{{\"site_id\":\"{DOMAIN}\",\"metrics\":[\"pageviews\"],\"date_range\":\"day\"}}");
+    pageviews_of(port, key, DOMAIN).await
+}
+
+/// Today's pageviews of `domain`.
+async fn pageviews_of(port: u16, key: &str, domain: &str) -> i64 {
+    let body = format!("{{\"site_id\":\"{domain}\",\"metrics\":[\"pageviews\"],\"date_range\":\"day\"}}");
     let req = format!(
         "POST /api/v2/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

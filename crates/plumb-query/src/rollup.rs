@@ -15,7 +15,6 @@ use crate::sql::{Dialect, plain_sum};
 use crate::{Column, Sum, SumsQuery};
 use plumb_core::Row;
 use plumb_core::schema::{ATTRS, Attr, Counter, Rollups};
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 /// What a rollup column sums.
@@ -152,9 +151,10 @@ pub fn tables() -> [&'static RollupTable; 2] {
 }
 
 /// Rollup rows being summed: keys in the order first seen, and their measures side by side in
-/// one buffer (a batch makes tens of thousands of groups; one allocation each would show).
+/// one buffer (a batch makes tens of thousands of groups; one allocation each would show). Each
+/// row is looked up once per dimension, so the map hashes with foldhash rather than SipHash.
 pub struct Groups<K> {
-    index: HashMap<K, usize>,
+    index: foldhash::HashMap<K, usize>,
     keys: Vec<K>,
     sums: Vec<i64>,
     width: usize,
@@ -162,7 +162,7 @@ pub struct Groups<K> {
 
 impl<K: std::hash::Hash + Eq + Clone> Groups<K> {
     fn new(width: usize) -> Self {
-        Groups { index: HashMap::new(), keys: Vec::new(), sums: Vec::new(), width }
+        Groups { index: foldhash::HashMap::default(), keys: Vec::new(), sums: Vec::new(), width }
     }
 
     fn add(&mut self, key: K, values: &[i64]) {
