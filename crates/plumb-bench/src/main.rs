@@ -201,6 +201,7 @@ async fn visibility_under_load(port: u16, key: String, seconds: u64) {
         assert_eq!(post(port, &request_for(PROBE_DOMAIN, "/", 9998)).await, 202);
         let acked = Instant::now();
         while pageviews_of(port, &key, PROBE_DOMAIN).await <= i {
+            assert!(acked.elapsed() < Duration::from_secs(60), "a probe event was not visible within a minute");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         lat.push(acked.elapsed().as_secs_f64() * 1000.0);

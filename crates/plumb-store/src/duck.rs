@@ -189,6 +189,12 @@ impl DuckStore {
         tx.commit().map_err(backend)
     }
 
+    /// Writes what the write-ahead log holds into the file now (DuckDB does so by itself once
+    /// the log reaches [`CHECKPOINT_AFTER`], and on close).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.writer.execute_batch("CHECKPOINT").map_err(backend)
+    }
+
     /// A read connection whose queries are stopped after `timeout`.
     pub fn reader(&self, timeout: Duration) -> Result<ReaderHandle> {
         Ok(ReaderHandle { conn: Mutex::new(self.writer.try_clone().map_err(backend)?), rollups: true, timeout })
